@@ -1,0 +1,98 @@
+//! `backfill-numeric-embeddings`: price windows of a market's active instruments.
+
+use std::time::Instant;
+
+use chrono::NaiveDate;
+
+use super::BackfillSummary;
+use crate::encoders::{window_encoder, SkipReason};
+use crate::error::{Error, Result};
+use crate::progress;
+use crate::storage::bulk::{BulkWriter, Value};
+use crate::storage::tables::NUMERIC_WINDOW_EMBEDDINGS;
+use crate::storage::{queries, Db};
+use crate::vector;
+
+#[derive(Clone, Debug)]
+pub struct NumericBackfill {
+    pub as_of: NaiveDate,
+    pub window_days: usize,
+    pub market_id: String,
+    pub limit: Option<u64>,
+    pub model_id: String,
+}
+
+pub async fn backfill_numeric_embeddings(db: &Db, p: &NumericBackfill) -> Result<BackfillSummary> {
+    let started = Instant::now();
+    let encoder = window_encoder(&p.model_id)?;
+    if p.window_days == 0 {
+        return Err(Error::Invalid("--window-days must be at least 1".into()));
+    }
+    let instruments = queries::active_instruments(db, &p.market_id, p.limit).await?;
+    if instruments.is_empty() {
+        let markets = known_markets(db).await?;
+        return Err(Error::Invalid(format!(
+            "market {:?} has no active instruments; markets with active instruments: {}",
+            p.market_id,
+            if markets.is_empty() {
+                "none (import instruments first)".into()
+            } else {
+                markets.join(", ")
+            }
+        )));
+    }
+    let need = encoder.prices_needed(p.window_days);
+    let windows = queries::recent_prices(db, &instruments, p.as_of, need).await?;
+
+    let pb = progress::items(instruments.len() as u64, "instruments");
+    pb.set_message(format!("{} {}", p.model_id, p.market_id));
+    let mut summary = BackfillSummary {
+        model_id: p.model_id.clone(),
+        ..Default::default()
+    };
+    let mut tx = db.begin().await?;
+    let mut writer = BulkWriter::new(&NUMERIC_WINDOW_EMBEDDINGS);
+    for id in &instruments {
+        pb.inc(1);
+        let have = windows.get(id).map_or(0, |w| w.dates.len());
+        let encoded = match windows.get(id) {
+            Some(w) if have >= need => encoder.encode(w).map(|v| (v, w.span())),
+            _ => Err(SkipReason::InsufficientHistory { have, need }),
+        };
+        match encoded {
+            Ok((v, span)) => {
+                let (start, end) = span.map_or((Value::Null, Value::Null), |(s, e)| {
+                    (Value::Date(s), Value::Date(e))
+                });
+                let row = vec![
+                    Value::Text("INSTRUMENT".into()),
+                    Value::Text(id.clone()),
+                    Value::Text(p.market_id.clone()),
+                    Value::Date(p.as_of),
+                    Value::Int(p.window_days as i64),
+                    Value::Text(p.model_id.clone()),
+                    Value::Bytes(vector::to_bytes(&v)),
+                    start,
+                    end,
+                ];
+                writer.push(&mut tx, row).await.map_err(|e| db.err(e))?;
+                summary.encoded += 1;
+            }
+            Err(reason) => summary
+                .skipped
+                .entry(reason.kind())
+                .or_default()
+                .push((id.clone(), reason.to_string())),
+        }
+    }
+    writer.finish(&mut tx).await.map_err(|e| db.err(e))?;
+    db.commit(tx).await?;
+    pb.finish_and_clear();
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+async fn known_markets(db: &Db) -> Result<Vec<String>> {
+    let sql = "SELECT DISTINCT market_id FROM instruments WHERE lower(status) = 'active' ORDER BY market_id";
+    crate::with_pool!(db, p => sqlx::query_scalar::<_, String>(sql).fetch_all(p).await).map_err(|e| db.err(e))
+}

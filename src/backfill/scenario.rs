@@ -1,0 +1,137 @@
+//! `backfill-numeric-scenario-embeddings`: scenario return panels of one set.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use super::BackfillSummary;
+use crate::encoders::{scenario_encoder, ScenarioPanel};
+use crate::error::{Error, Result};
+use crate::progress;
+use crate::storage::bulk::{BulkWriter, Value};
+use crate::storage::queries::{self, PathCell};
+use crate::storage::tables::NUMERIC_WINDOW_EMBEDDINGS;
+use crate::storage::Db;
+use crate::vector;
+
+#[derive(Clone, Debug)]
+pub struct ScenarioBackfill {
+    pub scenario_set_id: String,
+    pub model_id: String,
+    pub limit: Option<u64>,
+}
+
+/// Scenarios whose paths are read per query.
+const SCENARIOS_PER_READ: usize = 1000;
+
+pub async fn backfill_numeric_scenario_embeddings(db: &Db, p: &ScenarioBackfill) -> Result<BackfillSummary> {
+    let started = Instant::now();
+    let encoder = scenario_encoder(&p.model_id)?;
+    let set = p.scenario_set_id.as_str();
+    let ids = queries::scenario_ids(db, set, p.limit).await?;
+    if ids.is_empty() {
+        let sets = crate::with_pool!(db, p => sqlx::query_scalar::<_, String>(
+            "SELECT DISTINCT scenario_set_id FROM scenario_paths ORDER BY scenario_set_id")
+            .fetch_all(p).await)
+        .map_err(|e| db.err(e))?;
+        return Err(Error::Invalid(format!(
+            "scenario set {set:?} has no scenario paths; sets with paths: {}",
+            if sets.is_empty() {
+                "none (import scenario-paths first)".into()
+            } else {
+                sets.join(", ")
+            }
+        )));
+    }
+    let meta = queries::scenario_meta(db, set).await?;
+    let missing: Vec<&String> = ids.iter().filter(|id| !meta.contains_key(*id)).collect();
+    if let Some(first) = missing.first() {
+        return Err(Error::Invalid(format!(
+            "scenario {first:?} of set {set:?} has paths but no row in `scenarios` (no scenario_date); \
+             {} such scenario(s) — import the scenarios file first",
+            missing.len()
+        )));
+    }
+
+    let pb = progress::items(ids.len() as u64, "scenarios");
+    pb.set_message(format!("{} {set}", p.model_id));
+    let mut tx = db.begin().await?;
+    let mut writer = BulkWriter::new(&NUMERIC_WINDOW_EMBEDDINGS);
+    let mut encoded = 0u64;
+    for chunk in ids.chunks(SCENARIOS_PER_READ) {
+        let cells = queries::scenario_paths(db, set, &chunk[0], &chunk[chunk.len() - 1]).await?;
+        for group in cells.chunk_by(|a, b| a.scenario_id == b.scenario_id) {
+            let panel = build_panel(set, group)?;
+            let v = encoder.encode(&panel)?;
+            let m = &meta[&panel.scenario_id];
+            let row = vec![
+                Value::Text("SCENARIO".into()),
+                Value::Text(panel.scenario_id.clone()),
+                Value::Text(set.to_string()),
+                Value::Date(m.scenario_date),
+                Value::Int(panel.days.len() as i64),
+                Value::Text(p.model_id.clone()),
+                Value::Bytes(vector::to_bytes(&v)),
+                Value::Null,
+                Value::Null,
+            ];
+            writer.push(&mut tx, row).await.map_err(|e| db.err(e))?;
+            encoded += 1;
+            pb.inc(1);
+        }
+    }
+    writer.finish(&mut tx).await.map_err(|e| db.err(e))?;
+    db.commit(tx).await?;
+    pb.finish_and_clear();
+    Ok(BackfillSummary {
+        model_id: p.model_id.clone(),
+        encoded,
+        seconds: started.elapsed().as_secs_f64(),
+        ..Default::default()
+    })
+}
+
+/// The (day × instrument) panel of one scenario's cells, which arrive ordered by
+/// day then instrument. Every day must have a return for every instrument.
+pub fn build_panel(set: &str, cells: &[PathCell]) -> Result<ScenarioPanel> {
+    let scenario_id = cells[0].scenario_id.clone();
+    let days: Vec<i32> = cells
+        .iter()
+        .map(|c| c.day_index)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let instruments: Vec<String> = cells
+        .iter()
+        .map(|c| c.instrument_id.as_str())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let n = instruments.len();
+    let mut grid: Vec<Option<f64>> = vec![None; days.len() * n];
+    for c in cells {
+        let d = days.binary_search(&c.day_index).expect("day collected above");
+        let j = instruments
+            .binary_search_by(|x| x.as_str().cmp(&c.instrument_id))
+            .expect("instrument collected above");
+        grid[d * n + j] = Some(c.ret);
+    }
+    if let Some(pos) = grid.iter().position(Option::is_none) {
+        return Err(Error::Invalid(format!(
+            "scenario {scenario_id:?} of set {set:?}: no return for instrument {:?} on day_index {} \
+             (panel of {} days × {} instruments has {} of {} cells)",
+            instruments[pos % n],
+            days[pos / n],
+            days.len(),
+            n,
+            cells.len(),
+            grid.len()
+        )));
+    }
+    Ok(ScenarioPanel {
+        scenario_id,
+        days,
+        instruments,
+        values: grid.into_iter().map(|v| v.unwrap_or_default()).collect(),
+    })
+}

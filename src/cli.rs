@@ -1,0 +1,112 @@
+//! Command-line parsing and dispatch. Each subcommand lives in `commands/`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands;
+use crate::error::Result;
+use crate::storage::{resolve_url, Db};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stabspace",
+    version,
+    about = "Stability/fragility (STAB) joint embedding space: backfills and nearest-scenario queries",
+    long_about = "Stability/fragility (STAB) joint embedding space.\n\n\
+        Turns daily prices and shock scenarios into 384-dim float32 vectors stored in \
+        PostgreSQL or, by default, an embedded SQLite file in the data directory.\n\n\
+        Start with `stabspace demo`."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts.
+#[derive(Clone, Debug, Args)]
+pub struct GlobalOpts {
+    /// Database: postgres://user[:password]@host[:port]/db or sqlite://path/file.db.
+    /// Without it, the embedded SQLite file <data-dir>/stabspace.db is used (and created).
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Directory for the embedded database and index files.
+    #[arg(
+        long,
+        env = "STABSPACE_DATA_DIR",
+        global = true,
+        default_value = "./stabspace-data"
+    )]
+    pub data_dir: PathBuf,
+}
+
+impl GlobalOpts {
+    /// The database URL in use.
+    pub fn url(&self) -> String {
+        resolve_url(self.database_url.as_deref(), &self.data_dir)
+    }
+
+    /// Connect and apply migrations (every command does this first).
+    pub async fn open_db(&self) -> Result<Db> {
+        Db::open(&self.url()).await
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply the database migrations (every command also does this) and exit.
+    Migrate(commands::migrate::Args),
+    /// Import a CSV file into its table (one transaction; re-importing is a no-op).
+    Import(commands::import::Args),
+    /// Encode the price windows of a market's active instruments (num-stab-core-v1, …).
+    BackfillNumericEmbeddings(commands::backfill_numeric_embeddings::Args),
+    /// Encode the return panels of a scenario set (num-scenario-core-v1).
+    BackfillNumericScenarioEmbeddings(commands::backfill_numeric_scenario_embeddings::Args),
+    /// Write a deterministic synthetic market as CSV files in the import formats.
+    Generate(commands::generate::Args),
+    /// Generate a small market, import it and run every workflow on it.
+    Demo(commands::demo::Args),
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Migrate(a) => commands::migrate::run(g, a).await,
+        Command::Import(a) => commands::import::run(g, a).await,
+        Command::BackfillNumericEmbeddings(a) => commands::backfill_numeric_embeddings::run(g, a).await,
+        Command::BackfillNumericScenarioEmbeddings(a) => {
+            commands::backfill_numeric_scenario_embeddings::run(g, a).await
+        }
+        Command::Generate(a) => commands::generate::run(g, a).await,
+        Command::Demo(a) => commands::demo::run(g, a).await,
+    }
+}
+
+/// The binary's entry point: parse, run, print errors as one line, set the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// clap value parser for ISO dates.
+pub fn parse_date(s: &str) -> std::result::Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("invalid date {s:?}, expected YYYY-MM-DD"))
+}

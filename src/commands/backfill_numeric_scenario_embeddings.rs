@@ -1,0 +1,39 @@
+use crate::backfill::{backfill_numeric_scenario_embeddings, ScenarioBackfill};
+use crate::cli::GlobalOpts;
+use crate::error::Result;
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Builds each scenario's (day × instrument) return panel from scenario_paths \
+(days by day_index, instruments sorted by id), flattens it day by day and zero-pads to 384 float32 \
+values, into numeric_window_embeddings (entity_type SCENARIO, scope = the set, as_of_date = the \
+scenario_date). A missing cell is an error naming the scenario. Re-running replaces the vectors.\n\n\
+Example: stabspace backfill-numeric-scenario-embeddings --scenario-set-id SET_ABC123 \
+--model-id num-scenario-core-v1 --limit 100"
+)]
+pub struct Args {
+    /// Scenario set to encode.
+    #[arg(long)]
+    pub scenario_set_id: String,
+    /// Encoder.
+    #[arg(long, default_value = "num-scenario-core-v1")]
+    pub model_id: String,
+    /// At most this many scenarios, in scenario_id order.
+    #[arg(long)]
+    pub limit: Option<u64>,
+}
+
+pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
+    let db = g.open_db().await?;
+    let summary = backfill_numeric_scenario_embeddings(
+        &db,
+        &ScenarioBackfill {
+            scenario_set_id: a.scenario_set_id,
+            model_id: a.model_id,
+            limit: a.limit,
+        },
+    )
+    .await?;
+    print!("{summary}");
+    Ok(())
+}

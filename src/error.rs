@@ -1,0 +1,87 @@
+//! The one error type of the `stabspace` library.
+//!
+//! Every variant carries what a user needs to fix the problem: the file, line
+//! and column of bad input, the database (with its password hidden), the known
+//! alternatives to an unknown name.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database server could not be reached at all.
+    #[error("cannot connect to {db}: {reason}")]
+    Unreachable { db: String, reason: String },
+
+    /// A query failed on a reachable database.
+    #[error("database error on {db}: {source}")]
+    Database {
+        db: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    #[error("applying migrations to {db} failed: {source}")]
+    Migrate {
+        db: String,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+
+    #[error("unsupported database URL {url:?}: expected postgres://… or sqlite://…")]
+    UnsupportedUrl { url: String },
+
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A CSV file lacks a required column in its header.
+    #[error("{}: missing required column {column:?} (header has: {found})", file.display())]
+    MissingColumn {
+        file: PathBuf,
+        column: String,
+        found: String,
+    },
+
+    /// One field of one row is bad. `line` is the 1-based line in the file.
+    #[error("{}:{line}: column {column:?}: {message}", file.display())]
+    BadField {
+        file: PathBuf,
+        line: u64,
+        column: String,
+        message: String,
+    },
+
+    /// The CSV itself cannot be read (bad UTF-8, wrong field count, …).
+    #[error("{}:{line}: {message}", file.display())]
+    BadRow {
+        file: PathBuf,
+        line: u64,
+        message: String,
+    },
+
+    #[error("unknown model id {got:?} for {what}; known: {}", known.join(", "))]
+    UnknownModel {
+        what: &'static str,
+        got: String,
+        known: Vec<String>,
+    },
+
+    /// Input that is well-formed but cannot be used (nothing stored, a gap in a panel, …).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! stabspace: the stability/fragility ("STAB") joint embedding space.
+//!
+//! Backfills turn daily prices and shock scenarios into 384-dim float32
+//! vectors stored in PostgreSQL or an embedded SQLite file; the `index/` crate
+//! (`stabspace-index`) makes nearest-scenario queries over them fast.
+//! See `ARCHITECTURE.md` for a map of the modules.
+
+#![forbid(unsafe_code)]
+
+pub mod backfill;
+pub mod cli;
+pub mod commands;
+pub mod encoders;
+pub mod error;
+pub mod import;
+pub mod progress;
+pub mod storage;
+pub mod synth;
+pub mod vector;
+
+pub use error::{Error, Result};

@@ -1,0 +1,161 @@
+//! Reads shared by the workflows, written once for both backends.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use sqlx::Row;
+
+use super::Db;
+use crate::encoders::PriceWindow;
+use crate::error::Result;
+use crate::with_pool;
+
+/// `--limit` as SQL: no limit is the largest value both backends accept.
+pub fn sql_limit(limit: Option<u64>) -> i64 {
+    limit.map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX))
+}
+
+/// Active instruments of a market, ordered by id, at most `limit`.
+pub async fn active_instruments(db: &Db, market_id: &str, limit: Option<u64>) -> Result<Vec<String>> {
+    let sql = "SELECT instrument_id FROM instruments \
+               WHERE market_id = $1 AND lower(status) = 'active' \
+               ORDER BY instrument_id LIMIT $2";
+    with_pool!(db, p => sqlx::query_scalar::<_, String>(sql)
+        .bind(market_id)
+        .bind(sql_limit(limit))
+        .fetch_all(p)
+        .await)
+    .map_err(|e| db.err(e))
+}
+
+/// For each instrument, its last `n` prices on or before `as_of`, oldest first.
+/// Instruments without any price are absent from the map.
+pub async fn recent_prices(
+    db: &Db,
+    instruments: &[String],
+    as_of: NaiveDate,
+    n: usize,
+) -> Result<HashMap<String, PriceWindow>> {
+    let mut out: HashMap<String, PriceWindow> = HashMap::with_capacity(instruments.len());
+    // Chunked IN-lists keep statements small on both backends.
+    for chunk in instruments.chunks(500) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "SELECT instrument_id, trade_date, close, volume FROM (\
+               SELECT instrument_id, trade_date, close, volume, ROW_NUMBER() OVER \
+                 (PARTITION BY instrument_id ORDER BY trade_date DESC) AS rn \
+               FROM prices_daily WHERE trade_date <= $1 AND instrument_id IN ({})) t \
+             WHERE rn <= $2 ORDER BY instrument_id, trade_date",
+            placeholders.join(",")
+        );
+        let rows = with_pool!(db, p => {
+            let mut q = sqlx::query(&sql).bind(as_of).bind(n as i64);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.fetch_all(p).await.and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        Ok((
+                            r.try_get::<String, _>(0)?,
+                            r.try_get::<NaiveDate, _>(1)?,
+                            r.try_get::<f64, _>(2)?,
+                            r.try_get::<f64, _>(3)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, sqlx::Error>>()
+            })
+        })
+        .map_err(|e| db.err(e))?;
+        for (id, date, close, volume) in rows {
+            let w = out.entry(id.clone()).or_insert_with(|| PriceWindow {
+                instrument_id: id,
+                dates: Vec::with_capacity(n),
+                close: Vec::with_capacity(n),
+                volume: Vec::with_capacity(n),
+            });
+            w.dates.push(date);
+            w.close.push(close);
+            w.volume.push(volume);
+        }
+    }
+    Ok(out)
+}
+
+/// Distinct scenario ids with paths in a set, ordered, at most `limit`.
+pub async fn scenario_ids(db: &Db, set: &str, limit: Option<u64>) -> Result<Vec<String>> {
+    let sql = "SELECT DISTINCT scenario_id FROM scenario_paths WHERE scenario_set_id = $1 \
+               ORDER BY scenario_id LIMIT $2";
+    with_pool!(db, p => sqlx::query_scalar::<_, String>(sql)
+        .bind(set)
+        .bind(sql_limit(limit))
+        .fetch_all(p)
+        .await)
+    .map_err(|e| db.err(e))
+}
+
+/// A scenario's row in `scenarios`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScenarioMeta {
+    pub scenario_date: NaiveDate,
+    pub shock_type: Option<String>,
+    pub severity: Option<String>,
+}
+
+/// All scenarios of a set, by scenario id.
+pub async fn scenario_meta(db: &Db, set: &str) -> Result<HashMap<String, ScenarioMeta>> {
+    let sql = "SELECT scenario_id, scenario_date, shock_type, severity FROM scenarios \
+               WHERE scenario_set_id = $1";
+    let rows = with_pool!(db, p => sqlx::query(sql).bind(set).fetch_all(p).await.and_then(|rows| {
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<String, _>(0)?,
+                    ScenarioMeta {
+                        scenario_date: r.try_get(1)?,
+                        shock_type: r.try_get(2)?,
+                        severity: r.try_get(3)?,
+                    },
+                ))
+            })
+            .collect::<Result<HashMap<_, _>, sqlx::Error>>()
+    }))
+    .map_err(|e| db.err(e))?;
+    Ok(rows)
+}
+
+/// One cell of a scenario path.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PathCell {
+    pub scenario_id: String,
+    pub day_index: i32,
+    pub instrument_id: String,
+    pub ret: f64,
+}
+
+/// Path cells of the scenarios with `first <= scenario_id <= last`, ordered by
+/// scenario, day and instrument (the table's key order).
+pub async fn scenario_paths(db: &Db, set: &str, first: &str, last: &str) -> Result<Vec<PathCell>> {
+    let sql = "SELECT scenario_id, day_index, instrument_id, return FROM scenario_paths \
+               WHERE scenario_set_id = $1 AND scenario_id >= $2 AND scenario_id <= $3 \
+               ORDER BY scenario_id, day_index, instrument_id";
+    with_pool!(db, p => sqlx::query(sql).bind(set).bind(first).bind(last).fetch_all(p).await.and_then(|rows| {
+        rows.iter()
+            .map(|r| {
+                Ok(PathCell {
+                    scenario_id: r.try_get(0)?,
+                    day_index: r.try_get(1)?,
+                    instrument_id: r.try_get(2)?,
+                    ret: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+    }))
+    .map_err(|e| db.err(e))
+}
+
+/// Number of rows in a table (for summaries and tests).
+pub async fn count(db: &Db, table: &str) -> Result<i64> {
+    let sql = format!("SELECT COUNT(*) FROM {table}");
+    with_pool!(db, p => sqlx::query_scalar::<_, i64>(&sql).fetch_one(p).await).map_err(|e| db.err(e))
+}

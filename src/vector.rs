@@ -1,0 +1,53 @@
+//! The stored vector format: 384 little-endian IEEE-754 float32 values, 1536 bytes.
+
+use crate::error::{Error, Result};
+
+/// Dimension of every vector in the STAB spaces.
+pub const DIM: usize = 384;
+/// Size in bytes of one stored vector.
+pub const VECTOR_BYTES: usize = DIM * 4;
+
+/// Serialise a vector as little-endian float32 bytes.
+pub fn to_bytes(v: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len() * 4);
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out
+}
+
+/// Parse a stored vector; `what` names the row in the error.
+pub fn from_bytes(bytes: &[u8], what: &str) -> Result<Vec<f32>> {
+    if bytes.len() != VECTOR_BYTES {
+        return Err(Error::Invalid(format!(
+            "{what}: stored vector has {} bytes, expected {VECTOR_BYTES}",
+            bytes.len()
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+/// Euclidean (L2) norm, accumulated in f64.
+pub fn l2_norm(v: &[f32]) -> f64 {
+    v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_is_little_endian() {
+        let mut v = vec![0.0f32; DIM];
+        v[0] = 1.0;
+        v[383] = -2.5;
+        let b = to_bytes(&v);
+        assert_eq!(b.len(), VECTOR_BYTES);
+        assert_eq!(&b[0..4], &[0x00, 0x00, 0x80, 0x3f]);
+        assert_eq!(from_bytes(&b, "t").unwrap(), v);
+        assert!(from_bytes(&b[..100], "t").is_err());
+    }
+}
