@@ -93,8 +93,16 @@ mod tests {
         };
         let v = PadToDimWindow::new("num-stab-core-v1").encode(&w).unwrap();
         assert_eq!(v.len(), 384);
-        // Hand-computed: ln(110/100) = 0.09531017980432493, ln(99/110) = -0.10536051565782628.
-        let expected: [f32; 6] = [110.0, 1000.0, 0.095_310_18, 99.0, 2000.0, -0.105_360_52];
+        // Hand-computed: ln(110/100) = 0.09531017980432493 and ln(99/110) = -0.10536051565782628,
+        // whose nearest float32 values have the little-endian bytes fc31c33d and 41c7d7bd.
+        let expected: [f32; 6] = [
+            110.0,
+            1000.0,
+            f32::from_le_bytes([0xfc, 0x31, 0xc3, 0x3d]),
+            99.0,
+            2000.0,
+            f32::from_le_bytes([0x41, 0xc7, 0xd7, 0xbd]),
+        ];
         assert_eq!(&v[..6], &expected);
         assert!(v[6..].iter().all(|&x| x == 0.0));
     }

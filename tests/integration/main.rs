@@ -1,1 +1,10 @@
+//! Integration tests, compiled into one binary. Storage tests run on a
+//! temporary SQLite file and on a fresh PostgreSQL database each
+//! (`both_backends!`); CLI tests run the real binary.
 
+mod support;
+
+mod backfill;
+mod cli;
+mod import;
+mod migrate;

@@ -1,0 +1,180 @@
+//! Test databases: a temporary SQLite file, or a fresh PostgreSQL database per test.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use stabspace::storage::Db;
+use stabspace::synth::{generate, Generated, SetKind, SynthConfig};
+use tempfile::TempDir;
+
+pub const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// A migrated database that disappears with the value.
+pub struct TestDb {
+    pub db: Db,
+    pub url: String,
+    /// Scratch directory for CSV files (and the SQLite file).
+    pub dir: TempDir,
+    pg: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+pub async fn sqlite(migrate: bool) -> TestDb {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("test.db").display());
+    let db = Db::connect(&url).await.expect("open sqlite");
+    if migrate {
+        db.migrate().await.expect("migrate sqlite");
+    }
+    TestDb {
+        db,
+        url,
+        dir,
+        pg: None,
+    }
+}
+
+fn require_postgres() -> bool {
+    std::env::var("STABSPACE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
+}
+
+/// A fresh database on the server at TEST_DATABASE_URL, or None (said loudly)
+/// when the server is unreachable and STABSPACE_REQUIRE_POSTGRES is not 1.
+pub async fn postgres(migrate: bool) -> Option<TestDb> {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let admin_url = std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_PG.to_string());
+    let admin = match Db::connect(&admin_url).await {
+        Ok(db) => db,
+        Err(e) => {
+            if require_postgres() {
+                panic!("STABSPACE_REQUIRE_POSTGRES=1 but PostgreSQL is unreachable: {e}");
+            }
+            eprintln!("\n*** POSTGRES TESTS SKIPPED: {e} (set TEST_DATABASE_URL) ***\n");
+            return None;
+        }
+    };
+    let name = format!(
+        "stabspace_test_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+    );
+    stabspace::with_pool!(admin, p => sqlx::query(&format!("CREATE DATABASE {name}")).execute(p).await.map(|_| ()))
+        .expect("create test database");
+    admin.close().await;
+    let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
+    url.set_path(&name);
+    let url = url.to_string();
+    let db = Db::connect(&url).await.expect("open test database");
+    if migrate {
+        db.migrate().await.expect("migrate test database");
+    }
+    Some(TestDb {
+        db,
+        url,
+        dir: tempfile::tempdir().expect("tempdir"),
+        pg: Some((admin_url, name)),
+    })
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((admin_url, name)) = self.pg.take() else {
+            return;
+        };
+        let db = self.db.clone();
+        // Drop runs inside the test's runtime; do the async cleanup on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async move {
+                db.close().await;
+                let admin = Db::connect(&admin_url).await.ok()?;
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                let _ = stabspace::with_pool!(admin, p => sqlx::query(&sql).execute(p).await.map(|_| ()));
+                admin.close().await;
+                Some(())
+            })
+        })
+        .join();
+    }
+}
+
+/// Runs an async test body against SQLite and PostgreSQL, as two tests, on a
+/// migrated database (or, after `unmigrated:`, an empty one).
+#[macro_export]
+macro_rules! both_backends {
+    (unmigrated: $($name:ident),* $(,)?) => { $crate::both_backends!(@with false; $($name),*); };
+    ($($name:ident),* $(,)?) => { $crate::both_backends!(@with true; $($name),*); };
+    (@with $migrate:expr; $($name:ident),*) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::support::sqlite($migrate).await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(db) = $crate::support::postgres($migrate).await {
+                    super::$name(db).await
+                }
+            }
+        }
+    )*};
+}
+
+/// A small market: 30 instruments (SYN0025 delisted), 160 days, 2 crashes, 20 MC scenarios.
+pub fn small_market(dir: &Path) -> (SynthConfig, Generated) {
+    let cfg = SynthConfig {
+        instruments: 30,
+        days: 160,
+        crashes: 2,
+        mc_scenarios: 20,
+        scenario_instruments: 5,
+        portfolios: 2,
+        sets: vec![SetKind::Historical, SetKind::MonteCarlo],
+        ..SynthConfig::default()
+    };
+    let generated = generate(&cfg, &dir.join("market")).expect("generate");
+    (cfg, generated)
+}
+
+/// Import every generated file.
+pub async fn import_all(db: &Db, g: &Generated) {
+    for (kind, path, rows) in &g.files {
+        let s = stabspace::import::import_file(db, *kind, path)
+            .await
+            .expect("import");
+        assert_eq!(s.rows, *rows, "{}", path.display());
+    }
+}
+
+pub async fn count(db: &Db, table: &str) -> i64 {
+    stabspace::storage::queries::count(db, table)
+        .await
+        .expect("count")
+}
+
+/// Read a CSV file written by the generator as header-keyed rows.
+pub fn read_csv(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut r = csv::Reader::from_path(path).expect("open csv");
+    let headers = r.headers().expect("header").clone();
+    r.records()
+        .map(|rec| {
+            let rec = rec.expect("record");
+            headers
+                .iter()
+                .map(str::to_string)
+                .zip(rec.iter().map(str::to_string))
+                .collect()
+        })
+        .collect()
+}
