@@ -3,18 +3,18 @@
 //! A [`TableSpec`] says which columns a table takes and which of them form its
 //! key. A [`BulkWriter`] buffers rows and writes them in chunks:
 //!
-//! * PostgreSQL: each chunk is streamed with `COPY … FROM STDIN (FORMAT csv)` into
-//!   a temporary staging table; [`BulkWriter::finish`] moves the staged rows into
-//!   the target with one `INSERT … SELECT DISTINCT ON (key) … ON CONFLICT`, the
-//!   last row of a key winning, as on SQLite.
+//! * PostgreSQL: each chunk is streamed with binary `COPY … FROM STDIN` into a
+//!   temporary staging table typed as the spec says; [`BulkWriter::finish`] moves
+//!   the staged rows into the target with one `INSERT … SELECT DISTINCT ON (key) …
+//!   ON CONFLICT`, the last row of a key winning, as on SQLite. Assignment casts
+//!   let the target's own column types differ (a table another tool created with
+//!   `NUMERIC` prices still takes our `DOUBLE PRECISION` values).
 //! * SQLite: multi-row `INSERT … VALUES (…),(…) ON CONFLICT DO UPDATE` statements
 //!   of a few hundred rows, prepared once and cached by the driver.
 //!
 //! Either way the rows become visible only when the caller commits, so a failure
 //! part-way leaves the table exactly as it was, and writing the same rows twice
 //! leaves one copy.
-
-use std::fmt::Write as _;
 
 use chrono::NaiveDate;
 use sqlx::Arguments as _;
@@ -168,38 +168,45 @@ impl BulkWriter {
         &mut self,
         t: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     ) -> Result<(), sqlx::Error> {
-        let cols = self.spec.column_list();
         let stage = match &self.stage {
             Some(s) => s.clone(),
             None => {
                 let name = format!("stage_{}", self.spec.table);
+                let cols: Vec<String> = self
+                    .spec
+                    .columns
+                    .iter()
+                    .map(|(c, ty)| format!("{c} {}", pg_type(*ty)))
+                    .collect();
                 sqlx::query(&format!(
-                    "CREATE TEMP TABLE {name} ON COMMIT DROP AS SELECT {cols} FROM {} WITH NO DATA",
-                    self.spec.table
+                    "CREATE TEMP TABLE {name} ({}, _seq BIGSERIAL) ON COMMIT DROP",
+                    cols.join(", ")
                 ))
                 .execute(&mut **t)
                 .await?;
-                sqlx::query(&format!("ALTER TABLE {name} ADD COLUMN _seq BIGSERIAL"))
-                    .execute(&mut **t)
-                    .await?;
                 self.stage = Some(name.clone());
                 name
             }
         };
-        let mut csv = String::with_capacity(self.buf.len() * 64);
+        let mut buf = Vec::with_capacity(self.buf.len() * 128 + 32);
+        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        buf.extend_from_slice(&0i32.to_be_bytes()); // flags
+        buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
         for row in &self.buf {
-            for (i, v) in row.iter().enumerate() {
-                if i > 0 {
-                    csv.push(',');
-                }
-                write_csv_cell(&mut csv, v);
+            buf.extend_from_slice(&(row.len() as i16).to_be_bytes());
+            for (v, (col, ty)) in row.iter().zip(self.spec.columns) {
+                write_binary_cell(&mut buf, v, *ty)
+                    .map_err(|m| sqlx::Error::Encode(format!("{}.{col}: {m}", self.spec.table).into()))?;
             }
-            csv.push('\n');
         }
+        buf.extend_from_slice(&(-1i16).to_be_bytes());
         let mut copy = t
-            .copy_in_raw(&format!("COPY {stage} ({cols}) FROM STDIN (FORMAT csv)"))
+            .copy_in_raw(&format!(
+                "COPY {stage} ({}) FROM STDIN (FORMAT binary)",
+                self.spec.column_list()
+            ))
             .await?;
-        copy.send(csv.into_bytes()).await?;
+        copy.send(buf).await?;
         copy.finish().await?;
         Ok(())
     }
@@ -239,65 +246,89 @@ impl BulkWriter {
     }
 }
 
-/// One cell in PostgreSQL's CSV `COPY` format: NULL is an unquoted empty field,
-/// text is always quoted (so an empty string stays an empty string), bytes use
-/// the `\x` hex form of `bytea`.
-fn write_csv_cell(out: &mut String, v: &Value) {
-    match v {
-        Value::Null => {}
-        Value::Text(s) | Value::Json(s) => {
-            out.push('"');
-            for ch in s.chars() {
-                if ch == '"' {
-                    out.push('"');
-                }
-                out.push(ch);
-            }
-            out.push('"');
-        }
-        Value::Date(d) => {
-            let _ = write!(out, "{}", d.format("%Y-%m-%d"));
-        }
-        Value::Float(f) => {
-            let _ = write!(out, "{f:?}");
-        }
-        Value::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        Value::Bytes(b) => {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.reserve(2 + 2 * b.len());
-            out.push_str("\\x");
-            for byte in b {
-                out.push(HEX[(byte >> 4) as usize] as char);
-                out.push(HEX[(byte & 0xf) as usize] as char);
-            }
-        }
+/// The PostgreSQL type of a staging column.
+fn pg_type(ty: Col) -> &'static str {
+    match ty {
+        Col::Text => "TEXT",
+        Col::Date => "DATE",
+        Col::Float => "DOUBLE PRECISION",
+        Col::Int => "BIGINT",
+        Col::Json => "JSONB",
+        Col::Bytes => "BYTEA",
     }
+}
+
+/// Days from the Unix epoch to PostgreSQL's epoch, 2000-01-01.
+const PG_EPOCH_DAYS: i32 = 10_957;
+
+/// One field of PostgreSQL's binary `COPY` format: a big-endian i32 length
+/// (-1 for NULL) and the value in the type's binary send format.
+fn write_binary_cell(out: &mut Vec<u8>, v: &Value, ty: Col) -> Result<(), String> {
+    let field = |out: &mut Vec<u8>, bytes: &[u8]| {
+        out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+        out.extend_from_slice(bytes);
+    };
+    match (v, ty) {
+        (Value::Null, _) => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        (Value::Text(s), Col::Text) => field(out, s.as_bytes()),
+        (Value::Json(s), Col::Json) => {
+            // jsonb's binary format: a version byte (1), then the JSON text.
+            out.extend_from_slice(&(s.len() as i32 + 1).to_be_bytes());
+            out.push(1);
+            out.extend_from_slice(s.as_bytes());
+        }
+        (Value::Date(d), Col::Date) => {
+            let days = d
+                .signed_duration_since(chrono::DateTime::UNIX_EPOCH.date_naive())
+                .num_days();
+            let pg = i32::try_from(days).map_err(|_| format!("date {d} out of range"))? - PG_EPOCH_DAYS;
+            field(out, &pg.to_be_bytes());
+        }
+        (Value::Float(f), Col::Float) => field(out, &f.to_be_bytes()),
+        (Value::Int(i), Col::Int) => field(out, &i.to_be_bytes()),
+        (Value::Bytes(b), Col::Bytes) => field(out, b),
+        (v, ty) => return Err(format!("value {v:?} does not fit a {ty:?} column")),
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn cell(v: Value) -> String {
-        let mut s = String::new();
-        write_csv_cell(&mut s, &v);
-        s
+    fn cell(v: Value, ty: Col) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_binary_cell(&mut out, &v, ty).unwrap();
+        out
     }
 
     #[test]
-    fn csv_cells_follow_postgres_copy_rules() {
-        assert_eq!(cell(Value::Null), "");
-        assert_eq!(cell(Value::Text(String::new())), "\"\"");
-        assert_eq!(cell(Value::Text("a\"b,c".into())), "\"a\"\"b,c\"");
-        assert_eq!(cell(Value::Bytes(vec![0x00, 0xab, 0xff])), "\\x00abff");
-        assert_eq!(cell(Value::Float(0.1)), "0.1");
-        assert_eq!(cell(Value::Float(1e-7)), "1e-7");
+    fn binary_cells_follow_postgres_send_formats() {
+        assert_eq!(cell(Value::Null, Col::Text), [0xff, 0xff, 0xff, 0xff]);
         assert_eq!(
-            cell(Value::Date(NaiveDate::from_ymd_opt(2025, 1, 31).unwrap())),
-            "2025-01-31"
+            cell(Value::Text("ab".into()), Col::Text),
+            [0, 0, 0, 2, b'a', b'b']
         );
+        assert_eq!(
+            cell(Value::Json("{}".into()), Col::Json),
+            [0, 0, 0, 3, 1, b'{', b'}']
+        );
+        assert_eq!(
+            cell(Value::Int(7), Col::Int),
+            [0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 7]
+        );
+        let date = |y, m, d| Value::Date(NaiveDate::from_ymd_opt(y, m, d).unwrap());
+        assert_eq!(cell(date(2000, 1, 1), Col::Date), [0, 0, 0, 4, 0, 0, 0, 0]);
+        assert_eq!(
+            cell(date(1999, 12, 31), Col::Date),
+            [0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff]
+        );
+        assert_eq!(
+            cell(Value::Float(1.0), Col::Float),
+            [0, 0, 0, 8, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0]
+        );
+        let mut wrong = Vec::new();
+        assert!(write_binary_cell(&mut wrong, &Value::Float(1.0), Col::Text).is_err());
     }
 
     #[test]
