@@ -1,6 +1,7 @@
 -- stabspace schema, SQLite flavour (dates are ISO TEXT, JSON is TEXT). Every statement is additive
 -- (CREATE ... IF NOT EXISTS): tables that other tools already created are
--- left as they are, never dropped or rewritten.
+-- left as they are, never dropped or rewritten. The two large tables are
+-- WITHOUT ROWID: stored in key order, so range scans read them sequentially.
 
 CREATE TABLE IF NOT EXISTS markets (
     market_id TEXT PRIMARY KEY,
@@ -27,7 +28,7 @@ CREATE TABLE IF NOT EXISTS prices_daily (
     close         REAL NOT NULL,
     volume        REAL NOT NULL,
     PRIMARY KEY (instrument_id, trade_date)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS scenarios (
     scenario_set_id TEXT NOT NULL,
@@ -45,7 +46,7 @@ CREATE TABLE IF NOT EXISTS scenario_paths (
     instrument_id   TEXT NOT NULL,
     return          REAL NOT NULL,
     PRIMARY KEY (scenario_set_id, scenario_id, day_index, instrument_id)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS numeric_window_embeddings (
     entity_type  TEXT NOT NULL,

@@ -57,10 +57,39 @@ pub async fn backfill_numeric_scenario_embeddings(db: &Db, p: &ScenarioBackfill)
     let mut tx = db.begin().await?;
     let mut writer = BulkWriter::new(&NUMERIC_WINDOW_EMBEDDINGS);
     let mut encoded = 0u64;
-    for chunk in ids.chunks(SCENARIOS_PER_READ) {
-        let cells = queries::scenario_paths(db, set, &chunk[0], &chunk[chunk.len() - 1]).await?;
-        for group in cells.chunk_by(|a, b| a.scenario_id == b.scenario_id) {
-            let panel = build_panel(set, group)?;
+    // A reader task fetches the next chunk of panels while this one is encoded
+    // and written: reads and the write transaction use different connections.
+    let (send, mut recv) = tokio::sync::mpsc::channel(2);
+    let ranges: Vec<(String, String)> = ids
+        .chunks(SCENARIOS_PER_READ)
+        .map(|c| (c[0].clone(), c[c.len() - 1].clone()))
+        .collect();
+    let reader = {
+        let (db, set) = (db.clone(), set.to_string());
+        tokio::spawn(async move {
+            for (first, last) in ranges {
+                let rows = queries::scenario_panels(&db, &set, &first, &last).await;
+                let failed = rows.is_err();
+                if send.send(rows).await.is_err() || failed {
+                    break;
+                }
+            }
+        })
+    };
+    while let Some(rows) = recv.recv().await {
+        for row in rows? {
+            let panel = if row.returns.len() == row.days * row.instruments {
+                ScenarioPanel {
+                    scenario_id: row.scenario_id,
+                    days: row.days,
+                    instruments: row.instruments,
+                    values: row.returns,
+                }
+            } else {
+                // Incomplete: read its cells one by one to name the missing one.
+                let cells = queries::scenario_paths(db, set, &row.scenario_id, &row.scenario_id).await?;
+                build_panel(set, &cells)?
+            };
             let v = encoder.encode(&panel)?;
             let m = &meta[&panel.scenario_id];
             let row = vec![
@@ -68,7 +97,7 @@ pub async fn backfill_numeric_scenario_embeddings(db: &Db, p: &ScenarioBackfill)
                 Value::Text(panel.scenario_id.clone()),
                 Value::Text(set.to_string()),
                 Value::Date(m.scenario_date),
-                Value::Int(panel.days.len() as i64),
+                Value::Int(panel.days as i64),
                 Value::Text(p.model_id.clone()),
                 Value::Bytes(vector::to_bytes(&v)),
                 Value::Null,
@@ -79,6 +108,9 @@ pub async fn backfill_numeric_scenario_embeddings(db: &Db, p: &ScenarioBackfill)
             pb.inc(1);
         }
     }
+    reader
+        .await
+        .map_err(|e| Error::Invalid(format!("scenario reader task failed: {e}")))?;
     writer.finish(&mut tx).await.map_err(|e| db.err(e))?;
     db.commit(tx).await?;
     pb.finish_and_clear();
@@ -130,8 +162,8 @@ pub fn build_panel(set: &str, cells: &[PathCell]) -> Result<ScenarioPanel> {
     }
     Ok(ScenarioPanel {
         scenario_id,
-        days,
-        instruments,
+        days: days.len(),
+        instruments: n,
         values: grid.into_iter().map(|v| v.unwrap_or_default()).collect(),
     })
 }

@@ -35,13 +35,14 @@ impl PriceWindow {
     }
 }
 
-/// A scenario's return panel: `values[day * instruments.len() + j]` is the simple
-/// return of `instruments[j]` on `days[day]`.
+/// A scenario's return panel, row-major: `values[d * instruments + j]` is the
+/// simple return of the j-th instrument (by instrument_id) on the d-th day (by
+/// day_index).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScenarioPanel {
     pub scenario_id: String,
-    pub days: Vec<i32>,
-    pub instruments: Vec<String>,
+    pub days: usize,
+    pub instruments: usize,
     pub values: Vec<f64>,
 }
 

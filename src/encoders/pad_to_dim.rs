@@ -138,8 +138,8 @@ mod tests {
     fn scenario_panel_is_flattened_row_major() {
         let p = ScenarioPanel {
             scenario_id: "S".into(),
-            days: vec![0, 1],
-            instruments: vec!["A".into(), "B".into()],
+            days: 2,
+            instruments: 2,
             values: vec![0.01, -0.02, 0.03, -0.04],
         };
         let v = PadToDimScenario.encode(&p).unwrap();

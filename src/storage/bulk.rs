@@ -4,9 +4,9 @@
 //! key. A [`BulkWriter`] buffers rows and writes them in chunks:
 //!
 //! * PostgreSQL: each chunk is streamed with binary `COPY … FROM STDIN` into a
-//!   temporary staging table typed as the spec says; [`BulkWriter::finish`] moves
-//!   the staged rows into the target with one `INSERT … SELECT DISTINCT ON (key) …
-//!   ON CONFLICT`, the last row of a key winning, as on SQLite. Assignment casts
+//!   temporary staging table typed as the spec says, then moved into the target
+//!   with `INSERT … SELECT DISTINCT ON (key) … ON CONFLICT`, the last row of a key
+//!   winning, as on SQLite. Assignment casts
 //!   let the target's own column types differ (a table another tool created with
 //!   `NUMERIC` prices still takes our `DOUBLE PRECISION` values).
 //! * SQLite: multi-row `INSERT … VALUES (…),(…) ON CONFLICT DO UPDATE` statements
@@ -83,21 +83,30 @@ impl TableSpec {
 
     fn conflict_clause(&self) -> String {
         let key = self.key.join(", ");
-        let mut sets: Vec<String> = self
+        let values: Vec<&str> = self
             .columns
             .iter()
             .map(|(c, _)| *c)
             .filter(|c| !self.key.contains(c))
-            .map(|c| format!("{c} = excluded.{c}"))
             .collect();
+        if self.on_conflict == OnConflict::Ignore || values.is_empty() {
+            return format!("ON CONFLICT ({key}) DO NOTHING");
+        }
+        let mut sets: Vec<String> = values.iter().map(|c| format!("{c} = excluded.{c}")).collect();
         if self.touch_created_at {
             sets.push("created_at = CURRENT_TIMESTAMP".into());
         }
-        if self.on_conflict == OnConflict::Ignore || sets.is_empty() {
-            format!("ON CONFLICT ({key}) DO NOTHING")
-        } else {
-            format!("ON CONFLICT ({key}) DO UPDATE SET {}", sets.join(", "))
-        }
+        // Rows that would not change are left alone: an identical re-run writes
+        // nothing (no new row versions on PostgreSQL, created_at kept).
+        let changed: Vec<String> = values
+            .iter()
+            .map(|c| format!("{t}.{c} IS DISTINCT FROM excluded.{c}", t = self.table))
+            .collect();
+        format!(
+            "ON CONFLICT ({key}) DO UPDATE SET {} WHERE {}",
+            sets.join(", "),
+            changed.join(" OR ")
+        )
     }
 }
 
@@ -184,6 +193,11 @@ impl BulkWriter {
                 ))
                 .execute(&mut **t)
                 .await?;
+                // The DISTINCT ON sort of a chunk holds whole rows (6 MB for 4096
+                // vectors): enough memory for this transaction so it does not spill.
+                sqlx::query("SET LOCAL work_mem = '64MB'")
+                    .execute(&mut **t)
+                    .await?;
                 self.stage = Some(name.clone());
                 name
             }
@@ -208,6 +222,20 @@ impl BulkWriter {
             .await?;
         copy.send(buf).await?;
         copy.finish().await?;
+        // Move the chunk into the table. A key may repeat within a chunk (the last
+        // row wins, as on SQLite); a later chunk may update what an earlier one wrote.
+        let cols = self.spec.column_list();
+        let key = self.spec.key.join(", ");
+        let sql = format!(
+            "INSERT INTO {table} ({cols}) SELECT DISTINCT ON ({key}) {cols} FROM {stage} \
+             ORDER BY {key}, _seq DESC {conflict}",
+            table = self.spec.table,
+            conflict = self.spec.conflict_clause(),
+        );
+        sqlx::query(&sql).execute(&mut **t).await?;
+        sqlx::query(&format!("TRUNCATE {stage}"))
+            .execute(&mut **t)
+            .await?;
         Ok(())
     }
 
@@ -342,7 +370,8 @@ mod tests {
         };
         assert_eq!(
             SPEC.conflict_clause(),
-            "ON CONFLICT (a) DO UPDATE SET b = excluded.b, created_at = CURRENT_TIMESTAMP"
+            "ON CONFLICT (a) DO UPDATE SET b = excluded.b, created_at = CURRENT_TIMESTAMP \
+             WHERE t.b IS DISTINCT FROM excluded.b"
         );
     }
 }

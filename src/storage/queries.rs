@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use sqlx::Row;
 
-use super::Db;
+use super::{Db, Pool};
 use crate::encoders::PriceWindow;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::with_pool;
 
 /// `--limit` as SQL: no limit is the largest value both backends accept.
@@ -124,6 +124,100 @@ pub async fn scenario_meta(db: &Db, set: &str) -> Result<HashMap<String, Scenari
     Ok(rows)
 }
 
+/// A scenario's path cells aggregated in SQL: how many distinct days and
+/// instruments it has, and its returns ordered by (day_index, instrument_id).
+/// The table key rules out duplicate cells, so the panel is complete exactly
+/// when `returns.len() == days * instruments`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PanelRow {
+    pub scenario_id: String,
+    pub days: usize,
+    pub instruments: usize,
+    pub returns: Vec<f64>,
+}
+
+/// Aggregated panels of the scenarios with `first <= scenario_id <= last`, by
+/// scenario id: one row per scenario instead of one per cell.
+pub async fn scenario_panels(db: &Db, set: &str, first: &str, last: &str) -> Result<Vec<PanelRow>> {
+    const HEAD: &str = "SELECT scenario_id, COUNT(DISTINCT day_index), COUNT(DISTINCT instrument_id), ";
+    const TAIL: &str = " FROM scenario_paths \
+        WHERE scenario_set_id = $1 AND scenario_id >= $2 AND scenario_id <= $3 \
+        GROUP BY scenario_id ORDER BY scenario_id";
+    let counts = |r: &dyn Fn(usize) -> Result<i64, sqlx::Error>| -> Result<(usize, usize), sqlx::Error> {
+        Ok((r(1)?.max(0) as usize, r(2)?.max(0) as usize))
+    };
+    match db.pool() {
+        Pool::Postgres(p) => {
+            let sql = format!("{HEAD}array_agg(return ORDER BY day_index, instrument_id){TAIL}");
+            let rows = sqlx::query(&sql)
+                .bind(set)
+                .bind(first)
+                .bind(last)
+                .fetch_all(p)
+                .await;
+            rows.and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        let (days, instruments) = counts(&|i| r.try_get::<i64, _>(i))?;
+                        Ok(PanelRow {
+                            scenario_id: r.try_get(0)?,
+                            days,
+                            instruments,
+                            returns: r.try_get(3)?,
+                        })
+                    })
+                    .collect()
+            })
+            .map_err(|e| db.err(e))
+        }
+        Pool::Sqlite(p) => {
+            // SQLite has no arrays: a comma-joined list of round-trippable
+            // 17-significant-digit numbers ('%!.17g'; plain %g stops at 16).
+            let sql = format!(
+                "{HEAD}group_concat(printf('%!.17g', return), ',' ORDER BY day_index, instrument_id){TAIL}"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(set)
+                .bind(first)
+                .bind(last)
+                .fetch_all(p)
+                .await;
+            let rows = rows
+                .and_then(|rows| {
+                    rows.iter()
+                        .map(|r| {
+                            let (days, instruments) = counts(&|i| r.try_get::<i64, _>(i))?;
+                            Ok((
+                                r.try_get::<String, _>(0)?,
+                                days,
+                                instruments,
+                                r.try_get::<String, _>(3)?,
+                            ))
+                        })
+                        .collect::<Result<Vec<_>, sqlx::Error>>()
+                })
+                .map_err(|e| db.err(e))?;
+            rows.into_iter()
+                .map(|(scenario_id, days, instruments, joined)| {
+                    let returns = joined
+                        .split(',')
+                        .map(|x| x.parse::<f64>())
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| {
+                            Error::Invalid(format!("scenario {scenario_id:?}: unreadable return: {e}"))
+                        })?;
+                    Ok(PanelRow {
+                        scenario_id,
+                        days,
+                        instruments,
+                        returns,
+                    })
+                })
+                .collect()
+        }
+    }
+}
+
 /// One cell of a scenario path.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PathCell {
@@ -134,7 +228,8 @@ pub struct PathCell {
 }
 
 /// Path cells of the scenarios with `first <= scenario_id <= last`, ordered by
-/// scenario, day and instrument (the table's key order).
+/// scenario, day and instrument (the table's key order). One row per cell: used
+/// to name the missing cell of an incomplete panel.
 pub async fn scenario_paths(db: &Db, set: &str, first: &str, last: &str) -> Result<Vec<PathCell>> {
     let sql = "SELECT scenario_id, day_index, instrument_id, return FROM scenario_paths \
                WHERE scenario_set_id = $1 AND scenario_id >= $2 AND scenario_id <= $3 \
