@@ -1,6 +1,6 @@
 //! Reads shared by the workflows, written once for both backends.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDate;
 use sqlx::Row;
@@ -30,6 +30,11 @@ pub async fn active_instruments(db: &Db, market_id: &str, limit: Option<u64>) ->
 
 /// For each instrument, its last `n` prices on or before `as_of`, oldest first.
 /// Instruments without any price are absent from the map.
+///
+/// Two index seeks per instrument, whatever the length of its history: first
+/// each instrument's cutoff (its n-th latest trade date), then the prices from
+/// the cutoff to `as_of` of all instruments sharing that cutoff (one query
+/// when they share a calendar), aggregated to one row per instrument.
 pub async fn recent_prices(
     db: &Db,
     instruments: &[String],
@@ -37,49 +42,119 @@ pub async fn recent_prices(
     n: usize,
 ) -> Result<HashMap<String, PriceWindow>> {
     let mut out: HashMap<String, PriceWindow> = HashMap::with_capacity(instruments.len());
-    // Chunked IN-lists keep statements small on both backends.
+    let offset = n.saturating_sub(1) as i64;
     for chunk in instruments.chunks(500) {
-        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
         let sql = format!(
-            "SELECT instrument_id, trade_date, close, volume FROM (\
-               SELECT instrument_id, trade_date, close, volume, ROW_NUMBER() OVER \
-                 (PARTITION BY instrument_id ORDER BY trade_date DESC) AS rn \
-               FROM prices_daily WHERE trade_date <= $1 AND instrument_id IN ({})) t \
-             WHERE rn <= $2 ORDER BY instrument_id, trade_date",
-            placeholders.join(",")
+            "SELECT i.instrument_id, (SELECT q.trade_date FROM prices_daily q \
+               WHERE q.instrument_id = i.instrument_id AND q.trade_date <= $1 \
+               ORDER BY q.trade_date DESC LIMIT 1 OFFSET $2) \
+             FROM instruments i WHERE i.instrument_id IN ({})",
+            placeholders(3, chunk.len())
         );
-        let rows = with_pool!(db, p => {
-            let mut q = sqlx::query(&sql).bind(as_of).bind(n as i64);
+        let cutoffs: Vec<(String, Option<NaiveDate>)> = with_pool!(db, p => {
+            let mut q = sqlx::query_as(&sql).bind(as_of).bind(offset);
             for id in chunk {
                 q = q.bind(id);
             }
-            q.fetch_all(p).await.and_then(|rows| {
-                rows.iter()
-                    .map(|r| {
-                        Ok((
-                            r.try_get::<String, _>(0)?,
-                            r.try_get::<NaiveDate, _>(1)?,
-                            r.try_get::<f64, _>(2)?,
-                            r.try_get::<f64, _>(3)?,
-                        ))
-                    })
-                    .collect::<Result<Vec<_>, sqlx::Error>>()
-            })
+            q.fetch_all(p).await
         })
         .map_err(|e| db.err(e))?;
-        for (id, date, close, volume) in rows {
-            let w = out.entry(id.clone()).or_insert_with(|| PriceWindow {
-                instrument_id: id,
-                dates: Vec::with_capacity(n),
-                close: Vec::with_capacity(n),
-                volume: Vec::with_capacity(n),
-            });
-            w.dates.push(date);
-            w.close.push(close);
-            w.volume.push(volume);
+        // Instruments with fewer than n prices have no cutoff: all their (few) prices.
+        let mut groups: BTreeMap<NaiveDate, Vec<String>> = BTreeMap::new();
+        for (id, cutoff) in cutoffs {
+            groups
+                .entry(cutoff.unwrap_or(NaiveDate::MIN))
+                .or_default()
+                .push(id);
+        }
+        for (from, ids) in groups {
+            for w in price_windows(db, &ids, from, as_of).await? {
+                out.insert(w.instrument_id.clone(), w);
+            }
         }
     }
     Ok(out)
+}
+
+/// `$first, $first+1, …` for an IN list of `len` values.
+fn placeholders(first: usize, len: usize) -> String {
+    (first..first + len)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Prices of `ids` with `from <= trade_date <= to`, one aggregated row per instrument.
+async fn price_windows(db: &Db, ids: &[String], from: NaiveDate, to: NaiveDate) -> Result<Vec<PriceWindow>> {
+    let filter = format!(
+        "FROM prices_daily WHERE instrument_id IN ({}) AND trade_date >= $1 AND trade_date <= $2 \
+         GROUP BY instrument_id",
+        placeholders(3, ids.len())
+    );
+    let from = from.max(NaiveDate::from_ymd_opt(1, 1, 1).expect("valid date"));
+    match db.pool() {
+        Pool::Postgres(pg) => {
+            let sql = format!(
+                "SELECT instrument_id, array_agg(trade_date ORDER BY trade_date), \
+                 array_agg(close ORDER BY trade_date), array_agg(volume ORDER BY trade_date) {filter}"
+            );
+            let mut q = sqlx::query(&sql).bind(from).bind(to);
+            for id in ids {
+                q = q.bind(id);
+            }
+            q.fetch_all(pg)
+                .await
+                .and_then(|rows| {
+                    rows.iter()
+                        .map(|r| {
+                            Ok(PriceWindow {
+                                instrument_id: r.try_get(0)?,
+                                dates: r.try_get(1)?,
+                                close: r.try_get(2)?,
+                                volume: r.try_get(3)?,
+                            })
+                        })
+                        .collect()
+                })
+                .map_err(|e| db.err(e))
+        }
+        Pool::Sqlite(lite) => {
+            // No arrays in SQLite: comma-joined ISO dates and round-trippable numbers.
+            let sql = format!(
+                "SELECT instrument_id, group_concat(trade_date, ',' ORDER BY trade_date), \
+                 group_concat(printf('%!.17g', close), ',' ORDER BY trade_date), \
+                 group_concat(printf('%!.17g', volume), ',' ORDER BY trade_date) {filter}"
+            );
+            let mut q = sqlx::query_as(&sql).bind(from).bind(to);
+            for id in ids {
+                q = q.bind(id);
+            }
+            let rows: Vec<(String, String, String, String)> =
+                q.fetch_all(lite).await.map_err(|e| db.err(e))?;
+            rows.into_iter()
+                .map(|(id, dates, close, volume)| {
+                    let bad = |what: &str, e: &dyn std::fmt::Display| {
+                        Error::Invalid(format!("prices of {id:?}: unreadable {what}: {e}"))
+                    };
+                    Ok(PriceWindow {
+                        dates: dates
+                            .split(',')
+                            .map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d"))
+                            .collect::<Result<_, _>>()
+                            .map_err(|e| bad("trade_date", &e))?,
+                        close: split_floats(&close).map_err(|e| bad("close", &e))?,
+                        volume: split_floats(&volume).map_err(|e| bad("volume", &e))?,
+                        instrument_id: id,
+                    })
+                })
+                .collect()
+        }
+    }
+}
+
+/// Numbers joined by commas (SQLite's stand-in for arrays).
+fn split_floats(joined: &str) -> Result<Vec<f64>, std::num::ParseFloatError> {
+    joined.split(',').map(str::parse).collect()
 }
 
 /// Distinct scenario ids with paths in a set, ordered, at most `limit`.
@@ -199,13 +274,9 @@ pub async fn scenario_panels(db: &Db, set: &str, first: &str, last: &str) -> Res
                 .map_err(|e| db.err(e))?;
             rows.into_iter()
                 .map(|(scenario_id, days, instruments, joined)| {
-                    let returns = joined
-                        .split(',')
-                        .map(|x| x.parse::<f64>())
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| {
-                            Error::Invalid(format!("scenario {scenario_id:?}: unreadable return: {e}"))
-                        })?;
+                    let returns = split_floats(&joined).map_err(|e| {
+                        Error::Invalid(format!("scenario {scenario_id:?}: unreadable return: {e}"))
+                    })?;
                     Ok(PanelRow {
                         scenario_id,
                         days,
