@@ -140,6 +140,9 @@ async fn scenario_backfill_flattens_panels_and_reruns_replace(t: TestDb) {
     assert_eq!(s.encoded, cfg.mc_scenarios as u64);
     let vectors = stored(&t.db, "num-scenario-core-v1").await;
     assert_eq!(vectors.len(), cfg.mc_scenarios);
+    for (id, bytes) in &vectors {
+        assert_eq!(bytes.len(), 1536, "{id}");
+    }
 
     // Independent: MC_000007's path cells sorted by (day, instrument), flattened, padded.
     let mut cells: Vec<(i32, String, f64)> = read_csv(&g.files[3].1)
