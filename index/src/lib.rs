@@ -1,6 +1,45 @@
 //! `stabspace-index`: the approximate-nearest-neighbour engine of stabspace.
 //!
-//! This crate knows vectors, string ids, opaque per-row payloads and files. It never
-//! sees SQL, instruments or portfolios. The partition format and the HNSW search
-//! arrive with the index-engine work; this member exists so the workspace has its
-//! final shape.
+//! It knows vectors, string ids, opaque per-row payloads and files, and nothing
+//! of SQL or finance. A *partition* is one memory-mapped file (format in
+//! `FORMAT.md`): L2-normalised f32 vectors, their original norms, an HNSW graph
+//! built with `hnsw_rs` and stored in our own layout, ids and payloads.
+//!
+//! ```no_run
+//! use stabspace_index::{BuildParams, Partition, PartitionBuilder};
+//! # fn main() -> stabspace_index::Result<()> {
+//! let mut b = PartitionBuilder::new(3)?;
+//! b.add("a", &[1.0, 0.0, 0.0], b"payload")?;
+//! b.add("b", &[0.0, 1.0, 0.0], b"")?;
+//! b.write("p.stabidx".as_ref(), &BuildParams::default(), "{}", &mut |_, _| {})?;
+//! let p = Partition::open("p.stabidx")?;
+//! let hits = p.search(&[0.9, 0.1, 0.0], 1, 64)?;
+//! assert_eq!(hits[0].id, "a");
+//! # Ok(()) }
+//! ```
+//!
+//! `unsafe` is confined to the memory map (`partition.rs`) and the SIMD kernels
+//! (`kernel/x86.rs`), each block with a `// SAFETY:` comment.
+
+mod build;
+mod error;
+pub mod format;
+pub mod kernel;
+mod partition;
+mod search;
+mod write;
+
+pub use build::{BuildParams, BuildStats, PartitionBuilder, FLAT_THRESHOLD, MAX_M};
+pub use error::{IndexError, Result};
+pub use partition::{Partition, PartitionInfo};
+pub use search::Hit;
+pub use write::write_atomic;
+
+#[cfg(test)]
+mod send_sync {
+    fn assert_send_sync<T: Send + Sync>() {}
+    #[test]
+    fn partition_is_send_and_sync() {
+        assert_send_sync::<super::Partition>();
+    }
+}

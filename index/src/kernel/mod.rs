@@ -1,0 +1,112 @@
+//! Dot-product kernels. [`dot`] dispatches once, at first use, to the fastest
+//! path the CPU supports; every path is tested against [`scalar::dot`].
+
+pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
+
+use std::sync::OnceLock;
+
+type DotFn = fn(&[f32], &[f32]) -> f32;
+
+/// The fastest path this CPU supports (`STABSPACE_NO_SIMD=1` forces the portable one).
+fn select() -> (DotFn, &'static str) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::env::var_os("STABSPACE_NO_SIMD").is_none()
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+        {
+            return (x86::dot_avx2_fma, "avx2+fma");
+        }
+    }
+    (scalar::dot_unrolled, "scalar-unrolled")
+}
+
+static DOT: OnceLock<(DotFn, &'static str)> = OnceLock::new();
+
+/// The dot product of two equally long f32 slices, on the fastest available path.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    (DOT.get_or_init(select).0)(a, b)
+}
+
+/// Name of the path [`dot`] uses, for benchmark reports.
+pub fn dot_path() -> &'static str {
+    DOT.get_or_init(select).1
+}
+
+/// The dot product accumulated in f64 (for exact re-ranking).
+#[inline]
+pub fn dot_f64(a: &[f32], b: &[f64]) -> f64 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0f64; 4];
+    let (ca, ra) = (a.chunks_exact(4), a.len() / 4 * 4);
+    for (x, y) in ca.zip(b.chunks_exact(4)) {
+        for i in 0..4 {
+            acc[i] += f64::from(x[i]) * y[i];
+        }
+    }
+    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for i in ra..a.len() {
+        s += f64::from(a[i]) * b[i];
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Bound on the difference of two summation orders: a few ulps of Σ|aᵢbᵢ|.
+    fn tolerance(a: &[f32], b: &[f32]) -> f32 {
+        let mag: f32 = a.iter().zip(b).map(|(x, y)| (x * y).abs()).sum();
+        mag * 1e-5 + 1e-6
+    }
+
+    fn check_all_paths(a: &[f32], b: &[f32]) {
+        let reference = scalar::dot(a, b);
+        let tol = tolerance(a, b);
+        let unrolled = scalar::dot_unrolled(a, b);
+        assert!(
+            (unrolled - reference).abs() <= tol,
+            "unrolled {unrolled} vs {reference}"
+        );
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            let simd = x86::dot_avx2_fma(a, b);
+            assert!(
+                (simd - reference).abs() <= tol,
+                "avx2 {simd} vs {reference} (len {})",
+                a.len()
+            );
+        }
+        let dispatched = dot(a, b);
+        assert!((dispatched - reference).abs() <= tol);
+        let wide: Vec<f64> = b.iter().map(|&x| f64::from(x)).collect();
+        let exact: f64 = a.iter().zip(b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum();
+        assert!((dot_f64(a, &wide) - exact).abs() <= 1e-9 * (1.0 + exact.abs()));
+    }
+
+    #[test]
+    fn odd_lengths_match_the_scalar_reference() {
+        for len in [
+            0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 33, 63, 65, 383, 384, 385, 1000,
+        ] {
+            let a: Vec<f32> = (0..len).map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0).collect();
+            let b: Vec<f32> = (0..len).map(|i| ((i * 53 % 97) as f32 - 48.0) / 13.0).collect();
+            check_all_paths(&a, &b);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn random_inputs_match_the_scalar_reference(
+            pairs in proptest::collection::vec((-100.0f32..100.0, -100.0f32..100.0), 0..600)
+        ) {
+            let (a, b): (Vec<f32>, Vec<f32>) = pairs.into_iter().unzip();
+            check_all_paths(&a, &b);
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! Opening a partition file: map it, validate the header and section table
+//! (constant work), then hand out typed slices of the map.
+
+use std::fs::File;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use memmap2::Mmap;
+
+use crate::error::{IndexError, Result};
+use crate::format::{
+    kind, Header, FLAG_GRAPH, HEADER_LEN, MAGIC, MAX_SECTIONS, METRIC_COSINE, MIN_VERSION, SECTION_OPTIONAL,
+    VERSION,
+};
+use crate::search::Visited;
+
+/// An open, memory-mapped partition. `Send + Sync`: many threads may search it at once.
+pub struct Partition {
+    path: PathBuf,
+    map: Mmap,
+    header: Header,
+    dim: usize,
+    count: usize,
+    vectors: Range<usize>,
+    norms: Range<usize>,
+    graph: Option<GraphRanges>,
+    id_offsets: Range<usize>,
+    id_bytes: Range<usize>,
+    payload_offsets: Range<usize>,
+    payload_bytes: Range<usize>,
+    provenance: Range<usize>,
+    /// Reusable visited sets, one per concurrent search.
+    pub(crate) visited: Mutex<Vec<Visited>>,
+}
+
+#[derive(Clone, Debug)]
+struct GraphRanges {
+    level0: Range<usize>,
+    upper_index: Range<usize>,
+    upper: Range<usize>,
+}
+
+/// The graph slices of a partition, borrowed for one search.
+pub(crate) struct GraphView<'a> {
+    pub level0: &'a [u32],
+    pub upper_index: &'a [u32],
+    pub upper: &'a [u32],
+    pub m: usize,
+    pub m0: usize,
+    pub count: usize,
+}
+
+/// A description of an open partition, for status tables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub rows: usize,
+    pub dim: usize,
+    pub m: u32,
+    pub ef_construction: u32,
+    pub graph: bool,
+    pub deterministic: bool,
+    pub max_level: u32,
+    pub seed: u64,
+    pub version: u32,
+    pub file_bytes: u64,
+}
+
+impl Partition {
+    /// Map and validate a partition file. The work does not depend on the row count.
+    pub fn open(path: impl AsRef<Path>) -> Result<Partition> {
+        let path = path.as_ref().to_path_buf();
+        let file = File::open(&path).map_err(|e| IndexError::io(&path, e))?;
+        let len = file.metadata().map_err(|e| IndexError::io(&path, e))?.len();
+        if len < 8 {
+            return Err(IndexError::NotAnIndex {
+                path,
+                reason: format!("{len} bytes long"),
+            });
+        }
+        // SAFETY: partition files are never modified in place: writers build a
+        // temporary file and rename it over the old one, so the bytes behind this
+        // map stay as they are for as long as it lives (a replaced file lives on,
+        // unlinked, until the last map of it goes). Everything read from the map
+        // is validated before use; a file changed behind our back by another
+        // program is outside that contract.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| IndexError::io(&path, e))?;
+        Self::from_map(path, map)
+    }
+
+    fn from_map(path: PathBuf, map: Mmap) -> Result<Partition> {
+        let corrupt = |reason: String| IndexError::Corrupt {
+            path: path.clone(),
+            reason,
+        };
+        if map.len() < 8 || map[..8] != MAGIC {
+            return Err(IndexError::NotAnIndex {
+                path: path.clone(),
+                reason: if map.len() < 8 {
+                    "shorter than 8 bytes".into()
+                } else {
+                    "wrong magic bytes".into()
+                },
+            });
+        }
+        if map.len() < HEADER_LEN {
+            return Err(corrupt(format!(
+                "{} bytes, shorter than the {HEADER_LEN}-byte header",
+                map.len()
+            )));
+        }
+        let header: Header = bytemuck::pod_read_unaligned(&map[..HEADER_LEN]);
+        if header.version < MIN_VERSION || header.version > VERSION {
+            return Err(IndexError::UnsupportedVersion {
+                path: path.clone(),
+                found: header.version,
+                min: MIN_VERSION,
+                max: VERSION,
+            });
+        }
+        if header.compute_crc() != header.header_crc32 {
+            return Err(corrupt("header checksum mismatch".into()));
+        }
+        if header.header_len as usize != HEADER_LEN {
+            return Err(corrupt(format!("header length {}", header.header_len)));
+        }
+        if header.file_len != map.len() as u64 {
+            return Err(corrupt(format!(
+                "file is {} bytes, header says {} (truncated or extended)",
+                map.len(),
+                header.file_len
+            )));
+        }
+        if header.metric != METRIC_COSINE {
+            return Err(corrupt(format!("unknown metric {}", header.metric)));
+        }
+        if header.dim == 0 || header.dim > 65_536 {
+            return Err(corrupt(format!("dimension {}", header.dim)));
+        }
+        if header.count >= u64::from(u32::MAX) {
+            return Err(corrupt(format!("row count {}", header.count)));
+        }
+        if header.section_count as usize > MAX_SECTIONS {
+            return Err(corrupt(format!("{} sections", header.section_count)));
+        }
+        let dim = header.dim as usize;
+        let count = header.count as usize;
+        let file_len = map.len() as u64;
+
+        // Every listed section must lie inside the file, 64-aligned, and be known
+        // unless it is marked optional.
+        for s in &header.sections[..header.section_count as usize] {
+            let end = s.offset.checked_add(s.len);
+            if s.offset < HEADER_LEN as u64 || s.offset % 64 != 0 || end.is_none_or(|e| e > file_len) {
+                return Err(corrupt(format!(
+                    "section {:#x} at offset {} with length {} lies outside the file",
+                    s.kind, s.offset, s.len
+                )));
+            }
+            let known = (kind::VECTORS..=kind::PROVENANCE).contains(&s.kind);
+            if !known && s.flags & SECTION_OPTIONAL == 0 {
+                return Err(corrupt(format!(
+                    "required section kind {:#x} is unknown to this build (written by a newer stabspace?)",
+                    s.kind
+                )));
+            }
+        }
+        let section = |k: u32, expected: Option<u64>| -> Result<Range<usize>> {
+            let s = header
+                .section(k)
+                .ok_or_else(|| corrupt(format!("missing section {k}")))?;
+            if let Some(e) = expected {
+                if s.len != e {
+                    return Err(corrupt(format!("section {k} has {} bytes, expected {e}", s.len)));
+                }
+            }
+            Ok(s.offset as usize..(s.offset + s.len) as usize)
+        };
+        let n = count as u64;
+        let size = |a: u64, b: u64, c: u64| a.checked_mul(b).and_then(|x| x.checked_mul(c));
+        let vectors = section(
+            kind::VECTORS,
+            Some(size(n, dim as u64, 4).ok_or_else(|| corrupt("size".into()))?),
+        )?;
+        let norms = section(kind::NORMS, Some(n * 8))?;
+        let id_offsets = section(kind::ID_OFFSETS, Some((n + 1) * 8))?;
+        let id_bytes = section(kind::ID_BYTES, None)?;
+        let payload_offsets = section(kind::PAYLOAD_OFFSETS, Some((n + 1) * 8))?;
+        let payload_bytes = section(kind::PAYLOAD_BYTES, None)?;
+        let provenance = section(kind::PROVENANCE, None)?;
+        let graph = if header.flags & FLAG_GRAPH != 0 {
+            if header.m < 2 || header.m > 256 || header.m0 < header.m || header.m0 > 512 {
+                return Err(corrupt(format!(
+                    "graph degrees M {} / M0 {}",
+                    header.m, header.m0
+                )));
+            }
+            if count > 0 && header.entry_point as usize >= count {
+                return Err(corrupt(format!(
+                    "entry point {} of {count} rows",
+                    header.entry_point
+                )));
+            }
+            if header.max_level > 64 {
+                return Err(corrupt(format!("max level {}", header.max_level)));
+            }
+            Some(GraphRanges {
+                level0: section(kind::LEVEL0, Some(n * (u64::from(header.m0) + 1) * 4))?,
+                upper_index: section(kind::UPPER_INDEX, Some(n * 4))?,
+                upper: section(kind::UPPER, None)?,
+            })
+        } else {
+            None
+        };
+
+        let p = Partition {
+            path,
+            map,
+            header,
+            dim,
+            count,
+            vectors,
+            norms,
+            graph,
+            id_offsets,
+            id_bytes,
+            payload_offsets,
+            payload_bytes,
+            provenance,
+            visited: Mutex::new(Vec::new()),
+        };
+        // Ends of the variable-length sections (constant work).
+        for (offsets, bytes, what) in [
+            (p.u64s(&p.id_offsets), p.id_bytes.len(), "id"),
+            (p.u64s(&p.payload_offsets), p.payload_bytes.len(), "payload"),
+        ] {
+            if offsets[0] != 0 || offsets[count] != bytes as u64 {
+                return Err(p.corrupt(format!("{what} offsets do not span their bytes")));
+            }
+        }
+        if p.graph.is_some() && p.upper().len() % 4 != 0 {
+            return Err(p.corrupt("upper-level section is not whole u32 words".into()));
+        }
+        Ok(p)
+    }
+
+    pub(crate) fn corrupt(&self, reason: String) -> IndexError {
+        IndexError::Corrupt {
+            path: self.path.clone(),
+            reason,
+        }
+    }
+
+    fn u64s(&self, r: &Range<usize>) -> &[u64] {
+        bytemuck::cast_slice(&self.map[r.clone()])
+    }
+
+    fn u32s(&self, r: &Range<usize>) -> &[u32] {
+        bytemuck::cast_slice(&self.map[r.clone()])
+    }
+
+    fn upper(&self) -> &[u8] {
+        self.graph.as_ref().map_or(&[], |g| &self.map[g.upper.clone()])
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn has_graph(&self) -> bool {
+        self.graph.is_some()
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    pub fn info(&self) -> PartitionInfo {
+        PartitionInfo {
+            rows: self.count,
+            dim: self.dim,
+            m: self.header.m,
+            ef_construction: self.header.ef_construction,
+            graph: self.graph.is_some(),
+            deterministic: self.header.flags & crate::format::FLAG_DETERMINISTIC != 0,
+            max_level: self.header.max_level,
+            seed: self.header.seed,
+            version: self.header.version,
+            file_bytes: self.map.len() as u64,
+        }
+    }
+
+    /// All normalised vectors, row-major.
+    pub fn vectors(&self) -> &[f32] {
+        bytemuck::cast_slice(&self.map[self.vectors.clone()])
+    }
+
+    /// The normalised vector of a row.
+    pub fn vector(&self, row: usize) -> &[f32] {
+        &self.vectors()[row * self.dim..(row + 1) * self.dim]
+    }
+
+    /// The L2 norms of the vectors as given.
+    pub fn norms(&self) -> &[f64] {
+        bytemuck::cast_slice(&self.map[self.norms.clone()])
+    }
+
+    fn var_bytes(
+        &self,
+        offsets: &Range<usize>,
+        bytes: &Range<usize>,
+        row: usize,
+        what: &str,
+    ) -> Result<&[u8]> {
+        let offs = self.u64s(offsets);
+        let (a, b) = (offs[row], offs[row + 1]);
+        if a > b || b > bytes.len() as u64 {
+            return Err(self.corrupt(format!("{what} offsets of row {row} out of range")));
+        }
+        Ok(&self.map[bytes.start + a as usize..bytes.start + b as usize])
+    }
+
+    /// The id of a row.
+    pub fn id(&self, row: usize) -> Result<&str> {
+        if row >= self.count {
+            return Err(self.corrupt(format!("row {row} of {}", self.count)));
+        }
+        let b = self.var_bytes(&self.id_offsets, &self.id_bytes, row, "id")?;
+        std::str::from_utf8(b).map_err(|_| self.corrupt(format!("id of row {row} is not UTF-8")))
+    }
+
+    /// The payload of a row.
+    pub fn payload(&self, row: usize) -> Result<&[u8]> {
+        if row >= self.count {
+            return Err(self.corrupt(format!("row {row} of {}", self.count)));
+        }
+        self.var_bytes(&self.payload_offsets, &self.payload_bytes, row, "payload")
+    }
+
+    /// The provenance JSON the builder was given.
+    pub fn provenance(&self) -> Result<&str> {
+        std::str::from_utf8(&self.map[self.provenance.clone()])
+            .map_err(|_| self.corrupt("provenance is not UTF-8".into()))
+    }
+
+    pub(crate) fn graph(&self) -> Option<GraphView<'_>> {
+        let g = self.graph.as_ref()?;
+        Some(GraphView {
+            level0: self.u32s(&g.level0),
+            upper_index: self.u32s(&g.upper_index),
+            upper: bytemuck::cast_slice(&self.map[g.upper.clone()]),
+            m: self.header.m as usize,
+            m0: self.header.m0 as usize,
+            count: self.count,
+        })
+    }
+
+    /// Check every section's CRC32 (reads the whole file).
+    pub fn verify(&self) -> Result<()> {
+        for s in &self.header.sections[..self.header.section_count as usize] {
+            let bytes = &self.map[s.offset as usize..(s.offset + s.len) as usize];
+            let crc = crc32fast::hash(bytes);
+            if crc != s.crc32 {
+                return Err(self.corrupt(format!(
+                    "checksum mismatch in section {:#x} (stored {:08x}, computed {crc:08x})",
+                    s.kind, s.crc32
+                )));
+            }
+        }
+        Ok(())
+    }
+}

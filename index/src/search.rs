@@ -1,0 +1,323 @@
+//! Searching a partition: HNSW traversal over the mapped graph, then an exact
+//! re-rank of the candidate pool in f64; or an exact scan.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+
+use rayon::prelude::*;
+
+use crate::build::checked_norm;
+use crate::error::{IndexError, Result};
+use crate::kernel;
+use crate::partition::{GraphView, Partition};
+
+/// One result: the row, its id, and its cosine similarity and Euclidean
+/// distance to the query (on the vectors as given, not the normalised ones).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hit {
+    pub row: u32,
+    pub id: String,
+    pub cosine: f64,
+    pub euclidean: f64,
+}
+
+/// Rows seen during one search: a row is visited when `marks[row] == epoch`.
+pub(crate) struct Visited {
+    marks: Vec<u32>,
+    epoch: u32,
+}
+
+impl Visited {
+    fn new(n: usize) -> Self {
+        Visited {
+            marks: vec![0; n],
+            epoch: 0,
+        }
+    }
+
+    fn reset(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.marks.iter_mut().for_each(|m| *m = 0);
+            self.epoch = 1;
+        }
+    }
+
+    /// Mark a row; true if it was not marked yet.
+    #[inline]
+    fn insert(&mut self, row: u32) -> bool {
+        let m = &mut self.marks[row as usize];
+        let fresh = *m != self.epoch;
+        *m = self.epoch;
+        fresh
+    }
+}
+
+/// A similarity and a row, ordered by similarity then by row (lower row first on ties).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Scored(f32, u32);
+
+impl Eq for Scored {}
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0).then_with(|| other.1.cmp(&self.1))
+    }
+}
+
+/// A validated query: normalised in f32 for the graph and in f64 for re-ranking.
+struct Query {
+    unit: Vec<f32>,
+    unit64: Vec<f64>,
+    norm: f64,
+}
+
+impl Query {
+    fn new(p: &Partition, q: &[f32]) -> Result<Query> {
+        let norm = checked_norm(0, p.dim(), q).map_err(|e| match e {
+            IndexError::WrongDimension { got, expected, .. } => {
+                IndexError::BadQuery(format!("{got} dimensions, the partition has {expected}"))
+            }
+            IndexError::NonFinite { component, value, .. } => {
+                IndexError::BadQuery(format!("component {component} is {value}"))
+            }
+            _ => IndexError::BadQuery("all-zero vector".into()),
+        })?;
+        let unit64: Vec<f64> = q.iter().map(|&x| f64::from(x) / norm).collect();
+        Ok(Query {
+            unit: unit64.iter().map(|&x| x as f32).collect(),
+            unit64,
+            norm,
+        })
+    }
+}
+
+/// Extra candidates an exact scan keeps in f32 before re-ranking in f64.
+const EXACT_EXTRA: usize = 32;
+/// Bound on the f32 kernel's error for unit vectors of the dimensions we use.
+const F32_MARGIN: f32 = 1e-4;
+
+impl Partition {
+    /// Approximate top-k: HNSW search with breadth `ef` (at least k), then the
+    /// candidate pool re-ranked exactly. Flat partitions answer exactly.
+    /// Sorted by cosine, descending; ties by row.
+    pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Hit>> {
+        let q = Query::new(self, query)?;
+        if k == 0 || self.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(g) = self.graph() else {
+            return self.exact(&q, k);
+        };
+        let pool = {
+            let mut visited = self.take_visited();
+            let r = self.hnsw(&g, &q.unit, ef.max(k), &mut visited);
+            self.visited
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(visited);
+            r?
+        };
+        let rows: Vec<u32> = pool.iter().map(|s| s.1).collect();
+        self.rerank(&q, &rows, k)
+    }
+
+    /// Exact top-k by scanning every row (the reference the graph is measured against).
+    pub fn search_exact(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+        let q = Query::new(self, query)?;
+        if k == 0 || self.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.exact(&q, k)
+    }
+
+    /// Many queries at once, spread over the rayon thread pool. `ef = None` scans exactly.
+    pub fn search_batch(&self, queries: &[Vec<f32>], k: usize, ef: Option<usize>) -> Result<Vec<Vec<Hit>>> {
+        queries
+            .par_iter()
+            .map(|q| match ef {
+                Some(ef) => self.search(q, k, ef),
+                None => self.search_exact(q, k),
+            })
+            .collect()
+    }
+
+    fn take_visited(&self) -> Visited {
+        let mut v = self
+            .visited
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_else(|| Visited::new(self.len()));
+        v.reset();
+        v
+    }
+
+    fn exact(&self, q: &Query, k: usize) -> Result<Vec<Hit>> {
+        let keep = k + EXACT_EXTRA;
+        let mut heap: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(keep + 1);
+        for (row, v) in self.vectors().chunks_exact(self.dim()).enumerate() {
+            let s = Scored(kernel::dot(&q.unit, v), row as u32);
+            if heap.len() < keep {
+                heap.push(Reverse(s));
+            } else if s > heap.peek().expect("non-empty").0 {
+                heap.pop();
+                heap.push(Reverse(s));
+            }
+        }
+        let floor = heap.peek().map(|r| r.0 .0);
+        let full = heap.len() == keep && self.len() > keep;
+        let rows: Vec<u32> = heap.into_iter().map(|r| r.0 .1).collect();
+        let hits = self.rerank(q, &rows, k)?;
+        // Exact unless a row left out in f32 could still beat the k-th in f64.
+        match (full, floor, hits.last()) {
+            (true, Some(floor), Some(kth)) if f64::from(floor + F32_MARGIN) >= kth.cosine => {
+                let all: Vec<u32> = (0..self.len() as u32).collect();
+                self.rerank(q, &all, k)
+            }
+            _ => Ok(hits),
+        }
+    }
+
+    /// Exact cosines (f64) of `rows`, best k by cosine then row.
+    fn rerank(&self, q: &Query, rows: &[u32], k: usize) -> Result<Vec<Hit>> {
+        let norms = self.norms();
+        // Divide by the f64 norm of the stored f32 unit vector (1 ± 1e-7), so the
+        // identical vector scores 1.0 rather than 1.00000002.
+        let mut scored: Vec<(f64, u32)> = rows
+            .iter()
+            .map(|&r| {
+                let v = self.vector(r as usize);
+                let n2: f64 = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+                ((kernel::dot_f64(v, &q.unit64) / n2.sqrt()).clamp(-1.0, 1.0), r)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        scored.truncate(k);
+        scored
+            .into_iter()
+            .map(|(cosine, row)| {
+                let vn = norms[row as usize];
+                let d2 = q.norm * q.norm + vn * vn - 2.0 * q.norm * vn * cosine;
+                Ok(Hit {
+                    row,
+                    id: self.id(row as usize)?.to_string(),
+                    cosine,
+                    euclidean: d2.max(0.0).sqrt(),
+                })
+            })
+            .collect()
+    }
+
+    /// HNSW search: greedy descent through the upper levels, then a beam search
+    /// of breadth `ef` on level 0. Returns the pool, best first.
+    fn hnsw(&self, g: &GraphView<'_>, q: &[f32], ef: usize, visited: &mut Visited) -> Result<Vec<Scored>> {
+        let dim = self.dim();
+        let vectors = self.vectors();
+        let score = |row: u32| kernel::dot(q, &vectors[row as usize * dim..(row as usize + 1) * dim]);
+        let mut cur = self.header().entry_point;
+        let mut cur_score = score(cur);
+        for level in (1..=self.header().max_level as usize).rev() {
+            loop {
+                let mut improved = false;
+                for &n in self.upper_neighbours(g, cur, level)? {
+                    self.check_row(g, n)?;
+                    let s = score(n);
+                    if s > cur_score || (s == cur_score && n < cur) {
+                        (cur, cur_score) = (n, s);
+                        improved = true;
+                    }
+                }
+                if !improved {
+                    break;
+                }
+            }
+        }
+
+        let mut candidates: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef * 2);
+        let mut results: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(ef + 1);
+        visited.insert(cur);
+        candidates.push(Scored(cur_score, cur));
+        results.push(Reverse(Scored(cur_score, cur)));
+        while let Some(c) = candidates.pop() {
+            let worst = results.peek().expect("non-empty").0;
+            if results.len() >= ef && c.0 < worst.0 {
+                break;
+            }
+            let ns = self.level0_neighbours(g, c.1)?;
+            for (i, &n) in ns.iter().enumerate() {
+                if let Some(&next) = ns.get(i + 1) {
+                    if (next as usize) < g.count {
+                        prefetch(&vectors[next as usize * dim]);
+                    }
+                }
+                self.check_row(g, n)?;
+                if !visited.insert(n) {
+                    continue;
+                }
+                let s = Scored(score(n), n);
+                let worst = results.peek().expect("non-empty").0;
+                if results.len() < ef || s > worst {
+                    candidates.push(s);
+                    results.push(Reverse(s));
+                    if results.len() > ef {
+                        results.pop();
+                    }
+                }
+            }
+        }
+        let mut pool: Vec<Scored> = results.into_iter().map(|r| r.0).collect();
+        pool.sort_by(|a, b| b.cmp(a));
+        Ok(pool)
+    }
+
+    #[inline]
+    fn check_row(&self, g: &GraphView<'_>, row: u32) -> Result<()> {
+        if (row as usize) < g.count {
+            Ok(())
+        } else {
+            Err(self.corrupt(format!("neighbour row {row} of {} rows", g.count)))
+        }
+    }
+
+    fn level0_neighbours<'a>(&self, g: &GraphView<'a>, row: u32) -> Result<&'a [u32]> {
+        let stride = g.m0 + 1;
+        let block = &g.level0[row as usize * stride..(row as usize + 1) * stride];
+        let deg = block[0] as usize;
+        if deg > g.m0 {
+            return Err(self.corrupt(format!("row {row} has level-0 degree {deg} > {}", g.m0)));
+        }
+        Ok(&block[1..=deg])
+    }
+
+    fn upper_neighbours<'a>(&self, g: &GraphView<'a>, row: u32, level: usize) -> Result<&'a [u32]> {
+        let off = g.upper_index[row as usize];
+        if off == u32::MAX {
+            return Ok(&[]);
+        }
+        let bad = || self.corrupt(format!("upper-level block of row {row} out of range"));
+        let off = off as usize;
+        let top = *g.upper.get(off).ok_or_else(bad)? as usize;
+        if level > top {
+            return Ok(&[]);
+        }
+        let base = off + 1 + (level - 1) * (g.m + 1);
+        let deg = *g.upper.get(base).ok_or_else(bad)? as usize;
+        if deg > g.m {
+            return Err(bad());
+        }
+        g.upper.get(base + 1..base + 1 + deg).ok_or_else(bad)
+    }
+}
+
+#[inline(always)]
+fn prefetch(x: &f32) {
+    #[cfg(target_arch = "x86_64")]
+    kernel::x86::prefetch(x as *const f32);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
+}

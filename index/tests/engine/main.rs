@@ -1,0 +1,9 @@
+//! Integration tests of the engine, on real files in temporary directories.
+
+mod common;
+
+mod atomic;
+mod corruption;
+mod exact;
+mod golden;
+mod recall;
