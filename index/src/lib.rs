@@ -27,6 +27,8 @@ pub mod format;
 pub mod kernel;
 mod partition;
 mod search;
+pub mod sweep;
+pub mod vecfile;
 mod write;
 
 pub use build::{BuildParams, BuildStats, PartitionBuilder, FLAT_THRESHOLD, MAX_M};

@@ -96,6 +96,11 @@ impl Query {
     }
 }
 
+/// f32 values per 64-byte cache line.
+const PREFETCH_STRIDE: usize = 16;
+/// Cache lines of each neighbour's vector to prefetch (the hardware streamer follows).
+const PREFETCH_LINES: usize = 4;
+
 /// Extra candidates an exact scan keeps in f32 before re-ranking in f64.
 const EXACT_EXTRA: usize = 32;
 /// Bound on the f32 kernel's error for unit vectors of the dimensions we use.
@@ -191,9 +196,8 @@ impl Partition {
         let mut scored: Vec<(f64, u32)> = rows
             .iter()
             .map(|&r| {
-                let v = self.vector(r as usize);
-                let n2: f64 = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
-                ((kernel::dot_f64(v, &q.unit64) / n2.sqrt()).clamp(-1.0, 1.0), r)
+                let (dot, n2) = kernel::dot_and_norm_f64(self.vector(r as usize), &q.unit64);
+                ((dot / n2.sqrt()).clamp(-1.0, 1.0), r)
             })
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -238,6 +242,7 @@ impl Partition {
             }
         }
 
+        let mut fresh: Vec<u32> = Vec::with_capacity(g.m0);
         let mut candidates: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef * 2);
         let mut results: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(ef + 1);
         visited.insert(cur);
@@ -248,17 +253,20 @@ impl Partition {
             if results.len() >= ef && c.0 < worst.0 {
                 break;
             }
-            let ns = self.level0_neighbours(g, c.1)?;
-            for (i, &n) in ns.iter().enumerate() {
-                if let Some(&next) = ns.get(i + 1) {
-                    if (next as usize) < g.count {
-                        prefetch(&vectors[next as usize * dim]);
-                    }
-                }
+            // Mark the unvisited neighbours and prefetch their vectors first, so the
+            // memory loads overlap; then score them.
+            fresh.clear();
+            for &n in self.level0_neighbours(g, c.1)? {
                 self.check_row(g, n)?;
-                if !visited.insert(n) {
-                    continue;
+                if visited.insert(n) {
+                    let v = &vectors[n as usize * dim..(n as usize + 1) * dim];
+                    for line in v.chunks(PREFETCH_STRIDE).take(PREFETCH_LINES) {
+                        prefetch(&line[0]);
+                    }
+                    fresh.push(n);
                 }
+            }
+            for &n in fresh.iter() {
                 let s = Scored(score(n), n);
                 let worst = results.peek().expect("non-empty").0;
                 if results.len() < ef || s > worst {

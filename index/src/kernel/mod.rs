@@ -54,6 +54,29 @@ pub fn dot_f64(a: &[f32], b: &[f64]) -> f64 {
     s
 }
 
+/// `(a·b, a·a)` accumulated in f64 in one pass over `a` (exact re-ranking
+/// against a unit query, dividing by the stored vector's own norm).
+#[inline]
+pub fn dot_and_norm_f64(a: &[f32], b: &[f64]) -> (f64, f64) {
+    debug_assert_eq!(a.len(), b.len());
+    let (mut d, mut n) = ([0f64; 4], [0f64; 4]);
+    let tail = a.len() / 4 * 4;
+    for (x, y) in a.chunks_exact(4).zip(b.chunks_exact(4)) {
+        for i in 0..4 {
+            let xi = f64::from(x[i]);
+            d[i] += xi * y[i];
+            n[i] += xi * xi;
+        }
+    }
+    let (mut ds, mut ns) = ((d[0] + d[1]) + (d[2] + d[3]), (n[0] + n[1]) + (n[2] + n[3]));
+    for i in tail..a.len() {
+        let xi = f64::from(a[i]);
+        ds += xi * b[i];
+        ns += xi * xi;
+    }
+    (ds, ns)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +110,10 @@ mod tests {
         let wide: Vec<f64> = b.iter().map(|&x| f64::from(x)).collect();
         let exact: f64 = a.iter().zip(b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum();
         assert!((dot_f64(a, &wide) - exact).abs() <= 1e-9 * (1.0 + exact.abs()));
+        let (d, n) = dot_and_norm_f64(a, &wide);
+        let exact_n: f64 = a.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+        assert!((d - exact).abs() <= 1e-9 * (1.0 + exact.abs()));
+        assert!((n - exact_n).abs() <= 1e-9 * (1.0 + exact_n));
     }
 
     #[test]

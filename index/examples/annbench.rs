@@ -1,0 +1,183 @@
+//! Benchmark harness for the engine, beside `shared/bench/peer_ann.py`.
+//!
+//! Make fixtures (float32 .npy, so peers read the same vectors):
+//!   cargo run --release -p stabspace-index --example annbench -- gen \
+//!       --kind scenario --n 100000 --queries 1000 --seed 1 --out /tmp/scen100k
+//! kinds: `scenario` (20-day x 20-instrument return panels bootstrapped from a
+//! fat-tailed, volatility-clustered synthetic return series, flattened, cut to
+//! 384), `clustered` (200 Gaussian clusters, spread 0.35), `iid` (Gaussian).
+//!
+//! Measure (CSV on stdout, the columns of peer_ann.py; build/open on stderr):
+//!   cargo run --release -p stabspace-index --example annbench -- sweep \
+//!       --base /tmp/scen100k/base.npy --queries /tmp/scen100k/queries.npy \
+//!       --k 10 --m 16 --efc 200 --ef 16,32,64,128,256 [--index FILE] [--reuse]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use stabspace_index::sweep::{measure, truth};
+use stabspace_index::vecfile::{read_matrix, write_npy, Matrix};
+use stabspace_index::{kernel, BuildParams, Partition, PartitionBuilder};
+
+#[path = "../benches/data.rs"]
+mod data;
+use data::{clustered, scenario_like};
+
+fn args() -> (String, HashMap<String, String>) {
+    let mut it = std::env::args().skip(1);
+    let cmd = it.next().unwrap_or_default();
+    let mut flags = HashMap::new();
+    let rest: Vec<String> = it.collect();
+    let mut i = 0;
+    while i < rest.len() {
+        let key = rest[i].trim_start_matches("--").to_string();
+        if i + 1 < rest.len() && !rest[i + 1].starts_with("--") {
+            flags.insert(key, rest[i + 1].clone());
+            i += 2;
+        } else {
+            flags.insert(key, String::new());
+            i += 1;
+        }
+    }
+    (cmd, flags)
+}
+
+fn get<T: std::str::FromStr>(f: &HashMap<String, String>, key: &str, default: T) -> T {
+    f.get(key).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn gen(f: &HashMap<String, String>) {
+    let kind = f.get("kind").map_or("scenario", String::as_str);
+    let (n, nq, dim, seed): (usize, usize, usize, u64) = (
+        get(f, "n", 100_000),
+        get(f, "queries", 1_000),
+        get(f, "dim", 384),
+        get(f, "seed", 1),
+    );
+    let out = PathBuf::from(f.get("out").expect("--out DIR"));
+    std::fs::create_dir_all(&out).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let all = match kind {
+        "scenario" => scenario_like(&mut rng, n + nq, dim),
+        "clustered" => clustered(&mut rng, n + nq, dim),
+        "iid" => data::iid(&mut rng, n + nq, dim),
+        other => panic!("unknown --kind {other}"),
+    };
+    let (base, queries) = all.split_at(n * dim);
+    write_npy(
+        &out.join("base.npy"),
+        &Matrix {
+            dim,
+            data: base.to_vec(),
+        },
+    )
+    .unwrap();
+    write_npy(
+        &out.join("queries.npy"),
+        &Matrix {
+            dim,
+            data: queries.to_vec(),
+        },
+    )
+    .unwrap();
+    eprintln!(
+        "wrote {n} base and {nq} query vectors ({kind}, dim {dim}) to {}",
+        out.display()
+    );
+}
+
+fn sweep(f: &HashMap<String, String>) {
+    let base = read_matrix(
+        f.get("base").expect("--base").as_ref(),
+        f.get("dim").and_then(|d| d.parse().ok()),
+    )
+    .unwrap();
+    let queries = read_matrix(f.get("queries").expect("--queries").as_ref(), Some(base.dim)).unwrap();
+    let queries = queries.to_rows();
+    let (k, m, efc): (usize, usize, usize) = (get(f, "k", 10), get(f, "m", 16), get(f, "efc", 200));
+    let efs: Vec<usize> = f
+        .get("ef")
+        .map_or("16,32,64,128,256", String::as_str)
+        .split(',')
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let path = f
+        .get("index")
+        .map_or_else(|| std::env::temp_dir().join("annbench.stabidx"), PathBuf::from);
+    let threads = rayon::current_num_threads();
+    let mut build_s = 0.0;
+    if !(f.contains_key("reuse") && path.exists()) {
+        let started = Instant::now();
+        let mut b = PartitionBuilder::with_capacity(base.dim, base.rows()).unwrap();
+        for i in 0..base.rows() {
+            b.add(&i.to_string(), base.row(i), &[]).unwrap();
+        }
+        let params = BuildParams {
+            m,
+            ef_construction: efc,
+            flat_threshold: 0,
+            ..BuildParams::default()
+        };
+        let stats = b.write(&path, &params, "{}", &mut |_, _| {}).unwrap();
+        build_s = started.elapsed().as_secs_f64();
+        eprintln!(
+            "# build {:.1} s on {threads} threads (graph {:.1} s), {} bytes, kernel {}",
+            build_s,
+            stats.graph_seconds,
+            stats.file_bytes,
+            kernel::dot_path()
+        );
+    }
+    let t = Instant::now();
+    let p = Partition::open(&path).unwrap();
+    eprintln!(
+        "# open {:.3} ms, {:.0} bytes/vector",
+        t.elapsed().as_secs_f64() * 1e3,
+        p.info().file_bytes as f64 / p.len() as f64
+    );
+    let tr = truth(&p, &queries, k).unwrap();
+    println!("engine,n,dim,k,M,efc,ef,recall,qps,p50_us,p99_us,build_s,threads");
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let mut rows = vec![None];
+    rows.extend(efs.iter().map(|&e| Some(e)));
+    for ef in rows {
+        let r = one.install(|| measure(&p, &queries, &tr, ef)).unwrap();
+        let engine = if ef.is_some() {
+            "stabspace"
+        } else {
+            "stabspace-exact"
+        };
+        println!(
+            "{engine},{},{},{k},{m},{efc},{},{:.4},{:.1},{:.1},{:.1},{:.2},1",
+            p.len(),
+            p.dim(),
+            ef.map_or(String::new(), |e| e.to_string()),
+            r.recall,
+            r.qps,
+            r.p50_us,
+            r.p99_us,
+            build_s
+        );
+        let par = measure(&p, &queries, &tr, ef).unwrap();
+        eprintln!(
+            "#   ef {:>5}: {:.1} QPS on {threads} threads, p95 {:.1} us",
+            ef.map_or("exact".into(), |e| e.to_string()),
+            par.qps_all_threads,
+            r.p95_us
+        );
+    }
+}
+
+fn main() {
+    let (cmd, flags) = args();
+    match cmd.as_str() {
+        "gen" => gen(&flags),
+        "sweep" => sweep(&flags),
+        _ => {
+            eprintln!("usage: annbench gen|sweep [flags]; see the comment at the top of examples/annbench.rs")
+        }
+    }
+}

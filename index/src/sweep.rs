@@ -1,0 +1,111 @@
+//! Recall and latency of a partition over a set of queries, per `ef`: the
+//! measurement behind `stabspace bench`, in the columns of
+//! `shared/bench/peer_ann.py` so the outputs can be concatenated.
+
+use std::time::Instant;
+
+use crate::error::Result;
+use crate::kernel;
+use crate::partition::Partition;
+
+/// Exact answers: per query, the top-k rows and the k-th cosine.
+pub struct Truth {
+    pub k: usize,
+    pub rows: Vec<Vec<u32>>,
+    pub kth: Vec<f64>,
+}
+
+/// One measured setting.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepRow {
+    /// `None` for the exact scan.
+    pub ef: Option<usize>,
+    pub recall: f64,
+    /// Queries per second on one thread.
+    pub qps: f64,
+    /// Queries per second with the whole rayon pool.
+    pub qps_all_threads: f64,
+    pub p50_us: f64,
+    pub p95_us: f64,
+    pub p99_us: f64,
+}
+
+/// Exact top-k of every query (in parallel).
+pub fn truth(p: &Partition, queries: &[Vec<f32>], k: usize) -> Result<Truth> {
+    let all = p.search_batch(queries, k, None)?;
+    Ok(Truth {
+        k,
+        kth: all
+            .iter()
+            .map(|h| h.last().map_or(f64::NEG_INFINITY, |h| h.cosine))
+            .collect(),
+        rows: all
+            .into_iter()
+            .map(|h| h.into_iter().map(|h| h.row).collect())
+            .collect(),
+    })
+}
+
+fn cos(p: &Partition, q: &[f32], row: u32) -> f64 {
+    let unit: f64 = q.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+    let q64: Vec<f64> = q.iter().map(|&x| f64::from(x) / unit).collect();
+    kernel::dot_f64(p.vector(row as usize), &q64)
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Measure one setting (`ef = None`: exact scan). Recall is tie-aware, as in
+/// peer_ann.py: a returned row counts when its cosine is at least the k-th
+/// exact cosine minus 1e-6.
+pub fn measure(p: &Partition, queries: &[Vec<f32>], truth: &Truth, ef: Option<usize>) -> Result<SweepRow> {
+    let k = truth.k;
+    let run = |q: &[f32]| match ef {
+        Some(ef) => p.search(q, k, ef),
+        None => p.search_exact(q, k),
+    };
+    // Warm-up: touch the pages and the visited pool.
+    for q in queries.iter().take(10) {
+        run(q)?;
+    }
+    let mut lat = Vec::with_capacity(queries.len());
+    let mut found = Vec::with_capacity(queries.len());
+    let started = Instant::now();
+    for q in queries {
+        let t = Instant::now();
+        found.push(run(q)?);
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let single = started.elapsed().as_secs_f64();
+    let hits: usize = queries
+        .iter()
+        .zip(&found)
+        .enumerate()
+        .map(|(i, (q, hits))| {
+            hits.iter()
+                .filter(|h| cos(p, q, h.row) >= truth.kth[i] - 1e-6)
+                .count()
+        })
+        .sum();
+    let started = Instant::now();
+    match ef {
+        Some(ef) => p.search_batch(queries, k, Some(ef))?,
+        None => p.search_batch(queries, k, None)?,
+    };
+    let parallel = started.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    let n = queries.len().max(1) as f64;
+    Ok(SweepRow {
+        ef,
+        recall: hits as f64 / (n * k as f64),
+        qps: n / single.max(1e-12),
+        qps_all_threads: n / parallel.max(1e-12),
+        p50_us: percentile(&lat, 0.50),
+        p95_us: percentile(&lat, 0.95),
+        p99_us: percentile(&lat, 0.99),
+    })
+}
