@@ -13,8 +13,8 @@ use crate::kernel;
 use crate::write::{write_partition, Section};
 
 /// Below this many rows a partition is written flat (no graph) and searched by
-/// exact scan. Measured with `cargo bench --bench index -- crossover` (384 dims,
-/// M 16, ef 64): see the crossover table in `index/FORMAT.md`.
+/// exact scan: the measured crossover (`cargo bench -p stabspace-index --bench
+/// engine -- crossover`; 384 dims, M 16, ef 64), table in `index/FORMAT.md`.
 pub const FLAT_THRESHOLD: usize = 2_000;
 
 /// Largest M accepted (hnsw_rs allows at most 256 slots per level).
