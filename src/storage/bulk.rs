@@ -153,19 +153,11 @@ impl BulkWriter {
         Ok(())
     }
 
-    /// Flush and, on PostgreSQL, move the staged rows into the table. Returns the rows written.
+    /// Flush the last rows (each flush moves its chunk into the table) and, on
+    /// PostgreSQL, drop the staging table. Returns the rows written.
     pub async fn finish(mut self, tx: &mut Tx) -> Result<u64, sqlx::Error> {
         self.flush(tx).await?;
         if let (Tx::Postgres(t), Some(stage)) = (tx, self.stage.take()) {
-            let cols = self.spec.column_list();
-            let key = self.spec.key.join(", ");
-            let sql = format!(
-                "INSERT INTO {table} ({cols}) SELECT DISTINCT ON ({key}) {cols} FROM {stage} \
-                 ORDER BY {key}, _seq DESC {conflict}",
-                table = self.spec.table,
-                conflict = self.spec.conflict_clause(),
-            );
-            sqlx::query(&sql).execute(&mut **t).await?;
             sqlx::query(&format!("DROP TABLE {stage}"))
                 .execute(&mut **t)
                 .await?;

@@ -54,10 +54,32 @@ pub fn dot_f64(a: &[f32], b: &[f64]) -> f64 {
     s
 }
 
+type DotNormFn = fn(&[f32], &[f64]) -> (f64, f64);
+
+fn select_f64() -> DotNormFn {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::env::var_os("STABSPACE_NO_SIMD").is_none()
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+        {
+            return x86::dot_and_norm_f64_avx2_fma;
+        }
+    }
+    dot_and_norm_f64_portable
+}
+
 /// `(a·b, a·a)` accumulated in f64 in one pass over `a` (exact re-ranking
-/// against a unit query, dividing by the stored vector's own norm).
+/// against a unit query, dividing by the stored vector's own norm), on the
+/// fastest available path.
 #[inline]
 pub fn dot_and_norm_f64(a: &[f32], b: &[f64]) -> (f64, f64) {
+    static F: OnceLock<DotNormFn> = OnceLock::new();
+    (F.get_or_init(select_f64))(a, b)
+}
+
+/// The portable version of [`dot_and_norm_f64`].
+pub fn dot_and_norm_f64_portable(a: &[f32], b: &[f64]) -> (f64, f64) {
     debug_assert_eq!(a.len(), b.len());
     let (mut d, mut n) = ([0f64; 4], [0f64; 4]);
     let tail = a.len() / 4 * 4;
@@ -110,10 +132,17 @@ mod tests {
         let wide: Vec<f64> = b.iter().map(|&x| f64::from(x)).collect();
         let exact: f64 = a.iter().zip(b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum();
         assert!((dot_f64(a, &wide) - exact).abs() <= 1e-9 * (1.0 + exact.abs()));
-        let (d, n) = dot_and_norm_f64(a, &wide);
         let exact_n: f64 = a.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
-        assert!((d - exact).abs() <= 1e-9 * (1.0 + exact.abs()));
-        assert!((n - exact_n).abs() <= 1e-9 * (1.0 + exact_n));
+        let mut paths: Vec<DotNormFn> = vec![dot_and_norm_f64_portable, dot_and_norm_f64];
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            paths.push(x86::dot_and_norm_f64_avx2_fma);
+        }
+        for f in paths {
+            let (d, n) = f(a, &wide);
+            assert!((d - exact).abs() <= 1e-9 * (1.0 + exact.abs()), "{d} vs {exact}");
+            assert!((n - exact_n).abs() <= 1e-9 * (1.0 + exact_n), "{n} vs {exact_n}");
+        }
     }
 
     #[test]

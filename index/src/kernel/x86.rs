@@ -60,6 +60,53 @@ unsafe fn dot_avx2_fma_unchecked(a: &[f32], b: &[f32]) -> f32 {
     sum
 }
 
+/// `(a·b, a·a)` in f64 with AVX2 + FMA (4 lanes: f32 widened to f64).
+/// Callers must have checked that the CPU has AVX2 and FMA; `kernel::dot_and_norm_f64` does.
+pub fn dot_and_norm_f64_avx2_fma(a: &[f32], b: &[f64]) -> (f64, f64) {
+    assert_eq!(a.len(), b.len(), "dot of slices of different lengths");
+    assert!(
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+        "dot_and_norm_f64_avx2_fma needs AVX2 and FMA"
+    );
+    // SAFETY: the CPU supports AVX2 and FMA and the slices have equal lengths (asserted above).
+    unsafe { dot_and_norm_f64_unchecked(a, b) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_and_norm_f64_unchecked(a: &[f32], b: &[f64]) -> (f64, f64) {
+    let n = a.len();
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let (mut d0, mut d1) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+    let (mut n0, mut n1) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+    let mut i = 0;
+    // SAFETY: every load below reads a[i..i+8] and b[i..i+8] with i + 8 <= n
+    // (the loop bound), inside both slices of length n; unaligned loads.
+    unsafe {
+        while i + 8 <= n {
+            let x0 = _mm256_cvtps_pd(_mm_loadu_ps(pa.add(i)));
+            let x1 = _mm256_cvtps_pd(_mm_loadu_ps(pa.add(i + 4)));
+            d0 = _mm256_fmadd_pd(x0, _mm256_loadu_pd(pb.add(i)), d0);
+            d1 = _mm256_fmadd_pd(x1, _mm256_loadu_pd(pb.add(i + 4)), d1);
+            n0 = _mm256_fmadd_pd(x0, x0, n0);
+            n1 = _mm256_fmadd_pd(x1, x1, n1);
+            i += 8;
+        }
+    }
+    let sum = |v: __m256d| {
+        let mut lanes = [0f64; 4];
+        // SAFETY: `lanes` is 4 f64 wide, exactly one unaligned 256-bit store.
+        unsafe { _mm256_storeu_pd(lanes.as_mut_ptr(), v) };
+        (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+    };
+    let (mut d, mut nn) = (sum(_mm256_add_pd(d0, d1)), sum(_mm256_add_pd(n0, n1)));
+    for j in i..n {
+        let x = f64::from(a[j]);
+        d += x * b[j];
+        nn += x * x;
+    }
+    (d, nn)
+}
+
 /// Hint the CPU to fetch the cache line holding `p` (a no-op for correctness).
 #[inline(always)]
 pub fn prefetch<T>(p: *const T) {
