@@ -46,10 +46,10 @@ pub fn truth(p: &Partition, queries: &[Vec<f32>], k: usize) -> Result<Truth> {
     })
 }
 
-fn cos(p: &Partition, q: &[f32], row: u32) -> f64 {
-    let unit: f64 = q.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
-    let q64: Vec<f64> = q.iter().map(|&x| f64::from(x) / unit).collect();
-    kernel::dot_f64(p.vector(row as usize), &q64)
+/// The query as an f64 unit vector.
+fn unit64(q: &[f32]) -> Vec<f64> {
+    let norm: f64 = q.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+    q.iter().map(|&x| f64::from(x) / norm).collect()
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -86,8 +86,9 @@ pub fn measure(p: &Partition, queries: &[Vec<f32>], truth: &Truth, ef: Option<us
         .zip(&found)
         .enumerate()
         .map(|(i, (q, hits))| {
+            let q64 = unit64(q);
             hits.iter()
-                .filter(|h| cos(p, q, h.row) >= truth.kth[i] - 1e-6)
+                .filter(|h| kernel::dot_f64(p.vector(h.row as usize), &q64) >= truth.kth[i] - 1e-6)
                 .count()
         })
         .sum();

@@ -36,23 +36,6 @@ macro_rules! with_pool {
     };
 }
 
-/// Runs `$body` with `$c` bound to the transaction's connection.
-#[macro_export]
-macro_rules! with_tx {
-    ($tx:expr, $c:ident => $body:expr) => {
-        match $tx {
-            $crate::storage::Tx::Postgres(t) => {
-                let $c = &mut **t;
-                $body
-            }
-            $crate::storage::Tx::Sqlite(t) => {
-                let $c = &mut **t;
-                $body
-            }
-        }
-    };
-}
-
 #[derive(Clone, Debug)]
 pub enum Pool {
     Postgres(PgPool),
