@@ -23,6 +23,7 @@
 
 mod build;
 mod error;
+mod flat;
 pub mod format;
 pub mod kernel;
 mod partition;
@@ -33,6 +34,7 @@ mod write;
 
 pub use build::{BuildParams, BuildStats, PartitionBuilder, FLAT_THRESHOLD, MAX_M};
 pub use error::{IndexError, Result};
+pub use flat::FlatIndex;
 pub use partition::{Partition, PartitionInfo};
 pub use search::Hit;
 pub use write::write_atomic;

@@ -70,15 +70,51 @@ impl Ord for Scored {
 }
 
 /// A validated query: normalised in f32 for the graph and in f64 for re-ranking.
-struct Query {
+pub(crate) struct Query {
     unit: Vec<f32>,
     unit64: Vec<f64>,
     norm: f64,
 }
 
+/// What an exact scan and a re-rank read: normalised rows, their original
+/// norms and their ids. A mapped partition and an in-memory [`FlatIndex`] both are.
+///
+/// [`FlatIndex`]: crate::FlatIndex
+pub(crate) trait Rows {
+    fn dim(&self) -> usize;
+    fn len(&self) -> usize;
+    /// Normalised vectors, row-major.
+    fn vectors(&self) -> &[f32];
+    /// Norms of the vectors as given.
+    fn norms(&self) -> &[f64];
+    fn id(&self, row: usize) -> Result<&str>;
+
+    fn vector(&self, row: usize) -> &[f32] {
+        &self.vectors()[row * self.dim()..(row + 1) * self.dim()]
+    }
+}
+
+impl Rows for Partition {
+    fn dim(&self) -> usize {
+        Partition::dim(self)
+    }
+    fn len(&self) -> usize {
+        Partition::len(self)
+    }
+    fn vectors(&self) -> &[f32] {
+        Partition::vectors(self)
+    }
+    fn norms(&self) -> &[f64] {
+        Partition::norms(self)
+    }
+    fn id(&self, row: usize) -> Result<&str> {
+        Partition::id(self, row)
+    }
+}
+
 impl Query {
-    fn new(p: &Partition, q: &[f32]) -> Result<Query> {
-        let norm = checked_norm(0, p.dim(), q).map_err(|e| match e {
+    pub(crate) fn new(dim: usize, q: &[f32]) -> Result<Query> {
+        let norm = checked_norm(0, dim, q).map_err(|e| match e {
             IndexError::WrongDimension { got, expected, .. } => {
                 IndexError::BadQuery(format!("{got} dimensions, the partition has {expected}"))
             }
@@ -111,12 +147,12 @@ impl Partition {
     /// candidate pool re-ranked exactly. Flat partitions answer exactly.
     /// Sorted by cosine, descending; ties by row.
     pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Hit>> {
-        let q = Query::new(self, query)?;
+        let q = Query::new(self.dim(), query)?;
         if k == 0 || self.is_empty() {
             return Ok(Vec::new());
         }
         let Some(g) = self.graph() else {
-            return self.exact(&q, k);
+            return exact(self, &q, k);
         };
         let pool = {
             let mut visited = self.take_visited();
@@ -128,16 +164,16 @@ impl Partition {
             r?
         };
         let rows: Vec<u32> = pool.iter().map(|s| s.1).collect();
-        self.rerank(&q, &rows, k)
+        rerank(self, &q, &rows, k)
     }
 
     /// Exact top-k by scanning every row (the reference the graph is measured against).
     pub fn search_exact(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
-        let q = Query::new(self, query)?;
+        let q = Query::new(self.dim(), query)?;
         if k == 0 || self.is_empty() {
             return Ok(Vec::new());
         }
-        self.exact(&q, k)
+        exact(self, &q, k)
     }
 
     /// Many queries at once, spread over the rayon thread pool. `ef = None` scans exactly.
@@ -160,61 +196,6 @@ impl Partition {
             .unwrap_or_else(|| Visited::new(self.len()));
         v.reset();
         v
-    }
-
-    fn exact(&self, q: &Query, k: usize) -> Result<Vec<Hit>> {
-        let keep = k + EXACT_EXTRA;
-        let mut heap: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(keep + 1);
-        for (row, v) in self.vectors().chunks_exact(self.dim()).enumerate() {
-            let s = Scored(kernel::dot(&q.unit, v), row as u32);
-            if heap.len() < keep {
-                heap.push(Reverse(s));
-            } else if s > heap.peek().expect("non-empty").0 {
-                heap.pop();
-                heap.push(Reverse(s));
-            }
-        }
-        let floor = heap.peek().map(|r| r.0 .0);
-        let full = heap.len() == keep && self.len() > keep;
-        let rows: Vec<u32> = heap.into_iter().map(|r| r.0 .1).collect();
-        let hits = self.rerank(q, &rows, k)?;
-        // Exact unless a row left out in f32 could still beat the k-th in f64.
-        match (full, floor, hits.last()) {
-            (true, Some(floor), Some(kth)) if f64::from(floor + F32_MARGIN) >= kth.cosine => {
-                let all: Vec<u32> = (0..self.len() as u32).collect();
-                self.rerank(q, &all, k)
-            }
-            _ => Ok(hits),
-        }
-    }
-
-    /// Exact cosines (f64) of `rows`, best k by cosine then row.
-    fn rerank(&self, q: &Query, rows: &[u32], k: usize) -> Result<Vec<Hit>> {
-        let norms = self.norms();
-        // Divide by the f64 norm of the stored f32 unit vector (1 ± 1e-7), so the
-        // identical vector scores 1.0 rather than 1.00000002.
-        let mut scored: Vec<(f64, u32)> = rows
-            .iter()
-            .map(|&r| {
-                let (dot, n2) = kernel::dot_and_norm_f64(self.vector(r as usize), &q.unit64);
-                ((dot / n2.sqrt()).clamp(-1.0, 1.0), r)
-            })
-            .collect();
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        scored.truncate(k);
-        scored
-            .into_iter()
-            .map(|(cosine, row)| {
-                let vn = norms[row as usize];
-                let d2 = q.norm * q.norm + vn * vn - 2.0 * q.norm * vn * cosine;
-                Ok(Hit {
-                    row,
-                    id: self.id(row as usize)?.to_string(),
-                    cosine,
-                    euclidean: d2.max(0.0).sqrt(),
-                })
-            })
-            .collect()
     }
 
     /// HNSW search: greedy descent through the upper levels, then a beam search
@@ -328,4 +309,59 @@ fn prefetch(x: &f32) {
     kernel::x86::prefetch(x as *const f32);
     #[cfg(not(target_arch = "x86_64"))]
     let _ = x;
+}
+
+pub(crate) fn exact<R: Rows + ?Sized>(rows: &R, q: &Query, k: usize) -> Result<Vec<Hit>> {
+    let keep = k + EXACT_EXTRA;
+    let mut heap: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(keep + 1);
+    for (row, v) in rows.vectors().chunks_exact(rows.dim()).enumerate() {
+        let s = Scored(kernel::dot(&q.unit, v), row as u32);
+        if heap.len() < keep {
+            heap.push(Reverse(s));
+        } else if s > heap.peek().expect("non-empty").0 {
+            heap.pop();
+            heap.push(Reverse(s));
+        }
+    }
+    let floor = heap.peek().map(|r| r.0 .0);
+    let full = heap.len() == keep && rows.len() > keep;
+    let kept: Vec<u32> = heap.into_iter().map(|r| r.0 .1).collect();
+    let hits = rerank(rows, q, &kept, k)?;
+    // Exact unless a row left out in f32 could still beat the k-th in f64.
+    match (full, floor, hits.last()) {
+        (true, Some(floor), Some(kth)) if f64::from(floor + F32_MARGIN) >= kth.cosine => {
+            let all: Vec<u32> = (0..rows.len() as u32).collect();
+            rerank(rows, q, &all, k)
+        }
+        _ => Ok(hits),
+    }
+}
+
+/// Exact cosines (f64) of `rows`, best k by cosine then row.
+fn rerank<R: Rows + ?Sized>(src: &R, q: &Query, rows: &[u32], k: usize) -> Result<Vec<Hit>> {
+    let norms = src.norms();
+    // Divide by the f64 norm of the stored f32 unit vector (1 ± 1e-7), so the
+    // identical vector scores 1.0 rather than 1.00000002.
+    let mut scored: Vec<(f64, u32)> = rows
+        .iter()
+        .map(|&r| {
+            let (dot, n2) = kernel::dot_and_norm_f64(src.vector(r as usize), &q.unit64);
+            ((dot / n2.sqrt()).clamp(-1.0, 1.0), r)
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    scored.truncate(k);
+    scored
+        .into_iter()
+        .map(|(cosine, row)| {
+            let vn = norms[row as usize];
+            let d2 = q.norm * q.norm + vn * vn - 2.0 * q.norm * vn * cosine;
+            Ok(Hit {
+                row,
+                id: src.id(row as usize)?.to_string(),
+                cosine,
+                euclidean: d2.max(0.0).sqrt(),
+            })
+        })
+        .collect()
 }
