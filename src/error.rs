@@ -72,6 +72,10 @@ pub enum Error {
         known: Vec<String>,
     },
 
+    /// The index engine failed (a corrupt partition, a bad query vector, …).
+    #[error(transparent)]
+    Index(#[from] stabspace_index::IndexError),
+
     /// Input that is well-formed but cannot be used (nothing stored, a gap in a panel, …).
     #[error("{0}")]
     Invalid(String),

@@ -8,6 +8,8 @@
 //! split per backend in [`bulk`].
 
 pub mod bulk;
+pub mod joint;
+pub mod merge;
 pub mod queries;
 pub mod tables;
 

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::NaiveDate;
 use sqlx::Row;
 
+use super::joint::placeholders;
 use super::{Db, Pool};
 use crate::encoders::PriceWindow;
 use crate::error::{Error, Result};
@@ -74,14 +75,6 @@ pub async fn recent_prices(
         }
     }
     Ok(out)
-}
-
-/// `$first, $first+1, …` for an IN list of `len` values.
-fn placeholders(first: usize, len: usize) -> String {
-    (first..first + len)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// Prices of `ids` with `from <= trade_date <= to`, one aggregated row per instrument.

@@ -134,3 +134,29 @@ pub static NUMERIC_WINDOW_EMBEDDINGS: TableSpec = TableSpec {
     on_conflict: OnConflict::Update,
     touch_created_at: true,
 };
+
+pub static JOINT_EMBEDDINGS: TableSpec = TableSpec {
+    table: "joint_embeddings",
+    columns: &[
+        ("joint_type", Col::Text),
+        ("model_id", Col::Text),
+        ("entity_type", Col::Text),
+        ("entity_id", Col::Text),
+        ("scope_id", Col::Text),
+        ("as_of_date", Col::Date),
+        ("issuer_id", Col::Text),
+        ("region", Col::Text),
+        ("entity_scope", Col::Json),
+        ("vector", Col::Bytes),
+    ],
+    key: &[
+        "joint_type",
+        "model_id",
+        "entity_type",
+        "scope_id",
+        "entity_id",
+        "as_of_date",
+    ],
+    on_conflict: OnConflict::Update,
+    touch_created_at: true,
+};

@@ -1,0 +1,171 @@
+//! The STAB joint space: joint models that combine branch vectors, and the
+//! backfills that store joint states, scenarios and issuer profiles in
+//! `joint_embeddings`.
+
+mod profile;
+mod scenarios;
+mod states;
+
+pub use profile::{backfill_joint_profiles, encode_profiles, ProfileBackfill, PROFILE_MODELS};
+pub use scenarios::{backfill_joint_scenarios, ScenarioProjection};
+pub use states::{backfill_joint_states, list_or, StateBackfill, StateSummary};
+
+use crate::error::{Error, Result};
+use crate::vector::DIM;
+
+/// `joint_type` of stability/fragility states and scenarios.
+pub const STAB_JOINT_TYPE: &str = "STAB_FRAGILITY_V0";
+/// `joint_type` of issuer profile embeddings.
+pub const PROFILE_JOINT_TYPE: &str = "PROFILE_CORE_V0";
+
+/// Model ids of the joint models, in the order `--help` lists them.
+pub const JOINT_MODELS: &[&str] = &["joint-stab-fragility-v1"];
+
+/// The branch vectors available for one entity, each in R^384.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Branches<'a> {
+    pub stab: Option<&'a [f32]>,
+    pub scenario: Option<&'a [f32]>,
+    pub profile: Option<&'a [f32]>,
+}
+
+/// Branch weights of a weighted-average combination.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Weights {
+    pub stab: f64,
+    pub scenario: f64,
+    pub profile: f64,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Weights {
+            stab: 1.0,
+            scenario: 1.0,
+            profile: 1.0,
+        }
+    }
+}
+
+/// Maps the branches of an entity to its joint vector. The identity model
+/// below is v0; a learned projection implements the same trait.
+pub trait JointModel: Send + Sync {
+    fn model_id(&self) -> &str;
+    fn combine(&self, branches: &Branches<'_>) -> Result<Vec<f32>>;
+}
+
+/// `joint-stab-fragility-v1`: z_num = Σ w_b·z_b / Σ w_b over the branches
+/// present, then z_joint = z_num unchanged (`IdentityNumericJointModel`).
+#[derive(Clone, Debug)]
+pub struct IdentityNumericJointModel {
+    model_id: String,
+    weights: Weights,
+}
+
+impl IdentityNumericJointModel {
+    pub fn new(model_id: &str, weights: Weights) -> Result<Self> {
+        for (name, w) in [
+            ("--w-stab", weights.stab),
+            ("--w-scen", weights.scenario),
+            ("--w-prof", weights.profile),
+        ] {
+            if !w.is_finite() || w < 0.0 {
+                return Err(Error::Invalid(format!(
+                    "{name} must be a finite number ≥ 0, got {w}"
+                )));
+            }
+        }
+        Ok(IdentityNumericJointModel {
+            model_id: model_id.to_string(),
+            weights,
+        })
+    }
+}
+
+impl JointModel for IdentityNumericJointModel {
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn combine(&self, b: &Branches<'_>) -> Result<Vec<f32>> {
+        let present: Vec<(&[f32], f64)> = [
+            (b.stab, self.weights.stab),
+            (b.scenario, self.weights.scenario),
+            (b.profile, self.weights.profile),
+        ]
+        .into_iter()
+        .filter_map(|(v, w)| v.map(|v| (v, w)))
+        .collect();
+        if present.is_empty() {
+            return Err(Error::Invalid("no branch vector to combine".into()));
+        }
+        let total: f64 = present.iter().map(|(_, w)| w).sum();
+        if total <= 0.0 {
+            return Err(Error::Invalid(
+                "the weights of the branches present sum to 0; give at least one a positive weight".into(),
+            ));
+        }
+        let mut acc = vec![0f64; DIM];
+        for (v, w) in &present {
+            if v.len() != DIM {
+                return Err(Error::Invalid(format!(
+                    "branch vector has {} dimensions, expected {DIM}",
+                    v.len()
+                )));
+            }
+            for (a, &x) in acc.iter_mut().zip(v.iter()) {
+                *a += w * f64::from(x);
+            }
+        }
+        Ok(acc.into_iter().map(|a| (a / total) as f32).collect())
+    }
+}
+
+/// The joint model registered under `model_id`.
+pub fn joint_model(model_id: &str, weights: Weights) -> Result<Box<dyn JointModel>> {
+    match model_id {
+        "joint-stab-fragility-v1" => Ok(Box::new(IdentityNumericJointModel::new(model_id, weights)?)),
+        other => Err(Error::UnknownModel {
+            what: "joint models",
+            got: other.to_string(),
+            known: JOINT_MODELS.iter().map(|s| s.to_string()).collect(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_model_averages_the_present_branches_by_weight() {
+        let stab: Vec<f32> = (0..DIM).map(|i| i as f32).collect();
+        let prof: Vec<f32> = vec![3.0; DIM];
+        let w = Weights {
+            stab: 1.0,
+            scenario: 1.0,
+            profile: 3.0,
+        };
+        let m = IdentityNumericJointModel::new("joint-stab-fragility-v1", w).unwrap();
+        let only = m
+            .combine(&Branches {
+                stab: Some(&stab),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(only, stab, "one branch passes through unchanged");
+        let both = m
+            .combine(&Branches {
+                stab: Some(&stab),
+                profile: Some(&prof),
+                ..Default::default()
+            })
+            .unwrap();
+        for (i, x) in both.iter().enumerate() {
+            assert_eq!(*x, ((i as f64 + 9.0) / 4.0) as f32, "slot {i}");
+        }
+        assert!(m.combine(&Branches::default()).is_err());
+        assert!(joint_model("joint-nope", Weights::default()).is_err());
+        assert!(IdentityNumericJointModel::new("x", Weights { stab: -1.0, ..w }).is_err());
+    }
+}

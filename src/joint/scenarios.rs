@@ -1,0 +1,120 @@
+//! `backfill-joint-stab-fragility-scenarios`: scenario vectors projected into the joint space.
+
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::states::list_or;
+use super::{joint_model, Branches, Weights, STAB_JOINT_TYPE};
+use crate::backfill::BackfillSummary;
+use crate::error::{Error, Result};
+use crate::progress;
+use crate::storage::bulk::{BulkWriter, Value};
+use crate::storage::joint::{count_where, distinct, numeric_scenarios_page};
+use crate::storage::tables::JOINT_EMBEDDINGS;
+use crate::storage::Db;
+use crate::vector;
+
+#[derive(Clone, Debug)]
+pub struct ScenarioProjection {
+    pub scenario_set_id: String,
+    pub scenario_model_id: String,
+    pub joint_model_id: String,
+    pub weights: Weights,
+    pub limit: Option<u64>,
+}
+
+/// Scenarios read per query.
+const PAGE: u64 = 5000;
+
+pub async fn backfill_joint_scenarios(db: &Db, p: &ScenarioProjection) -> Result<BackfillSummary> {
+    let started = Instant::now();
+    let model = joint_model(&p.joint_model_id, p.weights)?;
+    let set = p.scenario_set_id.as_str();
+    let mut summary = BackfillSummary {
+        model_id: p.joint_model_id.clone(),
+        ..Default::default()
+    };
+    let total = count_where(
+        db,
+        "numeric_window_embeddings",
+        "model_id = $1 AND entity_type = 'SCENARIO' AND scope_id = $2",
+        &[&p.scenario_model_id, set],
+    )
+    .await?
+    .max(0) as u64;
+    let pb = progress::items(p.limit.map_or(total, |l| l.min(total)), "scenarios");
+    pb.set_message(format!("{} {set}", p.joint_model_id));
+    let mut tx = db.begin().await?;
+    let mut writer = BulkWriter::new(&JOINT_EMBEDDINGS);
+    let mut after: Option<String> = None;
+    loop {
+        let want = p.limit.map_or(PAGE, |l| PAGE.min(l - summary.encoded));
+        if want == 0 {
+            break;
+        }
+        let page = numeric_scenarios_page(db, &p.scenario_model_id, set, after.as_deref(), want).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.0.scenario_id.clone());
+        for (s, shock_type, severity) in &page {
+            let what = format!(
+                "{} vector of scenario {} of {set}",
+                p.scenario_model_id, s.scenario_id
+            );
+            let v = vector::from_bytes(&s.vector, &what)?;
+            let z = model.combine(&Branches {
+                scenario: Some(&v),
+                ..Default::default()
+            })?;
+            let scope = json!({
+                "entity_type": "SCENARIO",
+                "scenario_set_id": set,
+                "scenario_id": s.scenario_id,
+                "source": "scenarios",
+                "metadata": {"shock_type": shock_type, "severity": severity},
+            });
+            let row = vec![
+                Value::Text(STAB_JOINT_TYPE.into()),
+                Value::Text(p.joint_model_id.clone()),
+                Value::Text("SCENARIO".into()),
+                Value::Text(s.scenario_id.clone()),
+                Value::Text(set.to_string()),
+                Value::Date(s.as_of),
+                Value::Null,
+                Value::Null,
+                Value::Json(scope.to_string()),
+                Value::Bytes(vector::to_bytes(&z)),
+            ];
+            writer.push(&mut tx, row).await.map_err(|e| db.err(e))?;
+            summary.encoded += 1;
+            pb.inc(1);
+        }
+        if (page.len() as u64) < want {
+            break;
+        }
+    }
+    if summary.encoded == 0 {
+        let sets = distinct(
+            db,
+            "scope_id",
+            "numeric_window_embeddings",
+            "entity_type = 'SCENARIO' AND model_id = $1",
+            &[&p.scenario_model_id],
+        )
+        .await?;
+        return Err(Error::Invalid(format!(
+            "no {} vectors of scenario set {set:?} (with a row in `scenarios`) are stored; sets with {} \
+             vectors: {}; run `stabspace backfill-numeric-scenario-embeddings --scenario-set-id {set} \
+             --model-id {}` first",
+            p.scenario_model_id,
+            p.scenario_model_id,
+            list_or(&sets, "none"),
+            p.scenario_model_id
+        )));
+    }
+    writer.finish(&mut tx).await.map_err(|e| db.err(e))?;
+    db.commit(tx).await?;
+    pb.finish_and_clear();
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}

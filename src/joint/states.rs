@@ -1,0 +1,239 @@
+//! `backfill-joint-stab-fragility-states`: instrument STAB states in the joint space.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use serde_json::json;
+
+use super::{joint_model, Branches, Weights, PROFILE_JOINT_TYPE, STAB_JOINT_TYPE};
+use crate::backfill::BackfillSummary;
+use crate::error::{Error, Result};
+use crate::progress;
+use crate::storage::bulk::{BulkWriter, Value};
+use crate::storage::joint::{date_agg, distinct, latest_joint, market_instruments, numeric_states};
+use crate::storage::tables::JOINT_EMBEDDINGS;
+use crate::storage::Db;
+use crate::vector;
+
+#[derive(Clone, Debug)]
+pub struct StateBackfill {
+    pub as_of: NaiveDate,
+    pub market_id: String,
+    pub region: Option<String>,
+    pub stab_model_id: String,
+    pub profile_model_id: Option<String>,
+    pub joint_model_id: String,
+    pub weights: Weights,
+    pub limit: Option<u64>,
+}
+
+/// What a state backfill did.
+#[derive(Clone, Debug, Default)]
+pub struct StateSummary {
+    pub summary: BackfillSummary,
+    pub with_profile: u64,
+    pub without_profile: u64,
+}
+
+impl fmt::Display for StateSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.summary)?;
+        writeln!(
+            f,
+            "  states with a profile branch (stab+profile): {}, without (stab): {}",
+            self.with_profile, self.without_profile
+        )
+    }
+}
+
+pub async fn backfill_joint_states(db: &Db, p: &StateBackfill) -> Result<StateSummary> {
+    let started = Instant::now();
+    let model = joint_model(&p.joint_model_id, p.weights)?;
+    let region = p.region.as_deref();
+    let states = numeric_states(db, &p.stab_model_id, &p.market_id, region, p.as_of, p.limit).await?;
+    if states.is_empty() {
+        return Err(no_states(db, p).await);
+    }
+
+    let profiles = match &p.profile_model_id {
+        None => Default::default(),
+        Some(pm) => {
+            let issuers: Vec<String> = states
+                .iter()
+                .filter_map(|s| s.issuer_id.clone())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let found = latest_joint(db, PROFILE_JOINT_TYPE, pm, "ISSUER", &issuers, p.as_of).await?;
+            if found.is_empty() {
+                let latest = date_agg(
+                    db,
+                    "SELECT min(as_of_date) FROM joint_embeddings WHERE joint_type = $1 AND model_id = $2",
+                    &[PROFILE_JOINT_TYPE, pm],
+                )
+                .await?;
+                return Err(Error::Invalid(match latest {
+                    Some(d) => format!(
+                        "no {pm} profile of the market's issuers on or before {}; the earliest profiles are \
+                         from {d}",
+                        p.as_of
+                    ),
+                    None => format!(
+                        "no profiles of model {pm:?} are stored; run `stabspace backfill-joint-profiles \
+                         --as-of {} --model-id {pm}` first, or leave out --profile-joint-model-id",
+                        p.as_of
+                    ),
+                }));
+            }
+            found
+        }
+    };
+
+    let mut out = StateSummary {
+        summary: BackfillSummary {
+            model_id: p.joint_model_id.clone(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    if p.limit.is_none() {
+        let have: BTreeSet<&str> = states.iter().map(|s| s.instrument_id.as_str()).collect();
+        for id in market_instruments(db, &p.market_id, region).await? {
+            if !have.contains(id.as_str()) {
+                out.summary
+                    .skipped
+                    .entry("no numeric embedding")
+                    .or_default()
+                    .push((id, format!("no {} vector on {}", p.stab_model_id, p.as_of)));
+            }
+        }
+    }
+
+    let pb = progress::items(states.len() as u64, "instruments");
+    pb.set_message(format!("{} {}", p.joint_model_id, p.market_id));
+    let mut tx = db.begin().await?;
+    let mut writer = BulkWriter::new(&JOINT_EMBEDDINGS);
+    for s in &states {
+        pb.inc(1);
+        let what = format!("{} vector of {} on {}", p.stab_model_id, s.instrument_id, p.as_of);
+        let stab = vector::from_bytes(&s.vector, &what)?;
+        let profile = match s.issuer_id.as_ref().and_then(|i| profiles.get(i)) {
+            Some(pv) => Some(vector::from_bytes(
+                &pv.vector,
+                &format!("profile of {} on {}", pv.entity_id, pv.as_of_date),
+            )?),
+            None => None,
+        };
+        let z = model.combine(&Branches {
+            stab: Some(&stab),
+            profile: profile.as_deref(),
+            ..Default::default()
+        })?;
+        let source = if profile.is_some() {
+            out.with_profile += 1;
+            "stab+profile"
+        } else {
+            out.without_profile += 1;
+            "stab"
+        };
+        let scope = json!({
+            "entity_type": "INSTRUMENT",
+            "entity_id": s.instrument_id,
+            "issuer_id": s.issuer_id,
+            "region": s.region,
+            "as_of_date": p.as_of.to_string(),
+            "source": source,
+            "stab_window": {
+                "start_date": s.window_start.map(|d| d.to_string()),
+                "end_date": s.window_end.map(|d| d.to_string()),
+            },
+        });
+        let text = |v: &Option<String>| v.clone().map_or(Value::Null, Value::Text);
+        let row = vec![
+            Value::Text(STAB_JOINT_TYPE.into()),
+            Value::Text(p.joint_model_id.clone()),
+            Value::Text("INSTRUMENT".into()),
+            Value::Text(s.instrument_id.clone()),
+            Value::Text(String::new()),
+            Value::Date(p.as_of),
+            text(&s.issuer_id),
+            text(&s.region),
+            Value::Json(scope.to_string()),
+            Value::Bytes(vector::to_bytes(&z)),
+        ];
+        writer.push(&mut tx, row).await.map_err(|e| db.err(e))?;
+        out.summary.encoded += 1;
+    }
+    writer.finish(&mut tx).await.map_err(|e| db.err(e))?;
+    db.commit(tx).await?;
+    pb.finish_and_clear();
+    out.summary.seconds = started.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+/// Why there is nothing to combine, and what exists nearby.
+async fn no_states(db: &Db, p: &StateBackfill) -> Error {
+    let explain = async {
+        let instruments = market_instruments(db, &p.market_id, p.region.as_deref()).await?;
+        if instruments.is_empty() {
+            let markets = distinct(db, "market_id", "instruments", "1 = 1", &[]).await?;
+            return Ok(format!(
+                "market {:?}{} has no instruments; markets: {}",
+                p.market_id,
+                p.region
+                    .as_ref()
+                    .map_or(String::new(), |r| format!(" in region {r:?}")),
+                list_or(&markets, "none (import instruments first)")
+            ));
+        }
+        let latest = date_agg(
+            db,
+            "SELECT max(n.as_of_date) FROM numeric_window_embeddings n \
+             JOIN instruments i ON i.instrument_id = n.entity_id \
+             WHERE n.model_id = $1 AND n.entity_type = 'INSTRUMENT' AND i.market_id = $2",
+            &[&p.stab_model_id, &p.market_id],
+        )
+        .await?;
+        Ok(match latest {
+            Some(d) => format!(
+                "no {} vectors of market {:?} on {}; the latest date with them is {d}",
+                p.stab_model_id, p.market_id, p.as_of
+            ),
+            None => {
+                let models = distinct(
+                    db,
+                    "model_id",
+                    "numeric_window_embeddings",
+                    "entity_type = 'INSTRUMENT'",
+                    &[],
+                )
+                .await?;
+                format!(
+                    "no {} vectors of market {:?} are stored (models with instrument vectors: {}); run \
+                     `stabspace backfill-numeric-embeddings --as-of {} --market-id {} --model-id {}` first",
+                    p.stab_model_id,
+                    p.market_id,
+                    list_or(&models, "none"),
+                    p.as_of,
+                    p.market_id,
+                    p.stab_model_id
+                )
+            }
+        })
+    };
+    match explain.await {
+        Ok(msg) => Error::Invalid(msg),
+        Err(e) => e,
+    }
+}
+
+/// `a, b, c`, or `empty` when there is nothing.
+pub fn list_or(items: &[String], empty: &str) -> String {
+    if items.is_empty() {
+        empty.to_string()
+    } else {
+        items.join(", ")
+    }
+}

@@ -1,0 +1,206 @@
+//! Tables that the show/find commands print: CSV (the default, as in the design
+//! documents) or JSON, to stdout or to a file written atomically.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde_json::{Map, Value as Json};
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Comma-separated values with a header row; floats with 6 decimals.
+    #[default]
+    Csv,
+    /// A JSON array of objects, one per row, floats at full precision.
+    Json,
+}
+
+/// `--format` and `--output`, shared by every command that prints a table.
+#[derive(Clone, Debug, clap::Args)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Csv)]
+    pub format: Format,
+    /// Write to this file (replaced atomically) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// One cell.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cell {
+    Text(String),
+    Null,
+    Date(NaiveDate),
+    Int(i64),
+    /// Printed with 6 decimals in CSV.
+    Float(f64),
+}
+
+impl From<&str> for Cell {
+    fn from(s: &str) -> Self {
+        Cell::Text(s.to_string())
+    }
+}
+impl From<String> for Cell {
+    fn from(s: String) -> Self {
+        Cell::Text(s)
+    }
+}
+impl From<Option<String>> for Cell {
+    fn from(s: Option<String>) -> Self {
+        s.map_or(Cell::Null, Cell::Text)
+    }
+}
+impl From<NaiveDate> for Cell {
+    fn from(d: NaiveDate) -> Self {
+        Cell::Date(d)
+    }
+}
+impl From<f64> for Cell {
+    fn from(x: f64) -> Self {
+        Cell::Float(x)
+    }
+}
+impl From<usize> for Cell {
+    fn from(x: usize) -> Self {
+        Cell::Int(x as i64)
+    }
+}
+
+impl Cell {
+    fn csv(&self) -> String {
+        match self {
+            Cell::Text(s) => s.clone(),
+            Cell::Null => String::new(),
+            Cell::Date(d) => d.to_string(),
+            Cell::Int(i) => i.to_string(),
+            Cell::Float(x) => format!("{x:.6}"),
+        }
+    }
+
+    fn json(&self) -> Json {
+        match self {
+            Cell::Text(s) => Json::String(s.clone()),
+            Cell::Null => Json::Null,
+            Cell::Date(d) => Json::String(d.to_string()),
+            Cell::Int(i) => Json::from(*i),
+            Cell::Float(x) => serde_json::Number::from_f64(*x).map_or(Json::Null, Json::Number),
+        }
+    }
+}
+
+/// A header and rows of cells.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Table {
+    pub columns: &'static [&'static str],
+    pub rows: Vec<Vec<Cell>>,
+}
+
+impl Table {
+    pub fn new(columns: &'static [&'static str]) -> Table {
+        Table {
+            columns,
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, row: Vec<Cell>) {
+        debug_assert_eq!(row.len(), self.columns.len());
+        self.rows.push(row);
+    }
+
+    /// The table as bytes in `format`.
+    pub fn render(&self, format: Format) -> Vec<u8> {
+        match format {
+            Format::Csv => {
+                let mut w = csv::Writer::from_writer(Vec::new());
+                // Writing to memory cannot fail.
+                let _ = w.write_record(self.columns);
+                for row in &self.rows {
+                    let _ = w.write_record(row.iter().map(Cell::csv));
+                }
+                w.into_inner().unwrap_or_default()
+            }
+            Format::Json => {
+                let rows: Vec<Json> = self
+                    .rows
+                    .iter()
+                    .map(|row| {
+                        Json::Object(
+                            self.columns
+                                .iter()
+                                .zip(row)
+                                .map(|(c, v)| (c.to_string(), v.json()))
+                                .collect::<Map<_, _>>(),
+                        )
+                    })
+                    .collect();
+                let mut out = serde_json::to_vec_pretty(&rows).unwrap_or_default();
+                out.push(b'\n');
+                out
+            }
+        }
+    }
+
+    /// Print to stdout, or write to `--output` atomically.
+    pub fn emit(&self, out: &OutputArgs) -> Result<()> {
+        let bytes = self.render(out.format);
+        match &out.output {
+            None => {
+                let mut stdout = std::io::stdout().lock();
+                stdout
+                    .write_all(&bytes)
+                    .and_then(|()| stdout.flush())
+                    .map_err(|e| Error::io("<stdout>", e))
+            }
+            Some(path) => write_file_atomically(path, &bytes),
+        }
+    }
+}
+
+/// Write `bytes` to a temporary file beside `path`, then rename it over `path`.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let name = path
+        .file_name()
+        .map_or("out".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_has_six_decimals_and_json_keeps_types() {
+        let mut t = Table::new(&["id", "cosine", "n", "when", "none"]);
+        let d = NaiveDate::from_ymd_opt(2025, 1, 31).unwrap();
+        t.push(vec![
+            "a,b".into(),
+            0.5f64.into(),
+            3usize.into(),
+            d.into(),
+            Cell::Null,
+        ]);
+        let csv = String::from_utf8(t.render(Format::Csv)).unwrap();
+        assert_eq!(csv, "id,cosine,n,when,none\n\"a,b\",0.500000,3,2025-01-31,\n");
+        let json: Json = serde_json::from_slice(&t.render(Format::Json)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!([{"id": "a,b", "cosine": 0.5, "n": 3, "when": "2025-01-31", "none": null}])
+        );
+    }
+}
