@@ -67,6 +67,24 @@ pub enum Command {
     BackfillNumericEmbeddings(commands::backfill_numeric_embeddings::Args),
     /// Encode the return panels of a scenario set (num-scenario-core-v1).
     BackfillNumericScenarioEmbeddings(commands::backfill_numeric_scenario_embeddings::Args),
+    /// Standardised issuer-fundamentals profiles (joint-profile-core-v1).
+    BackfillJointProfiles(commands::backfill_joint_profiles::Args),
+    /// Instrument STAB states in the joint space (stab branch + optional profile branch).
+    BackfillJointStabFragilityStates(commands::backfill_joint_stab_fragility_states::Args),
+    /// List stored STAB states (CSV or JSON).
+    ShowJointStabFragilityStates(commands::show_joint_stab_fragility_states::Args),
+    /// Project a scenario set's numeric vectors into the joint space.
+    BackfillJointStabFragilityScenarios(commands::backfill_joint_stab_fragility_scenarios::Args),
+    /// List stored STAB scenario vectors of a set (CSV or JSON).
+    ShowJointStabFragilityScenarios(commands::show_joint_stab_fragility_scenarios::Args),
+    /// The scenarios nearest an instrument's STAB state.
+    FindSimilarStabScenarios(commands::find_similar_stab_scenarios::Args),
+    /// The scenarios nearest a portfolio's STAB vector on a date.
+    ShowPortfolioStabScenarioExposure(commands::show_portfolio_stab_scenario_exposure::Args),
+    /// Merge nearest-scenario metrics into portfolio_risk_reports.risk_metrics over a date range.
+    BackfillPortfolioStabScenarioMetrics(commands::backfill_portfolio_stab_scenario_metrics::Args),
+    /// Merge run-level STAB summaries into backtest_runs.metrics_json.
+    BackfillBacktestStabScenarioMetrics(commands::backfill_backtest_stab_scenario_metrics::Args),
     /// Write a deterministic synthetic market as CSV files in the import formats.
     Generate(commands::generate::Args),
     /// Generate a small market, import it and run every workflow on it.
@@ -81,6 +99,29 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::BackfillNumericEmbeddings(a) => commands::backfill_numeric_embeddings::run(g, a).await,
         Command::BackfillNumericScenarioEmbeddings(a) => {
             commands::backfill_numeric_scenario_embeddings::run(g, a).await
+        }
+        Command::BackfillJointProfiles(a) => commands::backfill_joint_profiles::run(g, a).await,
+        Command::BackfillJointStabFragilityStates(a) => {
+            commands::backfill_joint_stab_fragility_states::run(g, a).await
+        }
+        Command::ShowJointStabFragilityStates(a) => {
+            commands::show_joint_stab_fragility_states::run(g, a).await
+        }
+        Command::BackfillJointStabFragilityScenarios(a) => {
+            commands::backfill_joint_stab_fragility_scenarios::run(g, a).await
+        }
+        Command::ShowJointStabFragilityScenarios(a) => {
+            commands::show_joint_stab_fragility_scenarios::run(g, a).await
+        }
+        Command::FindSimilarStabScenarios(a) => commands::find_similar_stab_scenarios::run(g, a).await,
+        Command::ShowPortfolioStabScenarioExposure(a) => {
+            commands::show_portfolio_stab_scenario_exposure::run(g, a).await
+        }
+        Command::BackfillPortfolioStabScenarioMetrics(a) => {
+            commands::backfill_portfolio_stab_scenario_metrics::run(g, a).await
+        }
+        Command::BackfillBacktestStabScenarioMetrics(a) => {
+            commands::backfill_backtest_stab_scenario_metrics::run(g, a).await
         }
         Command::Generate(a) => commands::generate::run(g, a).await,
         Command::Demo(a) => commands::demo::run(g, a).await,

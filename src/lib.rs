@@ -10,9 +10,14 @@
 pub mod backfill;
 pub mod cli;
 pub mod commands;
+pub mod diagnostics;
 pub mod encoders;
 pub mod error;
 pub mod import;
+pub mod joint;
+pub mod nearest;
+pub mod output;
+pub mod portfolio;
 pub mod progress;
 pub mod storage;
 pub mod synth;

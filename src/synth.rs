@@ -99,6 +99,13 @@ pub fn trading_days(start: NaiveDate, n: usize) -> Vec<NaiveDate> {
     out
 }
 
+/// Indices of the last trading day of each month among `dates[from..]`, and of the last date.
+pub fn month_ends(dates: &[NaiveDate], from: usize) -> Vec<usize> {
+    (from..dates.len())
+        .filter(|&t| t + 1 == dates.len() || dates[t + 1].month() != dates[t].month())
+        .collect()
+}
+
 struct Csv {
     w: csv::Writer<BufWriter<File>>,
     path: PathBuf,
@@ -370,9 +377,7 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<Generated> {
     files.push(paths.finish(ImportKind::ScenarioPaths)?);
 
     // Portfolios: 15 active holdings each, reweighted at every month end after the warm-up.
-    let month_ends: Vec<usize> = (warmup..cfg.days)
-        .filter(|&t| t + 1 == cfg.days || dates[t + 1].month() != dates[t].month())
-        .collect();
+    let month_ends = month_ends(&dates, warmup);
     let mut portfolios = Vec::new();
     let mut pf = Csv::create(
         out,

@@ -1,0 +1,51 @@
+use chrono::NaiveDate;
+
+use crate::cli::{parse_date, GlobalOpts};
+use crate::diagnostics::{backfill_portfolio_metrics, MetricsBackfill};
+use crate::error::Result;
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "For each portfolio_risk_reports row in [--start, --end], forms the portfolio's \
+STAB vector for that date (as show-portfolio-stab-scenario-exposure does), compares it with every \
+scenario of the set and merges into risk_metrics the keys stab_scenario_set_id, \
+stab_closest_scenario_id, stab_closest_scenario_cosine, stab_closest_scenario_distance, \
+stab_portfolio_ctx_norm and stab_top3_scenario_cosine_mean. Every other key is kept. One transaction: \
+an error writes nothing; re-running changes nothing.\n\n\
+Example: stabspace backfill-portfolio-stab-scenario-metrics --portfolio-id PORTFOLIO_CORE_US_EQ_001 \
+--scenario-set-id STAB_EQ_CRASH_SET_V0 --stab-model-id joint-stab-fragility-v1 \
+--start 2025-01-01 --end 2025-12-31"
+)]
+pub struct Args {
+    /// One portfolio; without it, every portfolio with risk reports in range.
+    #[arg(long)]
+    pub portfolio_id: Option<String>,
+    #[arg(long)]
+    pub scenario_set_id: String,
+    /// Joint model of the STAB states and scenarios.
+    #[arg(long, default_value = "joint-stab-fragility-v1")]
+    pub stab_model_id: String,
+    /// First report date (YYYY-MM-DD).
+    #[arg(long, value_parser = parse_date)]
+    pub start: NaiveDate,
+    /// Last report date (YYYY-MM-DD).
+    #[arg(long, value_parser = parse_date)]
+    pub end: NaiveDate,
+}
+
+pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
+    let db = g.open_db().await?;
+    let s = backfill_portfolio_metrics(
+        &db,
+        &MetricsBackfill {
+            portfolio_id: a.portfolio_id,
+            scenario_set_id: a.scenario_set_id,
+            model_id: a.stab_model_id,
+            start: a.start,
+            end: a.end,
+        },
+    )
+    .await?;
+    print!("{s}");
+    Ok(())
+}

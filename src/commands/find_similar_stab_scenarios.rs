@@ -1,0 +1,68 @@
+use chrono::NaiveDate;
+
+use crate::cli::{parse_date, GlobalOpts};
+use crate::diagnostics::find_similar;
+use crate::error::Result;
+use crate::output::{OutputArgs, Table};
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Takes the instrument's STAB state on --as-of and lists the --top-k scenarios \
+of the set nearest to it by cosine, as \
+rank,cosine,euclidean,scenario_set_id,scenario_id,scenario_as_of,instrument_id,as_of_date.\n\n\
+Example: stabspace find-similar-stab-scenarios --instrument-id AAA.US --as-of 2025-01-31 \
+--model-id joint-stab-fragility-v1 --scenario-set-id SET_ABC123 --top-k 20"
+)]
+pub struct Args {
+    #[arg(long)]
+    pub instrument_id: String,
+    /// Date of the instrument's state (YYYY-MM-DD).
+    #[arg(long, value_parser = parse_date)]
+    pub as_of: NaiveDate,
+    /// Joint model of the states and scenarios.
+    #[arg(long, default_value = "joint-stab-fragility-v1")]
+    pub model_id: String,
+    #[arg(long)]
+    pub scenario_set_id: String,
+    /// Number of scenarios to list.
+    #[arg(long, default_value_t = 20)]
+    pub top_k: usize,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
+    let db = g.open_db().await?;
+    let found = find_similar(
+        &db,
+        &a.instrument_id,
+        a.as_of,
+        &a.model_id,
+        &a.scenario_set_id,
+        a.top_k,
+    )
+    .await?;
+    let mut t = Table::new(&[
+        "rank",
+        "cosine",
+        "euclidean",
+        "scenario_set_id",
+        "scenario_id",
+        "scenario_as_of",
+        "instrument_id",
+        "as_of_date",
+    ]);
+    for (i, h) in found.hits.into_iter().enumerate() {
+        t.push(vec![
+            (i + 1).into(),
+            h.cosine.into(),
+            h.euclidean.into(),
+            a.scenario_set_id.clone().into(),
+            h.scenario_id.into(),
+            h.scenario_as_of.into(),
+            a.instrument_id.clone().into(),
+            a.as_of.into(),
+        ]);
+    }
+    t.emit(&a.out)
+}

@@ -1,0 +1,71 @@
+use chrono::NaiveDate;
+
+use crate::cli::{parse_date, GlobalOpts};
+use crate::diagnostics::portfolio_exposure;
+use crate::error::Result;
+use crate::output::{OutputArgs, Table};
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Forms the portfolio's STAB vector on --as-of, Σ wᵢ·zᵢ / Σ |wᵢ| over its \
+instruments with a STAB state (each instrument's latest on or before --as-of), with the weights of its \
+latest target_portfolios row on or before --as-of, and lists the --top-k nearest scenarios as \
+cosine,euclidean,scenario_set_id,scenario_id,scenario_as_of,portfolio_id,portfolio_ctx_norm,\
+num_instruments_used.\n\n\
+Example: stabspace show-portfolio-stab-scenario-exposure --portfolio-id PORTFOLIO_CORE_US_EQ_001 \
+--as-of 2025-01-31 --scenario-set-id STAB_EQ_CRASH_SET_V0 --stab-model-id joint-stab-fragility-v1 \
+--top-k 20"
+)]
+pub struct Args {
+    #[arg(long)]
+    pub portfolio_id: String,
+    /// Date (YYYY-MM-DD).
+    #[arg(long, value_parser = parse_date)]
+    pub as_of: NaiveDate,
+    #[arg(long)]
+    pub scenario_set_id: String,
+    /// Joint model of the STAB states and scenarios.
+    #[arg(long, default_value = "joint-stab-fragility-v1")]
+    pub stab_model_id: String,
+    /// Number of scenarios to list.
+    #[arg(long, default_value_t = 20)]
+    pub top_k: usize,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
+    let db = g.open_db().await?;
+    let e = portfolio_exposure(
+        &db,
+        &a.portfolio_id,
+        a.as_of,
+        &a.scenario_set_id,
+        &a.stab_model_id,
+        a.top_k,
+    )
+    .await?;
+    let mut t = Table::new(&[
+        "cosine",
+        "euclidean",
+        "scenario_set_id",
+        "scenario_id",
+        "scenario_as_of",
+        "portfolio_id",
+        "portfolio_ctx_norm",
+        "num_instruments_used",
+    ]);
+    for h in e.hits {
+        t.push(vec![
+            h.cosine.into(),
+            h.euclidean.into(),
+            a.scenario_set_id.clone().into(),
+            h.scenario_id.into(),
+            h.scenario_as_of.into(),
+            a.portfolio_id.clone().into(),
+            e.vector.ctx_norm.into(),
+            e.vector.used.into(),
+        ]);
+    }
+    t.emit(&a.out)
+}

@@ -1,0 +1,178 @@
+//! Nearest scenarios of one instrument (`find-similar-stab-scenarios`) or one
+//! portfolio (`show-portfolio-stab-scenario-exposure`) on one date.
+
+use chrono::NaiveDate;
+
+use super::vectors::{portfolio_vectors, DaySkip};
+use crate::error::{Error, Result};
+use crate::joint::{list_or, STAB_JOINT_TYPE};
+use crate::nearest::{ScenarioHit, ScenarioSpace};
+use crate::portfolio::{NoVector, PortfolioVector};
+use crate::storage::joint::{date_agg, distinct, joint_states};
+use crate::storage::Db;
+use crate::vector;
+
+/// An instrument's state and its nearest scenarios.
+#[derive(Clone, Debug)]
+pub struct SimilarScenarios {
+    pub state: Vec<f32>,
+    pub hits: Vec<ScenarioHit>,
+}
+
+/// The instrument's STAB state on `as_of` and the `k` nearest scenarios of `set`.
+pub async fn find_similar(
+    db: &Db,
+    instrument: &str,
+    as_of: NaiveDate,
+    model: &str,
+    set: &str,
+    k: usize,
+) -> Result<SimilarScenarios> {
+    let rows = joint_states(db, model, as_of, as_of, Some(instrument), None, Some(1)).await?;
+    let Some(row) = rows.first() else {
+        return Err(no_state(db, instrument, as_of, model).await);
+    };
+    let state = vector::from_bytes(&row.vector, &format!("STAB state of {instrument} on {as_of}"))?;
+    let space = ScenarioSpace::load(db, model, set).await?;
+    let hits = space.search(&state, k)?;
+    Ok(SimilarScenarios { state, hits })
+}
+
+async fn no_state(db: &Db, instrument: &str, as_of: NaiveDate, model: &str) -> Error {
+    let explain = async {
+        let sql = "SELECT max(CASE WHEN as_of_date < $4 THEN as_of_date END), \
+                          min(CASE WHEN as_of_date > $4 THEN as_of_date END) \
+                   FROM joint_embeddings WHERE joint_type = $1 AND model_id = $2 \
+                   AND entity_type = 'INSTRUMENT' AND scope_id = '' AND entity_id = $3";
+        let (before, after): (Option<NaiveDate>, Option<NaiveDate>) =
+            crate::with_pool!(db, p => sqlx::query_as(sql)
+            .bind(STAB_JOINT_TYPE)
+            .bind(model)
+            .bind(instrument)
+            .bind(as_of)
+            .fetch_one(p)
+            .await)
+            .map_err(|e| db.err(e))?;
+        if before.is_some() || after.is_some() {
+            let show = |d: Option<NaiveDate>| d.map_or("none".to_string(), |d| d.to_string());
+            return Ok(format!(
+                "instrument {instrument:?} has no STAB state of {model} on {as_of}; its nearest states are \
+                 on {} (before) and {} (after)",
+                show(before),
+                show(after)
+            ));
+        }
+        stab_states_hint(
+            db,
+            model,
+            &format!("instrument {instrument:?} has no STAB state of {model}"),
+        )
+        .await
+    };
+    explain.await.map_or_else(|e| e, Error::Invalid)
+}
+
+/// `what`, then the latest date with STAB states of `model`, or the models that have some.
+pub async fn stab_states_hint(db: &Db, model: &str, what: &str) -> Result<String> {
+    let latest = date_agg(
+        db,
+        "SELECT max(as_of_date) FROM joint_embeddings WHERE joint_type = $1 AND model_id = $2 \
+         AND entity_type = 'INSTRUMENT'",
+        &[STAB_JOINT_TYPE, model],
+    )
+    .await?;
+    Ok(match latest {
+        Some(d) => format!("{what}; the latest date with STAB states of {model} is {d}"),
+        None => {
+            let models = distinct(
+                db,
+                "model_id",
+                "joint_embeddings",
+                "joint_type = $1 AND entity_type = 'INSTRUMENT'",
+                &[STAB_JOINT_TYPE],
+            )
+            .await?;
+            format!(
+                "{what}; no STAB states of {model:?} are stored (joint models with states: {}); run \
+                 `stabspace backfill-joint-stab-fragility-states` first",
+                list_or(&models, "none")
+            )
+        }
+    })
+}
+
+/// A portfolio's STAB vector on a date and its nearest scenarios.
+#[derive(Clone, Debug)]
+pub struct Exposure {
+    pub weights_as_of: NaiveDate,
+    pub vector: PortfolioVector,
+    pub hits: Vec<ScenarioHit>,
+}
+
+/// `show-portfolio-stab-scenario-exposure`: the portfolio vector on `as_of`
+/// (weights of the latest target on or before it, each instrument's latest
+/// state on or before it) and the `k` nearest scenarios of `set`.
+pub async fn portfolio_exposure(
+    db: &Db,
+    portfolio: &str,
+    as_of: NaiveDate,
+    set: &str,
+    model: &str,
+    k: usize,
+) -> Result<Exposure> {
+    let day = [(portfolio.to_string(), as_of)];
+    let v = portfolio_vectors(db, model, &day)
+        .await?
+        .pop()
+        .expect("one day in, one out");
+    let v = match v {
+        Ok(v) => v,
+        Err(skip) => return Err(no_vector(db, portfolio, as_of, model, skip).await),
+    };
+    let space = ScenarioSpace::load(db, model, set).await?;
+    let hits = space.search(&v.vector.vector, k)?;
+    Ok(Exposure {
+        weights_as_of: v.weights_as_of,
+        vector: v.vector,
+        hits,
+    })
+}
+
+/// Why a portfolio has no vector on a date, with what exists nearby.
+pub(crate) async fn no_vector(
+    db: &Db,
+    portfolio: &str,
+    as_of: NaiveDate,
+    model: &str,
+    skip: DaySkip,
+) -> Error {
+    let explain = async {
+        Ok(match skip {
+            DaySkip::NoTarget { earliest: None } => {
+                let known = distinct(db, "portfolio_id", "target_portfolios", "1 = 1", &[]).await?;
+                format!(
+                    "portfolio {portfolio:?} has no target_portfolios rows; portfolios with targets: {}",
+                    list_or(&known, "none (import portfolios first)")
+                )
+            }
+            DaySkip::NoTarget { earliest: Some(d) } => format!(
+                "portfolio {portfolio:?} has no target weights on or before {as_of}; its earliest are from {d}"
+            ),
+            DaySkip::NoVector(NoVector::NoStates { holdings }) => {
+                stab_states_hint(
+                    db,
+                    model,
+                    &format!(
+                        "portfolio {portfolio:?} on {as_of}: none of its {holdings} instruments has a STAB \
+                         state of {model} on or before {as_of}"
+                    ),
+                )
+                .await?
+            }
+            DaySkip::NoVector(z @ NoVector::ZeroWeights { .. }) => {
+                format!("portfolio {portfolio:?} on {as_of}: {z}")
+            }
+        })
+    };
+    explain.await.map_or_else(|e| e, Error::Invalid)
+}

@@ -1,0 +1,213 @@
+//! `backfill-portfolio-stab-scenario-metrics`: nearest-scenario metrics of
+//! every risk report in a date range, merged into `risk_metrics`.
+//!
+//! Reads in bulk (reports, then weights and states: see [`super::vectors`]),
+//! searches all portfolio-days at once on every core, and writes the merges in
+//! batched statements inside one transaction: an error leaves every report as
+//! it was, and a re-run changes nothing.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use serde_json::json;
+
+use super::exposure::no_vector;
+use super::vectors::{portfolio_vectors, DaySkip};
+use crate::error::{Error, Result};
+use crate::joint::list_or;
+use crate::nearest::ScenarioSpace;
+use crate::portfolio::NoVector;
+use crate::storage::joint::{date_agg, distinct, report_days};
+use crate::storage::merge::merge_risk_metrics;
+use crate::storage::Db;
+
+/// Scenarios ranked per day: the closest one and the top-3 mean.
+const TOP: usize = 3;
+
+#[derive(Clone, Debug)]
+pub struct MetricsBackfill {
+    /// One portfolio, or every portfolio with reports in range.
+    pub portfolio_id: Option<String>,
+    pub scenario_set_id: String,
+    pub model_id: String,
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+}
+
+/// What a metrics backfill did.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsSummary {
+    pub reports: usize,
+    pub computed: usize,
+    /// Reports whose stored metrics changed (0 on an identical re-run).
+    pub changed: u64,
+    /// Skipped reports by reason: (portfolio, date) pairs.
+    pub skipped: BTreeMap<String, Vec<(String, NaiveDate)>>,
+    pub scenarios: usize,
+    pub seconds: f64,
+}
+
+impl std::fmt::Display for MetricsSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rate = if self.seconds > 0.0 {
+            self.computed as f64 / self.seconds
+        } else {
+            0.0
+        };
+        writeln!(
+            f,
+            "{} of {} risk reports scored against {} scenarios, {} changed, in {:.2} s \
+             ({rate:.0} portfolio-days/s)",
+            self.computed, self.reports, self.scenarios, self.changed, self.seconds
+        )?;
+        for (why, days) in &self.skipped {
+            let shown: Vec<String> = days.iter().take(3).map(|(p, d)| format!("{p} {d}")).collect();
+            writeln!(
+                f,
+                "  skipped {} ({why}): {}{}",
+                days.len(),
+                shown.join(", "),
+                more(days.len(), 3)
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn more(n: usize, shown: usize) -> String {
+    if n > shown {
+        format!(", … {} more", n - shown)
+    } else {
+        String::new()
+    }
+}
+
+pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<MetricsSummary> {
+    let started = Instant::now();
+    if p.start > p.end {
+        return Err(Error::Invalid(format!(
+            "--start {} is after --end {}",
+            p.start, p.end
+        )));
+    }
+    let days = report_days(db, p.portfolio_id.as_deref(), p.start, p.end).await?;
+    if days.is_empty() {
+        return Err(no_reports(db, p).await);
+    }
+    let space = ScenarioSpace::load(db, &p.model_id, &p.scenario_set_id).await?;
+    let vectors = portfolio_vectors(db, &p.model_id, &days).await?;
+
+    let mut summary = MetricsSummary {
+        reports: days.len(),
+        scenarios: space.len(),
+        ..Default::default()
+    };
+    let mut queries = Vec::new();
+    let mut scored = Vec::new();
+    for (day, v) in days.iter().zip(vectors) {
+        match v {
+            Ok(v) => {
+                queries.push(v.vector.vector);
+                scored.push((day, v.vector.ctx_norm));
+            }
+            Err(skip @ DaySkip::NoVector(NoVector::ZeroWeights { .. })) => {
+                return Err(no_vector(db, &day.0, day.1, &p.model_id, skip).await);
+            }
+            Err(skip) => {
+                let why = match &skip {
+                    DaySkip::NoTarget { .. } => "no target weights on or before the date".to_string(),
+                    _ => format!("no STAB state of {} for any holding", p.model_id),
+                };
+                summary.skipped.entry(why).or_default().push(day.clone());
+            }
+        }
+    }
+    if queries.is_empty() {
+        let (pid, date) = &days[0];
+        let first = vectors_reason(db, pid, *date, &p.model_id).await;
+        return Err(Error::Invalid(format!(
+            "none of the {} risk reports in {}..={} has a portfolio STAB vector; the first: {first}",
+            days.len(),
+            p.start,
+            p.end
+        )));
+    }
+
+    let hits = tokio::task::block_in_place(|| space.search_batch(&queries, TOP))?;
+    let patches: Vec<(String, NaiveDate, serde_json::Value)> = scored
+        .iter()
+        .zip(&hits)
+        .map(|(((pid, date), ctx_norm), hits)| {
+            let top = &hits[0];
+            let mean = hits.iter().map(|h| h.cosine).sum::<f64>() / hits.len() as f64;
+            let patch = json!({
+                "stab_scenario_set_id": p.scenario_set_id,
+                "stab_closest_scenario_id": top.scenario_id,
+                "stab_closest_scenario_cosine": top.cosine,
+                "stab_closest_scenario_distance": top.euclidean,
+                "stab_portfolio_ctx_norm": ctx_norm,
+                "stab_top3_scenario_cosine_mean": mean,
+            });
+            (pid.clone(), *date, patch)
+        })
+        .collect();
+    summary.computed = patches.len();
+
+    let mut tx = db.begin().await?;
+    summary.changed = merge_risk_metrics(&mut tx, &patches)
+        .await
+        .map_err(|e| db.err(e))?;
+    db.commit(tx).await?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// The full explanation for one day without a vector.
+async fn vectors_reason(db: &Db, pid: &str, date: NaiveDate, model: &str) -> String {
+    let day = [(pid.to_string(), date)];
+    match portfolio_vectors(db, model, &day).await {
+        Ok(mut v) => match v.pop() {
+            Some(Err(skip)) => no_vector(db, pid, date, model, skip).await.to_string(),
+            _ => "it has one now".into(),
+        },
+        Err(e) => e.to_string(),
+    }
+}
+
+async fn no_reports(db: &Db, p: &MetricsBackfill) -> Error {
+    let explain = async {
+        Ok(match &p.portfolio_id {
+            Some(pid) => {
+                let first = date_agg(
+                    db,
+                    "SELECT min(as_of_date) FROM portfolio_risk_reports WHERE portfolio_id = $1",
+                    &[pid],
+                )
+                .await?;
+                let last = date_agg(
+                    db,
+                    "SELECT max(as_of_date) FROM portfolio_risk_reports WHERE portfolio_id = $1",
+                    &[pid],
+                )
+                .await?;
+                match (first, last) {
+                    (Some(a), Some(b)) => format!(
+                        "portfolio {pid:?} has no risk reports in {}..={}; its reports span {a}..={b}",
+                        p.start, p.end
+                    ),
+                    _ => {
+                        let known =
+                            distinct(db, "portfolio_id", "portfolio_risk_reports", "1 = 1", &[]).await?;
+                        format!(
+                            "portfolio {pid:?} has no risk reports; portfolios with reports: {}",
+                            list_or(&known, "none (import risk-reports first)")
+                        )
+                    }
+                }
+            }
+            None => format!("no portfolio has risk reports in {}..={}", p.start, p.end),
+        })
+    };
+    explain.await.map_or_else(|e| e, Error::Invalid)
+}
