@@ -147,6 +147,13 @@ pub(crate) async fn no_vector(
     skip: DaySkip,
 ) -> Error {
     let explain = async {
+        // The day's search only saw targets up to the day: look for later ones.
+        let skip = match skip {
+            DaySkip::NoTarget { earliest: None } => DaySkip::NoTarget {
+                earliest: earliest_target(db, portfolio).await?,
+            },
+            other => other,
+        };
         Ok(match skip {
             DaySkip::NoTarget { earliest: None } => {
                 let known = distinct(db, "portfolio_id", "target_portfolios", "1 = 1", &[]).await?;
@@ -175,4 +182,13 @@ pub(crate) async fn no_vector(
         })
     };
     explain.await.map_or_else(|e| e, Error::Invalid)
+}
+
+async fn earliest_target(db: &Db, portfolio: &str) -> Result<Option<NaiveDate>> {
+    date_agg(
+        db,
+        "SELECT min(as_of_date) FROM target_portfolios WHERE portfolio_id = $1",
+        &[portfolio],
+    )
+    .await
 }

@@ -143,3 +143,140 @@ fn generate_writes_files_that_import_and_backfill() {
         "{out}"
     );
 }
+
+/// The demo, then the show/find commands on its database, as a user runs them.
+#[test]
+fn demo_then_show_and_find_commands_print_csv_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = stabspace(&["demo", "--instruments", "12", "--days", "260"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("show-portfolio-stab-scenario-exposure"), "{out}");
+
+    let o = stabspace(
+        &[
+            "show-joint-stab-fragility-states",
+            "--start",
+            "2000-01-01",
+            "--end",
+            "2100-01-01",
+            "--instrument-id",
+            "SYN0002.US",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = String::from_utf8_lossy(&o.stdout);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("as_of_date,instrument_id,issuer_id,region,model_id,dim,l2_norm")
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert!(rows.len() > 3, "{csv}");
+    let mut dates: Vec<&str> = rows.iter().map(|r| r.split(',').next().unwrap()).collect();
+    let sorted = {
+        let mut d = dates.clone();
+        d.sort();
+        d
+    };
+    assert_eq!(dates, sorted, "ordered by date");
+    let last = dates.pop().unwrap();
+    assert!(
+        rows[0].contains(",SYN0002.US,ISS_0001,US,joint-stab-fragility-v1,384,"),
+        "{}",
+        rows[0]
+    );
+
+    let file = dir.path().join("out/similar.json");
+    let o = stabspace(
+        &[
+            "find-similar-stab-scenarios",
+            "--instrument-id",
+            "SYN0002.US",
+            "--as-of",
+            last,
+            "--scenario-set-id",
+            "MC_STRESS_V0",
+            "--top-k",
+            "4",
+            "--format",
+            "json",
+            "--output",
+            file.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.stdout.is_empty(), "written to --output, not stdout");
+    let hits: serde_json::Value = serde_json::from_slice(&fs::read(&file).unwrap()).unwrap();
+    let hits = hits.as_array().unwrap();
+    assert_eq!(hits.len(), 4);
+    let keys: Vec<&str> = hits[0].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "rank",
+            "cosine",
+            "euclidean",
+            "scenario_set_id",
+            "scenario_id",
+            "scenario_as_of",
+            "instrument_id",
+            "as_of_date"
+        ]
+    );
+    let cos: Vec<f64> = hits.iter().map(|h| h["cosine"].as_f64().unwrap()).collect();
+    assert!(cos.windows(2).all(|w| w[0] >= w[1]), "cosine descending: {cos:?}");
+
+    let o = stabspace(
+        &[
+            "show-portfolio-stab-scenario-exposure",
+            "--portfolio-id",
+            "PORTFOLIO_CORE_US_EQ_001",
+            "--as-of",
+            last,
+            "--scenario-set-id",
+            "HIST_CRASH_WINDOWS",
+            "--top-k",
+            "2",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = String::from_utf8_lossy(&o.stdout);
+    assert!(csv.starts_with(
+        "cosine,euclidean,scenario_set_id,scenario_id,scenario_as_of,portfolio_id,portfolio_ctx_norm,num_instruments_used\n"
+    ), "{csv}");
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+
+    let o = stabspace(
+        &[
+            "show-joint-stab-fragility-scenarios",
+            "--scenario-set-id",
+            "HIST_CRASH_WINDOWS",
+            "--limit",
+            "1",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with(
+        "scenario_set_id,scenario_id,scenario_as_of,model_id,dim,l2_norm\nHIST_CRASH_WINDOWS,HIST_01_"
+    ));
+
+    // Nothing stored: a non-zero exit and a message naming what exists.
+    let o = stabspace(
+        &["show-joint-stab-fragility-states", "--as-of", "1999-01-04"],
+        dir.path(),
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(&format!(
+            "the latest date with STAB states of joint-stab-fragility-v1 is {last}"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert!(o.stdout.is_empty(), "no empty table on error");
+}

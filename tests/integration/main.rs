@@ -7,4 +7,5 @@ mod support;
 mod backfill;
 mod cli;
 mod import;
+mod joint;
 mod migrate;
