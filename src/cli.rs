@@ -85,6 +85,10 @@ pub enum Command {
     BackfillPortfolioStabScenarioMetrics(commands::backfill_portfolio_stab_scenario_metrics::Args),
     /// Merge run-level STAB summaries into backtest_runs.metrics_json.
     BackfillBacktestStabScenarioMetrics(commands::backfill_backtest_stab_scenario_metrics::Args),
+    /// Index partitions of scenario vectors: build, rebuild, status, verify, drop.
+    Index(commands::index::Args),
+    /// Write a large synthetic scenario set straight into the database (for benchmarks).
+    GenScenarios(commands::gen_scenarios::Args),
     /// Write a deterministic synthetic market as CSV files in the import formats.
     Generate(commands::generate::Args),
     /// Generate a small market, import it and run every workflow on it.
@@ -123,6 +127,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::BackfillBacktestStabScenarioMetrics(a) => {
             commands::backfill_backtest_stab_scenario_metrics::run(g, a).await
         }
+        Command::Index(a) => commands::index::run(g, a).await,
+        Command::GenScenarios(a) => commands::gen_scenarios::run(g, a).await,
         Command::Generate(a) => commands::generate::run(g, a).await,
         Command::Demo(a) => commands::demo::run(g, a).await,
     }

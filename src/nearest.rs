@@ -1,17 +1,60 @@
 //! Nearest scenarios: the STAB scenario vectors of one (joint model, scenario
 //! set), searched by cosine, with each hit's scenario date.
 //!
-//! The vectors are read from `joint_embeddings` and scanned exactly (the index
-//! engine's in-memory flat index: f32 scan, f64 re-rank).
+//! When the (model, set) has an index partition (see [`crate::partitions`]),
+//! queries run against the memory-mapped file: approximate top-k on the HNSW
+//! graph with breadth `ef`, then an exact f64 re-rank (or an exact scan of the
+//! file with `--exact`). A stale partition is used with a warning; a missing or
+//! unreadable one falls back to reading the vectors from `joint_embeddings`
+//! and scanning them exactly, with a note. Hits look the same either way.
+
+use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
-use stabspace_index::FlatIndex;
+use stabspace_index::{FlatIndex, Partition};
 
 use crate::error::{Error, Result};
 use crate::joint::STAB_JOINT_TYPE;
+use crate::partitions::{self, fingerprint, partition_path, scenario_as_of, Provenance, DEFAULT_EF};
 use crate::storage::joint::{distinct, joint_scenarios_page};
 use crate::storage::Db;
 use crate::vector::{self, DIM};
+
+/// How queries search: where partitions live (none: always from the
+/// database), the search breadth, and whether to scan exactly.
+#[derive(Clone, Debug, Default)]
+pub struct SearchOpts {
+    pub index_dir: Option<PathBuf>,
+    pub ef: Option<usize>,
+    pub exact: bool,
+}
+
+/// `--ef` and `--exact`, shared by the commands that search scenarios.
+#[derive(Clone, Debug, clap::Args)]
+pub struct SearchArgs {
+    /// Search breadth on the index graph (≥ k; larger is slower and more exact).
+    /// Default: 128, recall@10 ≥ 0.98 on 100k scenario-like vectors.
+    #[arg(long, value_name = "N")]
+    pub ef: Option<usize>,
+    /// Scan every scenario exactly instead of searching the index graph.
+    #[arg(long, conflicts_with = "ef")]
+    pub exact: bool,
+}
+
+impl SearchArgs {
+    pub fn opts(&self, data_dir: &Path) -> SearchOpts {
+        SearchOpts {
+            index_dir: Some(partitions::index_dir(data_dir)),
+            ef: self.ef,
+            exact: self.exact,
+        }
+    }
+}
+
+enum Engine {
+    Partition(Box<Partition>),
+    Flat { index: FlatIndex, as_of: Vec<NaiveDate> },
+}
 
 /// One nearest scenario.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,8 +69,8 @@ pub struct ScenarioHit {
 pub struct ScenarioSpace {
     pub model_id: String,
     pub set_id: String,
-    index: FlatIndex,
-    as_of: Vec<NaiveDate>,
+    engine: Engine,
+    ef: Option<usize>,
     /// Scenarios left out because their vector is all zeros (no direction).
     pub zero_vectors: Vec<String>,
 }
@@ -36,8 +79,63 @@ pub struct ScenarioSpace {
 const PAGE: u64 = 10_000;
 
 impl ScenarioSpace {
-    /// Read every STAB scenario vector of `set` under `model`.
-    pub async fn load(db: &Db, model: &str, set: &str) -> Result<ScenarioSpace> {
+    /// The partition of (model, set) when there is a readable one, else the
+    /// vectors from the database.
+    pub async fn open(db: &Db, opts: &SearchOpts, model: &str, set: &str) -> Result<ScenarioSpace> {
+        if let Some(ef) = opts.ef {
+            if ef == 0 {
+                return Err(Error::Invalid("--ef must be at least 1".into()));
+            }
+        }
+        let ef = if opts.exact {
+            None
+        } else {
+            Some(opts.ef.unwrap_or(DEFAULT_EF))
+        };
+        let Some(dir) = &opts.index_dir else {
+            return Self::load(db, model, set, ef).await;
+        };
+        let path = partition_path(dir, model, set);
+        let rebuild = format!("stabspace index build --model-id {model} --scenario-set-id {set}");
+        if !path.exists() {
+            eprintln!(
+                "note: no index partition for {model} / {set}; scanning exactly from the database \
+                 (`{rebuild}` makes queries fast)"
+            );
+            return Self::load(db, model, set, ef).await;
+        }
+        match open_checked(&path, model, set) {
+            Err(e) => {
+                eprintln!("warning: {e}; scanning exactly from the database instead");
+                Self::load(db, model, set, ef).await
+            }
+            Ok((p, prov)) => {
+                let now = fingerprint(db, model, set).await?;
+                if now.rows == 0 {
+                    return Err(no_scenarios(db, model, set, 0).await);
+                }
+                if prov.fingerprint != now {
+                    eprintln!(
+                        "warning: index partition {} is stale (built from {}; the database has {}); using it \
+                         anyway — rebuild it with `{rebuild}`",
+                        path.display(),
+                        prov.fingerprint,
+                        now
+                    );
+                }
+                Ok(ScenarioSpace {
+                    model_id: model.to_string(),
+                    set_id: set.to_string(),
+                    engine: Engine::Partition(Box::new(p)),
+                    ef,
+                    zero_vectors: prov.skipped_zero,
+                })
+            }
+        }
+    }
+
+    /// Read every STAB scenario vector of `set` under `model` from the database.
+    pub async fn load(db: &Db, model: &str, set: &str, ef: Option<usize>) -> Result<ScenarioSpace> {
         let mut index = FlatIndex::new(DIM)?;
         let mut as_of = Vec::new();
         let mut zero_vectors = Vec::new();
@@ -83,45 +181,91 @@ impl ScenarioSpace {
         Ok(ScenarioSpace {
             model_id: model.to_string(),
             set_id: set.to_string(),
-            index,
-            as_of,
+            engine: Engine::Flat { index, as_of },
+            ef,
             zero_vectors,
         })
     }
 
     pub fn len(&self) -> usize {
-        self.index.len()
+        match &self.engine {
+            Engine::Partition(p) => p.len(),
+            Engine::Flat { index, .. } => index.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.len() == 0
+    }
+
+    /// How queries run, for summaries.
+    pub fn describe(&self) -> String {
+        match (&self.engine, self.ef) {
+            (Engine::Partition(p), Some(ef)) if p.has_graph() => format!("index partition, ef {ef}"),
+            (Engine::Partition(_), _) => "index partition, exact scan".into(),
+            (Engine::Flat { .. }, _) => "exact scan from the database".into(),
+        }
     }
 
     /// The k scenarios nearest `query` by cosine, best first.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<ScenarioHit>> {
-        Ok(self.hits(self.index.search(query, k)?))
+        let hits = match (&self.engine, self.ef) {
+            (Engine::Partition(p), Some(ef)) => p.search(query, k, ef)?,
+            (Engine::Partition(p), None) => p.search_exact(query, k)?,
+            (Engine::Flat { index, .. }, _) => index.search(query, k)?,
+        };
+        self.hits(hits)
     }
 
     /// Many queries at once, on all cores.
     pub fn search_batch(&self, queries: &[Vec<f32>], k: usize) -> Result<Vec<Vec<ScenarioHit>>> {
-        Ok(self
-            .index
-            .search_batch(queries, k)?
-            .into_iter()
-            .map(|h| self.hits(h))
-            .collect())
+        let all = match &self.engine {
+            Engine::Partition(p) => p.search_batch(queries, k, self.ef)?,
+            Engine::Flat { index, .. } => index.search_batch(queries, k)?,
+        };
+        all.into_iter().map(|h| self.hits(h)).collect()
     }
 
-    fn hits(&self, hits: Vec<stabspace_index::Hit>) -> Vec<ScenarioHit> {
+    fn hits(&self, hits: Vec<stabspace_index::Hit>) -> Result<Vec<ScenarioHit>> {
         hits.into_iter()
-            .map(|h| ScenarioHit {
-                scenario_as_of: self.as_of[h.row as usize],
-                scenario_id: h.id,
-                cosine: h.cosine,
-                euclidean: h.euclidean,
+            .map(|h| {
+                let scenario_as_of = match &self.engine {
+                    Engine::Partition(p) => scenario_as_of(p, h.row as usize)?,
+                    Engine::Flat { as_of, .. } => as_of[h.row as usize],
+                };
+                Ok(ScenarioHit {
+                    scenario_as_of,
+                    scenario_id: h.id,
+                    cosine: h.cosine,
+                    euclidean: h.euclidean,
+                })
             })
             .collect()
     }
+}
+
+/// Open a partition, check every checksum (a damaged file must not give
+/// wrong answers) and that it holds (model, set).
+pub fn open_checked(path: &Path, model: &str, set: &str) -> Result<(Partition, Provenance)> {
+    let p = Partition::open(path)?;
+    p.verify()?;
+    let prov = Provenance::of(&p)?;
+    if prov.model_id != model || prov.scenario_set_id != set {
+        return Err(Error::Invalid(format!(
+            "{}: holds {} / {}, not {model} / {set}",
+            path.display(),
+            prov.model_id,
+            prov.scenario_set_id
+        )));
+    }
+    if p.dim() != DIM {
+        return Err(Error::Invalid(format!(
+            "{}: {} dimensions, expected {DIM}",
+            path.display(),
+            p.dim()
+        )));
+    }
+    Ok((p, prov))
 }
 
 pub async fn no_scenarios(db: &Db, model: &str, set: &str, zero: usize) -> Error {

@@ -16,6 +16,8 @@ pub enum Format {
     Csv,
     /// A JSON array of objects, one per row, floats at full precision.
     Json,
+    /// Aligned columns for reading in a terminal.
+    Text,
 }
 
 /// `--format` and `--output`, shared by every command that prints a table.
@@ -82,6 +84,15 @@ impl Cell {
         }
     }
 
+    fn text(&self) -> String {
+        match self {
+            Cell::Null => "-".into(),
+            Cell::Float(x) if x.abs() >= 1000.0 => format!("{x:.1}"),
+            Cell::Float(x) => format!("{x:.4}"),
+            other => other.csv(),
+        }
+    }
+
     fn json(&self) -> Json {
         match self {
             Cell::Text(s) => Json::String(s.clone()),
@@ -125,6 +136,23 @@ impl Table {
                 }
                 w.into_inner().unwrap_or_default()
             }
+            Format::Text => {
+                let cells: Vec<Vec<String>> =
+                    std::iter::once(self.columns.iter().map(|c| c.to_string()).collect())
+                        .chain(self.rows.iter().map(|r| r.iter().map(Cell::text).collect()))
+                        .collect();
+                let widths: Vec<usize> = (0..self.columns.len())
+                    .map(|i| cells.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+                    .collect();
+                let mut out = String::new();
+                for row in &cells {
+                    let line: Vec<String> =
+                        row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+                    out.push_str(line.join("  ").trim_end());
+                    out.push('\n');
+                }
+                out.into_bytes()
+            }
             Format::Json => {
                 let rows: Vec<Json> = self
                     .rows
@@ -148,8 +176,13 @@ impl Table {
 
     /// Print to stdout, or write to `--output` atomically.
     pub fn emit(&self, out: &OutputArgs) -> Result<()> {
-        let bytes = self.render(out.format);
-        match &out.output {
+        self.emit_to(out.format, out.output.as_deref())
+    }
+
+    /// Print `format` to stdout, or write it to `output` atomically.
+    pub fn emit_to(&self, format: Format, output: Option<&Path>) -> Result<()> {
+        let bytes = self.render(format);
+        match output {
             None => {
                 let mut stdout = std::io::stdout().lock();
                 stdout

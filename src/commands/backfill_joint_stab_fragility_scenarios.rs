@@ -1,12 +1,15 @@
 use crate::cli::GlobalOpts;
+use crate::commands::index::ParamArgs;
 use crate::error::Result;
 use crate::joint::{backfill_joint_scenarios, ScenarioProjection, Weights};
+use crate::partitions::{build_with_progress, index_dir};
 
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Projects the numeric scenario vectors (--scenario-model-id) of a scenario set \
 into the STAB joint space (entity_type SCENARIO, as_of_date = scenario_date, entity_scope with the \
-scenario's shock_type and severity). Re-running replaces the stored vectors.\n\n\
+scenario's shock_type and severity). Re-running replaces the stored vectors. Then rebuilds the set's index partition (unless --no-index), \
+so that queries search the new vectors.\n\n\
 Example: stabspace backfill-joint-stab-fragility-scenarios --scenario-set-id SET_ABC123 \
 --scenario-model-id num-scenario-core-v1 --joint-model-id joint-stab-fragility-v1 --limit 100"
 )]
@@ -22,6 +25,11 @@ pub struct Args {
     /// At most this many scenarios, in scenario_id order.
     #[arg(long)]
     pub limit: Option<u64>,
+    /// Do not rebuild the set's index partition afterwards.
+    #[arg(long)]
+    pub no_index: bool,
+    #[command(flatten)]
+    pub params: ParamArgs,
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
@@ -29,14 +37,27 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     let s = backfill_joint_scenarios(
         &db,
         &ScenarioProjection {
-            scenario_set_id: a.scenario_set_id,
+            scenario_set_id: a.scenario_set_id.clone(),
             scenario_model_id: a.scenario_model_id,
-            joint_model_id: a.joint_model_id,
+            joint_model_id: a.joint_model_id.clone(),
             weights: Weights::default(),
             limit: a.limit,
         },
     )
     .await?;
     print!("{s}");
+    if !a.no_index {
+        // After the commit: a failed backfill leaves the old partition in place.
+        let dir = index_dir(&g.data_dir);
+        let built = build_with_progress(
+            &db,
+            &dir,
+            &a.joint_model_id,
+            &a.scenario_set_id,
+            &a.params.params(),
+        )
+        .await?;
+        print!("{built}");
+    }
     Ok(())
 }

@@ -3,6 +3,7 @@ use chrono::NaiveDate;
 use crate::cli::{parse_date, GlobalOpts};
 use crate::diagnostics::{backfill_portfolio_metrics, MetricsBackfill};
 use crate::error::Result;
+use crate::nearest::SearchArgs;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -31,6 +32,8 @@ pub struct Args {
     /// Last report date (YYYY-MM-DD).
     #[arg(long, value_parser = parse_date)]
     pub end: NaiveDate,
+    #[command(flatten)]
+    pub search: SearchArgs,
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
@@ -43,6 +46,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             model_id: a.stab_model_id,
             start: a.start,
             end: a.end,
+            search: a.search.opts(&g.data_dir),
         },
     )
     .await?;

@@ -17,9 +17,12 @@ use crate::joint::{
     backfill_joint_profiles, backfill_joint_scenarios, backfill_joint_states, ProfileBackfill,
     ScenarioProjection, StateBackfill, Weights,
 };
+use crate::nearest::SearchOpts;
+use crate::partitions::{build_with_progress, index_dir};
 use crate::progress;
 use crate::storage::queries;
 use crate::synth::{generate, month_ends, trading_days, SynthConfig};
+use stabspace_index::BuildParams;
 
 const WINDOW_DAYS: usize = 63;
 const STAB_MODEL: &str = "num-stab-core-v1";
@@ -163,13 +166,25 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             },
         )
         .await?;
+        let built = build_with_progress(
+            &db,
+            &index_dir(&g.data_dir),
+            JOINT_MODEL,
+            set,
+            &BuildParams::default(),
+        )
+        .await?;
         println!(
-            "     {set}: {} scenario vectors, {} projected into {JOINT_MODEL}",
-            s.encoded, j.encoded
+            "     {set}: {} scenario vectors, {} projected into {JOINT_MODEL}, indexed in {:.2} s",
+            s.encoded, j.encoded, built.provenance.build_seconds
         );
     }
 
     let set = gen.scenario_sets[0].clone();
+    let search = SearchOpts {
+        index_dir: Some(index_dir(&g.data_dir)),
+        ..SearchOpts::default()
+    };
     let m = backfill_portfolio_metrics(
         &db,
         &MetricsBackfill {
@@ -178,6 +193,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             model_id: JOINT_MODEL.into(),
             start: gen.first_date,
             end: as_of,
+            search: search.clone(),
         },
     )
     .await?;
@@ -186,7 +202,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     print!("6. backfill-backtest-stab-scenario-metrics: {b}");
 
     let portfolio = &gen.portfolios[0];
-    let e = portfolio_exposure(&db, portfolio, as_of, &set, JOINT_MODEL, 5).await?;
+    let e = portfolio_exposure(&db, &search, portfolio, as_of, &set, JOINT_MODEL, 5).await?;
     println!(
         "7. show-portfolio-stab-scenario-exposure --portfolio-id {portfolio} --as-of {as_of} \
          --scenario-set-id {set} --top-k 5\n   ({} holdings with STAB states, portfolio vector norm {:.4}):",

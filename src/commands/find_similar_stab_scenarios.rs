@@ -3,6 +3,7 @@ use chrono::NaiveDate;
 use crate::cli::{parse_date, GlobalOpts};
 use crate::diagnostics::find_similar;
 use crate::error::Result;
+use crate::nearest::SearchArgs;
 use crate::output::{OutputArgs, Table};
 
 #[derive(Debug, clap::Args)]
@@ -28,6 +29,8 @@ pub struct Args {
     #[arg(long, default_value_t = 20)]
     pub top_k: usize,
     #[command(flatten)]
+    pub search: SearchArgs,
+    #[command(flatten)]
     pub out: OutputArgs,
 }
 
@@ -35,6 +38,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     let db = g.open_db().await?;
     let found = find_similar(
         &db,
+        &a.search.opts(&g.data_dir),
         &a.instrument_id,
         a.as_of,
         &a.model_id,

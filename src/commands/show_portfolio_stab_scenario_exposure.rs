@@ -3,6 +3,7 @@ use chrono::NaiveDate;
 use crate::cli::{parse_date, GlobalOpts};
 use crate::diagnostics::portfolio_exposure;
 use crate::error::Result;
+use crate::nearest::SearchArgs;
 use crate::output::{OutputArgs, Table};
 
 #[derive(Debug, clap::Args)]
@@ -31,6 +32,8 @@ pub struct Args {
     #[arg(long, default_value_t = 20)]
     pub top_k: usize,
     #[command(flatten)]
+    pub search: SearchArgs,
+    #[command(flatten)]
     pub out: OutputArgs,
 }
 
@@ -38,6 +41,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     let db = g.open_db().await?;
     let e = portfolio_exposure(
         &db,
+        &a.search.opts(&g.data_dir),
         &a.portfolio_id,
         a.as_of,
         &a.scenario_set_id,

@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use super::vectors::{portfolio_vectors, DaySkip};
 use crate::error::{Error, Result};
 use crate::joint::{list_or, STAB_JOINT_TYPE};
-use crate::nearest::{ScenarioHit, ScenarioSpace};
+use crate::nearest::{ScenarioHit, ScenarioSpace, SearchOpts};
 use crate::portfolio::{NoVector, PortfolioVector};
 use crate::storage::joint::{date_agg, distinct, joint_states};
 use crate::storage::Db;
@@ -22,6 +22,7 @@ pub struct SimilarScenarios {
 /// The instrument's STAB state on `as_of` and the `k` nearest scenarios of `set`.
 pub async fn find_similar(
     db: &Db,
+    search: &SearchOpts,
     instrument: &str,
     as_of: NaiveDate,
     model: &str,
@@ -33,7 +34,7 @@ pub async fn find_similar(
         return Err(no_state(db, instrument, as_of, model).await);
     };
     let state = vector::from_bytes(&row.vector, &format!("STAB state of {instrument} on {as_of}"))?;
-    let space = ScenarioSpace::load(db, model, set).await?;
+    let space = ScenarioSpace::open(db, search, model, set).await?;
     let hits = space.search(&state, k)?;
     Ok(SimilarScenarios { state, hits })
 }
@@ -114,6 +115,7 @@ pub struct Exposure {
 /// state on or before it) and the `k` nearest scenarios of `set`.
 pub async fn portfolio_exposure(
     db: &Db,
+    search: &SearchOpts,
     portfolio: &str,
     as_of: NaiveDate,
     set: &str,
@@ -129,7 +131,7 @@ pub async fn portfolio_exposure(
         Ok(v) => v,
         Err(skip) => return Err(no_vector(db, portfolio, as_of, model, skip).await),
     };
-    let space = ScenarioSpace::load(db, model, set).await?;
+    let space = ScenarioSpace::open(db, search, model, set).await?;
     let hits = space.search(&v.vector.vector, k)?;
     Ok(Exposure {
         weights_as_of: v.weights_as_of,

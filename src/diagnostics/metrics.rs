@@ -16,7 +16,7 @@ use super::exposure::no_vector;
 use super::vectors::{portfolio_vectors, DaySkip};
 use crate::error::{Error, Result};
 use crate::joint::list_or;
-use crate::nearest::ScenarioSpace;
+use crate::nearest::{ScenarioSpace, SearchOpts};
 use crate::portfolio::NoVector;
 use crate::storage::joint::{date_agg, distinct, report_days};
 use crate::storage::merge::merge_risk_metrics;
@@ -33,6 +33,7 @@ pub struct MetricsBackfill {
     pub model_id: String,
     pub start: NaiveDate,
     pub end: NaiveDate,
+    pub search: SearchOpts,
 }
 
 /// What a metrics backfill did.
@@ -45,6 +46,8 @@ pub struct MetricsSummary {
     /// Skipped reports by reason: (portfolio, date) pairs.
     pub skipped: BTreeMap<String, Vec<(String, NaiveDate)>>,
     pub scenarios: usize,
+    /// How the scenarios were searched.
+    pub engine: String,
     pub seconds: f64,
 }
 
@@ -57,9 +60,9 @@ impl std::fmt::Display for MetricsSummary {
         };
         writeln!(
             f,
-            "{} of {} risk reports scored against {} scenarios, {} changed, in {:.2} s \
+            "{} of {} risk reports scored against {} scenarios ({}), {} changed, in {:.2} s \
              ({rate:.0} portfolio-days/s)",
-            self.computed, self.reports, self.scenarios, self.changed, self.seconds
+            self.computed, self.reports, self.scenarios, self.engine, self.changed, self.seconds
         )?;
         for (why, days) in &self.skipped {
             let shown: Vec<String> = days.iter().take(3).map(|(p, d)| format!("{p} {d}")).collect();
@@ -95,12 +98,13 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
     if days.is_empty() {
         return Err(no_reports(db, p).await);
     }
-    let space = ScenarioSpace::load(db, &p.model_id, &p.scenario_set_id).await?;
+    let space = ScenarioSpace::open(db, &p.search, &p.model_id, &p.scenario_set_id).await?;
     let vectors = portfolio_vectors(db, &p.model_id, &days).await?;
 
     let mut summary = MetricsSummary {
         reports: days.len(),
         scenarios: space.len(),
+        engine: space.describe(),
         ..Default::default()
     };
     let mut queries = Vec::new();

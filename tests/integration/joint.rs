@@ -18,6 +18,7 @@ use stabspace::joint::{
     backfill_joint_profiles, backfill_joint_scenarios, backfill_joint_states, ProfileBackfill,
     ScenarioProjection, StateBackfill, Weights, PROFILE_JOINT_TYPE, STAB_JOINT_TYPE,
 };
+use stabspace::nearest::SearchOpts;
 use stabspace::storage::{Backend, Db};
 use stabspace::synth::{month_ends, trading_days, Generated, HISTORICAL_SET, MONTE_CARLO_SET};
 use stabspace::{vector, with_pool};
@@ -36,6 +37,12 @@ both_backends!(
 );
 
 const WINDOW: usize = 20;
+/// No index directory: every search scans the stored vectors exactly (partitions are tested apart).
+const DB_SCAN: SearchOpts = SearchOpts {
+    index_dir: None,
+    ef: None,
+    exact: false,
+};
 const JOINT: &str = "joint-stab-fragility-v1";
 const STAB: &str = "num-stab-core-v1";
 const PROFILE: &str = "joint-profile-core-v1";
@@ -365,7 +372,7 @@ async fn nearest_scenarios_match_a_brute_force_scan(t: TestDb) {
     let d = *m.state_dates.last().unwrap();
     let candidates = all_joint(&t.db, "SCENARIO", MONTE_CARLO_SET).await;
     for id in ["SYN0001.US", "SYN0010.US", "SYN0029.US"] {
-        let found = find_similar(&t.db, id, d, JOINT, MONTE_CARLO_SET, 7)
+        let found = find_similar(&t.db, &DB_SCAN, id, d, JOINT, MONTE_CARLO_SET, 7)
             .await
             .unwrap();
         let q: Vec<f64> = found.state.iter().map(|&x| f64::from(x)).collect();
@@ -390,12 +397,20 @@ async fn nearest_scenarios_match_a_brute_force_scan(t: TestDb) {
             );
         }
     }
-    let e = find_similar(&t.db, "SYN0001.US", m.g.first_date, JOINT, MONTE_CARLO_SET, 3)
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = find_similar(
+        &t.db,
+        &DB_SCAN,
+        "SYN0001.US",
+        m.g.first_date,
+        JOINT,
+        MONTE_CARLO_SET,
+        3,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("nearest states are on none (before) and"), "{e}");
-    let e = find_similar(&t.db, "NOPE.US", d, JOINT, MONTE_CARLO_SET, 3)
+    let e = find_similar(&t.db, &DB_SCAN, "NOPE.US", d, JOINT, MONTE_CARLO_SET, 3)
         .await
         .unwrap_err()
         .to_string();
@@ -443,7 +458,7 @@ async fn portfolio_vector_matches_an_independent_computation(t: TestDb) {
     let candidates = all_joint(&t.db, "SCENARIO", HISTORICAL_SET).await;
     for d in [m.dates[i + 3], *m.dates.last().unwrap()] {
         let (want, used) = expected_portfolio(&t, &m, pid, d).await;
-        let e = portfolio_exposure(&t.db, pid, d, HISTORICAL_SET, JOINT, 2)
+        let e = portfolio_exposure(&t.db, &DB_SCAN, pid, d, HISTORICAL_SET, JOINT, 2)
             .await
             .unwrap();
         assert_eq!(e.vector.used, used, "{d}");
@@ -498,6 +513,7 @@ fn metrics(portfolio: Option<&str>, start: NaiveDate, end: NaiveDate) -> Metrics
         model_id: JOINT.into(),
         start,
         end,
+        search: SearchOpts::default(),
     }
 }
 
@@ -519,7 +535,7 @@ async fn metrics_merge_into_reports_and_runs_and_reruns_change_nothing(t: TestDb
         .position(|d| *d == m.state_dates[m.state_dates.len() - 2])
         .unwrap();
     let d = m.dates[i + 2];
-    let e = portfolio_exposure(&t.db, &pid, d, MONTE_CARLO_SET, JOINT, 3)
+    let e = portfolio_exposure(&t.db, &DB_SCAN, &pid, d, MONTE_CARLO_SET, JOINT, 3)
         .await
         .unwrap();
     let got = &after[&(pid.clone(), d)];
@@ -613,7 +629,7 @@ async fn bad_portfolio_input_is_a_clear_error_and_writes_nothing(t: TestDb) {
     let ex = |p: String, d: NaiveDate| {
         let db = t.db.clone();
         async move {
-            portfolio_exposure(&db, &p, d, HISTORICAL_SET, JOINT, 3)
+            portfolio_exposure(&db, &DB_SCAN, &p, d, HISTORICAL_SET, JOINT, 3)
                 .await
                 .unwrap_err()
                 .to_string()
@@ -626,7 +642,7 @@ async fn bad_portfolio_input_is_a_clear_error_and_writes_nothing(t: TestDb) {
         e.contains("no target weights on or before") && e.contains("earliest"),
         "{e}"
     );
-    let e = portfolio_exposure(&t.db, &pid, last, "NOPE", JOINT, 3)
+    let e = portfolio_exposure(&t.db, &DB_SCAN, &pid, last, "NOPE", JOINT, 3)
         .await
         .unwrap_err()
         .to_string();

@@ -9,3 +9,4 @@ mod cli;
 mod import;
 mod joint;
 mod migrate;
+mod partitions;

@@ -1,0 +1,219 @@
+//! `stabspace index …`: build, rebuild, inspect, verify and drop the index
+//! partitions under `<data-dir>/index/`.
+
+use stabspace_index::{BuildParams, Partition, MAX_M};
+
+use crate::cli::GlobalOpts;
+use crate::error::{Error, Result};
+use crate::output::{Cell, Format, Table};
+use crate::partitions::{
+    build_with_progress, files, index_dir, partition_path, sources, status_all, status_of, Freshness, Status,
+};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: IndexCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum IndexCommand {
+    /// Build (or replace) the partition of one (joint model, scenario set).
+    Build(BuildArgs),
+    /// Rebuild partitions: all of them, or only the stale and missing ones.
+    Rebuild(RebuildArgs),
+    /// One line per partition: vectors, size, parameters, built at, and fresh /
+    /// stale / missing against the database.
+    Status(StatusArgs),
+    /// Check every checksum of every partition file; exit non-zero on any failure.
+    Verify,
+    /// Delete the partition of one (joint model, scenario set), or all of them.
+    Drop(DropArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ParamArgs {
+    /// Graph degree (neighbours per node on the upper levels; 2·M on level 0).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(2..=MAX_M as i64))]
+    pub m: u32,
+    /// Candidate breadth while inserting (higher: better graph, slower build).
+    #[arg(long, default_value_t = 200)]
+    pub ef_construction: usize,
+    /// Insert on one thread so the same input gives a byte-identical file.
+    #[arg(long)]
+    pub deterministic: bool,
+}
+
+impl ParamArgs {
+    pub fn params(&self) -> BuildParams {
+        BuildParams {
+            m: self.m as usize,
+            ef_construction: self.ef_construction.max(1),
+            deterministic: self.deterministic,
+            ..BuildParams::default()
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Reads the STAB scenario vectors of the set from joint_embeddings and writes \
+<data-dir>/index/<model>/<set>.stabidx atomically: queries running meanwhile keep the old file.\n\n\
+Example: stabspace index build --model-id joint-stab-fragility-v1 --scenario-set-id MC_STRESS_V0"
+)]
+pub struct BuildArgs {
+    #[arg(long, default_value = "joint-stab-fragility-v1")]
+    pub model_id: String,
+    #[arg(long)]
+    pub scenario_set_id: String,
+    #[command(flatten)]
+    pub params: ParamArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RebuildArgs {
+    /// Every (model, set) in the database, fresh or not.
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub params: ParamArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).args(["scenario_set_id", "all"]))]
+pub struct DropArgs {
+    #[arg(long, default_value = "joint-stab-fragility-v1")]
+    pub model_id: String,
+    #[arg(long)]
+    pub scenario_set_id: Option<String>,
+    /// Every partition file.
+    #[arg(long)]
+    pub all: bool,
+}
+
+pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
+    let dir = index_dir(&g.data_dir);
+    match a.command {
+        IndexCommand::Build(b) => {
+            let db = g.open_db().await?;
+            let built =
+                build_with_progress(&db, &dir, &b.model_id, &b.scenario_set_id, &b.params.params()).await?;
+            print!("{built}");
+        }
+        IndexCommand::Rebuild(r) => {
+            let db = g.open_db().await?;
+            let pairs = sources(&db).await?;
+            if pairs.is_empty() {
+                return Err(Error::Invalid(
+                    "no STAB scenario vectors in the database: nothing to index (run \
+                     backfill-joint-stab-fragility-scenarios first)"
+                        .into(),
+                ));
+            }
+            let mut rebuilt = 0;
+            for (model, set) in pairs {
+                if !r.all && status_of(&db, &dir, &model, &set).await?.state == Freshness::Fresh {
+                    println!("index {model} / {set}: fresh, kept");
+                    continue;
+                }
+                print!(
+                    "{}",
+                    build_with_progress(&db, &dir, &model, &set, &r.params.params()).await?
+                );
+                rebuilt += 1;
+            }
+            println!("{rebuilt} partition(s) rebuilt");
+        }
+        IndexCommand::Status(s) => {
+            let db = g.open_db().await?;
+            let rows = status_all(&db, &dir).await?;
+            if rows.is_empty() {
+                println!("no partitions and no STAB scenario vectors in {}", db.label());
+                return Ok(());
+            }
+            status_table(&rows).emit_to(s.format, None)?;
+        }
+        IndexCommand::Verify => {
+            let all = files(&dir)?;
+            if all.is_empty() {
+                println!("no partition files under {}", dir.display());
+                return Ok(());
+            }
+            let mut failed = 0;
+            for f in &all {
+                match Partition::open(f).and_then(|p| p.verify()) {
+                    Ok(()) => println!("ok      {}", f.display()),
+                    Err(e) => {
+                        failed += 1;
+                        println!("FAILED  {e}");
+                    }
+                }
+            }
+            if failed > 0 {
+                return Err(Error::Invalid(format!(
+                    "{failed} of {} partition file(s) failed verification; rebuild them with \
+                     `stabspace index rebuild --all`",
+                    all.len()
+                )));
+            }
+            println!("{} partition file(s) verified", all.len());
+        }
+        IndexCommand::Drop(d) => {
+            let targets = match &d.scenario_set_id {
+                Some(set) if !d.all => vec![partition_path(&dir, &d.model_id, set)],
+                _ => files(&dir)?,
+            };
+            let mut dropped = 0;
+            for f in targets {
+                match std::fs::remove_file(&f) {
+                    Ok(()) => {
+                        dropped += 1;
+                        println!("dropped {}", f.display());
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(Error::Invalid(format!("no partition file {}", f.display())))
+                    }
+                    Err(e) => return Err(Error::io(f, e)),
+                }
+            }
+            println!("{dropped} partition(s) dropped");
+        }
+    }
+    Ok(())
+}
+
+fn status_table(rows: &[Status]) -> Table {
+    let mut t = Table::new(&[
+        "model_id",
+        "scenario_set_id",
+        "state",
+        "vectors",
+        "size_mb",
+        "m",
+        "ef_construction",
+        "built_at",
+        "detail",
+    ]);
+    for s in rows {
+        let p = s.provenance.as_ref();
+        t.push(vec![
+            s.model_id.clone().into(),
+            s.scenario_set_id.clone().into(),
+            s.state.label().into(),
+            p.map_or(Cell::Null, |p| p.rows.into()),
+            s.file_bytes.map_or(Cell::Null, |b| Cell::Float(b as f64 / 1e6)),
+            p.map_or(Cell::Null, |p| p.params.m.into()),
+            p.map_or(Cell::Null, |p| p.params.ef_construction.into()),
+            p.map_or(Cell::Null, |p| p.built_at.clone().into()),
+            s.detail.clone().into(),
+        ]);
+    }
+    t
+}

@@ -1,0 +1,453 @@
+//! Index partitions of the STAB scenario vectors: one memory-mapped file per
+//! (joint model, scenario set) under `<data-dir>/index/`, built from
+//! `joint_embeddings` and kept in step with it.
+//!
+//! Each file's provenance (a JSON object in its header, see `index/FORMAT.md`)
+//! records the model, the set, the rows, the build parameters and time, and the
+//! *fingerprint* of the source rows: their count, the set's change counter
+//! (bumped by database triggers on every insert, update or delete of a scenario
+//! vector, whoever makes it; migration 0002) and their latest `created_at`. A
+//! partition whose fingerprint differs from the database's is stale.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::{NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use stabspace_index::{BuildParams, IndexError, Partition, PartitionBuilder};
+
+use crate::error::{Error, Result};
+use crate::joint::STAB_JOINT_TYPE;
+use crate::storage::joint::joint_scenarios_page;
+use crate::storage::Db;
+use crate::vector::{self, DIM};
+use crate::with_pool;
+
+/// File extension of partition files.
+pub const EXTENSION: &str = "stabidx";
+/// Search breadth used when `--ef` is not given: recall@10 ≥ 0.98 on 100k
+/// scenario-like vectors in the benchmarks (README, Benchmarks).
+pub const DEFAULT_EF: usize = 128;
+
+/// Where partitions live.
+pub fn index_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("index")
+}
+
+/// A file-name-safe form of an id: unchanged when it is made of `[A-Za-z0-9._-]`,
+/// otherwise the unsafe characters replaced and a hash of the id appended.
+fn safe(id: &str) -> String {
+    let clean: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean == id && !id.starts_with('.') && !id.is_empty() {
+        clean
+    } else {
+        format!("{clean}~{:08x}", fnv1a(id.as_bytes()))
+    }
+}
+
+fn fnv1a(b: &[u8]) -> u32 {
+    // FNV-1a: stable across builds and platforms, enough to tell names apart.
+    b.iter().fold(0x811c_9dc5u32, |h, &x| {
+        (h ^ u32::from(x)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// The partition file of (joint model, scenario set).
+pub fn partition_path(index_dir: &Path, model: &str, set: &str) -> PathBuf {
+    index_dir
+        .join(safe(model))
+        .join(format!("{}.{EXTENSION}", safe(set)))
+}
+
+/// What the database holds for a partition's source rows right now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub rows: i64,
+    pub version: i64,
+    pub latest_created_at: Option<String>,
+}
+
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} rows, change #{}, last written {}",
+            self.rows,
+            self.version,
+            self.latest_created_at.as_deref().unwrap_or("never")
+        )
+    }
+}
+
+pub async fn fingerprint(db: &Db, model: &str, set: &str) -> Result<Fingerprint> {
+    let sql = "SELECT COUNT(*), CAST(max(created_at) AS TEXT), \
+                      (SELECT max(v.version) FROM joint_scenario_versions v WHERE v.model_id = $2 AND v.scope_id = $3) \
+               FROM joint_embeddings WHERE joint_type = $1 AND model_id = $2 AND entity_type = 'SCENARIO' \
+                 AND scope_id = $3";
+    let (rows, latest, version): (i64, Option<String>, Option<i64>) = with_pool!(db, p => sqlx::query_as(sql)
+        .bind(STAB_JOINT_TYPE)
+        .bind(model)
+        .bind(set)
+        .fetch_one(p)
+        .await)
+    .map_err(|e| db.err(e))?;
+    Ok(Fingerprint {
+        rows,
+        version: version.unwrap_or(0),
+        latest_created_at: latest,
+    })
+}
+
+/// The build parameters as recorded in the provenance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedParams {
+    pub m: usize,
+    pub ef_construction: usize,
+    pub seed: u64,
+    pub deterministic: bool,
+}
+
+/// The provenance JSON stored in each partition's header.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub model_id: String,
+    pub scenario_set_id: String,
+    pub rows: usize,
+    /// Scenarios left out for an all-zero vector.
+    pub skipped_zero: Vec<String>,
+    pub fingerprint: Fingerprint,
+    pub params: RecordedParams,
+    pub built_at: String,
+    pub build_seconds: f64,
+}
+
+impl Provenance {
+    pub fn of(p: &Partition) -> Result<Provenance> {
+        let text = p.provenance()?;
+        serde_json::from_str(text).map_err(|e| {
+            Error::Invalid(format!(
+                "{}: provenance is not a stabspace partition record ({e}); rebuild it with `stabspace index build`",
+                p.path().display()
+            ))
+        })
+    }
+}
+
+/// What a build did.
+#[derive(Clone, Debug)]
+pub struct Built {
+    pub path: PathBuf,
+    pub provenance: Provenance,
+    pub file_bytes: u64,
+}
+
+/// Read every STAB scenario vector of (model, set) and write its partition
+/// atomically. `progress(done, total)` follows the graph insertions.
+pub async fn build(
+    db: &Db,
+    index_dir: &Path,
+    model: &str,
+    set: &str,
+    params: &BuildParams,
+    progress: &mut (dyn FnMut(usize, usize) + Send),
+) -> Result<Built> {
+    let started = Instant::now();
+    // The fingerprint first: a write during the read makes the partition look
+    // stale (and be rebuilt), never fresh with old content.
+    let fp = fingerprint(db, model, set).await?;
+    let mut b = PartitionBuilder::with_capacity(DIM, fp.rows.max(0) as usize)?;
+    let mut skipped_zero = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = joint_scenarios_page(db, model, set, after.as_deref(), 10_000).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.scenario_id.clone());
+        for s in &page {
+            let v = vector::from_bytes(&s.vector, &format!("scenario {} of {set}", s.scenario_id))?;
+            match b.add(&s.scenario_id, &v, s.as_of.to_string().as_bytes()) {
+                Ok(_) => {}
+                Err(IndexError::ZeroVector { .. }) => skipped_zero.push(s.scenario_id.clone()),
+                Err(e) => {
+                    return Err(Error::Invalid(format!(
+                        "scenario {} of set {set} under {model}: {e}",
+                        s.scenario_id
+                    )))
+                }
+            }
+        }
+        if page.len() < 10_000 {
+            break;
+        }
+    }
+    if b.is_empty() {
+        return Err(crate::nearest::no_scenarios(db, model, set, skipped_zero.len()).await);
+    }
+    let path = partition_path(index_dir, model, set);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let mut provenance = Provenance {
+        model_id: model.to_string(),
+        scenario_set_id: set.to_string(),
+        rows: b.len(),
+        skipped_zero,
+        fingerprint: fp,
+        params: RecordedParams {
+            m: params.m,
+            ef_construction: params.ef_construction,
+            seed: params.seed,
+            deterministic: params.deterministic,
+        },
+        built_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        build_seconds: 0.0,
+    };
+    let (path2, params2) = (path.clone(), params.clone());
+    let json = serde_json::to_string(&provenance).expect("provenance serialises");
+    // The graph build is CPU-bound: off the async runtime.
+    let stats = tokio::task::block_in_place(|| b.write(&path2, &params2, &json, progress))?;
+    provenance.build_seconds = started.elapsed().as_secs_f64();
+    let _ = stats;
+    let file_bytes = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
+    Ok(Built {
+        path,
+        provenance,
+        file_bytes,
+    })
+}
+
+/// A partition's state against the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    Fresh,
+    Stale,
+    /// The database has scenario vectors but no partition file exists.
+    Missing,
+    /// The file exists but cannot be read.
+    Unreadable,
+    /// A partition of a (model, set) with no rows left in the database.
+    Orphaned,
+}
+
+impl Freshness {
+    pub fn label(self) -> &'static str {
+        match self {
+            Freshness::Fresh => "fresh",
+            Freshness::Stale => "stale",
+            Freshness::Missing => "missing",
+            Freshness::Unreadable => "unreadable",
+            Freshness::Orphaned => "orphaned",
+        }
+    }
+}
+
+/// The scenario date of a row, from the partition's payload.
+pub fn scenario_as_of(p: &Partition, row: usize) -> Result<NaiveDate> {
+    let bytes = p.payload(row)?;
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "{}: row {row} has no scenario date in its payload; rebuild it with `stabspace index build`",
+                p.path().display()
+            ))
+        })
+}
+
+/// Every partition file under `index_dir`, sorted.
+pub fn files(index_dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let Ok(models) = std::fs::read_dir(index_dir) else {
+        return Ok(out);
+    };
+    for m in models {
+        let m = m.map_err(|e| Error::io(index_dir, e))?.path();
+        if !m.is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(&m).map_err(|e| Error::io(&m, e))? {
+            let f = f.map_err(|e| Error::io(&m, e))?.path();
+            if f.extension().is_some_and(|e| e == EXTENSION) {
+                out.push(f);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// (model, set) pairs with STAB scenario vectors in the database.
+pub async fn sources(db: &Db) -> Result<Vec<(String, String)>> {
+    let sql = "SELECT DISTINCT model_id, scope_id FROM joint_embeddings \
+               WHERE joint_type = $1 AND entity_type = 'SCENARIO' ORDER BY model_id, scope_id";
+    with_pool!(db, p => sqlx::query_as(sql).bind(STAB_JOINT_TYPE).fetch_all(p).await).map_err(|e| db.err(e))
+}
+
+/// One line of `index status`.
+#[derive(Clone, Debug)]
+pub struct Status {
+    pub model_id: String,
+    pub scenario_set_id: String,
+    pub state: Freshness,
+    pub path: PathBuf,
+    pub provenance: Option<Provenance>,
+    pub file_bytes: Option<u64>,
+    pub database: Option<Fingerprint>,
+    pub detail: String,
+}
+
+/// The state of one (model, set) partition against the database.
+pub async fn status_of(db: &Db, index_dir: &Path, model: &str, set: &str) -> Result<Status> {
+    let path = partition_path(index_dir, model, set);
+    let now = fingerprint(db, model, set).await?;
+    let mut st = Status {
+        model_id: model.to_string(),
+        scenario_set_id: set.to_string(),
+        state: Freshness::Missing,
+        path: path.clone(),
+        provenance: None,
+        file_bytes: None,
+        database: Some(now.clone()),
+        detail: String::new(),
+    };
+    if !path.exists() {
+        st.detail = format!("no file; the database has {}", now);
+        return Ok(st);
+    }
+    // Checksums too: a damaged file is not fresh, whatever its header says.
+    match Partition::open(&path).map_err(Error::from).and_then(|p| {
+        p.verify()?;
+        let prov = Provenance::of(&p)?;
+        Ok((p.info().file_bytes, prov))
+    }) {
+        Err(e) => {
+            st.state = Freshness::Unreadable;
+            st.detail = e.to_string();
+        }
+        Ok((bytes, prov)) => {
+            st.file_bytes = Some(bytes);
+            st.state = if now.rows == 0 {
+                Freshness::Orphaned
+            } else if prov.fingerprint == now {
+                Freshness::Fresh
+            } else {
+                Freshness::Stale
+            };
+            st.detail = match st.state {
+                Freshness::Fresh => String::new(),
+                Freshness::Orphaned => "the database has no scenario vectors of this (model, set)".into(),
+                _ => format!("built from {}; the database has {}", prov.fingerprint, now),
+            };
+            st.provenance = Some(prov);
+        }
+    }
+    Ok(st)
+}
+
+/// Status of every partition on disk and every (model, set) in the database.
+pub async fn status_all(db: &Db, index_dir: &Path) -> Result<Vec<Status>> {
+    let mut pairs = sources(db).await?;
+    for f in files(index_dir)? {
+        if let Ok(prov) = Partition::open(&f)
+            .map_err(Error::from)
+            .and_then(|p| Provenance::of(&p))
+        {
+            pairs.push((prov.model_id, prov.scenario_set_id));
+        }
+    }
+    pairs.sort();
+    pairs.dedup();
+    let mut out = Vec::new();
+    for (m, s) in pairs {
+        out.push(status_of(db, index_dir, &m, &s).await?);
+    }
+    // Files that cannot even be opened, under names no (model, set) maps to.
+    for f in files(index_dir)? {
+        if !out.iter().any(|s| s.path == f) {
+            let e = Partition::open(&f)
+                .err()
+                .map_or("not a partition of this database".into(), |e| e.to_string());
+            out.push(Status {
+                model_id: String::new(),
+                scenario_set_id: String::new(),
+                state: Freshness::Unreadable,
+                path: f,
+                provenance: None,
+                file_bytes: None,
+                database: None,
+                detail: e,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// [`build`] with a progress bar on a terminal.
+pub async fn build_with_progress(
+    db: &Db,
+    index_dir: &Path,
+    model: &str,
+    set: &str,
+    params: &BuildParams,
+) -> Result<Built> {
+    let pb = crate::progress::items(0, "vectors");
+    pb.set_message(format!("index {model} / {set}"));
+    let bar = pb.clone();
+    let mut progress = move |done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    };
+    let built = build(db, index_dir, model, set, params, &mut progress).await;
+    pb.finish_and_clear();
+    built
+}
+
+impl std::fmt::Display for Built {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = &self.provenance;
+        writeln!(
+            f,
+            "index {} / {}: {} vectors, {:.1} MB, M {} ef_construction {}, built in {:.2} s → {}",
+            p.model_id,
+            p.scenario_set_id,
+            p.rows,
+            self.file_bytes as f64 / 1e6,
+            p.params.m,
+            p.params.ef_construction,
+            p.build_seconds,
+            self.path.display()
+        )?;
+        if !p.skipped_zero.is_empty() {
+            writeln!(f, "  left out {} all-zero vector(s)", p.skipped_zero.len())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_keep_safe_ids_and_disambiguate_others() {
+        let d = Path::new("/d");
+        assert_eq!(
+            partition_path(d, "joint-stab-fragility-v1", "MC_STRESS_V0"),
+            Path::new("/d/joint-stab-fragility-v1/MC_STRESS_V0.stabidx")
+        );
+        let a = partition_path(d, "m", "a/b");
+        let b = partition_path(d, "m", "a_b");
+        assert_ne!(a, b);
+        assert!(a.parent() == Some(Path::new("/d/m")), "{}", a.display());
+        assert!(!partition_path(d, "m", "..").starts_with("/d/.."));
+    }
+}

@@ -1,0 +1,291 @@
+//! Index partitions in the application: built from the database, searched
+//! instead of the stored vectors, stale when the source rows change, safe to
+//! rebuild under readers in other processes, and never trusted when damaged.
+
+use std::path::Path;
+use std::process::Command;
+
+use chrono::NaiveDate;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use stabspace::gen_scenarios::{gen_scenarios, GenScenarios, Market};
+use stabspace::nearest::{open_checked, ScenarioSpace, SearchOpts};
+use stabspace::partitions::{build, partition_path, status_of, Freshness};
+use stabspace::storage::Db;
+use stabspace::with_pool;
+use stabspace_index::BuildParams;
+
+use crate::both_backends;
+use crate::support::TestDb;
+
+both_backends!(
+    partition_answers_match_the_exact_scan,
+    stale_after_adding_changing_or_deleting_a_scenario_and_fresh_after_rebuild,
+);
+
+const MODEL: &str = "joint-stab-fragility-v1";
+
+fn scenarios(set: &str, count: usize) -> GenScenarios {
+    GenScenarios {
+        scenario_set_id: set.into(),
+        count,
+        model_id: MODEL.into(),
+        seed: 3,
+        scenario_date: NaiveDate::from_ymd_opt(2020, 3, 16).unwrap(),
+    }
+}
+
+async fn build_default(db: &Db, dir: &Path, set: &str) {
+    build(db, dir, MODEL, set, &BuildParams::default(), &mut |_, _| {})
+        .await
+        .unwrap();
+}
+
+fn opts(dir: &Path, ef: Option<usize>, exact: bool) -> SearchOpts {
+    SearchOpts {
+        index_dir: Some(dir.to_path_buf()),
+        ef,
+        exact,
+    }
+}
+
+/// Query vectors from a market the stored scenarios were not drawn from.
+fn queries(n: usize) -> Vec<Vec<f32>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(99);
+    let m = Market::simulate(&mut rng);
+    (0..n).map(|_| m.scenario(&mut rng)).collect()
+}
+
+async fn partition_answers_match_the_exact_scan(t: TestDb) {
+    let dir = t.path("index");
+    // Above the flat threshold (2,000), so the partition has a graph.
+    gen_scenarios(&t.db, &scenarios("BIG", 2500)).await.unwrap();
+    gen_scenarios(&t.db, &scenarios("SMALL", 60)).await.unwrap();
+    build_default(&t.db, &dir, "BIG").await;
+    build_default(&t.db, &dir, "SMALL").await;
+    let qs = queries(40);
+    let k = 10;
+
+    let truth = ScenarioSpace::load(&t.db, MODEL, "BIG", None).await.unwrap();
+    let want = truth.search_batch(&qs, k).unwrap();
+    let graph = ScenarioSpace::open(&t.db, &opts(&dir, Some(128), false), MODEL, "BIG")
+        .await
+        .unwrap();
+    assert_eq!(graph.describe(), "index partition, ef 128");
+    let got = graph.search_batch(&qs, k).unwrap();
+    let found: usize = got
+        .iter()
+        .zip(&want)
+        .map(|(g, w)| {
+            g.iter()
+                .filter(|h| w.iter().any(|x| x.scenario_id == h.scenario_id))
+                .count()
+        })
+        .sum();
+    let recall = found as f64 / (qs.len() * k) as f64;
+    assert!(recall >= 0.98, "recall@10 {recall} against the exact scan");
+    // Hits the graph finds carry the exact cosine and the scenario date.
+    for (g, w) in got.iter().zip(&want) {
+        for h in g {
+            if let Some(x) = w.iter().find(|x| x.scenario_id == h.scenario_id) {
+                assert!((h.cosine - x.cosine).abs() < 1e-9, "{} vs {}", h.cosine, x.cosine);
+                assert!((h.euclidean - x.euclidean).abs() <= 1e-9 * x.euclidean.max(1.0));
+                assert_eq!(h.scenario_as_of, x.scenario_as_of);
+            }
+        }
+    }
+
+    // --exact on the partition, and any ef on a small (flat) partition: identical top-k.
+    let exact = ScenarioSpace::open(&t.db, &opts(&dir, None, true), MODEL, "BIG")
+        .await
+        .unwrap();
+    let small_truth = ScenarioSpace::load(&t.db, MODEL, "SMALL", None).await.unwrap();
+    let small = ScenarioSpace::open(&t.db, &opts(&dir, Some(4), false), MODEL, "SMALL")
+        .await
+        .unwrap();
+    for (space, truth) in [(&exact, &truth), (&small, &small_truth)] {
+        for q in &qs {
+            let a = space.search(q, k).unwrap();
+            let b = truth.search(q, k).unwrap();
+            let ids = |h: &[stabspace::nearest::ScenarioHit]| {
+                h.iter().map(|x| x.scenario_id.clone()).collect::<Vec<_>>()
+            };
+            assert_eq!(ids(&a), ids(&b));
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x.cosine - y.cosine).abs() < 1e-12);
+            }
+        }
+    }
+}
+
+async fn state(t: &TestDb, dir: &Path, set: &str) -> Freshness {
+    status_of(&t.db, dir, MODEL, set).await.unwrap().state
+}
+
+async fn stale_after_adding_changing_or_deleting_a_scenario_and_fresh_after_rebuild(t: TestDb) {
+    let dir = t.path("index");
+    gen_scenarios(&t.db, &scenarios("S", 30)).await.unwrap();
+    assert_eq!(state(&t, &dir, "S").await, Freshness::Missing);
+    build_default(&t.db, &dir, "S").await;
+    assert_eq!(state(&t, &dir, "S").await, Freshness::Fresh);
+    // Rewriting identical vectors changes nothing.
+    gen_scenarios(&t.db, &scenarios("S", 30)).await.unwrap();
+    assert_eq!(state(&t, &dir, "S").await, Freshness::Fresh, "identical rewrite");
+
+    // Added: the same seed, one more scenario.
+    gen_scenarios(&t.db, &scenarios("S", 31)).await.unwrap();
+    assert_eq!(state(&t, &dir, "S").await, Freshness::Stale, "added");
+    build_default(&t.db, &dir, "S").await;
+    assert_eq!(state(&t, &dir, "S").await, Freshness::Fresh);
+
+    // Changed, by another tool: one vector replaced with another's.
+    with_pool!(t.db, p => sqlx::query(
+        "UPDATE joint_embeddings SET vector = (SELECT vector FROM joint_embeddings WHERE entity_id = 'SYN_000001' \
+         AND scope_id = 'S') WHERE entity_id = 'SYN_000005' AND scope_id = 'S'")
+        .execute(p).await.map(|_| ()))
+    .unwrap();
+    assert_eq!(state(&t, &dir, "S").await, Freshness::Stale, "changed");
+    // A stale partition still answers (with a warning on stderr).
+    let space = ScenarioSpace::open(&t.db, &opts(&dir, None, false), MODEL, "S")
+        .await
+        .unwrap();
+    assert_eq!(space.len(), 31);
+    build_default(&t.db, &dir, "S").await;
+    assert_eq!(state(&t, &dir, "S").await, Freshness::Fresh);
+
+    // Deleted.
+    with_pool!(t.db, p => sqlx::query("DELETE FROM joint_embeddings WHERE entity_id = 'SYN_000007' AND scope_id = 'S'")
+        .execute(p).await.map(|_| ()))
+    .unwrap();
+    assert_eq!(state(&t, &dir, "S").await, Freshness::Stale, "deleted");
+    build_default(&t.db, &dir, "S").await;
+    let st = status_of(&t.db, &dir, MODEL, "S").await.unwrap();
+    assert_eq!(st.state, Freshness::Fresh);
+    assert_eq!(st.provenance.unwrap().rows, 30);
+}
+
+fn stabspace(args: &[&str], data_dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_stabspace"))
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env("STABSPACE_DATA_DIR", data_dir)
+        .output()
+        .expect("run stabspace")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn a_damaged_partition_fails_verify_and_queries_fall_back_to_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = stabspace(
+        &["gen-scenarios", "--scenario-set-id", "D", "--count", "2200"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = stabspace(&["index", "verify"], dir.path());
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let file = partition_path(&dir.path().join("index"), MODEL, "D");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&file, &bytes).unwrap();
+
+    let o = stabspace(&["index", "verify"], dir.path());
+    assert!(!o.status.success(), "verify passed a damaged file");
+    let out = text(&o.stdout) + &text(&o.stderr);
+    assert!(out.contains("FAILED") && out.contains("D.stabidx"), "{out}");
+    let e = open_checked(&file, MODEL, "D").err().unwrap().to_string();
+    assert!(e.contains("D.stabidx") && e.contains("rebuild"), "{e}");
+    let o = stabspace(&["index", "status"], dir.path());
+    assert!(text(&o.stdout).contains("unreadable"), "{}", text(&o.stdout));
+
+    // A query does not trust the file: it scans the database instead.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let db = Db::open(&format!("sqlite://{}", dir.path().join("stabspace.db").display()))
+            .await
+            .unwrap();
+        let space = ScenarioSpace::open(&db, &opts(&dir.path().join("index"), None, false), MODEL, "D")
+            .await
+            .unwrap();
+        assert_eq!(space.describe(), "exact scan from the database");
+        assert_eq!(space.len(), 2200);
+        db.close().await;
+    });
+    let o = stabspace(&["index", "rebuild"], dir.path());
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = stabspace(&["index", "verify"], dir.path());
+    assert!(o.status.success(), "{}", text(&o.stdout));
+}
+
+#[test]
+fn readers_in_other_processes_see_a_whole_partition_while_it_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = stabspace(
+        &["gen-scenarios", "--scenario-set-id", "C", "--count", "3000"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // One instrument whose STAB state is scenario SYN_000042's vector: its top hit is known.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let db = Db::open(&format!("sqlite://{}", dir.path().join("stabspace.db").display()))
+            .await
+            .unwrap();
+        with_pool!(db, p => sqlx::query(
+            "INSERT INTO joint_embeddings (joint_type, model_id, entity_type, entity_id, scope_id, as_of_date, \
+             entity_scope, vector) SELECT joint_type, model_id, 'INSTRUMENT', 'X.US', '', '2025-01-31', '{}', vector \
+             FROM joint_embeddings WHERE scope_id = 'C' AND entity_id = 'SYN_000042'")
+            .execute(p).await.map(|_| ()))
+        .unwrap();
+        db.close().await;
+    });
+    let query = [
+        "find-similar-stab-scenarios",
+        "--instrument-id",
+        "X.US",
+        "--as-of",
+        "2025-01-31",
+        "--scenario-set-id",
+        "C",
+        "--top-k",
+        "5",
+    ];
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let d = dir.path().to_path_buf();
+            std::thread::spawn(move || {
+                (0..8)
+                    .map(|_| {
+                        let o = stabspace(&query, &d);
+                        (o.status.success(), text(&o.stdout), text(&o.stderr))
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for m in ["8", "16", "12", "16"] {
+        let o = stabspace(
+            &["index", "build", "--scenario-set-id", "C", "--m", m],
+            dir.path(),
+        );
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+    for r in readers {
+        for (ok, out, err) in r.join().unwrap() {
+            assert!(ok, "a reader failed during the rebuilds: {err}");
+            let lines: Vec<&str> = out.lines().collect();
+            assert_eq!(lines.len(), 6, "{out}");
+            assert!(lines[1].starts_with("1,1.000000,0.000000,C,SYN_000042,"), "{out}");
+        }
+    }
+}
