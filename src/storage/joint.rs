@@ -133,6 +133,11 @@ pub struct JointVector {
 
 /// For each of `ids`, its latest joint vector (`joint_type`, `model`,
 /// `entity_type`, scope '') on or before `as_of`. Ids without one are absent.
+///
+/// Two steps, each an index seek per id whatever the history length: first
+/// every id's latest date (a backwards seek on the primary key), then the
+/// vectors of the ids sharing a date in one query (one query in all when the
+/// states were backfilled on common dates).
 pub async fn latest_joint(
     db: &Db,
     joint_type: &str,
@@ -143,25 +148,46 @@ pub async fn latest_joint(
 ) -> Result<HashMap<String, JointVector>> {
     let mut out = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(IN_CHUNK) {
+        let values: Vec<String> = (5..5 + chunk.len()).map(|i| format!("(${i})")).collect();
         let sql = format!(
-            "SELECT j.entity_id, j.as_of_date, j.vector FROM joint_embeddings j \
-             WHERE j.joint_type = $1 AND j.model_id = $2 AND j.entity_type = $3 AND j.scope_id = '' \
-               AND j.entity_id IN ({}) \
-               AND j.as_of_date = (SELECT max(k.as_of_date) FROM joint_embeddings k \
-                   WHERE k.joint_type = $1 AND k.model_id = $2 AND k.entity_type = $3 AND k.scope_id = '' \
-                     AND k.entity_id = j.entity_id AND k.as_of_date <= $4)",
-            placeholders(5, chunk.len())
+            "SELECT v.column1, (SELECT max(k.as_of_date) FROM joint_embeddings k \
+                 WHERE k.joint_type = $1 AND k.model_id = $2 AND k.entity_type = $3 AND k.scope_id = '' \
+                   AND k.entity_id = v.column1 AND k.as_of_date <= $4) \
+             FROM (VALUES {}) AS v",
+            values.join(", ")
         );
-        let rows = with_pool!(db, p => {
-            let mut q = sqlx::query(&sql).bind(joint_type).bind(model).bind(entity_type).bind(as_of);
+        let latest: Vec<(String, Option<NaiveDate>)> = with_pool!(db, p => {
+            let mut q = sqlx::query_as(&sql).bind(joint_type).bind(model).bind(entity_type).bind(as_of);
             for id in chunk {
                 q = q.bind(id);
             }
-            q.fetch_all(p).await.and_then(|rows| rows.iter().map(joint_vector).collect::<Result<Vec<_>, _>>())
+            q.fetch_all(p).await
         })
         .map_err(|e| db.err(e))?;
-        for v in rows {
-            out.insert(v.entity_id.clone(), v);
+        let mut by_date: std::collections::BTreeMap<NaiveDate, Vec<String>> = Default::default();
+        for (id, date) in latest {
+            if let Some(d) = date {
+                by_date.entry(d).or_default().push(id);
+            }
+        }
+        for (date, group) in by_date {
+            let sql = format!(
+                "SELECT entity_id, as_of_date, vector FROM joint_embeddings \
+                 WHERE joint_type = $1 AND model_id = $2 AND entity_type = $3 AND scope_id = '' \
+                   AND as_of_date = $4 AND entity_id IN ({})",
+                placeholders(5, group.len())
+            );
+            let rows = with_pool!(db, p => {
+                let mut q = sqlx::query(&sql).bind(joint_type).bind(model).bind(entity_type).bind(date);
+                for id in &group {
+                    q = q.bind(id);
+                }
+                q.fetch_all(p).await.and_then(|rows| rows.iter().map(joint_vector).collect::<Result<Vec<_>, _>>())
+            })
+            .map_err(|e| db.err(e))?;
+            for v in rows {
+                out.insert(v.entity_id.clone(), v);
+            }
         }
     }
     Ok(out)
