@@ -87,6 +87,8 @@ pub enum Command {
     BackfillBacktestStabScenarioMetrics(commands::backfill_backtest_stab_scenario_metrics::Args),
     /// Index partitions of scenario vectors: build, rebuild, status, verify, drop.
     Index(commands::index::Args),
+    /// Recall and latency of the index against the exact scan, per search breadth.
+    Bench(commands::bench::Args),
     /// Write a large synthetic scenario set straight into the database (for benchmarks).
     GenScenarios(commands::gen_scenarios::Args),
     /// Write a deterministic synthetic market as CSV files in the import formats.
@@ -128,6 +130,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             commands::backfill_backtest_stab_scenario_metrics::run(g, a).await
         }
         Command::Index(a) => commands::index::run(g, a).await,
+        Command::Bench(a) => commands::bench::run(g, a).await,
         Command::GenScenarios(a) => commands::gen_scenarios::run(g, a).await,
         Command::Generate(a) => commands::generate::run(g, a).await,
         Command::Demo(a) => commands::demo::run(g, a).await,

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backfill;
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod diagnostics;

@@ -289,3 +289,58 @@ fn readers_in_other_processes_see_a_whole_partition_while_it_is_rebuilt() {
         }
     }
 }
+
+#[test]
+fn bench_on_a_generated_partition_reports_exact_recall_and_the_ef_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = stabspace(
+        &["gen-scenarios", "--scenario-set-id", "B", "--count", "2600"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let (csv, svg) = (dir.path().join("bench.csv"), dir.path().join("bench.svg"));
+    let o = stabspace(
+        &[
+            "bench",
+            "--scenario-set-id",
+            "B",
+            "--sample",
+            "100",
+            "--k",
+            "10",
+            "--ef",
+            "16,64,256",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--plot",
+            svg.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let table = text(&o.stdout);
+    assert!(
+        table.contains("stabspace-exact") && table.contains("qps_1t"),
+        "{table}"
+    );
+    let rows = crate::support::read_csv(&csv);
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    let first_line = std::fs::read_to_string(&csv).unwrap();
+    assert!(
+        first_line.starts_with("engine,n,dim,k,M,efc,ef,recall,qps,p50_us,p99_us,build_s,threads"),
+        "{first_line}"
+    );
+    let exact = &rows[0];
+    assert_eq!(exact["engine"], "stabspace-exact");
+    assert_eq!(exact["recall"].parse::<f64>().unwrap(), 1.0);
+    assert_eq!(exact["n"], "2500", "100 held out of 2600");
+    let top = &rows[3];
+    assert_eq!((top["engine"].as_str(), top["ef"].as_str()), ("stabspace", "256"));
+    let recall: f64 = top["recall"].parse().unwrap();
+    assert!(recall >= 0.95, "recall at ef 256: {recall}");
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        plot.starts_with("<svg") && plot.contains("stabspace-exact"),
+        "{plot}"
+    );
+}

@@ -1,0 +1,327 @@
+//! `stabspace bench`: recall and latency of the index against the exact scan,
+//! per search breadth, on a partition or on raw vector files, in the columns
+//! of `shared/bench/peer_ann.py` so the two outputs can be concatenated.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use stabspace_index::sweep::{measure, truth};
+use stabspace_index::vecfile::read_matrix;
+use stabspace_index::{BuildParams, Partition, PartitionBuilder};
+
+use crate::error::{Error, Result};
+
+/// One measured setting.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchRow {
+    pub engine: String,
+    pub n: usize,
+    pub dim: usize,
+    pub k: usize,
+    pub m: usize,
+    pub efc: usize,
+    /// 0 for the exact scan (as peer_ann.py writes it).
+    pub ef: usize,
+    pub recall: f64,
+    /// Queries per second on one thread.
+    pub qps: f64,
+    pub qps_all_threads: f64,
+    pub p50_us: f64,
+    pub p95_us: f64,
+    pub p99_us: f64,
+    pub build_s: f64,
+    pub threads: usize,
+    pub open_us: f64,
+    pub bytes_per_vector: f64,
+}
+
+/// The base to search: an existing partition file, or vectors to build one from.
+pub enum Base {
+    Partition(PathBuf),
+    Vectors { dim: usize, rows: Vec<Vec<f32>> },
+}
+
+pub struct BenchSpec {
+    pub base: Base,
+    pub queries: Vec<Vec<f32>>,
+    pub k: usize,
+    pub efs: Vec<usize>,
+    pub params: BuildParams,
+    /// Where a partition built from vectors is written (a scratch path).
+    pub scratch: PathBuf,
+}
+
+/// Read a vector file (`.npy`, `.fvecs`, raw `.f32` with `dim`) as rows.
+pub fn read_vectors(path: &Path, dim: Option<usize>) -> Result<(usize, Vec<Vec<f32>>)> {
+    let m = read_matrix(path, dim)?;
+    Ok((m.dim, m.to_rows()))
+}
+
+/// Vectors as rows.
+pub type Rows = Vec<Vec<f32>>;
+
+/// Hold out `n` rows spread evenly over `rows` (every len/n-th): (rest, held out).
+pub fn hold_out(rows: Rows, n: usize) -> Result<(Rows, Rows)> {
+    if n == 0 || n >= rows.len() {
+        return Err(Error::Invalid(format!(
+            "--sample {n}: need 1 ≤ N < {} (the base size)",
+            rows.len()
+        )));
+    }
+    let step = rows.len() / n;
+    let (mut base, mut held) = (Vec::with_capacity(rows.len() - n), Vec::with_capacity(n));
+    for (i, r) in rows.into_iter().enumerate() {
+        if i % step == 0 && held.len() < n {
+            held.push(r);
+        } else {
+            base.push(r);
+        }
+    }
+    Ok((base, held))
+}
+
+/// Build (when given vectors), open, and measure the exact scan and every `ef`.
+pub fn run(spec: BenchSpec, progress: &mut (dyn FnMut(&str) + Send)) -> Result<Vec<BenchRow>> {
+    if spec.queries.is_empty() {
+        return Err(Error::Invalid("no query vectors".into()));
+    }
+    if spec.k == 0 {
+        return Err(Error::Invalid("--k must be at least 1".into()));
+    }
+    let threads = if spec.params.deterministic {
+        1
+    } else {
+        rayon::current_num_threads()
+    };
+    let (path, build_s) = match spec.base {
+        Base::Partition(p) => (p, 0.0),
+        Base::Vectors { dim, rows } => {
+            progress(&format!("building a partition of {} vectors", rows.len()));
+            let started = Instant::now();
+            let mut b = PartitionBuilder::with_capacity(dim, rows.len())?;
+            for (i, r) in rows.iter().enumerate() {
+                b.add(&i.to_string(), r, b"")?;
+            }
+            if let Some(dir) = spec.scratch.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            }
+            b.write(
+                &spec.scratch,
+                &spec.params,
+                "{\"source\":\"stabspace bench\"}",
+                &mut |_, _| {},
+            )?;
+            (spec.scratch.clone(), started.elapsed().as_secs_f64())
+        }
+    };
+    // Open time: the median of a few opens (the first may read the file from disk).
+    let mut opens: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            let p = Partition::open(&path);
+            (t.elapsed().as_secs_f64() * 1e6, p.is_ok())
+        })
+        .map(|(us, _)| us)
+        .collect();
+    opens.sort_by(f64::total_cmp);
+    let p = Partition::open(&path)?;
+    let info = p.info();
+    let (n, dim) = (p.len(), p.dim());
+    if spec.queries.iter().any(|q| q.len() != dim) {
+        return Err(Error::Invalid(format!(
+            "query vectors must have {dim} dimensions, as the base"
+        )));
+    }
+    let k = spec.k.min(n);
+    progress(&format!("exact top-{k} of {} queries", spec.queries.len()));
+    let t = truth(&p, &spec.queries, k)?;
+    let row = |engine: &str, ef: usize, r: stabspace_index::sweep::SweepRow| BenchRow {
+        engine: engine.to_string(),
+        n,
+        dim,
+        k,
+        m: info.m as usize,
+        efc: info.ef_construction as usize,
+        ef,
+        recall: r.recall,
+        qps: r.qps,
+        qps_all_threads: r.qps_all_threads,
+        p50_us: r.p50_us,
+        p95_us: r.p95_us,
+        p99_us: r.p99_us,
+        build_s,
+        threads,
+        open_us: opens[opens.len() / 2],
+        bytes_per_vector: info.file_bytes as f64 / n.max(1) as f64,
+    };
+    let mut out = vec![row("stabspace-exact", 0, measure(&p, &spec.queries, &t, None)?)];
+    if p.has_graph() {
+        for &ef in &spec.efs {
+            progress(&format!("ef {ef}"));
+            out.push(row(
+                "stabspace",
+                ef,
+                measure(&p, &spec.queries, &t, Some(ef.max(k)))?,
+            ));
+        }
+    } else {
+        eprintln!(
+            "note: {n} vectors is below the graph threshold ({}): the partition is scanned exactly, so \
+             there is no ef sweep",
+            stabspace_index::FLAT_THRESHOLD
+        );
+    }
+    Ok(out)
+}
+
+/// The CSV columns: peer_ann.py's, then ours.
+pub const CSV_COLUMNS: &[&str] = &[
+    "engine",
+    "n",
+    "dim",
+    "k",
+    "M",
+    "efc",
+    "ef",
+    "recall",
+    "qps",
+    "p50_us",
+    "p99_us",
+    "build_s",
+    "threads",
+    "qps_all_threads",
+    "p95_us",
+    "open_us",
+    "bytes_per_vector",
+];
+
+impl BenchRow {
+    pub fn csv(&self) -> Vec<String> {
+        vec![
+            self.engine.clone(),
+            self.n.to_string(),
+            self.dim.to_string(),
+            self.k.to_string(),
+            self.m.to_string(),
+            self.efc.to_string(),
+            self.ef.to_string(),
+            format!("{:.4}", self.recall),
+            format!("{:.1}", self.qps),
+            format!("{:.1}", self.p50_us),
+            format!("{:.1}", self.p99_us),
+            format!("{:.2}", self.build_s),
+            self.threads.to_string(),
+            format!("{:.1}", self.qps_all_threads),
+            format!("{:.1}", self.p95_us),
+            format!("{:.1}", self.open_us),
+            format!("{:.1}", self.bytes_per_vector),
+        ]
+    }
+}
+
+/// Points (recall, qps) per engine, for the plot.
+pub type Series = Vec<(String, Vec<(f64, f64)>)>;
+
+/// An SVG line chart of QPS (log scale) against recall, one line per engine.
+pub fn svg_plot(series: &Series, title: &str) -> String {
+    const W: f64 = 720.0;
+    const H: f64 = 440.0;
+    const L: f64 = 70.0;
+    const R: f64 = 170.0;
+    const T: f64 = 40.0;
+    const B: f64 = 50.0;
+    let pts: Vec<(f64, f64)> = series.iter().flat_map(|s| s.1.iter().copied()).collect();
+    let xmin = pts.iter().map(|p| p.0).fold(1.0, f64::min).clamp(0.0, 0.9);
+    let (ymin, ymax) = pts
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let (ly0, ly1) = (
+        ymin.max(1e-3).log10().floor(),
+        ymax.max(1e-3).log10().ceil().max(ymin.log10().floor() + 1.0),
+    );
+    let x = |r: f64| L + (r - xmin) / (1.0 - xmin).max(1e-9) * (W - L - R);
+    let y = |q: f64| T + (ly1 - q.max(1e-3).log10()) / (ly1 - ly0) * (H - T - B);
+    let colours = [
+        "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    ];
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" font-family=\"sans-serif\" \
+         font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">{}</text>\n",
+        (W - R + L) / 2.0,
+        xml(title)
+    );
+    s += &format!(
+        "<line x1=\"{L}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{L}\" y1=\"{T}\" x2=\"{L}\" \
+         y2=\"{}\" stroke=\"black\"/>\n",
+        H - B,
+        W - R,
+        H - B,
+        H - B
+    );
+    for i in 0..=5 {
+        let r = xmin + (1.0 - xmin) * f64::from(i) / 5.0;
+        s += &format!(
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{r:.2}</text>\n",
+            x(r),
+            H - B + 18.0
+        );
+    }
+    let mut e = ly0;
+    while e <= ly1 {
+        let q = 10f64.powf(e);
+        s += &format!(
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n<line x1=\"{L}\" y1=\"{:.1}\" x2=\"{}\" \
+             y2=\"{:.1}\" stroke=\"#ddd\"/>\n",
+            L - 6.0,
+            y(q) + 4.0,
+            q,
+            y(q),
+            W - R,
+            y(q)
+        );
+        e += 1.0;
+    }
+    s += &format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">recall@k</text>\n<text x=\"16\" y=\"{}\" \
+         transform=\"rotate(-90 16 {})\" text-anchor=\"middle\">queries per second (one thread, log)</text>\n",
+        (W - R + L) / 2.0,
+        H - 12.0,
+        (H - B + T) / 2.0,
+        (H - B + T) / 2.0
+    );
+    for (i, (name, points)) in series.iter().enumerate() {
+        let c = colours[i % colours.len()];
+        let mut sorted = points.clone();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let path: Vec<String> = sorted
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", x(p.0), y(p.1)))
+            .collect();
+        s += &format!(
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>\n",
+            path.join(" ")
+        );
+        for p in &sorted {
+            s += &format!(
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{c}\"/>\n",
+                x(p.0),
+                y(p.1)
+            );
+        }
+        let ly = T + 10.0 + 18.0 * i as f64;
+        s += &format!(
+            "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{c}\"/><text x=\"{}\" y=\"{}\">{}</text>\n",
+            W - R + 15.0,
+            ly - 10.0,
+            W - R + 32.0,
+            ly,
+            xml(name)
+        );
+    }
+    s + "</svg>\n"
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}

@@ -1,0 +1,257 @@
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use stabspace_index::Partition;
+
+use crate::bench::{
+    hold_out, read_vectors, run as run_bench, svg_plot, Base, BenchRow, BenchSpec, Series, CSV_COLUMNS,
+};
+use crate::cli::{parse_date, GlobalOpts};
+use crate::commands::index::ParamArgs;
+use crate::error::{Error, Result};
+use crate::output::{write_file_atomically, Cell, Format, Table};
+use crate::partitions::{index_dir, partition_path};
+use crate::storage::joint::joint_states;
+use crate::vector;
+
+#[derive(Debug, clap::Args)]
+#[command(
+    group = clap::ArgGroup::new("source").required(true).args(["scenario_set_id", "base"]),
+    group = clap::ArgGroup::new("query_source").required(true).args(["queries", "as_of", "sample"]),
+    after_help = "Measures, per --ef, recall@k against the exact scan, queries per second on one thread \
+and on all threads, and p50/p95/p99 latency; plus the exact scan itself (engine stabspace-exact), build \
+time, open time and bytes per vector.\n\n\
+Sources: an index partition (--scenario-set-id, --model-id), or a vector file (--base: .npy, .fvecs, or raw \
+little-endian .f32 with --dim) that is built into a scratch partition with --m and --ef-construction.\n\
+Queries: a vector file (--queries), the STAB states of instruments on --as-of, or --sample N vectors held \
+out from the base (the base is then rebuilt without them).\n\n\
+--csv writes engine,n,dim,k,M,efc,ef,recall,qps,p50_us,p99_us,build_s,threads (then qps_all_threads, \
+p95_us, open_us, bytes_per_vector): the columns of shared/bench/peer_ann.py, so the files concatenate. \
+--plot draws recall against QPS, one line per engine (--compare adds a peer_ann.py CSV to the plot).\n\n\
+Examples:\n  stabspace bench --scenario-set-id BENCH_100K --sample 1000\n  \
+stabspace bench --base base.npy --queries queries.npy --m 16 --ef-construction 200 --csv ours.csv \
+--plot recall.svg --compare peers.csv"
+)]
+pub struct Args {
+    /// Benchmark this set's partition (under --model-id).
+    #[arg(long)]
+    pub scenario_set_id: Option<String>,
+    #[arg(long, default_value = "joint-stab-fragility-v1")]
+    pub model_id: String,
+    /// Base vectors from a file instead of a partition.
+    #[arg(long, value_name = "FILE")]
+    pub base: Option<PathBuf>,
+    /// Query vectors from a file.
+    #[arg(long, value_name = "FILE")]
+    pub queries: Option<PathBuf>,
+    /// Query with the STAB states of the instruments on this date.
+    #[arg(long, value_parser = parse_date)]
+    pub as_of: Option<NaiveDate>,
+    /// Query with N vectors held out from the base.
+    #[arg(long, value_name = "N")]
+    pub sample: Option<usize>,
+    /// Dimension of raw .f32 files.
+    #[arg(long)]
+    pub dim: Option<usize>,
+    /// Neighbours per query.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Search breadths to sweep.
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256")]
+    pub ef: Vec<usize>,
+    #[command(flatten)]
+    pub params: ParamArgs,
+    /// Write the rows as CSV.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// Draw recall against QPS as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// A peer_ann.py CSV whose engines are drawn beside ours in --plot.
+    #[arg(long, value_name = "FILE", requires = "plot")]
+    pub compare: Option<PathBuf>,
+}
+
+pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
+    let scratch = index_dir(&g.data_dir)
+        .join(".bench")
+        .join(format!("scratch-{}.stabidx", std::process::id()));
+    let mut params = a.params.params();
+    let (base, name) = match (&a.scenario_set_id, &a.base) {
+        (Some(set), _) => {
+            let path = partition_path(&index_dir(&g.data_dir), &a.model_id, set);
+            if !path.exists() {
+                return Err(Error::Invalid(format!(
+                    "no index partition for {} / {set} ({}); build it with `stabspace index build --model-id {} \
+                     --scenario-set-id {set}`",
+                    a.model_id,
+                    path.display(),
+                    a.model_id
+                )));
+            }
+            (Base::Partition(path), format!("{} / {set}", a.model_id))
+        }
+        (None, Some(file)) => {
+            let (dim, rows) = read_vectors(file, a.dim)?;
+            (Base::Vectors { dim, rows }, file.display().to_string())
+        }
+        (None, None) => unreachable!("clap requires a source"),
+    };
+    let (base, queries) = match (&a.queries, a.as_of, a.sample) {
+        (Some(file), _, _) => (base, read_vectors(file, a.dim)?.1),
+        (None, Some(d), _) => {
+            let db = g.open_db().await?;
+            let rows = joint_states(&db, &a.model_id, d, d, None, None, None).await?;
+            if rows.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "no STAB states of {} on {d} to query with",
+                    a.model_id
+                )));
+            }
+            let qs = rows
+                .iter()
+                .map(|r| vector::from_bytes(&r.vector, &r.instrument_id))
+                .collect::<Result<Vec<_>>>()?;
+            (base, qs)
+        }
+        (None, None, Some(n)) => {
+            let (dim, rows) = match base {
+                Base::Vectors { dim, rows } => (dim, rows),
+                Base::Partition(path) => {
+                    // Held-out queries need a base without them: rebuild from the
+                    // partition's vectors, with its own parameters unless given.
+                    let p = Partition::open(&path)?;
+                    let info = p.info();
+                    if a.params.m == 16 && a.params.ef_construction == 200 {
+                        params.m = info.m.max(2) as usize;
+                        params.ef_construction = info.ef_construction.max(1) as usize;
+                    }
+                    let rows = (0..p.len())
+                        .map(|r| {
+                            p.vector(r)
+                                .iter()
+                                .map(|&x| (f64::from(x) * p.norms()[r]) as f32)
+                                .collect()
+                        })
+                        .collect();
+                    (p.dim(), rows)
+                }
+            };
+            let (rest, held) = hold_out(rows, n)?;
+            (Base::Vectors { dim, rows: rest }, held)
+        }
+        _ => unreachable!("clap requires a query source"),
+    };
+    let spec = BenchSpec {
+        base,
+        queries,
+        k: a.k,
+        efs: a.ef.clone(),
+        params,
+        scratch: scratch.clone(),
+    };
+    let pb = crate::progress::items(0, "steps");
+    let bar = pb.clone();
+    let rows = tokio::task::block_in_place(|| run_bench(spec, &mut |m: &str| bar.set_message(m.to_string())));
+    pb.finish_and_clear();
+    let _ = std::fs::remove_file(&scratch);
+    let rows = rows?;
+
+    let first = &rows[0];
+    println!(
+        "{name}: {} vectors of {} dims, k {}, M {}, ef_construction {}; build {:.2} s, open {:.0} µs, {:.0} bytes/vector",
+        first.n, first.dim, first.k, first.m, first.efc, first.build_s, first.open_us, first.bytes_per_vector
+    );
+    table(&rows).emit_to(Format::Text, None)?;
+    if let Some(path) = &a.csv {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let _ = w.write_record(CSV_COLUMNS);
+        for r in &rows {
+            let _ = w.write_record(r.csv());
+        }
+        write_file_atomically(path, &w.into_inner().unwrap_or_default())?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = &a.plot {
+        let mut series: Series = vec![
+            (
+                "stabspace".into(),
+                rows.iter()
+                    .filter(|r| r.ef > 0)
+                    .map(|r| (r.recall, r.qps))
+                    .collect(),
+            ),
+            ("stabspace-exact".into(), vec![(first.recall, first.qps)]),
+        ];
+        if let Some(peers) = &a.compare {
+            series.extend(read_peer_series(peers)?);
+        }
+        series.retain(|s| !s.1.is_empty());
+        let title = format!("{name}: {} vectors, k {}", first.n, first.k);
+        write_file_atomically(path, svg_plot(&series, &title).as_bytes())?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn table(rows: &[BenchRow]) -> Table {
+    let mut t = Table::new(&[
+        "engine", "ef", "recall", "qps_1t", "qps_all", "p50_us", "p95_us", "p99_us",
+    ]);
+    for r in rows {
+        t.push(vec![
+            r.engine.clone().into(),
+            if r.ef == 0 { Cell::Null } else { r.ef.into() },
+            r.recall.into(),
+            Cell::Int(r.qps.round() as i64),
+            Cell::Int(r.qps_all_threads.round() as i64),
+            Cell::Float((r.p50_us * 10.0).round() / 10.0),
+            Cell::Float((r.p95_us * 10.0).round() / 10.0),
+            Cell::Float((r.p99_us * 10.0).round() / 10.0),
+        ]);
+    }
+    t
+}
+
+/// (engine, [(recall, qps)]) from a CSV with at least engine, recall and qps columns.
+fn read_peer_series(path: &std::path::Path) -> Result<Series> {
+    let mut r =
+        csv::Reader::from_path(path).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+    let headers = r
+        .headers()
+        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?
+        .clone();
+    let col = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| Error::MissingColumn {
+                file: path.to_path_buf(),
+                column: name.into(),
+                found: headers.iter().collect::<Vec<_>>().join(","),
+            })
+    };
+    let (e, rc, q) = (col("engine")?, col("recall")?, col("qps")?);
+    let mut series: Series = Vec::new();
+    for (i, rec) in r.records().enumerate() {
+        let rec = rec.map_err(|err| Error::BadRow {
+            file: path.to_path_buf(),
+            line: i as u64 + 2,
+            message: err.to_string(),
+        })?;
+        let num = |c: usize, name: &str| {
+            rec[c].parse::<f64>().map_err(|_| Error::BadField {
+                file: path.to_path_buf(),
+                line: i as u64 + 2,
+                column: name.into(),
+                message: format!("not a number: {:?}", &rec[c]),
+            })
+        };
+        let point = (num(rc, "recall")?, num(q, "qps")?);
+        match series.iter_mut().find(|s| s.0 == rec[e]) {
+            Some(s) => s.1.push(point),
+            None => series.push((rec[e].to_string(), vec![point])),
+        }
+    }
+    Ok(series)
+}
