@@ -34,6 +34,7 @@ fn rows(n: usize) -> Vec<Vec<Value>> {
                 Value::Bytes(vector::to_bytes(&v)),
                 Value::Null,
                 Value::Null,
+                Value::Text("stab-v1".into()),
             ]
         })
         .collect()

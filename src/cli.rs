@@ -63,9 +63,9 @@ pub enum Command {
     Migrate(commands::migrate::Args),
     /// Import a CSV file into its table (one transaction; re-importing is a no-op).
     Import(commands::import::Args),
-    /// Encode the price windows of a market's active instruments (num-stab-core-v1, …).
+    /// Encode the price windows of a market's active instruments (num-stab-core-v1, num-stab-core-v2, …).
     BackfillNumericEmbeddings(commands::backfill_numeric_embeddings::Args),
-    /// Encode the return panels of a scenario set (num-scenario-core-v1).
+    /// Encode the return panels of a scenario set (num-scenario-core-v1, num-scenario-core-v2).
     BackfillNumericScenarioEmbeddings(commands::backfill_numeric_scenario_embeddings::Args),
     /// Standardised issuer-fundamentals profiles (joint-profile-core-v1).
     BackfillJointProfiles(commands::backfill_joint_profiles::Args),
@@ -85,6 +85,8 @@ pub enum Command {
     BackfillPortfolioStabScenarioMetrics(commands::backfill_portfolio_stab_scenario_metrics::Args),
     /// Merge run-level STAB summaries into backtest_runs.metrics_json.
     BackfillBacktestStabScenarioMetrics(commands::backfill_backtest_stab_scenario_metrics::Args),
+    /// How well market states retrieve their own historical stress windows (hit@1, hit@3, MRR).
+    EvalRetrieval(commands::eval_retrieval::Args),
     /// Index partitions of scenario vectors: build, rebuild, status, verify, drop.
     Index(commands::index::Args),
     /// Recall and latency of the index against the exact scan, per search breadth.
@@ -129,6 +131,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::BackfillBacktestStabScenarioMetrics(a) => {
             commands::backfill_backtest_stab_scenario_metrics::run(g, a).await
         }
+        Command::EvalRetrieval(a) => commands::eval_retrieval::run(g, a).await,
         Command::Index(a) => commands::index::run(g, a).await,
         Command::Bench(a) => commands::bench::run(g, a).await,
         Command::GenScenarios(a) => commands::gen_scenarios::run(g, a).await,

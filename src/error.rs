@@ -76,12 +76,46 @@ pub enum Error {
     #[error(transparent)]
     Index(#[from] stabspace_index::IndexError),
 
+    /// Two vectors of different feature spaces were about to be compared or
+    /// combined (v1 states with v2 scenarios, say). Each side names what it is.
+    #[error(
+        "feature spaces differ: {left} is in {}, but {right} is in {}; vectors of different spaces \
+         cannot be compared or combined — backfill both with encoders of one space (v1: num-stab-core-v1 + \
+         num-scenario-core-v1; v2: num-stab-core-v2 + num-scenario-core-v2 with the same --horizon-days)",
+        crate::encoders::describe_space(left_space),
+        crate::encoders::describe_space(right_space)
+    )]
+    MixedSpaces {
+        left: String,
+        left_space: String,
+        right: String,
+        right_space: String,
+    },
+
     /// Input that is well-formed but cannot be used (nothing stored, a gap in a panel, …).
     #[error("{0}")]
     Invalid(String),
 }
 
 impl Error {
+    /// `Err(MixedSpaces)` when both spaces are recorded and differ.
+    pub fn check_spaces(
+        left: impl FnOnce() -> String,
+        left_space: Option<&str>,
+        right: impl FnOnce() -> String,
+        right_space: Option<&str>,
+    ) -> Result<()> {
+        match (left_space, right_space) {
+            (Some(a), Some(b)) if a != b => Err(Error::MixedSpaces {
+                left: left(),
+                left_space: a.to_string(),
+                right: right(),
+                right_space: b.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

@@ -132,6 +132,8 @@ pub async fn gen_scenarios(db: &Db, p: &GenScenarios) -> Result<(u64, f64)> {
                     Value::Null,
                     Value::Json(scope.to_string()),
                     Value::Bytes(vector::to_bytes(&v)),
+                    // Synthetic benchmark vectors belong to no encoder's space.
+                    Value::Null,
                 ],
             )
             .await

@@ -14,6 +14,7 @@ pub mod commands;
 pub mod diagnostics;
 pub mod encoders;
 pub mod error;
+pub mod eval;
 pub mod gen_scenarios;
 pub mod import;
 pub mod joint;

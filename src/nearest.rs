@@ -15,7 +15,9 @@ use stabspace_index::{FlatIndex, Partition};
 
 use crate::error::{Error, Result};
 use crate::joint::STAB_JOINT_TYPE;
-use crate::partitions::{self, fingerprint, partition_path, scenario_as_of, Provenance, DEFAULT_EF};
+use crate::partitions::{
+    self, fingerprint, partition_path, scenario_as_of, Provenance, SpaceTally, DEFAULT_EF,
+};
 use crate::storage::joint::{distinct, joint_scenarios_page};
 use crate::storage::Db;
 use crate::vector::{self, DIM};
@@ -73,6 +75,8 @@ pub struct ScenarioSpace {
     ef: Option<usize>,
     /// Scenarios left out because their vector is all zeros (no direction).
     pub zero_vectors: Vec<String>,
+    /// The feature space of the scenario vectors (`None`: not recorded).
+    pub feature_space: Option<String>,
 }
 
 /// Rows read per query when loading.
@@ -129,6 +133,7 @@ impl ScenarioSpace {
                     engine: Engine::Partition(Box::new(p)),
                     ef,
                     zero_vectors: prov.skipped_zero,
+                    feature_space: prov.feature_space,
                 })
             }
         }
@@ -139,12 +144,14 @@ impl ScenarioSpace {
         let mut index = FlatIndex::new(DIM)?;
         let mut as_of = Vec::new();
         let mut zero_vectors = Vec::new();
+        let mut spaces = SpaceTally::default();
         let mut after: Option<String> = None;
         loop {
             let page = joint_scenarios_page(db, model, set, after.as_deref(), PAGE).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.scenario_id.clone());
             for s in &page {
+                spaces.add(s.feature_space.as_deref());
                 let v = vector::from_bytes(&s.vector, &format!("scenario {} of {set}", s.scenario_id))?;
                 match index.add(&s.scenario_id, &v) {
                     Ok(_) => as_of.push(s.as_of),
@@ -166,6 +173,7 @@ impl ScenarioSpace {
         if index.is_empty() {
             return Err(no_scenarios(db, model, set, zero_vectors.len()).await);
         }
+        let feature_space = spaces.one(model, set)?;
         if !zero_vectors.is_empty() {
             eprintln!(
                 "note: {} scenario(s) of {set} have an all-zero vector and cannot be ranked by cosine: {}",
@@ -184,6 +192,7 @@ impl ScenarioSpace {
             engine: Engine::Flat { index, as_of },
             ef,
             zero_vectors,
+            feature_space,
         })
     }
 
@@ -196,6 +205,17 @@ impl ScenarioSpace {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// `Err(MixedSpaces)` when a query vector of `space` (described by `what`)
+    /// is from another feature space than these scenarios.
+    pub fn check_space(&self, what: impl FnOnce() -> String, space: Option<&str>) -> Result<()> {
+        Error::check_spaces(
+            what,
+            space,
+            || format!("the scenarios of set {} under {}", self.set_id, self.model_id),
+            self.feature_space.as_deref(),
+        )
     }
 
     /// How queries run, for summaries.

@@ -124,6 +124,9 @@ pub struct Provenance {
     pub rows: usize,
     /// Scenarios left out for an all-zero vector.
     pub skipped_zero: Vec<String>,
+    /// The feature space of the vectors (`None`: not recorded).
+    #[serde(default)]
+    pub feature_space: Option<String>,
     pub fingerprint: Fingerprint,
     pub params: RecordedParams,
     pub built_at: String,
@@ -139,6 +142,32 @@ impl Provenance {
                 p.path().display()
             ))
         })
+    }
+}
+
+/// The feature spaces recorded on a set's scenario vectors, counted.
+#[derive(Default)]
+pub struct SpaceTally(std::collections::BTreeMap<String, usize>);
+
+impl SpaceTally {
+    pub fn add(&mut self, space: Option<&str>) {
+        if let Some(s) = space {
+            *self.0.entry(s.to_string()).or_default() += 1;
+        }
+    }
+
+    /// The one recorded space, none, or an error when the set mixes spaces.
+    pub fn one(self, model: &str, set: &str) -> Result<Option<String>> {
+        if self.0.len() > 1 {
+            let parts: Vec<String> = self.0.iter().map(|(s, n)| format!("{n} in {s}")).collect();
+            return Err(Error::Invalid(format!(
+                "the scenario vectors of set {set:?} under {model} mix feature spaces ({}); re-run \
+                 `stabspace backfill-numeric-scenario-embeddings` and `backfill-joint-stab-fragility-scenarios` \
+                 for the whole set with one scenario encoder",
+                parts.join(", ")
+            )));
+        }
+        Ok(self.0.into_keys().next())
     }
 }
 
@@ -166,12 +195,14 @@ pub async fn build(
     let fp = fingerprint(db, model, set).await?;
     let mut b = PartitionBuilder::with_capacity(DIM, fp.rows.max(0) as usize)?;
     let mut skipped_zero = Vec::new();
+    let mut spaces = SpaceTally::default();
     let mut after: Option<String> = None;
     loop {
         let page = joint_scenarios_page(db, model, set, after.as_deref(), 10_000).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.scenario_id.clone());
         for s in &page {
+            spaces.add(s.feature_space.as_deref());
             let v = vector::from_bytes(&s.vector, &format!("scenario {} of {set}", s.scenario_id))?;
             match b.add(&s.scenario_id, &v, s.as_of.to_string().as_bytes()) {
                 Ok(_) => {}
@@ -191,6 +222,7 @@ pub async fn build(
     if b.is_empty() {
         return Err(crate::nearest::no_scenarios(db, model, set, skipped_zero.len()).await);
     }
+    let feature_space = spaces.one(model, set)?;
     let path = partition_path(index_dir, model, set);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -200,6 +232,7 @@ pub async fn build(
         scenario_set_id: set.to_string(),
         rows: b.len(),
         skipped_zero,
+        feature_space,
         fingerprint: fp,
         params: RecordedParams {
             m: params.m,

@@ -3,7 +3,8 @@
 //! One market factor with calm and volatile regimes drives every instrument
 //! (beta times the factor plus fat-tailed idiosyncratic noise). Crashes of
 //! `horizon` trading days are planted at known places, each with its own drift
-//! and volatility, and become the historical-window scenario set; a Monte-Carlo
+//! and volatility, and become the historical-window scenario set (paths of
+//! every active instrument over the crash's days); a Monte-Carlo
 //! set draws stress paths of several kinds from the same factor model.
 //! Portfolios rebalance at month ends and get a daily risk report; each has one
 //! backtest run. Everything follows from `seed`.
@@ -47,7 +48,7 @@ pub struct SynthConfig {
     pub crashes: usize,
     /// Trading days per scenario (and per crash).
     pub horizon: usize,
-    /// Instruments in each scenario panel.
+    /// Instruments in each Monte-Carlo scenario panel (historical windows cover every active instrument).
     pub scenario_instruments: usize,
     pub mc_scenarios: usize,
     pub portfolios: usize,
@@ -253,7 +254,8 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<Generated> {
     }
     files.push(f.finish(ImportKind::Prices)?);
 
-    // Scenario sets over the first `scenario_instruments` active instruments.
+    // A historical window is the market's own history: every active instrument.
+    // Monte-Carlo paths cover the first `scenario_instruments` active instruments.
     let scen: Vec<usize> = active
         .iter()
         .copied()
@@ -287,7 +289,7 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<Generated> {
         for (k, &(s, _, _)) in crash_params.iter().enumerate() {
             let sid = format!("HIST_{:02}_{}", k + 1, dates[s]);
             let market: f64 = (s..s + cfg.horizon)
-                .map(|t| scen.iter().map(|&i| returns[t * n + i]).sum::<f64>() / scen.len() as f64)
+                .map(|t| active.iter().map(|&i| returns[t * n + i]).sum::<f64>() / active.len() as f64)
                 .sum();
             let severity = if market < -0.2 {
                 "HIGH"
@@ -304,7 +306,7 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<Generated> {
                 severity,
             ])?;
             for day in 0..cfg.horizon {
-                for &i in &scen {
+                for &i in &active {
                     let r = returns[(s + day) * n + i].exp_m1();
                     paths.row([
                         HISTORICAL_SET,

@@ -16,7 +16,10 @@ use crate::vector;
 #[derive(Clone, Debug)]
 pub struct NumericBackfill {
     pub as_of: NaiveDate,
+    /// Trading days per window (v1 encoders; the v2 encoder uses its horizon).
     pub window_days: usize,
+    /// H of the v2 signature encoder.
+    pub horizon_days: usize,
     pub market_id: String,
     pub limit: Option<u64>,
     pub model_id: String,
@@ -24,8 +27,10 @@ pub struct NumericBackfill {
 
 pub async fn backfill_numeric_embeddings(db: &Db, p: &NumericBackfill) -> Result<BackfillSummary> {
     let started = Instant::now();
-    let encoder = window_encoder(&p.model_id)?;
-    if p.window_days == 0 {
+    let encoder = window_encoder(&p.model_id, p.horizon_days)?;
+    let window_days = encoder.fixed_window_days().unwrap_or(p.window_days);
+    let space = encoder.feature_space();
+    if window_days == 0 {
         return Err(Error::Invalid("--window-days must be at least 1".into()));
     }
     let instruments = queries::active_instruments(db, &p.market_id, p.limit).await?;
@@ -41,7 +46,7 @@ pub async fn backfill_numeric_embeddings(db: &Db, p: &NumericBackfill) -> Result
             }
         )));
     }
-    let need = encoder.prices_needed(p.window_days);
+    let need = encoder.prices_needed(window_days);
     let windows = queries::recent_prices(db, &instruments, p.as_of, need).await?;
 
     let pb = progress::items(instruments.len() as u64, "instruments");
@@ -69,11 +74,12 @@ pub async fn backfill_numeric_embeddings(db: &Db, p: &NumericBackfill) -> Result
                     Value::Text(id.clone()),
                     Value::Text(p.market_id.clone()),
                     Value::Date(p.as_of),
-                    Value::Int(p.window_days as i64),
+                    Value::Int(window_days as i64),
                     Value::Text(p.model_id.clone()),
                     Value::Bytes(vector::to_bytes(&v)),
                     start,
                     end,
+                    Value::Text(space.clone()),
                 ];
                 writer.push(&mut tx, row).await.map_err(|e| db.err(e))?;
                 summary.encoded += 1;

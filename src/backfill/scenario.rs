@@ -17,6 +17,8 @@ use crate::vector;
 pub struct ScenarioBackfill {
     pub scenario_set_id: String,
     pub model_id: String,
+    /// H of the v2 signature encoder.
+    pub horizon_days: usize,
     pub limit: Option<u64>,
 }
 
@@ -25,7 +27,8 @@ const SCENARIOS_PER_READ: usize = 1000;
 
 pub async fn backfill_numeric_scenario_embeddings(db: &Db, p: &ScenarioBackfill) -> Result<BackfillSummary> {
     let started = Instant::now();
-    let encoder = scenario_encoder(&p.model_id)?;
+    let encoder = scenario_encoder(&p.model_id, p.horizon_days)?;
+    let space = encoder.feature_space();
     let set = p.scenario_set_id.as_str();
     let ids = queries::scenario_ids(db, set, p.limit).await?;
     if ids.is_empty() {
@@ -97,11 +100,12 @@ pub async fn backfill_numeric_scenario_embeddings(db: &Db, p: &ScenarioBackfill)
                 Value::Text(panel.scenario_id.clone()),
                 Value::Text(set.to_string()),
                 Value::Date(m.scenario_date),
-                Value::Int(panel.days as i64),
+                Value::Int(encoder.window_days(&panel) as i64),
                 Value::Text(p.model_id.clone()),
                 Value::Bytes(vector::to_bytes(&v)),
                 Value::Null,
                 Value::Null,
+                Value::Text(space.clone()),
             ];
             writer.push(&mut tx, row).await.map_err(|e| db.err(e))?;
             encoded += 1;

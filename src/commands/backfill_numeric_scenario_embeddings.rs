@@ -1,5 +1,6 @@
 use crate::backfill::{backfill_numeric_scenario_embeddings, ScenarioBackfill};
 use crate::cli::GlobalOpts;
+use crate::encoders::resolve_horizon;
 use crate::error::Result;
 
 #[derive(Debug, clap::Args)]
@@ -8,16 +9,23 @@ use crate::error::Result;
 (days by day_index, instruments sorted by id), flattens it day by day and zero-pads to 384 float32 \
 values, into numeric_window_embeddings (entity_type SCENARIO, scope = the set, as_of_date = the \
 scenario_date). A missing cell is an error naming the scenario. Re-running replaces the vectors.\n\n\
-Example: stabspace backfill-numeric-scenario-embeddings --scenario-set-id SET_ABC123 \
---model-id num-scenario-core-v1 --limit 100"
+num-scenario-core-v2 instead encodes each instrument's path over the first --horizon-days days as its \
+fragility signature (log returns sorted ascending, then absolute log returns sorted ascending) and \
+stores the mean over instruments: the space of num-stab-core-v2 states with the same --horizon-days.\n\n\
+Examples:\n  stabspace backfill-numeric-scenario-embeddings --scenario-set-id SET_ABC123 \
+--model-id num-scenario-core-v1 --limit 100\n  stabspace backfill-numeric-scenario-embeddings \
+--scenario-set-id HIST_CRASH_WINDOWS --model-id num-scenario-core-v2 --horizon-days 20"
 )]
 pub struct Args {
     /// Scenario set to encode.
     #[arg(long)]
     pub scenario_set_id: String,
-    /// Encoder.
+    /// Encoder: num-scenario-core-v1 (flatten and pad) or num-scenario-core-v2 (fragility signature).
     #[arg(long, default_value = "num-scenario-core-v1")]
     pub model_id: String,
+    /// H, the days of each path encoded by num-scenario-core-v2 [default: 20].
+    #[arg(long, value_name = "H")]
+    pub horizon_days: Option<usize>,
     /// At most this many scenarios, in scenario_id order.
     #[arg(long)]
     pub limit: Option<u64>,
@@ -29,6 +37,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         &db,
         &ScenarioBackfill {
             scenario_set_id: a.scenario_set_id,
+            horizon_days: resolve_horizon(&a.model_id, a.horizon_days)?,
             model_id: a.model_id,
             limit: a.limit,
         },

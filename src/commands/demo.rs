@@ -8,10 +8,13 @@ use crate::backfill::{
     backfill_numeric_embeddings, backfill_numeric_scenario_embeddings, NumericBackfill, ScenarioBackfill,
 };
 use crate::cli::GlobalOpts;
+use crate::commands::backfill_numeric_embeddings::DEFAULT_WINDOW_DAYS;
 use crate::diagnostics::{
     backfill_backtest_metrics, backfill_portfolio_metrics, portfolio_exposure, MetricsBackfill,
 };
+use crate::encoders::DEFAULT_HORIZON;
 use crate::error::Result;
+use crate::eval::{eval_retrieval, EvalSpec};
 use crate::import::import_file;
 use crate::joint::{
     backfill_joint_profiles, backfill_joint_scenarios, backfill_joint_states, ProfileBackfill,
@@ -24,19 +27,43 @@ use crate::storage::queries;
 use crate::synth::{generate, month_ends, trading_days, SynthConfig};
 use stabspace_index::BuildParams;
 
-const WINDOW_DAYS: usize = 63;
-const STAB_MODEL: &str = "num-stab-core-v1";
-const SCENARIO_MODEL: &str = "num-scenario-core-v1";
 const PROFILE_MODEL: &str = "joint-profile-core-v1";
 const JOINT_MODEL: &str = "joint-stab-fragility-v1";
+
+/// Which encoder pair the demo runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Encoders {
+    /// num-stab-core-v2 + num-scenario-core-v2: fragility signatures, states and scenarios in one space.
+    V2,
+    /// num-stab-core-v1 + num-scenario-core-v1 (+ issuer profiles): the design documents' flatten-and-pad.
+    V1,
+}
+
+impl Encoders {
+    fn models(self) -> (&'static str, &'static str) {
+        match self {
+            Encoders::V2 => ("num-stab-core-v2", "num-scenario-core-v2"),
+            Encoders::V1 => ("num-stab-core-v1", "num-scenario-core-v1"),
+        }
+    }
+    /// Trading days of each state window.
+    fn window_days(self) -> usize {
+        match self {
+            Encoders::V2 => DEFAULT_HORIZON,
+            Encoders::V1 => DEFAULT_WINDOW_DAYS,
+        }
+    }
+}
 
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Writes the generated CSV files to <data-dir>/demo/, imports them into the \
 database (the embedded SQLite file unless --database-url is given), then runs every workflow: numeric \
 backfills, issuer profiles and joint STAB states at each month end, scenario projection, the portfolio \
-and backtest STAB metrics, and prints one portfolio's closest scenarios. Re-running it is safe: every \
-write is an upsert."
+and backtest STAB metrics, prints one portfolio's closest scenarios, and evaluates how well the market's \
+states retrieve their own crash windows (eval-retrieval). The v2 signature encoders are the default \
+(--encoders v1 runs the design documents' encoders, with issuer profiles in the states). Re-running \
+it is safe: every write is an upsert."
 )]
 pub struct Args {
     /// Instruments in the generated market.
@@ -48,10 +75,17 @@ pub struct Args {
     /// Random seed.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Encoder pair.
+    #[arg(long, value_enum, default_value_t = Encoders::V2)]
+    pub encoders: Encoders,
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     let started = Instant::now();
+    let (stab_model, scenario_model) = a.encoders.models();
+    let window_days = a.encoders.window_days();
+    // Profiles (z-scored fundamentals) live in the v1 space only.
+    let profile = (a.encoders == Encoders::V1).then_some(PROFILE_MODEL);
     let db = g.open_db().await?;
     println!("stabspace demo — database {}", db.label());
 
@@ -88,7 +122,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     // the risk reports of any day then find their holdings' latest state.
     let dates = trading_days(cfg.start, cfg.days);
     let as_of = gen.last_date;
-    let state_dates: Vec<NaiveDate> = month_ends(&dates, WINDOW_DAYS)
+    let state_dates: Vec<NaiveDate> = month_ends(&dates, window_days)
         .into_iter()
         .map(|t| dates[t])
         .collect();
@@ -101,10 +135,11 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             &db,
             &NumericBackfill {
                 as_of: d,
-                window_days: WINDOW_DAYS,
+                window_days,
+                horizon_days: DEFAULT_HORIZON,
                 market_id: cfg.market_id.clone(),
                 limit: None,
-                model_id: STAB_MODEL.into(),
+                model_id: stab_model.into(),
             },
         )
         .await?
@@ -124,8 +159,8 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
                 as_of: d,
                 market_id: cfg.market_id.clone(),
                 region: None,
-                stab_model_id: STAB_MODEL.into(),
-                profile_model_id: Some(PROFILE_MODEL.into()),
+                stab_model_id: stab_model.into(),
+                profile_model_id: profile.map(String::from),
                 joint_model_id: JOINT_MODEL.into(),
                 weights: Weights::default(),
                 limit: None,
@@ -138,7 +173,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     pb.finish_and_clear();
     println!(
         "3. backfill-numeric-embeddings, backfill-joint-profiles, backfill-joint-stab-fragility-states \
-         at {} month ends ({} to {as_of}): {encoded} {STAB_MODEL} vectors, {joint} STAB states \
+         at {} month ends ({} to {as_of}): {encoded} {stab_model} vectors, {joint} STAB states \
          ({with_profile} with a profile branch)",
         state_dates.len(),
         state_dates[0]
@@ -150,7 +185,8 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             &db,
             &ScenarioBackfill {
                 scenario_set_id: set.clone(),
-                model_id: SCENARIO_MODEL.into(),
+                model_id: scenario_model.into(),
+                horizon_days: DEFAULT_HORIZON,
                 limit: None,
             },
         )
@@ -159,7 +195,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             &db,
             &ScenarioProjection {
                 scenario_set_id: set.clone(),
-                scenario_model_id: SCENARIO_MODEL.into(),
+                scenario_model_id: scenario_model.into(),
                 joint_model_id: JOINT_MODEL.into(),
                 weights: Weights::default(),
                 limit: None,
@@ -217,6 +253,34 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             h.euclidean,
             h.scenario_id,
             h.scenario_as_of
+        );
+    }
+
+    let hist = crate::synth::HISTORICAL_SET;
+    let eval = eval_retrieval(
+        &db,
+        &EvalSpec {
+            scenario_set_id: hist.into(),
+            joint_model_id: JOINT_MODEL.into(),
+            market_id: cfg.market_id.clone(),
+            stab_model_id: None,
+            window_days,
+            offsets: vec![0, 5, 10],
+            search: search.clone(),
+        },
+    )
+    .await?;
+    println!(
+        "8. eval-retrieval --scenario-set-id {hist} --market-id {}: the equal-weight market portfolio \
+         of {stab_model} states at the end of each of the {} crash windows, and 5 and 10 trading days \
+         before, ranks the {} scenarios of the set; the true window is found at",
+        cfg.market_id, eval.windows, eval.scenarios
+    );
+    println!("     offset  hit@1  hit@3    MRR  (chance hit@3)");
+    for s in &eval.scores {
+        println!(
+            "     {:>6}  {:>5.2}  {:>5.2}  {:>5.2}  ({:.2})",
+            s.offset, s.hit_at_1, s.hit_at_3, s.mrr, s.chance_at_3
         );
     }
 

@@ -37,7 +37,7 @@ pub struct Args {
     /// Trading days per scenario and per crash.
     #[arg(long, default_value_t = 20)]
     pub horizon: usize,
-    /// Instruments in each scenario panel.
+    /// Instruments in each Monte-Carlo scenario panel (historical windows cover every active instrument).
     #[arg(long, default_value_t = 10)]
     pub scenario_instruments: usize,
     /// Number of portfolios (each with month-end weights, daily risk reports and one backtest run).

@@ -10,6 +10,7 @@ pub mod backfill_numeric_scenario_embeddings;
 pub mod backfill_portfolio_stab_scenario_metrics;
 pub mod bench;
 pub mod demo;
+pub mod eval_retrieval;
 pub mod find_similar_stab_scenarios;
 pub mod gen_scenarios;
 pub mod generate;

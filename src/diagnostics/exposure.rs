@@ -35,6 +35,10 @@ pub async fn find_similar(
     };
     let state = vector::from_bytes(&row.vector, &format!("STAB state of {instrument} on {as_of}"))?;
     let space = ScenarioSpace::open(db, search, model, set).await?;
+    space.check_space(
+        || format!("the STAB state of {instrument} on {as_of} (joint model {model})"),
+        row.feature_space.as_deref(),
+    )?;
     let hits = space.search(&state, k)?;
     Ok(SimilarScenarios { state, hits })
 }
@@ -123,7 +127,8 @@ pub async fn portfolio_exposure(
     k: usize,
 ) -> Result<Exposure> {
     let day = [(portfolio.to_string(), as_of)];
-    let v = portfolio_vectors(db, model, &day)
+    let space = ScenarioSpace::open(db, search, model, set).await?;
+    let v = portfolio_vectors(db, model, &day, Some(&space))
         .await?
         .pop()
         .expect("one day in, one out");
@@ -131,7 +136,6 @@ pub async fn portfolio_exposure(
         Ok(v) => v,
         Err(skip) => return Err(no_vector(db, portfolio, as_of, model, skip).await),
     };
-    let space = ScenarioSpace::open(db, search, model, set).await?;
     let hits = space.search(&v.vector.vector, k)?;
     Ok(Exposure {
         weights_as_of: v.weights_as_of,

@@ -99,7 +99,7 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
         return Err(no_reports(db, p).await);
     }
     let space = ScenarioSpace::open(db, &p.search, &p.model_id, &p.scenario_set_id).await?;
-    let vectors = portfolio_vectors(db, &p.model_id, &days).await?;
+    let vectors = portfolio_vectors(db, &p.model_id, &days, Some(&space)).await?;
 
     let mut summary = MetricsSummary {
         reports: days.len(),
@@ -170,7 +170,7 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
 /// The full explanation for one day without a vector.
 async fn vectors_reason(db: &Db, pid: &str, date: NaiveDate, model: &str) -> String {
     let day = [(pid.to_string(), date)];
-    match portfolio_vectors(db, model, &day).await {
+    match portfolio_vectors(db, model, &day, None).await {
         Ok(mut v) => match v.pop() {
             Some(Err(skip)) => no_vector(db, pid, date, model, skip).await.to_string(),
             _ => "it has one now".into(),

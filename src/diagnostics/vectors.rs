@@ -12,6 +12,7 @@ use chrono::NaiveDate;
 
 use crate::error::Result;
 use crate::joint::STAB_JOINT_TYPE;
+use crate::nearest::ScenarioSpace;
 use crate::portfolio::{portfolio_vector, NoVector, PortfolioVector, Weights};
 use crate::storage::joint::{joint_between, latest_joint, targets};
 use crate::storage::Db;
@@ -53,11 +54,13 @@ pub struct DayVector {
 }
 
 /// The portfolio vectors of `days` under the STAB states of joint model
-/// `model`, in the order of `days`. Malformed weights are an error.
+/// `model`, in the order of `days`. Malformed weights are an error, and so is
+/// a state from another feature space than `against`'s scenarios.
 pub async fn portfolio_vectors(
     db: &Db,
     model: &str,
     days: &[(String, NaiveDate)],
+    against: Option<&ScenarioSpace>,
 ) -> Result<Vec<Result<DayVector, DaySkip>>> {
     let mut out: Vec<Option<Result<DayVector, DaySkip>>> = vec![None; days.len()];
     let Some(last) = days.iter().map(|d| d.1).max() else {
@@ -111,6 +114,12 @@ pub async fn portfolio_vectors(
         let inside = joint_between(db, STAB_JOINT_TYPE, model, "INSTRUMENT", &ids, first, last).await?;
         for v in floor.into_values().chain(inside) {
             let what = format!("STAB state of {} on {}", v.entity_id, v.as_of_date);
+            if let Some(space) = against {
+                space.check_space(
+                    || format!("the {what} (joint model {model})"),
+                    v.feature_space.as_deref(),
+                )?;
+            }
             let z = vector::from_bytes(&v.vector, &what)?;
             states.entry(v.entity_id).or_default().push((v.as_of_date, z));
         }

@@ -5,12 +5,14 @@
 //! map model ids to them, so a new model is one new file plus one line here.
 
 mod pad_to_dim;
+pub mod signature;
 
 use std::fmt;
 
 use chrono::NaiveDate;
 
 pub use pad_to_dim::{pad_to_dim, PadToDimScenario, PadToDimWindow};
+pub use signature::{fragility_signature, SignatureScenario, SignatureWindow, DEFAULT_HORIZON};
 
 use crate::error::{Error, Result};
 
@@ -77,9 +79,55 @@ impl fmt::Display for SkipReason {
     }
 }
 
+/// The feature space of the documents' v1 encoders (`num-stab-core-v1`,
+/// `num-regime-core-v1`, `num-scenario-core-v1`) and of the issuer profiles
+/// (`joint-profile-core-v1`): the space the design documents average together.
+pub const V1_SPACE: &str = "stab-v1";
+
+/// A feature space with the encoders that write into it, for messages.
+pub fn describe_space(space: &str) -> String {
+    if space == V1_SPACE {
+        format!("{space} (num-stab-core-v1 / num-scenario-core-v1 / joint-profile-core-v1)")
+    } else if let Some(h) = signature::horizon_of_space(space) {
+        format!("{space} (num-stab-core-v2 / num-scenario-core-v2, --horizon-days {h})")
+    } else {
+        space.to_string()
+    }
+}
+
+/// The feature space of a stored numeric vector: the recorded one, else (rows
+/// written before spaces were recorded) `stab-v1` for the v1 model ids.
+pub fn recorded_space(model_id: &str, recorded: Option<String>) -> Option<String> {
+    recorded.or_else(|| {
+        matches!(
+            model_id,
+            "num-stab-core-v1" | "num-regime-core-v1" | "num-scenario-core-v1" | "joint-profile-core-v1"
+        )
+        .then(|| V1_SPACE.to_string())
+    })
+}
+
+/// The instrument-state encoder (and its window or horizon) whose vectors live
+/// in `space`, if we have one.
+pub fn state_encoder_for_space(space: &str) -> Option<(&'static str, Option<usize>)> {
+    if space == V1_SPACE {
+        Some(("num-stab-core-v1", None))
+    } else {
+        signature::horizon_of_space(space).map(|h| ("num-stab-core-v2", Some(h)))
+    }
+}
+
 /// Encodes an instrument's price window at an as-of date.
 pub trait WindowEncoder: Send + Sync {
     fn model_id(&self) -> &'static str;
+    /// The space its vectors live in: only vectors of one space are compared.
+    fn feature_space(&self) -> String {
+        V1_SPACE.to_string()
+    }
+    /// A window length the encoder fixes itself (its horizon), if any.
+    fn fixed_window_days(&self) -> Option<usize> {
+        None
+    }
     /// Prices needed for a window of `window_days` trading days.
     fn prices_needed(&self, window_days: usize) -> usize {
         window_days + 1
@@ -90,25 +138,55 @@ pub trait WindowEncoder: Send + Sync {
 /// Encodes a scenario's return panel.
 pub trait ScenarioEncoder: Send + Sync {
     fn model_id(&self) -> &'static str;
+    /// The space its vectors live in.
+    fn feature_space(&self) -> String {
+        V1_SPACE.to_string()
+    }
+    /// The `window_days` recorded with the vector of `panel`.
+    fn window_days(&self, panel: &ScenarioPanel) -> usize {
+        panel.days
+    }
     fn encode(&self, panel: &ScenarioPanel) -> Result<Vec<f32>>;
 }
 
 /// Model ids of the window encoders, in the order `--help` lists them.
-pub const WINDOW_MODELS: &[&str] = &["num-stab-core-v1", "num-regime-core-v1"];
+pub const WINDOW_MODELS: &[&str] = &["num-stab-core-v1", "num-regime-core-v1", "num-stab-core-v2"];
 /// Model ids of the scenario encoders.
-pub const SCENARIO_MODELS: &[&str] = &["num-scenario-core-v1"];
+pub const SCENARIO_MODELS: &[&str] = &["num-scenario-core-v1", "num-scenario-core-v2"];
 
-pub fn window_encoder(model_id: &str) -> Result<Box<dyn WindowEncoder>> {
+/// Whether a model id is one of the v2 (signature) encoders, which take `--horizon-days`.
+pub fn is_signature_model(model_id: &str) -> bool {
+    matches!(model_id, "num-stab-core-v2" | "num-scenario-core-v2")
+}
+
+/// H for `model_id` from an optional `--horizon-days`: the v2 encoders take
+/// it (default [`DEFAULT_HORIZON`]); the v1 encoders have no horizon.
+pub fn resolve_horizon(model_id: &str, horizon: Option<usize>) -> Result<usize> {
+    match horizon {
+        Some(h) if !is_signature_model(model_id) => Err(Error::Invalid(format!(
+            "--horizon-days {h} applies to the v2 signature encoders (num-stab-core-v2, \
+             num-scenario-core-v2), not to {model_id}"
+        ))),
+        Some(h) => signature::check_horizon(h),
+        None => Ok(DEFAULT_HORIZON),
+    }
+}
+
+/// The window encoder of `model_id`; `horizon` is H for the v2 encoder.
+pub fn window_encoder(model_id: &str, horizon: usize) -> Result<Box<dyn WindowEncoder>> {
     match model_id {
         "num-stab-core-v1" => Ok(Box::new(PadToDimWindow::new("num-stab-core-v1"))),
         "num-regime-core-v1" => Ok(Box::new(PadToDimWindow::new("num-regime-core-v1"))),
+        "num-stab-core-v2" => Ok(Box::new(SignatureWindow::new(horizon)?)),
         other => Err(unknown("price-window backfills", other, WINDOW_MODELS)),
     }
 }
 
-pub fn scenario_encoder(model_id: &str) -> Result<Box<dyn ScenarioEncoder>> {
+/// The scenario encoder of `model_id`; `horizon` is H for the v2 encoder.
+pub fn scenario_encoder(model_id: &str, horizon: usize) -> Result<Box<dyn ScenarioEncoder>> {
     match model_id {
         "num-scenario-core-v1" => Ok(Box::new(PadToDimScenario)),
+        "num-scenario-core-v2" => Ok(Box::new(SignatureScenario::new(horizon)?)),
         other => Err(unknown("scenario backfills", other, SCENARIO_MODELS)),
     }
 }

@@ -71,6 +71,8 @@ pub async fn backfill_joint_scenarios(db: &Db, p: &ScenarioProjection) -> Result
                 "scenario_set_id": set,
                 "scenario_id": s.scenario_id,
                 "source": "scenarios",
+                "scenario_model_id": p.scenario_model_id,
+                "feature_space": s.feature_space,
                 "metadata": {"shock_type": shock_type, "severity": severity},
             });
             let row = vec![
@@ -84,6 +86,7 @@ pub async fn backfill_joint_scenarios(db: &Db, p: &ScenarioProjection) -> Result
                 Value::Null,
                 Value::Json(scope.to_string()),
                 Value::Bytes(vector::to_bytes(&z)),
+                s.feature_space.clone().map_or(Value::Null, Value::Text),
             ];
             writer.push(&mut tx, row).await.map_err(|e| db.err(e))?;
             summary.encoded += 1;

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::{joint_model, Branches, Weights, PROFILE_JOINT_TYPE, STAB_JOINT_TYPE};
 use crate::backfill::BackfillSummary;
+use crate::encoders::recorded_space;
 use crate::error::{Error, Result};
 use crate::progress;
 use crate::storage::bulk::{BulkWriter, Value};
@@ -120,10 +121,19 @@ pub async fn backfill_joint_states(db: &Db, p: &StateBackfill) -> Result<StateSu
         let what = format!("{} vector of {} on {}", p.stab_model_id, s.instrument_id, p.as_of);
         let stab = vector::from_bytes(&s.vector, &what)?;
         let profile = match s.issuer_id.as_ref().and_then(|i| profiles.get(i)) {
-            Some(pv) => Some(vector::from_bytes(
-                &pv.vector,
-                &format!("profile of {} on {}", pv.entity_id, pv.as_of_date),
-            )?),
+            Some(pv) => {
+                let pm = p.profile_model_id.as_deref().unwrap_or_default();
+                Error::check_spaces(
+                    || format!("the {} state of {}", p.stab_model_id, s.instrument_id),
+                    s.feature_space.as_deref(),
+                    || format!("the {pm} profile of issuer {}", pv.entity_id),
+                    recorded_space(pm, pv.feature_space.clone()).as_deref(),
+                )?;
+                Some(vector::from_bytes(
+                    &pv.vector,
+                    &format!("profile of {} on {}", pv.entity_id, pv.as_of_date),
+                )?)
+            }
             None => None,
         };
         let z = model.combine(&Branches {
@@ -145,6 +155,8 @@ pub async fn backfill_joint_states(db: &Db, p: &StateBackfill) -> Result<StateSu
             "region": s.region,
             "as_of_date": p.as_of.to_string(),
             "source": source,
+            "stab_model_id": p.stab_model_id,
+            "feature_space": s.feature_space,
             "stab_window": {
                 "start_date": s.window_start.map(|d| d.to_string()),
                 "end_date": s.window_end.map(|d| d.to_string()),
@@ -162,6 +174,7 @@ pub async fn backfill_joint_states(db: &Db, p: &StateBackfill) -> Result<StateSu
             text(&s.region),
             Value::Json(scope.to_string()),
             Value::Bytes(vector::to_bytes(&z)),
+            text(&s.feature_space),
         ];
         writer.push(&mut tx, row).await.map_err(|e| db.err(e))?;
         out.summary.encoded += 1;

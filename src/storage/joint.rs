@@ -79,6 +79,8 @@ pub struct NumericState {
     pub vector: Vec<u8>,
     pub window_start: Option<NaiveDate>,
     pub window_end: Option<NaiveDate>,
+    /// The feature space of the vector (`None`: not recorded).
+    pub feature_space: Option<String>,
 }
 
 /// Numeric embeddings (`model`, entity_type INSTRUMENT) on `as_of` of the
@@ -91,7 +93,8 @@ pub async fn numeric_states(
     as_of: NaiveDate,
     limit: Option<u64>,
 ) -> Result<Vec<NumericState>> {
-    let sql = "SELECT i.instrument_id, i.issuer_id, i.region, n.vector, n.window_start, n.window_end \
+    let sql = "SELECT i.instrument_id, i.issuer_id, i.region, n.vector, n.window_start, n.window_end, \
+                      n.feature_space \
                FROM numeric_window_embeddings n JOIN instruments i ON i.instrument_id = n.entity_id \
                WHERE n.model_id = $1 AND n.entity_type = 'INSTRUMENT' AND n.as_of_date = $2 \
                  AND i.market_id = $3 AND ($4 IS NULL OR i.region = $4) \
@@ -111,6 +114,7 @@ pub async fn numeric_states(
             vector: r.try_get(3)?,
             window_start: r.try_get(4)?,
             window_end: r.try_get(5)?,
+            feature_space: crate::encoders::recorded_space(model, r.try_get(6)?),
         })).collect()))
     .map_err(|e| db.err(e))
 }
@@ -129,6 +133,8 @@ pub struct JointVector {
     pub entity_id: String,
     pub as_of_date: NaiveDate,
     pub vector: Vec<u8>,
+    /// The recorded feature space (`None`: not recorded).
+    pub feature_space: Option<String>,
 }
 
 /// For each of `ids`, its latest joint vector (`joint_type`, `model`,
@@ -172,7 +178,7 @@ pub async fn latest_joint(
         }
         for (date, group) in by_date {
             let sql = format!(
-                "SELECT entity_id, as_of_date, vector FROM joint_embeddings \
+                "SELECT entity_id, as_of_date, vector, feature_space FROM joint_embeddings \
                  WHERE joint_type = $1 AND model_id = $2 AND entity_type = $3 AND scope_id = '' \
                    AND as_of_date = $4 AND entity_id IN ({})",
                 placeholders(5, group.len())
@@ -206,7 +212,7 @@ pub async fn joint_between(
     let mut out = Vec::new();
     for chunk in ids.chunks(IN_CHUNK) {
         let sql = format!(
-            "SELECT entity_id, as_of_date, vector FROM joint_embeddings \
+            "SELECT entity_id, as_of_date, vector, feature_space FROM joint_embeddings \
              WHERE joint_type = $1 AND model_id = $2 AND entity_type = $3 AND scope_id = '' \
                AND as_of_date > $4 AND as_of_date <= $5 AND entity_id IN ({}) \
              ORDER BY entity_id, as_of_date",
@@ -231,11 +237,13 @@ where
     for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> NaiveDate: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> Vec<u8>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
 {
     Ok(JointVector {
         entity_id: r.try_get(0)?,
         as_of_date: r.try_get(1)?,
         vector: r.try_get(2)?,
+        feature_space: r.try_get(3)?,
     })
 }
 
@@ -247,6 +255,8 @@ pub struct StateRow {
     pub issuer_id: Option<String>,
     pub region: Option<String>,
     pub vector: Vec<u8>,
+    /// The recorded feature space (`None`: not recorded).
+    pub feature_space: Option<String>,
 }
 
 /// Instrument states of a joint model in `[from, to]`, by date then instrument.
@@ -259,7 +269,7 @@ pub async fn joint_states(
     region: Option<&str>,
     limit: Option<u64>,
 ) -> Result<Vec<StateRow>> {
-    let sql = "SELECT as_of_date, entity_id, issuer_id, region, vector FROM joint_embeddings \
+    let sql = "SELECT as_of_date, entity_id, issuer_id, region, vector, feature_space FROM joint_embeddings \
                WHERE joint_type = $1 AND model_id = $2 AND entity_type = 'INSTRUMENT' AND scope_id = '' \
                  AND as_of_date >= $3 AND as_of_date <= $4 \
                  AND ($5 IS NULL OR entity_id = $5) AND ($6 IS NULL OR region = $6) \
@@ -280,6 +290,7 @@ pub async fn joint_states(
             issuer_id: r.try_get(2)?,
             region: r.try_get(3)?,
             vector: r.try_get(4)?,
+            feature_space: r.try_get(5)?,
         })).collect()))
     .map_err(|e| db.err(e))
 }
@@ -290,6 +301,8 @@ pub struct ScenarioVector {
     pub scenario_id: String,
     pub as_of: NaiveDate,
     pub vector: Vec<u8>,
+    /// The recorded feature space (`None`: not recorded).
+    pub feature_space: Option<String>,
 }
 
 /// One page of the joint scenario vectors of a set: scenario ids after
@@ -301,7 +314,7 @@ pub async fn joint_scenarios_page(
     after: Option<&str>,
     page: u64,
 ) -> Result<Vec<ScenarioVector>> {
-    let sql = "SELECT entity_id, as_of_date, vector FROM joint_embeddings \
+    let sql = "SELECT entity_id, as_of_date, vector, feature_space FROM joint_embeddings \
                WHERE joint_type = $1 AND model_id = $2 AND entity_type = 'SCENARIO' AND scope_id = $3 \
                  AND ($4 IS NULL OR entity_id > $4) \
                ORDER BY entity_id LIMIT $5";
@@ -317,6 +330,7 @@ pub async fn joint_scenarios_page(
             scenario_id: r.try_get(0)?,
             as_of: r.try_get(1)?,
             vector: r.try_get(2)?,
+            feature_space: r.try_get(3)?,
         })).collect()))
     .map_err(|e| db.err(e))
 }
@@ -330,7 +344,7 @@ pub async fn numeric_scenarios_page(
     after: Option<&str>,
     page: u64,
 ) -> Result<Vec<(ScenarioVector, Option<String>, Option<String>)>> {
-    let sql = "SELECT n.entity_id, s.scenario_date, n.vector, s.shock_type, s.severity \
+    let sql = "SELECT n.entity_id, s.scenario_date, n.vector, s.shock_type, s.severity, n.feature_space, n.model_id \
                FROM numeric_window_embeddings n JOIN scenarios s \
                  ON s.scenario_set_id = n.scope_id AND s.scenario_id = n.entity_id \
                WHERE n.model_id = $1 AND n.entity_type = 'SCENARIO' AND n.scope_id = $2 \
@@ -347,6 +361,7 @@ pub async fn numeric_scenarios_page(
             scenario_id: r.try_get(0)?,
             as_of: r.try_get(1)?,
             vector: r.try_get(2)?,
+            feature_space: crate::encoders::recorded_space(&r.try_get::<String, _>(6)?, r.try_get(5)?),
         }, r.try_get(3)?, r.try_get(4)?))).collect()))
     .map_err(|e| db.err(e))
 }

@@ -129,6 +129,7 @@ pub static NUMERIC_WINDOW_EMBEDDINGS: TableSpec = TableSpec {
         ("vector", Col::Bytes),
         ("window_start", Col::Date),
         ("window_end", Col::Date),
+        ("feature_space", Col::Text),
     ],
     key: &["model_id", "entity_type", "scope_id", "entity_id", "as_of_date"],
     on_conflict: OnConflict::Update,
@@ -148,6 +149,7 @@ pub static JOINT_EMBEDDINGS: TableSpec = TableSpec {
         ("region", Col::Text),
         ("entity_scope", Col::Json),
         ("vector", Col::Bytes),
+        ("feature_space", Col::Text),
     ],
     key: &[
         "joint_type",

@@ -39,6 +39,7 @@ fn numeric(as_of: NaiveDate, window_days: usize) -> NumericBackfill {
     NumericBackfill {
         as_of,
         window_days,
+        horizon_days: 20,
         market_id: "US_EQ".into(),
         limit: None,
         model_id: "num-stab-core-v1".into(),
@@ -134,6 +135,7 @@ async fn scenario_backfill_flattens_panels_and_reruns_replace(t: TestDb) {
     let p = ScenarioBackfill {
         scenario_set_id: MONTE_CARLO_SET.into(),
         model_id: "num-scenario-core-v1".into(),
+        horizon_days: 20,
         limit: None,
     };
     let s = backfill_numeric_scenario_embeddings(&t.db, &p).await.unwrap();
@@ -208,6 +210,7 @@ async fn scenario_with_a_missing_cell_is_an_error_and_writes_nothing(t: TestDb) 
     let p = ScenarioBackfill {
         scenario_set_id: "S".into(),
         model_id: "num-scenario-core-v1".into(),
+        horizon_days: 20,
         limit: None,
     };
     let err = backfill_numeric_scenario_embeddings(&t.db, &p)
@@ -260,6 +263,7 @@ async fn unknown_model_ids_are_errors_listing_the_known_ones(t: TestDb) {
     let s = ScenarioBackfill {
         scenario_set_id: "S".into(),
         model_id: "num-stab-core-v1".into(),
+        horizon_days: 20,
         limit: None,
     };
     let err = backfill_numeric_scenario_embeddings(&t.db, &s)
@@ -284,6 +288,7 @@ async fn unknown_market_and_set_say_what_exists(t: TestDb) {
     let s = ScenarioBackfill {
         scenario_set_id: "NOPE".into(),
         model_id: "num-scenario-core-v1".into(),
+        horizon_days: 20,
         limit: None,
     };
     let err = backfill_numeric_scenario_embeddings(&t.db, &s)

@@ -78,6 +78,7 @@ async fn pipeline(t: &TestDb) -> Market {
         let n = NumericBackfill {
             as_of: d,
             window_days: WINDOW,
+            horizon_days: 20,
             market_id: "US_EQ".into(),
             limit: None,
             model_id: STAB.into(),
@@ -97,6 +98,7 @@ async fn pipeline(t: &TestDb) -> Market {
         let s = ScenarioBackfill {
             scenario_set_id: set.into(),
             model_id: "num-scenario-core-v1".into(),
+            horizon_days: 20,
             limit: None,
         };
         backfill_numeric_scenario_embeddings(&t.db, &s).await.unwrap();

@@ -10,3 +10,4 @@ mod import;
 mod joint;
 mod migrate;
 mod partitions;
+mod v2;
