@@ -154,6 +154,28 @@ fn bench_exact_scan(c: &mut Criterion) {
     g.finish();
 }
 
+/// 64 queries against 100k rows on one thread: one exact scan per query, or
+/// one batched scan (blocks of queries sharing each pass over the rows).
+fn bench_exact_batch(c: &mut Criterion) {
+    let mut g = c.benchmark_group("exact_batch_64q_100k");
+    g.sample_size(10);
+    let p = partition(100_000, 0);
+    let qs: Vec<Vec<f32>> = queries().into_iter().cycle().take(64).collect();
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    g.throughput(Throughput::Elements(qs.len() as u64));
+    g.bench_function("one_at_a_time", |b| {
+        b.iter(|| {
+            qs.iter()
+                .map(|q| p.search_exact(q, 10).unwrap())
+                .collect::<Vec<_>>()
+        })
+    });
+    g.bench_function("batched", |b| {
+        b.iter(|| one.install(|| p.search_batch(&qs, 10, None).unwrap().len()))
+    });
+    g.finish();
+}
+
 fn bench_search(c: &mut Criterion) {
     let mut g = c.benchmark_group("search_100k");
     let p = partition(100_000, 0);
@@ -202,6 +224,7 @@ criterion_group!(
     bench_kernels,
     bench_crossover,
     bench_exact_scan,
+    bench_exact_batch,
     bench_search,
     bench_open
 );

@@ -3,11 +3,9 @@
 //! For callers that have the vectors at hand and no partition file (a query
 //! against a set that has not been indexed yet).
 
-use rayon::prelude::*;
-
 use crate::build::checked_norm;
 use crate::error::{IndexError, Result};
-use crate::search::{exact, Hit, Query, Rows};
+use crate::search::{exact, exact_batch, Hit, Query, Rows};
 
 /// Rows added one by one, searched exactly.
 #[derive(Clone, Debug, Default)]
@@ -80,9 +78,17 @@ impl FlatIndex {
         exact(self, &q, k)
     }
 
-    /// Many queries at once, spread over the rayon thread pool.
+    /// Many queries at once: blocks of queries share each pass over the rows,
+    /// blocks are spread over the rayon thread pool.
     pub fn search_batch(&self, queries: &[Vec<f32>], k: usize) -> Result<Vec<Vec<Hit>>> {
-        queries.par_iter().map(|q| self.search(q, k)).collect()
+        let qs = queries
+            .iter()
+            .map(|q| Query::new(self.dim, q))
+            .collect::<Result<Vec<_>>>()?;
+        if k == 0 || self.is_empty() {
+            return Ok(vec![Vec::new(); qs.len()]);
+        }
+        exact_batch(self, &qs, k)
     }
 }
 

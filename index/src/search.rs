@@ -176,15 +176,23 @@ impl Partition {
         exact(self, &q, k)
     }
 
-    /// Many queries at once, spread over the rayon thread pool. `ef = None` scans exactly.
+    /// Many queries at once, spread over the rayon thread pool. `ef = None`
+    /// (or a partition without a graph) scans exactly, in blocks of queries
+    /// that share each pass over the rows.
     pub fn search_batch(&self, queries: &[Vec<f32>], k: usize, ef: Option<usize>) -> Result<Vec<Vec<Hit>>> {
-        queries
-            .par_iter()
-            .map(|q| match ef {
-                Some(ef) => self.search(q, k, ef),
-                None => self.search_exact(q, k),
-            })
-            .collect()
+        match ef {
+            Some(ef) if self.has_graph() => queries.par_iter().map(|q| self.search(q, k, ef)).collect(),
+            _ => {
+                let qs = queries
+                    .iter()
+                    .map(|q| Query::new(self.dim(), q))
+                    .collect::<Result<Vec<_>>>()?;
+                if k == 0 || self.is_empty() {
+                    return Ok(vec![Vec::new(); qs.len()]);
+                }
+                exact_batch(self, &qs, k)
+            }
+        }
     }
 
     fn take_visited(&self) -> Visited {
@@ -311,23 +319,114 @@ fn prefetch(x: &f32) {
     let _ = x;
 }
 
-pub(crate) fn exact<R: Rows + ?Sized>(rows: &R, q: &Query, k: usize) -> Result<Vec<Hit>> {
-    let keep = k + EXACT_EXTRA;
-    let mut heap: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(keep + 1);
-    for (row, v) in rows.vectors().chunks_exact(rows.dim()).enumerate() {
-        let s = Scored(kernel::dot(&q.unit, v), row as u32);
-        if heap.len() < keep {
-            heap.push(Reverse(s));
-        } else if s > heap.peek().expect("non-empty").0 {
-            heap.pop();
-            heap.push(Reverse(s));
+/// Queries scanned together by [`exact_batch`]: each row is read from memory
+/// once per block and dotted with every query of the block (eight at a time,
+/// [`kernel::dot8`]) while it is in L1. 16 unit queries of 384 f32 are 24 KiB,
+/// within L1 beside the row. Measured on 19,160 queries against 100,000 rows
+/// on 2 threads: one query at a time 97 s; blocks of 16: 21 s; 32 or 64: 27 s
+/// (the block no longer fits in L1).
+pub(crate) const EXACT_BLOCK: usize = 16;
+
+/// The best `keep` rows of one query by f32 score, with the current floor
+/// cached so that most rows cost one comparison.
+struct TopK {
+    keep: usize,
+    heap: BinaryHeap<Reverse<Scored>>,
+    floor: Option<Scored>,
+}
+
+impl TopK {
+    fn new(keep: usize) -> TopK {
+        TopK {
+            keep,
+            heap: BinaryHeap::with_capacity(keep + 1),
+            floor: None,
         }
     }
-    let floor = heap.peek().map(|r| r.0 .0);
-    let full = heap.len() == keep && rows.len() > keep;
-    let kept: Vec<u32> = heap.into_iter().map(|r| r.0 .1).collect();
+
+    #[inline]
+    fn push(&mut self, s: Scored) {
+        match self.floor {
+            Some(floor) if s <= floor => {}
+            Some(_) => {
+                self.heap.pop();
+                self.heap.push(Reverse(s));
+                self.floor = self.heap.peek().map(|r| r.0);
+            }
+            None => {
+                self.heap.push(Reverse(s));
+                if self.heap.len() == self.keep {
+                    self.floor = self.heap.peek().map(|r| r.0);
+                }
+            }
+        }
+    }
+}
+
+/// Exact top-k of one query: an f32 scan keeping k + 32 candidates, re-ranked in f64.
+pub(crate) fn exact<R: Rows + ?Sized>(rows: &R, q: &Query, k: usize) -> Result<Vec<Hit>> {
+    let top = scan(rows, std::slice::from_ref(q), k + EXACT_EXTRA)
+        .pop()
+        .expect("one query in, one out");
+    finish(rows, q, top, k)
+}
+
+/// Exact top-k of many queries: blocks of [`EXACT_BLOCK`] queries scanned
+/// together, blocks spread over the rayon pool. The same answers as [`exact`]
+/// query by query.
+pub(crate) fn exact_batch<R: Rows + Sync + ?Sized>(
+    rows: &R,
+    queries: &[Query],
+    k: usize,
+) -> Result<Vec<Vec<Hit>>> {
+    let blocks: Vec<Result<Vec<Vec<Hit>>>> = queries
+        .par_chunks(EXACT_BLOCK)
+        .map(|block| {
+            scan(rows, block, k + EXACT_EXTRA)
+                .into_iter()
+                .zip(block)
+                .map(|(top, q)| finish(rows, q, top, k))
+                .collect()
+        })
+        .collect();
+    let mut out = Vec::with_capacity(queries.len());
+    for b in blocks {
+        out.extend(b?);
+    }
+    Ok(out)
+}
+
+/// One pass over the rows for a block of queries: the best `keep` of each by
+/// f32. Groups of eight queries go through the multi-query kernel.
+fn scan<R: Rows + ?Sized>(rows: &R, block: &[Query], keep: usize) -> Vec<TopK> {
+    const G: usize = kernel::DOT8_QUERIES;
+    let mut tops: Vec<TopK> = block.iter().map(|_| TopK::new(keep)).collect();
+    let groups: Vec<[&[f32]; G]> = block
+        .chunks_exact(G)
+        .map(|g| std::array::from_fn(|j| g[j].unit.as_slice()))
+        .collect();
+    let rest = &block[groups.len() * G..];
+    for (row, v) in rows.vectors().chunks_exact(rows.dim()).enumerate() {
+        let row = row as u32;
+        for (g, qs) in groups.iter().enumerate() {
+            for (j, s) in kernel::dot8(v, qs).into_iter().enumerate() {
+                tops[g * G + j].push(Scored(s, row));
+            }
+        }
+        for (q, top) in rest.iter().zip(&mut tops[groups.len() * G..]) {
+            top.push(Scored(kernel::dot(&q.unit, v), row));
+        }
+    }
+    tops
+}
+
+/// Re-rank a query's f32 candidates in f64; exact unless a row left out in
+/// f32 could still beat the k-th in f64, in which case every row is re-ranked.
+fn finish<R: Rows + ?Sized>(rows: &R, q: &Query, top: TopK, k: usize) -> Result<Vec<Hit>> {
+    let floor = top.floor.map(|s| s.0);
+    let full = top.heap.len() == top.keep && rows.len() > top.keep;
+    let kept: Vec<u32> = top.heap.into_iter().map(|r| r.0 .1).collect();
     let hits = rerank(rows, q, &kept, k)?;
-    // Exact unless a row left out in f32 could still beat the k-th in f64.
     match (full, floor, hits.last()) {
         (true, Some(floor), Some(kth)) if f64::from(floor + F32_MARGIN) >= kth.cosine => {
             let all: Vec<u32> = (0..rows.len() as u32).collect();

@@ -9,14 +9,20 @@ use std::sync::OnceLock;
 
 type DotFn = fn(&[f32], &[f32]) -> f32;
 
+/// Whether the AVX2+FMA paths may be used: the CPU has them and
+/// `STABSPACE_NO_SIMD` is not set.
+#[cfg(target_arch = "x86_64")]
+fn simd_available() -> bool {
+    std::env::var_os("STABSPACE_NO_SIMD").is_none()
+        && is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+}
+
 /// The fastest path this CPU supports (`STABSPACE_NO_SIMD=1` forces the portable one).
 fn select() -> (DotFn, &'static str) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::env::var_os("STABSPACE_NO_SIMD").is_none()
-            && is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-        {
+        if simd_available() {
             return (x86::dot_avx2_fma, "avx2+fma");
         }
     }
@@ -34,6 +40,33 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// Name of the path [`dot`] uses, for benchmark reports.
 pub fn dot_path() -> &'static str {
     DOT.get_or_init(select).1
+}
+
+/// Queries [`dot8`] takes at once.
+pub const DOT8_QUERIES: usize = 8;
+
+type Dot8Fn = fn(&[f32], &[&[f32]; DOT8_QUERIES]) -> [f32; DOT8_QUERIES];
+
+fn select_dot8() -> Dot8Fn {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if simd_available() {
+            return x86::dot8_avx2_fma;
+        }
+    }
+    dot8_portable
+}
+
+/// `a · qs[j]` for eight equally long queries, on the fastest available path.
+#[inline]
+pub fn dot8(a: &[f32], qs: &[&[f32]; DOT8_QUERIES]) -> [f32; DOT8_QUERIES] {
+    static F: OnceLock<Dot8Fn> = OnceLock::new();
+    (F.get_or_init(select_dot8))(a, qs)
+}
+
+/// The portable version of [`dot8`]: one unrolled dot per query.
+pub fn dot8_portable(a: &[f32], qs: &[&[f32]; DOT8_QUERIES]) -> [f32; DOT8_QUERIES] {
+    std::array::from_fn(|j| scalar::dot_unrolled(a, qs[j]))
 }
 
 /// The dot product accumulated in f64 (for exact re-ranking).
@@ -59,10 +92,7 @@ type DotNormFn = fn(&[f32], &[f64]) -> (f64, f64);
 fn select_f64() -> DotNormFn {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::env::var_os("STABSPACE_NO_SIMD").is_none()
-            && is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-        {
+        if simd_available() {
             return x86::dot_and_norm_f64_avx2_fma;
         }
     }
@@ -129,6 +159,34 @@ mod tests {
         }
         let dispatched = dot(a, b);
         assert!((dispatched - reference).abs() <= tol);
+        // Eight queries at once: b, then b with each element scaled and shifted.
+        let queries: Vec<Vec<f32>> = (0..DOT8_QUERIES)
+            .map(|j| {
+                b.iter()
+                    .enumerate()
+                    .map(|(i, &x)| x * (1.0 + j as f32 / 8.0) - (i % (j + 2)) as f32)
+                    .collect()
+            })
+            .collect();
+        let qs: [&[f32]; DOT8_QUERIES] = std::array::from_fn(|j| queries[j].as_slice());
+        let mut paths8: Vec<Dot8Fn> = vec![dot8_portable, dot8];
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            paths8.push(x86::dot8_avx2_fma);
+        }
+        for f in paths8 {
+            let got = f(a, &qs);
+            for j in 0..DOT8_QUERIES {
+                let want = scalar::dot(a, qs[j]);
+                let tol = tolerance(a, qs[j]);
+                assert!(
+                    (got[j] - want).abs() <= tol,
+                    "dot8[{j}] {} vs {want} (len {})",
+                    got[j],
+                    a.len()
+                );
+            }
+        }
         let wide: Vec<f64> = b.iter().map(|&x| f64::from(x)).collect();
         let exact: f64 = a.iter().zip(b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum();
         assert!((dot_f64(a, &wide) - exact).abs() <= 1e-9 * (1.0 + exact.abs()));

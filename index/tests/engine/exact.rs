@@ -62,6 +62,59 @@ fn search_exact_equals_f64_brute_force_and_reranked_scores_match() {
 }
 
 #[test]
+fn batched_exact_scans_answer_as_one_query_at_a_time_with_ties_and_a_partial_block() {
+    // Every vector twice (exact ties in f32 and f64), 37 queries: two full
+    // blocks of 16 and a partial one; one query is a base vector itself.
+    let mut base = iid(11, 1_200, 384);
+    base.extend(base.clone());
+    let mut queries = iid(12, 36, 384);
+    queries.push(base[5].clone());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.stabidx");
+    // No graph: the exact paths do not use it, and the build would be the test's cost.
+    build(
+        &path,
+        &base,
+        &BuildParams {
+            flat_threshold: usize::MAX,
+            ..BuildParams::default()
+        },
+    );
+    let p = Partition::open(&path).unwrap();
+    assert!(!p.has_graph());
+    let batch = p.search_batch(&queries, 10, None).unwrap();
+    assert_eq!(
+        batch,
+        p.search_batch(&queries, 10, Some(64)).unwrap(),
+        "flat: ef is moot"
+    );
+    assert_eq!(batch.len(), queries.len());
+    let mut flat = stabspace_index::FlatIndex::new(384).unwrap();
+    for (i, v) in base.iter().enumerate() {
+        flat.add(&format!("r{i}"), v).unwrap();
+    }
+    let flat_batch = flat.search_batch(&queries, 10).unwrap();
+    for ((q, hits), flat_hits) in queries.iter().zip(&batch).zip(&flat_batch) {
+        let one = p.search_exact(q, 10).unwrap();
+        assert_eq!(hits, &one);
+        assert_eq!(flat_hits, &one);
+        let truth: Vec<u32> = brute_force(&base, q, 10).iter().map(|t| t.0).collect();
+        assert_eq!(hits.iter().map(|h| h.row).collect::<Vec<_>>(), truth);
+    }
+    // The query equal to row 5 finds it and its duplicate first, lower row first.
+    let last = batch.last().unwrap();
+    assert_eq!((last[0].row, last[1].row), (5, 1_205));
+    assert!((last[0].cosine - 1.0).abs() < 1e-12);
+    // Bad queries are refused as a whole; k = 0 gives empty answers.
+    assert!(p.search_batch(&[vec![0.0; 384]], 10, None).is_err());
+    assert!(p
+        .search_batch(&queries, 0, None)
+        .unwrap()
+        .iter()
+        .all(Vec::is_empty));
+}
+
+#[test]
 fn small_partitions_are_flat_and_exact() {
     let all = iid(11, 520, 64);
     let (base, queries) = all.split_at(500);
