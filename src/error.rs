@@ -79,8 +79,8 @@ pub enum Error {
     /// Two vectors of different feature spaces were about to be compared or
     /// combined (v1 states with v2 scenarios, say). Each side names what it is.
     #[error(
-        "feature spaces differ: {left} is in {}, but {right} is in {}; vectors of different spaces \
-         cannot be compared or combined — backfill both with encoders of one space (v1: num-stab-core-v1 + \
+        "feature spaces differ: {left} → {}; {right} → {}. Vectors of different spaces cannot be \
+         compared or combined: backfill both with encoders of one space (v1: num-stab-core-v1 + \
          num-scenario-core-v1; v2: num-stab-core-v2 + num-scenario-core-v2 with the same --horizon-days)",
         crate::encoders::describe_space(left_space),
         crate::encoders::describe_space(right_space)

@@ -310,9 +310,19 @@ async fn historical_windows(db: &Db, set: &str) -> Result<Vec<Window>> {
             .map_err(|e| db.err(e))?;
     if rows.is_empty() {
         let types = distinct(db, "shock_type", "scenarios", "scenario_set_id = $1", &[set]).await?;
+        let sets = distinct(
+            db,
+            "scenario_set_id",
+            "scenarios",
+            "shock_type = $1",
+            &[HISTORICAL_WINDOW],
+        )
+        .await?;
         return Err(Error::Invalid(format!(
-            "scenario set {set:?} has no scenarios with shock_type {HISTORICAL_WINDOW:?} (its shock types: {})",
-            list_or(&types, "none: the set has no scenarios")
+            "scenario set {set:?} has no scenarios with shock_type {HISTORICAL_WINDOW:?} (its shock types: {}); \
+             sets with historical windows: {}",
+            list_or(&types, "none, the set has no scenarios"),
+            list_or(&sets, "none")
         )));
     }
     rows.into_iter()

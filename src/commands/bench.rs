@@ -205,9 +205,9 @@ fn table(rows: &[BenchRow]) -> Table {
             r.recall.into(),
             Cell::Int(r.qps.round() as i64),
             Cell::Int(r.qps_all_threads.round() as i64),
-            Cell::Float((r.p50_us * 10.0).round() / 10.0),
-            Cell::Float((r.p95_us * 10.0).round() / 10.0),
-            Cell::Float((r.p99_us * 10.0).round() / 10.0),
+            Cell::Int(r.p50_us.round() as i64),
+            Cell::Int(r.p95_us.round() as i64),
+            Cell::Int(r.p99_us.round() as i64),
         ]);
     }
     t
