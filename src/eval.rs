@@ -135,7 +135,12 @@ pub async fn eval_retrieval(db: &Db, spec: &EvalSpec) -> Result<EvalReport> {
     let encoder = window_encoder(&stab_model, horizon)?;
     space.check_space(|| format!("{stab_model} states"), Some(&encoder.feature_space()))?;
 
-    // The dates to evaluate: each window's last day, minus each offset.
+    let encoded_days = space
+        .feature_space
+        .as_deref()
+        .and_then(crate::encoders::signature::horizon_of_space)
+        .unwrap_or(usize::MAX);
+    // The dates to evaluate: each window's last (encoded) day, minus each offset.
     let mut skipped = Vec::new();
     let mut queries: Vec<(usize, usize, NaiveDate)> = Vec::new(); // (window, offset, date)
     for (w, win) in windows.iter().enumerate() {
@@ -146,7 +151,9 @@ pub async fn eval_retrieval(db: &Db, spec: &EvalSpec) -> Result<EvalReport> {
             ));
             continue;
         };
-        let last = start + win.days - 1;
+        // A v2 scenario is encoded from its first H days: the state to compare
+        // with it ends on the H-th day of the window.
+        let last = start + win.days.min(encoded_days) - 1;
         if last >= calendar.len() {
             skipped.push(format!(
                 "{}: its {} days run past the market's last trading day {}",
@@ -302,7 +309,7 @@ fn score<'a>(offset: usize, ranks: impl Iterator<Item = &'a WindowRank>, scenari
 /// The set's historical windows with their length (days of their paths).
 async fn historical_windows(db: &Db, set: &str) -> Result<Vec<Window>> {
     let sql = "SELECT s.scenario_id, s.scenario_date, \
-                      (SELECT CAST(max(p.day_index) + 1 AS BIGINT) FROM scenario_paths p \
+                      (SELECT CAST(COUNT(DISTINCT p.day_index) AS BIGINT) FROM scenario_paths p \
                         WHERE p.scenario_set_id = s.scenario_set_id AND p.scenario_id = s.scenario_id) \
                FROM scenarios s WHERE s.scenario_set_id = $1 AND s.shock_type = $2 ORDER BY s.scenario_id";
     let rows: Vec<(String, NaiveDate, Option<i64>)> =

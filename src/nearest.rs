@@ -18,7 +18,7 @@ use crate::joint::STAB_JOINT_TYPE;
 use crate::partitions::{
     self, fingerprint, partition_path, scenario_as_of, Provenance, SpaceTally, DEFAULT_EF,
 };
-use crate::storage::joint::{distinct, joint_scenarios_page};
+use crate::storage::joint::{distinct, joint_scenarios_page, scenario_spaces};
 use crate::storage::Db;
 use crate::vector::{self, DIM};
 
@@ -127,13 +127,26 @@ impl ScenarioSpace {
                         now
                     );
                 }
+                // Partitions built before spaces were recorded: ask the database.
+                let feature_space = match prov.feature_space {
+                    Some(s) => Some(s),
+                    None => {
+                        let mut tally = SpaceTally::default();
+                        for (space, rows) in scenario_spaces(db, model, set).await? {
+                            if rows > 0 {
+                                tally.add(space.as_deref());
+                            }
+                        }
+                        tally.one(model, set)?
+                    }
+                };
                 Ok(ScenarioSpace {
                     model_id: model.to_string(),
                     set_id: set.to_string(),
                     engine: Engine::Partition(Box::new(p)),
                     ef,
                     zero_vectors: prov.skipped_zero,
-                    feature_space: prov.feature_space,
+                    feature_space,
                 })
             }
         }

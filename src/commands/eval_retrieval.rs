@@ -17,7 +17,9 @@ equal-weight portfolio of the market's STAB states on the window's last trading 
 reports per offset hit@1, hit@3 and the mean reciprocal rank of the true window, beside hit@3 by chance \
 (3 / scenarios).\n\n\
 The states it needs are backfilled first, into the database and idempotently (numeric states with \
---stab-model-id, then joint states without a profile branch). --stab-model-id defaults to the state \
+--stab-model-id, then joint states without a profile branch, under --joint-model-id): states stored \
+there for the evaluated dates are replaced, so evaluate under a joint model of its own (project the \
+set into it with backfill-joint-stab-fragility-scenarios --joint-model-id …) to keep others. --stab-model-id defaults to the state \
 encoder of the scenario vectors' feature space: num-stab-core-v2 (with their --horizon-days) for \
 num-scenario-core-v2 scenarios, num-stab-core-v1 for num-scenario-core-v1.\n\n\
 Example (after the demo, or generate + import + the v2 backfills):\n  stabspace eval-retrieval \

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::NaiveDate;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::joint::STAB_JOINT_TYPE;
 use crate::nearest::ScenarioSpace;
 use crate::portfolio::{portfolio_vector, NoVector, PortfolioVector, Weights};
@@ -99,6 +99,7 @@ pub async fn portfolio_vectors(
     }
 
     let dates: Vec<NaiveDate> = pending.keys().copied().collect();
+    let mut first_space: Option<(String, String)> = None;
     for chunk in dates.chunks(DATES_PER_CHUNK) {
         let (first, last) = (chunk[0], chunk[chunk.len() - 1]);
         let work: Vec<&(usize, String, NaiveDate)> = chunk.iter().flat_map(|d| &pending[d]).collect();
@@ -119,6 +120,18 @@ pub async fn portfolio_vectors(
                     || format!("the {what} (joint model {model})"),
                     v.feature_space.as_deref(),
                 )?;
+            }
+            // States averaged into portfolio vectors must share one space too
+            // (checked here even when the scenarios' space is not recorded).
+            match (&first_space, &v.feature_space) {
+                (None, Some(s)) => first_space = Some((what.clone(), s.clone())),
+                (Some((first, s0)), s1) => Error::check_spaces(
+                    || format!("the {what} (joint model {model})"),
+                    s1.as_deref(),
+                    || format!("the {first}"),
+                    Some(s0),
+                )?,
+                _ => {}
             }
             let z = vector::from_bytes(&v.vector, &what)?;
             states.entry(v.entity_id).or_default().push((v.as_of_date, z));

@@ -462,3 +462,18 @@ pub async fn count_where(db: &Db, table: &str, filter: &str, binds: &[&str]) -> 
     })
     .map_err(|e| db.err(e))
 }
+
+/// The recorded feature spaces of a set's STAB scenario vectors under `model`,
+/// with their row counts (`None`: not recorded).
+pub async fn scenario_spaces(db: &Db, model: &str, set: &str) -> Result<Vec<(Option<String>, i64)>> {
+    let sql = "SELECT feature_space, COUNT(*) FROM joint_embeddings \
+               WHERE joint_type = $1 AND model_id = $2 AND entity_type = 'SCENARIO' AND scope_id = $3 \
+               GROUP BY feature_space";
+    with_pool!(db, p => sqlx::query_as(sql)
+        .bind(crate::joint::STAB_JOINT_TYPE)
+        .bind(model)
+        .bind(set)
+        .fetch_all(p)
+        .await)
+    .map_err(|e| db.err(e))
+}
