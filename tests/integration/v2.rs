@@ -12,6 +12,7 @@ use stabspace::backfill::{
 use stabspace::diagnostics::{backfill_portfolio_metrics, find_similar, portfolio_exposure, MetricsBackfill};
 use stabspace::encoders::fragility_signature;
 use stabspace::eval::{eval_retrieval, EvalReport, EvalSpec};
+use stabspace::gen_scenarios::{gen_scenarios, GenScenarios};
 use stabspace::joint::{
     backfill_joint_profiles, backfill_joint_scenarios, backfill_joint_states, ProfileBackfill,
     ScenarioProjection, StateBackfill, Weights,
@@ -30,6 +31,7 @@ both_backends!(
     mixing_v1_states_with_v2_scenarios_is_an_error_naming_both_and_writes_nothing,
     eval_retrieval_finds_the_planted_crash_windows_and_reruns_change_nothing,
     reprojecting_a_set_with_changed_vectors_replaces_them_and_makes_its_partition_stale,
+    states_of_two_spaces_are_not_averaged_even_against_unrecorded_scenarios,
 );
 
 const H: usize = 20;
@@ -350,6 +352,53 @@ async fn eval_retrieval_finds_the_planted_crash_windows_and_reruns_change_nothin
     };
     assert_eq!(ranks(&again), ranks(&r));
 
+    // Scenarios encoded over their first 10 of 20 days: the query date follows
+    // the encoded horizon (the 10th day of each window), so offset 0 is exact again.
+    backfill_numeric_scenario_embeddings(
+        &t.db,
+        &ScenarioBackfill {
+            scenario_set_id: HISTORICAL_SET.into(),
+            model_id: "num-scenario-core-v2".into(),
+            horizon_days: 10,
+            limit: None,
+        },
+    )
+    .await
+    .unwrap();
+    backfill_joint_scenarios(
+        &t.db,
+        &ScenarioProjection {
+            scenario_set_id: HISTORICAL_SET.into(),
+            scenario_model_id: "num-scenario-core-v2".into(),
+            joint_model_id: JOINT.into(),
+            weights: Weights::default(),
+            limit: None,
+        },
+    )
+    .await
+    .unwrap();
+    let h10 = eval_retrieval(&t.db, &spec(t.dir.path())).await.unwrap();
+    assert_eq!(h10.feature_space.as_deref(), Some("stab-v2-signature-h10"));
+    let first = r.ranks.iter().find(|x| x.offset == 0).unwrap();
+    let first10 = h10
+        .ranks
+        .iter()
+        .find(|x| x.offset == 0 && x.scenario_id == first.scenario_id)
+        .unwrap();
+    let calendar = crate::support::read_csv(&t.dir.path().join("market/prices.csv"))
+        .into_iter()
+        .filter(|row| row["instrument_id"] == "SYN0001.US")
+        .map(|row| row["trade_date"].parse::<NaiveDate>().unwrap())
+        .collect::<Vec<_>>();
+    let end20 = calendar.iter().position(|d| *d == first.as_of).unwrap();
+    assert_eq!(
+        calendar[end20 - 10],
+        first10.as_of,
+        "the 10th day of the window, not the 20th"
+    );
+    let at0 = h10.scores.iter().find(|s| s.offset == 0).unwrap();
+    assert!(at0.hit_at_3 >= 0.95, "H = 10, offset 0: {at0:?}");
+
     // Asking for v1 states against v2 scenarios is the mixed-space error.
     let e = eval_retrieval(
         &t.db,
@@ -399,4 +448,49 @@ async fn reprojecting_a_set_with_changed_vectors_replaces_them_and_makes_its_par
     // Re-running with the same vectors changes nothing, so the counter stays.
     scenarios(&t.db, HISTORICAL_SET, "num-scenario-core-v2").await;
     assert_eq!(fingerprint(&t.db, JOINT, HISTORICAL_SET).await.unwrap(), after);
+}
+
+/// A portfolio whose holdings have states of two spaces (v1 for some, v2 for
+/// others) cannot be averaged, even against synthetic scenarios that record
+/// no space: the error names both states.
+async fn states_of_two_spaces_are_not_averaged_even_against_unrecorded_scenarios(t: TestDb) {
+    let g = crash_market(t.dir.path(), 3);
+    import_all(&t.db, &g).await;
+    let as_of = g.last_date;
+    for model in ["num-stab-core-v1", "num-stab-core-v2"] {
+        backfill_numeric_embeddings(&t.db, &numeric(as_of, model))
+            .await
+            .unwrap();
+    }
+    backfill_joint_states(&t.db, &states(as_of, "num-stab-core-v1", None))
+        .await
+        .unwrap();
+    // The first 12 instruments' states replaced by v2 ones.
+    backfill_joint_states(
+        &t.db,
+        &StateBackfill {
+            limit: Some(12),
+            ..states(as_of, "num-stab-core-v2", None)
+        },
+    )
+    .await
+    .unwrap();
+    gen_scenarios(
+        &t.db,
+        &GenScenarios {
+            scenario_set_id: "SYNTH".into(),
+            count: 50,
+            model_id: JOINT.into(),
+            seed: 1,
+            scenario_date: as_of,
+        },
+    )
+    .await
+    .unwrap();
+    let e = portfolio_exposure(&t.db, &DB_SCAN, &g.portfolios[0], as_of, "SYNTH", JOINT, 3)
+        .await
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, Error::MixedSpaces { .. }), "{text}");
+    assert!(text.contains("stab-v1") && text.contains(V2_SPACE), "{text}");
 }
