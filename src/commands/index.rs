@@ -198,6 +198,7 @@ fn status_table(rows: &[Status]) -> Table {
         "size_mb",
         "m",
         "ef_construction",
+        "feature_space",
         "built_at",
         "detail",
     ]);
@@ -211,6 +212,7 @@ fn status_table(rows: &[Status]) -> Table {
             s.file_bytes.map_or(Cell::Null, |b| Cell::Float(b as f64 / 1e6)),
             p.map_or(Cell::Null, |p| p.params.m.into()),
             p.map_or(Cell::Null, |p| p.params.ef_construction.into()),
+            p.and_then(|p| p.feature_space.clone()).into(),
             p.map_or(Cell::Null, |p| p.built_at.clone().into()),
             s.detail.clone().into(),
         ]);

@@ -265,6 +265,41 @@ fn demo_then_show_and_find_commands_print_csv_and_json() {
         "scenario_set_id,scenario_id,scenario_as_of,model_id,dim,l2_norm\nHIST_CRASH_WINDOWS,HIST_01_"
     ));
 
+    // The demo's partitions are fresh and record the v2 space; eval-retrieval's JSON has every rank.
+    let o = stabspace(&["index", "status", "--format", "csv"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let status = String::from_utf8_lossy(&o.stdout);
+    let hist = status
+        .lines()
+        .find(|l| l.contains(",HIST_CRASH_WINDOWS,"))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(
+        hist.contains(",fresh,") && hist.contains(",stab-v2-signature-h20,"),
+        "{status}"
+    );
+    let o = stabspace(
+        &[
+            "eval-retrieval",
+            "--scenario-set-id",
+            "HIST_CRASH_WINDOWS",
+            "--market-id",
+            "US_EQ",
+            "--format",
+            "json",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["stab_model_id"], "num-stab-core-v2");
+    let windows = report["windows"].as_u64().unwrap() as usize;
+    assert_eq!(report["ranks"].as_array().unwrap().len(), 3 * windows);
+    assert_eq!(
+        report["scores"][0]["hit_at_1"], 1.0,
+        "offset 0: {}",
+        report["scores"][0]
+    );
+
     // Nothing stored: a non-zero exit and a message naming what exists.
     let o = stabspace(
         &["show-joint-stab-fragility-states", "--as-of", "1999-01-04"],
