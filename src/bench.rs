@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use stabspace_index::sweep::{measure, truth};
+use stabspace_index::sweep::{measure, truth, SweepRow};
 use stabspace_index::vecfile::read_matrix;
 use stabspace_index::{BuildParams, Partition, PartitionBuilder};
 
@@ -20,15 +20,10 @@ pub struct BenchRow {
     pub k: usize,
     pub m: usize,
     pub efc: usize,
-    /// 0 for the exact scan (as peer_ann.py writes it).
+    /// As asked, 0 for the exact scan (as peer_ann.py writes it).
     pub ef: usize,
-    pub recall: f64,
-    /// Queries per second on one thread.
-    pub qps: f64,
-    pub qps_all_threads: f64,
-    pub p50_us: f64,
-    pub p95_us: f64,
-    pub p99_us: f64,
+    /// Recall, QPS on one and all threads, latency percentiles.
+    pub measured: SweepRow,
     pub build_s: f64,
     pub threads: usize,
     pub open_us: f64,
@@ -115,16 +110,17 @@ pub fn run(spec: BenchSpec, progress: &mut (dyn FnMut(&str) + Send)) -> Result<V
         }
     };
     // Open time: the median of a few opens (the first may read the file from disk).
+    let p = Partition::open(&path)?;
     let mut opens: Vec<f64> = (0..5)
         .map(|_| {
             let t = Instant::now();
-            let p = Partition::open(&path);
-            (t.elapsed().as_secs_f64() * 1e6, p.is_ok())
+            let opened = Partition::open(&path);
+            let us = t.elapsed().as_secs_f64() * 1e6;
+            drop(opened);
+            us
         })
-        .map(|(us, _)| us)
         .collect();
     opens.sort_by(f64::total_cmp);
-    let p = Partition::open(&path)?;
     let info = p.info();
     let (n, dim) = (p.len(), p.dim());
     if spec.queries.iter().any(|q| q.len() != dim) {
@@ -135,7 +131,7 @@ pub fn run(spec: BenchSpec, progress: &mut (dyn FnMut(&str) + Send)) -> Result<V
     let k = spec.k.min(n);
     progress(&format!("exact top-{k} of {} queries", spec.queries.len()));
     let t = truth(&p, &spec.queries, k)?;
-    let row = |engine: &str, ef: usize, r: stabspace_index::sweep::SweepRow| BenchRow {
+    let row = |engine: &str, ef: usize, measured: SweepRow| BenchRow {
         engine: engine.to_string(),
         n,
         dim,
@@ -143,12 +139,7 @@ pub fn run(spec: BenchSpec, progress: &mut (dyn FnMut(&str) + Send)) -> Result<V
         m: info.m as usize,
         efc: info.ef_construction as usize,
         ef,
-        recall: r.recall,
-        qps: r.qps,
-        qps_all_threads: r.qps_all_threads,
-        p50_us: r.p50_us,
-        p95_us: r.p95_us,
-        p99_us: r.p99_us,
+        measured,
         build_s,
         threads,
         open_us: opens[opens.len() / 2],
@@ -205,14 +196,14 @@ impl BenchRow {
             self.m.to_string(),
             self.efc.to_string(),
             self.ef.to_string(),
-            format!("{:.4}", self.recall),
-            format!("{:.1}", self.qps),
-            format!("{:.1}", self.p50_us),
-            format!("{:.1}", self.p99_us),
+            format!("{:.4}", self.measured.recall),
+            format!("{:.1}", self.measured.qps),
+            format!("{:.1}", self.measured.p50_us),
+            format!("{:.1}", self.measured.p99_us),
             format!("{:.2}", self.build_s),
             self.threads.to_string(),
-            format!("{:.1}", self.qps_all_threads),
-            format!("{:.1}", self.p95_us),
+            format!("{:.1}", self.measured.qps_all_threads),
+            format!("{:.1}", self.measured.p95_us),
             format!("{:.1}", self.open_us),
             format!("{:.1}", self.bytes_per_vector),
         ]

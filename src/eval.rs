@@ -16,6 +16,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use crate::backfill::{backfill_numeric_embeddings, NumericBackfill};
+use crate::encoders::signature::horizon_of_space;
 use crate::encoders::{state_encoder_for_space, window_encoder, DEFAULT_HORIZON};
 use crate::error::{Error, Result};
 use crate::joint::{backfill_joint_states, list_or, StateBackfill, Weights};
@@ -106,16 +107,13 @@ pub async fn eval_retrieval(db: &Db, spec: &EvalSpec) -> Result<EvalReport> {
     };
     let space = ScenarioSpace::open(db, &search, &spec.joint_model_id, set).await?;
 
-    // The state encoder: given, or the one of the scenarios' feature space.
-    let (stab_model, horizon) = match (&spec.stab_model_id, space.feature_space.as_deref()) {
-        (Some(m), s) => {
-            let h = s
-                .and_then(crate::encoders::signature::horizon_of_space)
-                .unwrap_or(DEFAULT_HORIZON);
-            (m.clone(), h)
-        }
+    // The scenarios' horizon (v2), and the state encoder: given, or the one
+    // of the scenarios' feature space.
+    let scenario_horizon = space.feature_space.as_deref().and_then(horizon_of_space);
+    let stab_model = match (&spec.stab_model_id, space.feature_space.as_deref()) {
+        (Some(m), _) => m.clone(),
         (None, Some(s)) => match state_encoder_for_space(s) {
-            Some((m, h)) => (m.to_string(), h.unwrap_or(DEFAULT_HORIZON)),
+            Some(m) => m.to_string(),
             None => {
                 return Err(Error::Invalid(format!(
                     "no state encoder writes into {s}, the feature space of set {set} under {}; give \
@@ -132,14 +130,12 @@ pub async fn eval_retrieval(db: &Db, spec: &EvalSpec) -> Result<EvalReport> {
             )))
         }
     };
+    let horizon = scenario_horizon.unwrap_or(DEFAULT_HORIZON);
     let encoder = window_encoder(&stab_model, horizon)?;
-    space.check_space(|| format!("{stab_model} states"), Some(&encoder.feature_space()))?;
+    let mut same = space.same_space();
+    same.check(|| format!("{stab_model} states"), Some(&encoder.feature_space()))?;
 
-    let encoded_days = space
-        .feature_space
-        .as_deref()
-        .and_then(crate::encoders::signature::horizon_of_space)
-        .unwrap_or(usize::MAX);
+    let encoded_days = scenario_horizon.unwrap_or(usize::MAX);
     // The dates to evaluate: each window's last (encoded) day, minus each offset.
     let mut skipped = Vec::new();
     let mut queries: Vec<(usize, usize, NaiveDate)> = Vec::new(); // (window, offset, date)
@@ -222,7 +218,7 @@ pub async fn eval_retrieval(db: &Db, spec: &EvalSpec) -> Result<EvalReport> {
         let rows = joint_states(db, &spec.joint_model_id, d, d, None, None, None).await?;
         let mut states = BTreeMap::new();
         for r in rows.iter().filter(|r| members.contains(&r.instrument_id)) {
-            space.check_space(
+            same.check(
                 || format!("the STAB state of {} on {d}", r.instrument_id),
                 r.feature_space.as_deref(),
             )?;

@@ -133,9 +133,7 @@ impl ScenarioSpace {
                     None => {
                         let mut tally = SpaceTally::default();
                         for (space, rows) in scenario_spaces(db, model, set).await? {
-                            if rows > 0 {
-                                tally.add(space.as_deref());
-                            }
+                            tally.add(space.as_deref(), rows.max(0) as usize);
                         }
                         tally.one(model, set)?
                     }
@@ -164,7 +162,7 @@ impl ScenarioSpace {
             let Some(last) = page.last() else { break };
             after = Some(last.scenario_id.clone());
             for s in &page {
-                spaces.add(s.feature_space.as_deref());
+                spaces.add(s.feature_space.as_deref(), 1);
                 let v = vector::from_bytes(&s.vector, &format!("scenario {} of {set}", s.scenario_id))?;
                 match index.add(&s.scenario_id, &v) {
                     Ok(_) => as_of.push(s.as_of),
@@ -220,15 +218,16 @@ impl ScenarioSpace {
         self.len() == 0
     }
 
-    /// `Err(MixedSpaces)` when a query vector of `space` (described by `what`)
-    /// is from another feature space than these scenarios.
-    pub fn check_space(&self, what: impl FnOnce() -> String, space: Option<&str>) -> Result<()> {
-        Error::check_spaces(
-            what,
-            space,
-            || format!("the scenarios of set {} under {}", self.set_id, self.model_id),
-            self.feature_space.as_deref(),
-        )
+    /// A guard for the vectors about to be compared with these scenarios.
+    pub fn same_space(&self) -> SameSpace {
+        SameSpace {
+            first: self.feature_space.clone().map(|s| {
+                (
+                    format!("the scenarios of set {} under {}", self.set_id, self.model_id),
+                    s,
+                )
+            }),
+        }
     }
 
     /// How queries run, for summaries.
@@ -274,6 +273,30 @@ impl ScenarioSpace {
                 })
             })
             .collect()
+    }
+}
+
+/// Vectors that are compared with one scenario set, or averaged together,
+/// must share one feature space: the scenarios' own when it is recorded, else
+/// the first recorded one seen. Unrecorded spaces are not checked.
+#[derive(Default)]
+pub struct SameSpace {
+    /// What set the space, and the space.
+    first: Option<(String, String)>,
+}
+
+impl SameSpace {
+    /// `Err(MixedSpaces)` when `space` (of the vector described by `what`)
+    /// differs from the space so far.
+    pub fn check(&mut self, what: impl FnOnce() -> String, space: Option<&str>) -> Result<()> {
+        match (&self.first, space) {
+            (None, Some(s)) => {
+                self.first = Some((what(), s.to_string()));
+                Ok(())
+            }
+            (Some((first, s0)), s1) => Error::check_spaces(what, s1, || first.clone(), Some(s0)),
+            (None, None) => Ok(()),
+        }
     }
 }
 

@@ -150,9 +150,10 @@ impl Provenance {
 pub struct SpaceTally(std::collections::BTreeMap<String, usize>);
 
 impl SpaceTally {
-    pub fn add(&mut self, space: Option<&str>) {
+    /// Count `rows` vectors of `space` (`None`: not recorded, not counted).
+    pub fn add(&mut self, space: Option<&str>, rows: usize) {
         if let Some(s) = space {
-            *self.0.entry(s.to_string()).or_default() += 1;
+            *self.0.entry(s.to_string()).or_default() += rows;
         }
     }
 
@@ -202,7 +203,7 @@ pub async fn build(
         let Some(last) = page.last() else { break };
         after = Some(last.scenario_id.clone());
         for s in &page {
-            spaces.add(s.feature_space.as_deref());
+            spaces.add(s.feature_space.as_deref(), 1);
             let v = vector::from_bytes(&s.vector, &format!("scenario {} of {set}", s.scenario_id))?;
             match b.add(&s.scenario_id, &v, s.as_of.to_string().as_bytes()) {
                 Ok(_) => {}

@@ -2,11 +2,8 @@ use chrono::NaiveDate;
 
 use crate::backfill::{backfill_numeric_embeddings, NumericBackfill};
 use crate::cli::{parse_date, GlobalOpts};
-use crate::encoders::{is_signature_model, resolve_horizon};
+use crate::encoders::{is_signature_model, resolve_horizon, DEFAULT_WINDOW_DAYS};
 use crate::error::{Error, Result};
-
-/// `--window-days` of the v1 encoders when not given (the design documents' 63).
-pub const DEFAULT_WINDOW_DAYS: usize = 63;
 
 #[derive(Debug, clap::Args)]
 #[command(

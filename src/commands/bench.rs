@@ -178,10 +178,13 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
                 "stabspace".into(),
                 rows.iter()
                     .filter(|r| r.ef > 0)
-                    .map(|r| (r.recall, r.qps))
+                    .map(|r| (r.measured.recall, r.measured.qps))
                     .collect(),
             ),
-            ("stabspace-exact".into(), vec![(first.recall, first.qps)]),
+            (
+                "stabspace-exact".into(),
+                vec![(first.measured.recall, first.measured.qps)],
+            ),
         ];
         if let Some(peers) = &a.compare {
             series.extend(read_peer_series(peers)?);
@@ -202,12 +205,12 @@ fn table(rows: &[BenchRow]) -> Table {
         t.push(vec![
             r.engine.clone().into(),
             if r.ef == 0 { Cell::Null } else { r.ef.into() },
-            r.recall.into(),
-            Cell::Int(r.qps.round() as i64),
-            Cell::Int(r.qps_all_threads.round() as i64),
-            Cell::Int(r.p50_us.round() as i64),
-            Cell::Int(r.p95_us.round() as i64),
-            Cell::Int(r.p99_us.round() as i64),
+            r.measured.recall.into(),
+            Cell::Int(r.measured.qps.round() as i64),
+            Cell::Int(r.measured.qps_all_threads.round() as i64),
+            Cell::Int(r.measured.p50_us.round() as i64),
+            Cell::Int(r.measured.p95_us.round() as i64),
+            Cell::Int(r.measured.p99_us.round() as i64),
         ]);
     }
     t

@@ -8,11 +8,10 @@ use crate::backfill::{
     backfill_numeric_embeddings, backfill_numeric_scenario_embeddings, NumericBackfill, ScenarioBackfill,
 };
 use crate::cli::GlobalOpts;
-use crate::commands::backfill_numeric_embeddings::DEFAULT_WINDOW_DAYS;
 use crate::diagnostics::{
     backfill_backtest_metrics, backfill_portfolio_metrics, portfolio_exposure, MetricsBackfill,
 };
-use crate::encoders::DEFAULT_HORIZON;
+use crate::encoders::{DEFAULT_HORIZON, DEFAULT_WINDOW_DAYS};
 use crate::error::Result;
 use crate::eval::{eval_retrieval, EvalSpec};
 use crate::import::import_file;

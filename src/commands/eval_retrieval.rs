@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use crate::cli::GlobalOpts;
-use crate::commands::backfill_numeric_embeddings::DEFAULT_WINDOW_DAYS;
+use crate::encoders::DEFAULT_WINDOW_DAYS;
 use crate::error::{Error, Result};
 use crate::eval::{eval_retrieval, EvalReport, EvalSpec};
 use crate::nearest::SearchOpts;

@@ -35,7 +35,7 @@ pub async fn find_similar(
     };
     let state = vector::from_bytes(&row.vector, &format!("STAB state of {instrument} on {as_of}"))?;
     let space = ScenarioSpace::open(db, search, model, set).await?;
-    space.check_space(
+    space.same_space().check(
         || format!("the STAB state of {instrument} on {as_of} (joint model {model})"),
         row.feature_space.as_deref(),
     )?;

@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::NaiveDate;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::joint::STAB_JOINT_TYPE;
-use crate::nearest::ScenarioSpace;
+use crate::nearest::{SameSpace, ScenarioSpace};
 use crate::portfolio::{portfolio_vector, NoVector, PortfolioVector, Weights};
 use crate::storage::joint::{joint_between, latest_joint, targets};
 use crate::storage::Db;
@@ -55,7 +55,8 @@ pub struct DayVector {
 
 /// The portfolio vectors of `days` under the STAB states of joint model
 /// `model`, in the order of `days`. Malformed weights are an error, and so is
-/// a state from another feature space than `against`'s scenarios.
+/// a state from another feature space than `against`'s scenarios or than the
+/// other states.
 pub async fn portfolio_vectors(
     db: &Db,
     model: &str,
@@ -99,7 +100,7 @@ pub async fn portfolio_vectors(
     }
 
     let dates: Vec<NaiveDate> = pending.keys().copied().collect();
-    let mut first_space: Option<(String, String)> = None;
+    let mut same = against.map_or_else(SameSpace::default, ScenarioSpace::same_space);
     for chunk in dates.chunks(DATES_PER_CHUNK) {
         let (first, last) = (chunk[0], chunk[chunk.len() - 1]);
         let work: Vec<&(usize, String, NaiveDate)> = chunk.iter().flat_map(|d| &pending[d]).collect();
@@ -115,24 +116,10 @@ pub async fn portfolio_vectors(
         let inside = joint_between(db, STAB_JOINT_TYPE, model, "INSTRUMENT", &ids, first, last).await?;
         for v in floor.into_values().chain(inside) {
             let what = format!("STAB state of {} on {}", v.entity_id, v.as_of_date);
-            if let Some(space) = against {
-                space.check_space(
-                    || format!("the {what} (joint model {model})"),
-                    v.feature_space.as_deref(),
-                )?;
-            }
-            // States averaged into portfolio vectors must share one space too
-            // (checked here even when the scenarios' space is not recorded).
-            match (&first_space, &v.feature_space) {
-                (None, Some(s)) => first_space = Some((what.clone(), s.clone())),
-                (Some((first, s0)), s1) => Error::check_spaces(
-                    || format!("the {what} (joint model {model})"),
-                    s1.as_deref(),
-                    || format!("the {first}"),
-                    Some(s0),
-                )?,
-                _ => {}
-            }
+            same.check(
+                || format!("the {what} (joint model {model})"),
+                v.feature_space.as_deref(),
+            )?;
             let z = vector::from_bytes(&v.vector, &what)?;
             states.entry(v.entity_id).or_default().push((v.as_of_date, z));
         }

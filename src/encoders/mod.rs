@@ -79,6 +79,9 @@ impl fmt::Display for SkipReason {
     }
 }
 
+/// `--window-days` of the v1 window encoders when not given (the design documents' 63).
+pub const DEFAULT_WINDOW_DAYS: usize = 63;
+
 /// The feature space of the documents' v1 encoders (`num-stab-core-v1`,
 /// `num-regime-core-v1`, `num-scenario-core-v1`) and of the issuer profiles
 /// (`joint-profile-core-v1`): the space the design documents average together.
@@ -107,13 +110,13 @@ pub fn recorded_space(model_id: &str, recorded: Option<String>) -> Option<String
     })
 }
 
-/// The instrument-state encoder (and its window or horizon) whose vectors live
-/// in `space`, if we have one.
-pub fn state_encoder_for_space(space: &str) -> Option<(&'static str, Option<usize>)> {
+/// The instrument-state encoder whose vectors live in `space`, if we have one
+/// (a v2 space's horizon: [`signature::horizon_of_space`]).
+pub fn state_encoder_for_space(space: &str) -> Option<&'static str> {
     if space == V1_SPACE {
-        Some(("num-stab-core-v1", None))
+        Some("num-stab-core-v1")
     } else {
-        signature::horizon_of_space(space).map(|h| ("num-stab-core-v2", Some(h)))
+        signature::horizon_of_space(space).map(|_| "num-stab-core-v2")
     }
 }
 
