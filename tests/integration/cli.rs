@@ -1,19 +1,12 @@
 //! The real binary, as a user runs it.
 
 use std::fs;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn stabspace(args: &[&str], data_dir: &std::path::Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stabspace"))
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .env("STABSPACE_DATA_DIR", data_dir)
-        .output()
-        .expect("run stabspace")
-}
+use crate::support::{stabspace, text};
 
 fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    text(&o.stderr)
 }
 
 #[test]

@@ -3,7 +3,6 @@
 //! rebuild under readers in other processes, and never trusted when damaged.
 
 use std::path::Path;
-use std::process::Command;
 
 use chrono::NaiveDate;
 use rand::SeedableRng;
@@ -16,7 +15,7 @@ use stabspace::with_pool;
 use stabspace_index::BuildParams;
 
 use crate::both_backends;
-use crate::support::TestDb;
+use crate::support::{stabspace, text, TestDb};
 
 both_backends!(
     partition_answers_match_the_exact_scan,
@@ -162,19 +161,6 @@ async fn stale_after_adding_changing_or_deleting_a_scenario_and_fresh_after_rebu
     let st = status_of(&t.db, &dir, MODEL, "S").await.unwrap();
     assert_eq!(st.state, Freshness::Fresh);
     assert_eq!(st.provenance.unwrap().rows, 30);
-}
-
-fn stabspace(args: &[&str], data_dir: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_stabspace"))
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .env("STABSPACE_DATA_DIR", data_dir)
-        .output()
-        .expect("run stabspace")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[test]

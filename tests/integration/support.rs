@@ -178,3 +178,18 @@ pub fn read_csv(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
         })
         .collect()
 }
+
+/// Run the real binary with the embedded database in `data_dir`, as a user would.
+pub fn stabspace(args: &[&str], data_dir: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_stabspace"))
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env("STABSPACE_DATA_DIR", data_dir)
+        .output()
+        .expect("run stabspace")
+}
+
+/// Program output as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
