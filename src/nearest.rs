@@ -96,7 +96,8 @@ impl ScenarioSpace {
         } else {
             Some(opts.ef.unwrap_or(DEFAULT_EF))
         };
-        let Some(dir) = &opts.index_dir else {
+        // --exact answers from the database's own vectors, never from a file.
+        let Some(dir) = opts.index_dir.as_ref().filter(|_| !opts.exact) else {
             return Self::load(db, model, set, ef).await;
         };
         let path = partition_path(dir, model, set);
@@ -114,6 +115,16 @@ impl ScenarioSpace {
                 Self::load(db, model, set, ef).await
             }
             Ok((p, prov)) => {
+                let database_id = crate::storage::meta::database_id(db).await?;
+                if prov.database_id.as_deref() != Some(database_id.as_str()) {
+                    eprintln!(
+                        "warning: index partition {} was {}; not using it: scanning exactly from the database \
+                         instead — rebuild it with `{rebuild}`",
+                        path.display(),
+                        partitions::foreign_reason(&prov, &database_id)
+                    );
+                    return Self::load(db, model, set, ef).await;
+                }
                 let now = fingerprint(db, model, set).await?;
                 if now.rows == 0 {
                     return Err(no_scenarios(db, model, set, 0).await);
@@ -155,6 +166,7 @@ impl ScenarioSpace {
         let mut index = FlatIndex::new(DIM)?;
         let mut as_of = Vec::new();
         let mut zero_vectors = Vec::new();
+        let mut unusable: Vec<(String, String)> = Vec::new();
         let mut spaces = SpaceTally::default();
         let mut after: Option<String> = None;
         loop {
@@ -163,18 +175,15 @@ impl ScenarioSpace {
             after = Some(last.scenario_id.clone());
             for s in &page {
                 spaces.add(s.feature_space.as_deref(), 1);
-                let v = vector::from_bytes(&s.vector, &format!("scenario {} of {set}", s.scenario_id))?;
-                match index.add(&s.scenario_id, &v) {
-                    Ok(_) => as_of.push(s.as_of),
-                    Err(stabspace_index::IndexError::ZeroVector { .. }) => {
-                        zero_vectors.push(s.scenario_id.clone())
+                match vector::usable(&s.vector) {
+                    Ok(v) => {
+                        index.add(&s.scenario_id, &v).map_err(|e| {
+                            Error::Invalid(format!("scenario {} of set {set} under {model}: {e}", s.scenario_id))
+                        })?;
+                        as_of.push(s.as_of);
                     }
-                    Err(e) => {
-                        return Err(Error::Invalid(format!(
-                            "scenario {} of set {set} under {model}: {e}",
-                            s.scenario_id
-                        )))
-                    }
+                    Err(vector::Unusable::Zero) => zero_vectors.push(s.scenario_id.clone()),
+                    Err(why) => unusable.push((s.scenario_id.clone(), why.to_string())),
                 }
             }
             if (page.len() as u64) < PAGE {
@@ -182,7 +191,7 @@ impl ScenarioSpace {
             }
         }
         if index.is_empty() {
-            return Err(no_scenarios(db, model, set, zero_vectors.len()).await);
+            return Err(no_scenarios(db, model, set, zero_vectors.len() + unusable.len()).await);
         }
         let feature_space = spaces.one(model, set)?;
         if !zero_vectors.is_empty() {
@@ -196,6 +205,12 @@ impl ScenarioSpace {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+        }
+        for (id, why) in unusable.iter().take(5) {
+            eprintln!("note: scenario {id} of {set} is left out: {why}");
+        }
+        if unusable.len() > 5 {
+            eprintln!("note: … and {} more scenario(s) of {set} with unusable vectors", unusable.len() - 5);
         }
         Ok(ScenarioSpace {
             model_id: model.to_string(),
@@ -327,7 +342,8 @@ pub fn open_checked(path: &Path, model: &str, set: &str) -> Result<(Partition, P
 pub async fn no_scenarios(db: &Db, model: &str, set: &str, zero: usize) -> Error {
     if zero > 0 {
         return Error::Invalid(format!(
-            "every scenario vector of set {set:?} under {model} is all zeros; nothing can be ranked by cosine"
+            "every scenario vector of set {set:?} under {model} is all zeros or unusable (wrong length, \
+             non-finite values); nothing can be ranked by cosine"
         ));
     }
     let sets = distinct(

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use stabspace_index::{BuildParams, IndexError, Partition, PartitionBuilder};
+use stabspace_index::{BuildParams, Partition, PartitionBuilder};
 
 use crate::error::{Error, Result};
 use crate::joint::STAB_JOINT_TYPE;
@@ -124,6 +124,10 @@ pub struct Provenance {
     pub rows: usize,
     /// Scenarios left out for an all-zero vector.
     pub skipped_zero: Vec<String>,
+    /// Scenarios left out for a vector that cannot be used (a stored blob of
+    /// another length, a non-finite value), with the reason.
+    #[serde(default)]
+    pub skipped_unusable: Vec<(String, String)>,
     /// The feature space of the vectors (`None`: not recorded).
     #[serde(default)]
     pub feature_space: Option<String>,
@@ -131,6 +135,10 @@ pub struct Provenance {
     pub params: RecordedParams,
     pub built_at: String,
     pub build_seconds: f64,
+    /// The id of the database the rows came from (`stabspace_meta`); `None`
+    /// in partitions built before it was recorded, which are never used.
+    #[serde(default)]
+    pub database_id: Option<String>,
 }
 
 impl Provenance {
@@ -191,11 +199,13 @@ pub async fn build(
     progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<Built> {
     let started = Instant::now();
+    let database_id = crate::storage::meta::database_id(db).await?;
     // The fingerprint first: a write during the read makes the partition look
     // stale (and be rebuilt), never fresh with old content.
     let fp = fingerprint(db, model, set).await?;
     let mut b = PartitionBuilder::with_capacity(DIM, fp.rows.max(0) as usize)?;
     let mut skipped_zero = Vec::new();
+    let mut skipped_unusable = Vec::new();
     let mut spaces = SpaceTally::default();
     let mut after: Option<String> = None;
     loop {
@@ -204,24 +214,28 @@ pub async fn build(
         after = Some(last.scenario_id.clone());
         for s in &page {
             spaces.add(s.feature_space.as_deref(), 1);
-            let v = vector::from_bytes(&s.vector, &format!("scenario {} of {set}", s.scenario_id))?;
-            match b.add(&s.scenario_id, &v, s.as_of.to_string().as_bytes()) {
-                Ok(_) => {}
-                Err(IndexError::ZeroVector { .. }) => skipped_zero.push(s.scenario_id.clone()),
-                Err(e) => {
-                    return Err(Error::Invalid(format!(
-                        "scenario {} of set {set} under {model}: {e}",
-                        s.scenario_id
-                    )))
+            let v = match vector::usable(&s.vector) {
+                Ok(v) => v,
+                Err(vector::Unusable::Zero) => {
+                    skipped_zero.push(s.scenario_id.clone());
+                    continue;
                 }
-            }
+                Err(why) => {
+                    skipped_unusable.push((s.scenario_id.clone(), why.to_string()));
+                    continue;
+                }
+            };
+            b.add(&s.scenario_id, &v, s.as_of.to_string().as_bytes())
+                .map_err(|e| Error::Invalid(format!("scenario {} of set {set} under {model}: {e}", s.scenario_id)))?;
         }
         if page.len() < 10_000 {
             break;
         }
     }
     if b.is_empty() {
-        return Err(crate::nearest::no_scenarios(db, model, set, skipped_zero.len()).await);
+        return Err(
+            crate::nearest::no_scenarios(db, model, set, skipped_zero.len() + skipped_unusable.len()).await,
+        );
     }
     let feature_space = spaces.one(model, set)?;
     let path = partition_path(index_dir, model, set);
@@ -233,6 +247,7 @@ pub async fn build(
         scenario_set_id: set.to_string(),
         rows: b.len(),
         skipped_zero,
+        skipped_unusable,
         feature_space,
         fingerprint: fp,
         params: RecordedParams {
@@ -243,6 +258,7 @@ pub async fn build(
         },
         built_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         build_seconds: 0.0,
+        database_id: Some(database_id),
     };
     let (path2, params2) = (path.clone(), params.clone());
     let json = serde_json::to_string(&provenance).expect("provenance serialises");
@@ -269,6 +285,9 @@ pub enum Freshness {
     Unreadable,
     /// A partition of a (model, set) with no rows left in the database.
     Orphaned,
+    /// A partition built from another database (or one that does not record
+    /// its database): never used by queries here.
+    Foreign,
 }
 
 impl Freshness {
@@ -279,6 +298,7 @@ impl Freshness {
             Freshness::Missing => "missing",
             Freshness::Unreadable => "unreadable",
             Freshness::Orphaned => "orphaned",
+            Freshness::Foreign => "other-database",
         }
     }
 }
@@ -343,6 +363,7 @@ pub struct Status {
 pub async fn status_of(db: &Db, index_dir: &Path, model: &str, set: &str) -> Result<Status> {
     let path = partition_path(index_dir, model, set);
     let now = fingerprint(db, model, set).await?;
+    let database_id = crate::storage::meta::database_id(db).await?;
     let mut st = Status {
         model_id: model.to_string(),
         scenario_set_id: set.to_string(),
@@ -369,7 +390,9 @@ pub async fn status_of(db: &Db, index_dir: &Path, model: &str, set: &str) -> Res
         }
         Ok((bytes, prov)) => {
             st.file_bytes = Some(bytes);
-            st.state = if now.rows == 0 {
+            st.state = if prov.database_id.as_deref() != Some(database_id.as_str()) {
+                Freshness::Foreign
+            } else if now.rows == 0 {
                 Freshness::Orphaned
             } else if prov.fingerprint == now {
                 Freshness::Fresh
@@ -379,12 +402,24 @@ pub async fn status_of(db: &Db, index_dir: &Path, model: &str, set: &str) -> Res
             st.detail = match st.state {
                 Freshness::Fresh => String::new(),
                 Freshness::Orphaned => "the database has no scenario vectors of this (model, set)".into(),
+                Freshness::Foreign => format!(
+                    "{}; queries scan the database exactly until it is rebuilt",
+                    foreign_reason(&prov, &database_id)
+                ),
                 _ => format!("built from {}; the database has {}", prov.fingerprint, now),
             };
             st.provenance = Some(prov);
         }
     }
     Ok(st)
+}
+
+/// Why a partition is not this database's: "built from another database (…)".
+pub fn foreign_reason(prov: &Provenance, database_id: &str) -> String {
+    match &prov.database_id {
+        Some(id) => format!("built from another database (id {id}; this database is {database_id})"),
+        None => "built before partitions recorded their database, so it cannot be matched to this one".into(),
+    }
 }
 
 /// Status of every partition on disk and every (model, set) in the database.
@@ -462,6 +497,12 @@ impl std::fmt::Display for Built {
         )?;
         if !p.skipped_zero.is_empty() {
             writeln!(f, "  left out {} all-zero vector(s)", p.skipped_zero.len())?;
+        }
+        for (id, why) in p.skipped_unusable.iter().take(5) {
+            writeln!(f, "  left out scenario {id}: {why}")?;
+        }
+        if p.skipped_unusable.len() > 5 {
+            writeln!(f, "  … and {} more unusable vector(s)", p.skipped_unusable.len() - 5)?;
         }
         Ok(())
     }

@@ -56,6 +56,53 @@ pub struct PortfolioVector {
     pub ctx_norm: f64,
     /// Instruments with a STAB state (`num_instruments_used`).
     pub used: usize,
+    /// Σ |wᵢ| over the holdings with a state / Σ |wᵢ| over all holdings: 1
+    /// when every holding has a state.
+    pub weight_covered: f64,
+    /// Holdings without a state, by id.
+    pub missing: Vec<String>,
+}
+
+impl PortfolioVector {
+    /// "no STAB state for 1 of 2 holdings (NVDA); weight covered 0.50", or
+    /// `None` when every holding has one.
+    pub fn coverage_note(&self) -> Option<String> {
+        if self.missing.is_empty() {
+            return None;
+        }
+        let n = self.missing.len();
+        let shown: Vec<&str> = self.missing.iter().take(8).map(String::as_str).collect();
+        let more = if n > 8 { format!(", … {} more", n - 8) } else { String::new() };
+        Some(format!(
+            "no STAB state for {n} of {} holdings ({}{more}); weight covered {:.4}",
+            n + self.used,
+            shown.join(", "),
+            self.weight_covered
+        ))
+    }
+}
+
+/// Default of `--min-coverage`: a portfolio vector must stand for at least
+/// 90% of the portfolio's absolute weight. Below that the vector describes a
+/// different portfolio (a tenth of the book unseen), so the day is skipped.
+pub const DEFAULT_MIN_COVERAGE: f64 = 0.9;
+
+/// `--min-coverage`, shared by the commands that form portfolio vectors.
+#[derive(Clone, Debug, clap::Args)]
+pub struct CoverageArgs {
+    /// Least share (0 to 1) of the portfolio's absolute weight that the holdings with a STAB state
+    /// must carry. Holdings without a state are left out of the vector and named on stderr; below
+    /// this share the day has no vector (an error for one day, a skipped day in a backfill).
+    /// 0 accepts any coverage.
+    #[arg(long, value_name = "F", default_value_t = DEFAULT_MIN_COVERAGE, value_parser = parse_share)]
+    pub min_coverage: f64,
+}
+
+fn parse_share(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!("{s:?} is not a share between 0 and 1")),
+    }
 }
 
 /// Why a portfolio vector cannot be formed on a date.
@@ -65,6 +112,16 @@ pub enum NoVector {
     NoStates { holdings: usize },
     /// The weights of the instruments with states sum to 0 in absolute value.
     ZeroWeights { used: usize },
+    /// The weighted sum cannot be ranked by cosine (all zeros: every holding
+    /// with a state has constant prices, say).
+    Unusable { used: usize, why: vector::Unusable },
+    /// The holdings with a state carry less than the minimum share of the
+    /// absolute weight.
+    LowCoverage {
+        covered: f64,
+        min: f64,
+        missing: Vec<String>,
+    },
 }
 
 impl std::fmt::Display for NoVector {
@@ -77,6 +134,25 @@ impl std::fmt::Display for NoVector {
                 f,
                 "the weights of its {used} instruments with STAB states sum to 0 in absolute value"
             ),
+            NoVector::Unusable { used, why } => write!(
+                f,
+                "its STAB vector (from {used} instruments with states) cannot be ranked: {}",
+                why.to_string().trim_start_matches("its vector ")
+            ),
+            NoVector::LowCoverage { covered, min, missing } => {
+                let shown: Vec<&str> = missing.iter().take(8).map(String::as_str).collect();
+                let more = if missing.len() > 8 {
+                    format!(", … {} more", missing.len() - 8)
+                } else {
+                    String::new()
+                };
+                write!(
+                    f,
+                    "the holdings with a STAB state carry {covered:.4} of its absolute weight, below \
+                     --min-coverage {min}; without a state: {}{more}",
+                    shown.join(", ")
+                )
+            }
         }
     }
 }
@@ -87,9 +163,14 @@ pub fn portfolio_vector<'a>(
     state: impl Fn(&str) -> Option<&'a [f32]>,
 ) -> Result<PortfolioVector, NoVector> {
     let mut acc = vec![0f64; DIM];
-    let (mut abs, mut used) = (0f64, 0usize);
+    let (mut abs, mut total, mut used) = (0f64, 0f64, 0usize);
+    let mut missing = Vec::new();
     for (id, &w) in weights {
-        let Some(z) = state(id) else { continue };
+        total += w.abs();
+        let Some(z) = state(id) else {
+            missing.push(id.clone());
+            continue;
+        };
         used += 1;
         abs += w.abs();
         for (a, &x) in acc.iter_mut().zip(z) {
@@ -105,10 +186,15 @@ pub fn portfolio_vector<'a>(
         return Err(NoVector::ZeroWeights { used });
     }
     let vector: Vec<f32> = acc.into_iter().map(|a| (a / abs) as f32).collect();
+    if let Some(why) = vector::unusable(&vector) {
+        return Err(NoVector::Unusable { used, why });
+    }
     Ok(PortfolioVector {
         ctx_norm: vector::l2_norm(&vector),
         vector,
         used,
+        weight_covered: abs / total,
+        missing,
     })
 }
 
@@ -122,7 +208,7 @@ mod tests {
         let b: Vec<f32> = vec![2.0; DIM];
         let w = BTreeMap::from([
             ("A".to_string(), 0.5),
-            ("B".to_string(), -0.25),
+            ("B".to_string(), -0.125),
             ("C".to_string(), 0.25),
         ]);
         let pv = portfolio_vector(&w, |id| match id {
@@ -131,17 +217,28 @@ mod tests {
             _ => None,
         })
         .unwrap();
-        // (0.5·1 − 0.25·2) / (0.5 + 0.25) = 0: C has no state, so it is not in the denominator.
+        // (0.5·1 − 0.125·2) / (0.5 + 0.125) = 0.4: C has no state, so it is not in the denominator.
         assert_eq!(pv.used, 2);
-        assert!(pv.vector.iter().all(|&x| x == 0.0));
+        assert!(pv.vector.iter().all(|&x| (x - 0.4).abs() < 1e-6));
+        assert!((pv.weight_covered - 0.625 / 0.875).abs() < 1e-12);
         let w2 = BTreeMap::from([("A".to_string(), 0.5), ("B".to_string(), 0.25)]);
         let pv = portfolio_vector(&w2, |id| (id == "A").then_some(a.as_slice())).unwrap();
         assert_eq!(pv.vector[0], 1.0);
+        // B (0.25 of 0.75) has no state: two thirds of the weight is covered.
+        assert!((pv.weight_covered - 0.5 / 0.75).abs() < 1e-12);
+        assert_eq!(pv.missing, vec!["B".to_string()]);
+        assert!(pv.coverage_note().unwrap().contains("1 of 2 holdings (B)"));
         assert!((pv.ctx_norm - (DIM as f64).sqrt()).abs() < 1e-9);
         assert_eq!(
             portfolio_vector(&w2, |_| None),
             Err(NoVector::NoStates { holdings: 2 })
         );
+        // Opposite weights on one state: the sum has no direction.
+        let flat = BTreeMap::from([("A".to_string(), 0.5), ("A2".to_string(), -0.5)]);
+        assert!(matches!(
+            portfolio_vector(&flat, |_| Some(a.as_slice())),
+            Err(NoVector::Unusable { used: 2, why: vector::Unusable::Zero })
+        ));
         let zero = BTreeMap::from([("A".to_string(), 0.0)]);
         assert_eq!(
             portfolio_vector(&zero, |_| Some(a.as_slice())),

@@ -16,6 +16,9 @@ pub struct BackfillSummary {
     pub encoded: u64,
     /// Skipped entities by reason kind, each with its detailed reason.
     pub skipped: BTreeMap<&'static str, Vec<(String, String)>>,
+    /// Entities whose vector an earlier run stored for the same key and this
+    /// run no longer produces (skipped now, or no longer in scope): deleted.
+    pub removed: Vec<String>,
     pub seconds: f64,
 }
 
@@ -59,6 +62,21 @@ impl fmt::Display for BackfillSummary {
                 f,
                 "  skipped, {kind}: {}: {}{more}",
                 items.len(),
+                shown.join(", ")
+            )?;
+        }
+        if !self.removed.is_empty() {
+            let shown: Vec<&str> = self.removed.iter().take(5).map(String::as_str).collect();
+            let more = if self.removed.len() > 5 {
+                format!(", … {} more", self.removed.len() - 5)
+            } else {
+                String::new()
+            };
+            writeln!(
+                f,
+                "  removed {} vector(s) an earlier run stored for this date that this run no longer \
+                 produces: {}{more}",
+                self.removed.len(),
                 shown.join(", ")
             )?;
         }

@@ -1,5 +1,6 @@
 //! `backfill-numeric-embeddings`: price windows of a market's active instruments.
 
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use chrono::NaiveDate;
@@ -9,6 +10,7 @@ use crate::encoders::{window_encoder, SkipReason};
 use crate::error::{Error, Result};
 use crate::progress;
 use crate::storage::bulk::{BulkWriter, Value};
+use crate::storage::prune::{keep_only, VectorKey};
 use crate::storage::tables::NUMERIC_WINDOW_EMBEDDINGS;
 use crate::storage::{queries, Db};
 use crate::vector;
@@ -57,6 +59,7 @@ pub async fn backfill_numeric_embeddings(db: &Db, p: &NumericBackfill) -> Result
     };
     let mut tx = db.begin().await?;
     let mut writer = BulkWriter::new(&NUMERIC_WINDOW_EMBEDDINGS);
+    let mut written: BTreeSet<&str> = BTreeSet::new();
     for id in &instruments {
         pb.inc(1);
         let have = windows.get(id).map_or(0, |w| w.dates.len());
@@ -82,6 +85,7 @@ pub async fn backfill_numeric_embeddings(db: &Db, p: &NumericBackfill) -> Result
                     Value::Text(space.clone()),
                 ];
                 writer.push(&mut tx, row).await.map_err(|e| db.err(e))?;
+                written.insert(id);
                 summary.encoded += 1;
             }
             Err(reason) => summary
@@ -92,6 +96,20 @@ pub async fn backfill_numeric_embeddings(db: &Db, p: &NumericBackfill) -> Result
         }
     }
     writer.finish(&mut tx).await.map_err(|e| db.err(e))?;
+    // What an earlier run stored for instruments skipped now (or no longer
+    // active) no longer matches the prices. With --limit only the instruments
+    // this run considered are settled.
+    let considered: BTreeSet<&str> = instruments.iter().map(String::as_str).collect();
+    let key = VectorKey {
+        joint_type: None,
+        model_id: &p.model_id,
+        entity_type: "INSTRUMENT",
+        scope_id: &p.market_id,
+        as_of: p.as_of,
+    };
+    summary.removed = keep_only(&mut tx, key, &written, p.limit.map(|_| &considered))
+        .await
+        .map_err(|e| db.err(e))?;
     db.commit(tx).await?;
     pb.finish_and_clear();
     summary.seconds = started.elapsed().as_secs_f64();

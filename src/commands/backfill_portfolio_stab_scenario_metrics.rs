@@ -4,6 +4,7 @@ use crate::cli::{parse_date, GlobalOpts};
 use crate::diagnostics::{backfill_portfolio_metrics, MetricsBackfill};
 use crate::error::Result;
 use crate::nearest::SearchArgs;
+use crate::portfolio::CoverageArgs;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -11,7 +12,10 @@ use crate::nearest::SearchArgs;
 STAB vector for that date (as show-portfolio-stab-scenario-exposure does), compares it with every \
 scenario of the set and merges into risk_metrics the keys stab_scenario_set_id, \
 stab_closest_scenario_id, stab_closest_scenario_cosine, stab_closest_scenario_distance, \
-stab_portfolio_ctx_norm and stab_top3_scenario_cosine_mean. Every other key is kept. One transaction: \
+stab_portfolio_ctx_norm, stab_top3_scenario_cosine_mean and stab_weight_covered (the share of the \
+absolute weight in holdings with a STAB state). Every other key is kept. A day that cannot be scored \
+(no weights, no states, holdings below --min-coverage, a vector without direction) is skipped and \
+counted by reason in the summary. One transaction: \
 an error writes nothing; re-running changes nothing.\n\n\
 Example: stabspace backfill-portfolio-stab-scenario-metrics --portfolio-id PORTFOLIO_CORE_US_EQ_001 \
 --scenario-set-id STAB_EQ_CRASH_SET_V0 --stab-model-id joint-stab-fragility-v1 \
@@ -34,6 +38,8 @@ pub struct Args {
     pub end: NaiveDate,
     #[command(flatten)]
     pub search: SearchArgs,
+    #[command(flatten)]
+    pub coverage: CoverageArgs,
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
@@ -47,6 +53,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             start: a.start,
             end: a.end,
             search: a.search.opts(&g.data_dir),
+            min_coverage: a.coverage.min_coverage,
         },
     )
     .await?;

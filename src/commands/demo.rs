@@ -21,6 +21,7 @@ use crate::joint::{
 };
 use crate::nearest::SearchOpts;
 use crate::partitions::{build_with_progress, index_dir};
+use crate::portfolio::DEFAULT_MIN_COVERAGE;
 use crate::progress;
 use crate::storage::queries;
 use crate::synth::{generate, month_ends, trading_days, SynthConfig};
@@ -229,6 +230,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             start: gen.first_date,
             end: as_of,
             search: search.clone(),
+            min_coverage: DEFAULT_MIN_COVERAGE,
         },
     )
     .await?;
@@ -237,7 +239,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     print!("6. backfill-backtest-stab-scenario-metrics: {b}");
 
     let portfolio = &gen.portfolios[0];
-    let e = portfolio_exposure(&db, &search, portfolio, as_of, &set, JOINT_MODEL, 5).await?;
+    let e = portfolio_exposure(&db, &search, portfolio, as_of, &set, JOINT_MODEL, 5, DEFAULT_MIN_COVERAGE).await?;
     println!(
         "7. show-portfolio-stab-scenario-exposure --portfolio-id {portfolio} --as-of {as_of} \
          --scenario-set-id {set} --top-k 5\n   ({} holdings with STAB states, portfolio vector norm {:.4}):",

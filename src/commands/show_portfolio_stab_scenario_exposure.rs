@@ -5,6 +5,7 @@ use crate::diagnostics::portfolio_exposure;
 use crate::error::Result;
 use crate::nearest::SearchArgs;
 use crate::output::{OutputArgs, Table};
+use crate::portfolio::CoverageArgs;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -12,7 +13,8 @@ use crate::output::{OutputArgs, Table};
 instruments with a STAB state (each instrument's latest on or before --as-of), with the weights of its \
 latest target_portfolios row on or before --as-of, and lists the --top-k nearest scenarios as \
 cosine,euclidean,scenario_set_id,scenario_id,scenario_as_of,portfolio_id,portfolio_ctx_norm,\
-num_instruments_used.\n\n\
+num_instruments_used,weight_covered (the share of the absolute weight held in instruments with a \
+state; holdings without one are named on stderr, and below --min-coverage the command fails).\n\n\
 Example: stabspace show-portfolio-stab-scenario-exposure --portfolio-id PORTFOLIO_CORE_US_EQ_001 \
 --as-of 2025-01-31 --scenario-set-id STAB_EQ_CRASH_SET_V0 --stab-model-id joint-stab-fragility-v1 \
 --top-k 20"
@@ -34,6 +36,8 @@ pub struct Args {
     #[command(flatten)]
     pub search: SearchArgs,
     #[command(flatten)]
+    pub coverage: CoverageArgs,
+    #[command(flatten)]
     pub out: OutputArgs,
 }
 
@@ -47,6 +51,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         &a.scenario_set_id,
         &a.stab_model_id,
         a.top_k,
+        a.coverage.min_coverage,
     )
     .await?;
     let mut t = Table::new(&[
@@ -58,6 +63,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         "portfolio_id",
         "portfolio_ctx_norm",
         "num_instruments_used",
+        "weight_covered",
     ]);
     for h in e.hits {
         t.push(vec![
@@ -69,6 +75,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             a.portfolio_id.clone().into(),
             e.vector.ctx_norm.into(),
             e.vector.used.into(),
+            e.vector.weight_covered.into(),
         ]);
     }
     t.emit(&a.out)

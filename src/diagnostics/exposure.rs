@@ -33,7 +33,17 @@ pub async fn find_similar(
     let Some(row) = rows.first() else {
         return Err(no_state(db, instrument, as_of, model).await);
     };
-    let state = vector::from_bytes(&row.vector, &format!("STAB state of {instrument} on {as_of}"))?;
+    let state = vector::usable(&row.vector).map_err(|why| {
+        Error::Invalid(format!(
+            "the STAB state of {instrument} on {as_of} (joint model {model}) cannot be ranked against \
+             scenarios: {why}{}",
+            if why == vector::Unusable::Zero {
+                " (constant prices over its window: cash, or a suspended instrument)"
+            } else {
+                ""
+            }
+        ))
+    })?;
     let space = ScenarioSpace::open(db, search, model, set).await?;
     space.same_space().check(
         || format!("the STAB state of {instrument} on {as_of} (joint model {model})"),
@@ -106,7 +116,8 @@ pub async fn stab_states_hint(db: &Db, model: &str, what: &str) -> Result<String
     })
 }
 
-/// A portfolio's STAB vector on a date and its nearest scenarios.
+/// A portfolio's STAB vector on a date and its nearest scenarios; holdings
+/// without a state are named on stderr.
 #[derive(Clone, Debug)]
 pub struct Exposure {
     pub weights_as_of: NaiveDate,
@@ -125,10 +136,11 @@ pub async fn portfolio_exposure(
     set: &str,
     model: &str,
     k: usize,
+    min_coverage: f64,
 ) -> Result<Exposure> {
     let day = [(portfolio.to_string(), as_of)];
     let space = ScenarioSpace::open(db, search, model, set).await?;
-    let v = portfolio_vectors(db, model, &day, Some(&space))
+    let v = portfolio_vectors(db, model, &day, Some(&space), min_coverage)
         .await?
         .pop()
         .expect("one day in, one out");
@@ -136,6 +148,9 @@ pub async fn portfolio_exposure(
         Ok(v) => v,
         Err(skip) => return Err(no_vector(db, portfolio, as_of, model, skip).await),
     };
+    if let Some(note) = v.vector.coverage_note() {
+        eprintln!("warning: portfolio {portfolio} on {as_of}: {note}");
+    }
     let hits = space.search(&v.vector.vector, k)?;
     Ok(Exposure {
         weights_as_of: v.weights_as_of,
@@ -182,7 +197,9 @@ pub(crate) async fn no_vector(
                 )
                 .await?
             }
-            DaySkip::NoVector(z @ NoVector::ZeroWeights { .. }) => {
+            DaySkip::NoVector(
+                z @ (NoVector::ZeroWeights { .. } | NoVector::Unusable { .. } | NoVector::LowCoverage { .. }),
+            ) => {
                 format!("portfolio {portfolio:?} on {as_of}: {z}")
             }
         })

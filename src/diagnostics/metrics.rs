@@ -34,6 +34,8 @@ pub struct MetricsBackfill {
     pub start: NaiveDate,
     pub end: NaiveDate,
     pub search: SearchOpts,
+    /// Days whose holdings with a state carry less of the absolute weight are skipped.
+    pub min_coverage: f64,
 }
 
 /// What a metrics backfill did.
@@ -46,6 +48,10 @@ pub struct MetricsSummary {
     /// Skipped reports by reason: (portfolio, date) pairs.
     pub skipped: BTreeMap<String, Vec<(String, NaiveDate)>>,
     pub scenarios: usize,
+    /// Scored days on which some holdings had no state, and the lowest share
+    /// of weight covered among them.
+    pub partial: usize,
+    pub min_covered: f64,
     /// How the scenarios were searched.
     pub engine: String,
     pub seconds: f64,
@@ -64,6 +70,14 @@ impl std::fmt::Display for MetricsSummary {
              ({rate:.0} portfolio-days/s)",
             self.computed, self.reports, self.scenarios, self.engine, self.changed, self.seconds
         )?;
+        if self.partial > 0 {
+            writeln!(
+                f,
+                "  warning: {} scored day(s) had holdings without a STAB state (lowest weight covered {:.4}; \
+                 stab_weight_covered in risk_metrics says which)",
+                self.partial, self.min_covered
+            )?;
+        }
         for (why, days) in &self.skipped {
             let shown: Vec<String> = days.iter().take(3).map(|(p, d)| format!("{p} {d}")).collect();
             writeln!(
@@ -99,7 +113,7 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
         return Err(no_reports(db, p).await);
     }
     let space = ScenarioSpace::open(db, &p.search, &p.model_id, &p.scenario_set_id).await?;
-    let vectors = portfolio_vectors(db, &p.model_id, &days, Some(&space)).await?;
+    let vectors = portfolio_vectors(db, &p.model_id, &days, Some(&space), p.min_coverage).await?;
 
     let mut summary = MetricsSummary {
         reports: days.len(),
@@ -109,19 +123,33 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
     };
     let mut queries = Vec::new();
     let mut scored = Vec::new();
+    summary.min_covered = 1.0;
     for (day, v) in days.iter().zip(vectors) {
         match v {
             Ok(v) => {
+                if !v.vector.missing.is_empty() {
+                    summary.partial += 1;
+                    summary.min_covered = summary.min_covered.min(v.vector.weight_covered);
+                }
                 queries.push(v.vector.vector);
-                scored.push((day, v.vector.ctx_norm));
-            }
-            Err(skip @ DaySkip::NoVector(NoVector::ZeroWeights { .. })) => {
-                return Err(no_vector(db, &day.0, day.1, &p.model_id, skip).await);
+                scored.push((day, v.vector.ctx_norm, v.vector.weight_covered));
             }
             Err(skip) => {
                 let why = match &skip {
                     DaySkip::NoTarget { .. } => "no target weights on or before the date".to_string(),
-                    _ => format!("no STAB state of {} for any holding", p.model_id),
+                    DaySkip::NoVector(NoVector::NoStates { .. }) => {
+                        format!("no STAB state of {} for any holding", p.model_id)
+                    }
+                    DaySkip::NoVector(NoVector::ZeroWeights { .. }) => {
+                        "the holdings with a STAB state have zero weights".to_string()
+                    }
+                    DaySkip::NoVector(NoVector::Unusable { .. }) => {
+                        "the portfolio vector is all zeros or non-finite (constant-price holdings)".to_string()
+                    }
+                    DaySkip::NoVector(NoVector::LowCoverage { .. }) => format!(
+                        "holdings with a STAB state carry less than --min-coverage {} of the weight",
+                        p.min_coverage
+                    ),
                 };
                 summary.skipped.entry(why).or_default().push(day.clone());
             }
@@ -131,7 +159,7 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
         let (pid, date) = &days[0];
         let first = vectors_reason(db, pid, *date, &p.model_id).await;
         return Err(Error::Invalid(format!(
-            "none of the {} risk reports in {}..={} has a portfolio STAB vector; the first: {first}",
+            "none of the {} risk reports from {} to {} has a portfolio STAB vector; the first: {first}",
             days.len(),
             p.start,
             p.end
@@ -142,7 +170,7 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
     let patches: Vec<(String, NaiveDate, serde_json::Value)> = scored
         .iter()
         .zip(&hits)
-        .map(|(((pid, date), ctx_norm), hits)| {
+        .map(|(((pid, date), ctx_norm, covered), hits)| {
             let top = &hits[0];
             let mean = hits.iter().map(|h| h.cosine).sum::<f64>() / hits.len() as f64;
             let patch = json!({
@@ -152,6 +180,7 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
                 "stab_closest_scenario_distance": top.euclidean,
                 "stab_portfolio_ctx_norm": ctx_norm,
                 "stab_top3_scenario_cosine_mean": mean,
+                "stab_weight_covered": covered,
             });
             (pid.clone(), *date, patch)
         })
@@ -170,7 +199,7 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
 /// The full explanation for one day without a vector.
 async fn vectors_reason(db: &Db, pid: &str, date: NaiveDate, model: &str) -> String {
     let day = [(pid.to_string(), date)];
-    match portfolio_vectors(db, model, &day, None).await {
+    match portfolio_vectors(db, model, &day, None, 0.0).await {
         Ok(mut v) => match v.pop() {
             Some(Err(skip)) => no_vector(db, pid, date, model, skip).await.to_string(),
             _ => "it has one now".into(),

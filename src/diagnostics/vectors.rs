@@ -18,6 +18,7 @@ use crate::storage::joint::{joint_between, latest_joint, targets};
 use crate::storage::Db;
 use crate::vector;
 
+
 /// Distinct dates per chunk of states held in memory.
 const DATES_PER_CHUNK: usize = 32;
 
@@ -56,12 +57,16 @@ pub struct DayVector {
 /// The portfolio vectors of `days` under the STAB states of joint model
 /// `model`, in the order of `days`. Malformed weights are an error, and so is
 /// a state from another feature space than `against`'s scenarios or than the
-/// other states.
+/// other states. A day whose holdings with a state carry less than
+/// `min_coverage` of the absolute weight is skipped; a state that cannot be
+/// read (another length, a non-finite value: written by another tool) counts
+/// as missing and is named on stderr.
 pub async fn portfolio_vectors(
     db: &Db,
     model: &str,
     days: &[(String, NaiveDate)],
     against: Option<&ScenarioSpace>,
+    min_coverage: f64,
 ) -> Result<Vec<Result<DayVector, DaySkip>>> {
     let mut out: Vec<Option<Result<DayVector, DaySkip>>> = vec![None; days.len()];
     let Some(last) = days.iter().map(|d| d.1).max() else {
@@ -111,7 +116,9 @@ pub async fn portfolio_vectors(
             .into_iter()
             .collect();
         // instrument → [(date, vector)] by date: the floor state, then the chunk's.
-        let mut states: HashMap<String, Vec<(NaiveDate, Vec<f32>)>> = HashMap::new();
+        // A state that cannot be read is kept as None: the holding has no
+        // usable state from that date on.
+        let mut states: HashMap<String, Vec<(NaiveDate, Option<Vec<f32>>)>> = HashMap::new();
         let floor = latest_joint(db, STAB_JOINT_TYPE, model, "INSTRUMENT", &ids, first).await?;
         let inside = joint_between(db, STAB_JOINT_TYPE, model, "INSTRUMENT", &ids, first, last).await?;
         for v in floor.into_values().chain(inside) {
@@ -120,7 +127,15 @@ pub async fn portfolio_vectors(
                 || format!("the {what} (joint model {model})"),
                 v.feature_space.as_deref(),
             )?;
-            let z = vector::from_bytes(&v.vector, &what)?;
+            let z = match vector::usable(&v.vector) {
+                Ok(z) => Some(z),
+                // A holding in cash or a suspended stock: a real, directionless state.
+                Err(vector::Unusable::Zero) => Some(vec![0.0; vector::DIM]),
+                Err(why) => {
+                    eprintln!("warning: the {what} is left out: {why}");
+                    None
+                }
+            };
             states.entry(v.entity_id).or_default().push((v.as_of_date, z));
         }
         for (i, pid, tdate) in work {
@@ -129,13 +144,23 @@ pub async fn portfolio_vectors(
             let state = |id: &str| {
                 let s = states.get(id)?;
                 let n = s.partition_point(|(d, _)| *d <= day);
-                (n > 0).then(|| s[n - 1].1.as_slice())
+                (n > 0).then(|| s[n - 1].1.as_deref()).flatten()
             };
             out[*i] = Some(
                 portfolio_vector(&w.weights, state)
-                    .map(|vector| DayVector {
-                        weights_as_of: *tdate,
-                        vector,
+                    .and_then(|vector| {
+                        if vector.weight_covered < min_coverage {
+                            Err(NoVector::LowCoverage {
+                                covered: vector.weight_covered,
+                                min: min_coverage,
+                                missing: vector.missing,
+                            })
+                        } else {
+                            Ok(DayVector {
+                                weights_as_of: *tdate,
+                                vector,
+                            })
+                        }
                     })
                     .map_err(DaySkip::NoVector),
             );

@@ -18,6 +18,7 @@ use crate::encoders::pad_to_dim;
 use crate::error::{Error, Result};
 use crate::storage::bulk::{BulkWriter, Value};
 use crate::storage::joint::{date_agg, latest_fundamentals};
+use crate::storage::prune::{keep_only, VectorKey};
 use crate::storage::tables::JOINT_EMBEDDINGS;
 use crate::storage::Db;
 use crate::vector;
@@ -119,6 +120,7 @@ pub async fn backfill_joint_profiles(db: &Db, p: &ProfileBackfill) -> Result<Bac
     };
     let mut tx = db.begin().await?;
     let mut writer = BulkWriter::new(&JOINT_EMBEDDINGS);
+    let mut written: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
     for (((issuer, f), v), (_, fdate, _)) in issuers.iter().zip(&vectors).zip(&rows) {
         if f.is_empty() {
             summary
@@ -151,9 +153,21 @@ pub async fn backfill_joint_profiles(db: &Db, p: &ProfileBackfill) -> Result<Bac
             Value::Text(crate::encoders::V1_SPACE.into()),
         ];
         writer.push(&mut tx, row).await.map_err(|e| db.err(e))?;
+        written.insert(issuer.as_str());
         summary.encoded += 1;
     }
     writer.finish(&mut tx).await.map_err(|e| db.err(e))?;
+    // Profiles an earlier run stored on this date for issuers skipped now.
+    let key = VectorKey {
+        joint_type: Some(PROFILE_JOINT_TYPE),
+        model_id: &p.model_id,
+        entity_type: "ISSUER",
+        scope_id: "",
+        as_of: p.as_of,
+    };
+    summary.removed = keep_only(&mut tx, key, &written, None)
+        .await
+        .map_err(|e| db.err(e))?;
     db.commit(tx).await?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::progress;
 use crate::storage::bulk::{BulkWriter, Value};
 use crate::storage::joint::{date_agg, distinct, latest_joint, market_instruments, numeric_states};
+use crate::storage::prune::{keep_only, VectorKey};
 use crate::storage::tables::JOINT_EMBEDDINGS;
 use crate::storage::Db;
 use crate::vector;
@@ -99,9 +100,14 @@ pub async fn backfill_joint_states(db: &Db, p: &StateBackfill) -> Result<StateSu
         },
         ..Default::default()
     };
+    let market = if p.limit.is_none() {
+        market_instruments(db, &p.market_id, region).await?
+    } else {
+        Vec::new()
+    };
     if p.limit.is_none() {
         let have: BTreeSet<&str> = states.iter().map(|s| s.instrument_id.as_str()).collect();
-        for id in market_instruments(db, &p.market_id, region).await? {
+        for id in market.iter().cloned() {
             if !have.contains(id.as_str()) {
                 out.summary
                     .skipped
@@ -116,10 +122,24 @@ pub async fn backfill_joint_states(db: &Db, p: &StateBackfill) -> Result<StateSu
     pb.set_message(format!("{} {}", p.joint_model_id, p.market_id));
     let mut tx = db.begin().await?;
     let mut writer = BulkWriter::new(&JOINT_EMBEDDINGS);
+    let mut written: BTreeSet<&str> = BTreeSet::new();
     for s in &states {
         pb.inc(1);
-        let what = format!("{} vector of {} on {}", p.stab_model_id, s.instrument_id, p.as_of);
-        let stab = vector::from_bytes(&s.vector, &what)?;
+        // A blob of another length or with a non-finite value (another tool
+        // wrote it) skips this instrument, not the run. An all-zero state
+        // (constant prices) is a real state and is kept.
+        let stab = match vector::usable(&s.vector) {
+            Ok(v) => v,
+            Err(vector::Unusable::Zero) => vec![0.0; vector::DIM],
+            Err(why) => {
+                out.summary
+                    .skipped
+                    .entry("unusable numeric embedding")
+                    .or_default()
+                    .push((s.instrument_id.clone(), format!("{} vector on {}: {why}", p.stab_model_id, p.as_of)));
+                continue;
+            }
+        };
         let profile = match s.issuer_id.as_ref().and_then(|i| profiles.get(i)) {
             Some(pv) => {
                 let pm = p.profile_model_id.as_deref().unwrap_or_default();
@@ -177,9 +197,26 @@ pub async fn backfill_joint_states(db: &Db, p: &StateBackfill) -> Result<StateSu
             text(&s.feature_space),
         ];
         writer.push(&mut tx, row).await.map_err(|e| db.err(e))?;
+        written.insert(&s.instrument_id);
         out.summary.encoded += 1;
     }
     writer.finish(&mut tx).await.map_err(|e| db.err(e))?;
+    // States an earlier run stored on this date for instruments of the market
+    // that have no usable numeric vector now. With --limit the run does not
+    // see the whole market, so nothing is removed.
+    if p.limit.is_none() {
+        let considered: BTreeSet<&str> = market.iter().map(String::as_str).collect();
+        let key = VectorKey {
+            joint_type: Some(STAB_JOINT_TYPE),
+            model_id: &p.joint_model_id,
+            entity_type: "INSTRUMENT",
+            scope_id: "",
+            as_of: p.as_of,
+        };
+        out.summary.removed = keep_only(&mut tx, key, &written, Some(&considered))
+            .await
+            .map_err(|e| db.err(e))?;
+    }
     db.commit(tx).await?;
     pb.finish_and_clear();
     out.summary.seconds = started.elapsed().as_secs_f64();

@@ -10,6 +10,8 @@
 pub mod bulk;
 pub mod joint;
 pub mod merge;
+pub mod meta;
+pub mod prune;
 pub mod queries;
 pub mod tables;
 

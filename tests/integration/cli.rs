@@ -239,7 +239,7 @@ fn demo_then_show_and_find_commands_print_csv_and_json() {
     assert!(o.status.success(), "{}", stderr(&o));
     let csv = String::from_utf8_lossy(&o.stdout);
     assert!(csv.starts_with(
-        "cosine,euclidean,scenario_set_id,scenario_id,scenario_as_of,portfolio_id,portfolio_ctx_norm,num_instruments_used\n"
+        "cosine,euclidean,scenario_set_id,scenario_id,scenario_as_of,portfolio_id,portfolio_ctx_norm,num_instruments_used,weight_covered\n"
     ), "{csv}");
     assert_eq!(csv.lines().count(), 3, "{csv}");
 

@@ -460,7 +460,7 @@ async fn portfolio_vector_matches_an_independent_computation(t: TestDb) {
     let candidates = all_joint(&t.db, "SCENARIO", HISTORICAL_SET).await;
     for d in [m.dates[i + 3], *m.dates.last().unwrap()] {
         let (want, used) = expected_portfolio(&t, &m, pid, d).await;
-        let e = portfolio_exposure(&t.db, &DB_SCAN, pid, d, HISTORICAL_SET, JOINT, 2)
+        let e = portfolio_exposure(&t.db, &DB_SCAN, pid, d, HISTORICAL_SET, JOINT, 2, stabspace::portfolio::DEFAULT_MIN_COVERAGE)
             .await
             .unwrap();
         assert_eq!(e.vector.used, used, "{d}");
@@ -516,6 +516,7 @@ fn metrics(portfolio: Option<&str>, start: NaiveDate, end: NaiveDate) -> Metrics
         start,
         end,
         search: SearchOpts::default(),
+        min_coverage: stabspace::portfolio::DEFAULT_MIN_COVERAGE,
     }
 }
 
@@ -537,7 +538,7 @@ async fn metrics_merge_into_reports_and_runs_and_reruns_change_nothing(t: TestDb
         .position(|d| *d == m.state_dates[m.state_dates.len() - 2])
         .unwrap();
     let d = m.dates[i + 2];
-    let e = portfolio_exposure(&t.db, &DB_SCAN, &pid, d, MONTE_CARLO_SET, JOINT, 3)
+    let e = portfolio_exposure(&t.db, &DB_SCAN, &pid, d, MONTE_CARLO_SET, JOINT, 3, stabspace::portfolio::DEFAULT_MIN_COVERAGE)
         .await
         .unwrap();
     let got = &after[&(pid.clone(), d)];
@@ -631,7 +632,7 @@ async fn bad_portfolio_input_is_a_clear_error_and_writes_nothing(t: TestDb) {
     let ex = |p: String, d: NaiveDate| {
         let db = t.db.clone();
         async move {
-            portfolio_exposure(&db, &DB_SCAN, &p, d, HISTORICAL_SET, JOINT, 3)
+            portfolio_exposure(&db, &DB_SCAN, &p, d, HISTORICAL_SET, JOINT, 3, stabspace::portfolio::DEFAULT_MIN_COVERAGE)
                 .await
                 .unwrap_err()
                 .to_string()
@@ -644,7 +645,7 @@ async fn bad_portfolio_input_is_a_clear_error_and_writes_nothing(t: TestDb) {
         e.contains("no target weights on or before") && e.contains("earliest"),
         "{e}"
     );
-    let e = portfolio_exposure(&t.db, &DB_SCAN, &pid, last, "NOPE", JOINT, 3)
+    let e = portfolio_exposure(&t.db, &DB_SCAN, &pid, last, "NOPE", JOINT, 3, stabspace::portfolio::DEFAULT_MIN_COVERAGE)
         .await
         .unwrap_err()
         .to_string();
@@ -673,15 +674,20 @@ async fn bad_portfolio_input_is_a_clear_error_and_writes_nothing(t: TestDb) {
     .await;
     let e = ex(pid.clone(), d).await;
     assert!(e.contains("sum to 0 in absolute value"), "{e}");
-    let e = backfill_portfolio_metrics(&t.db, &metrics(None, first, last))
+    // In the metrics backfill such a day is skipped with its reason; the
+    // other days are scored.
+    let s = backfill_portfolio_metrics(&t.db, &metrics(None, first, last))
         .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("sum to 0") && e.contains(&pid) && e.contains(&d.to_string()),
-        "{e}"
-    );
-    assert_eq!(risk_metrics_of(&t.db).await, before, "nothing written");
+        .unwrap();
+    let skipped = &s.skipped["the holdings with a STAB state have zero weights"];
+    assert!(skipped.contains(&(pid.clone(), d)), "{skipped:?}");
+    assert_eq!(s.computed + s.skipped.values().map(Vec::len).sum::<usize>(), s.reports);
+    assert!(s.computed > 100, "{s:?}");
+    let after = risk_metrics_of(&t.db).await;
+    let at_d = &after[&(pid.clone(), d)];
+    assert!(at_d.get("stab_closest_scenario_id").is_none(), "{at_d}");
+    assert_ne!(after, before, "the other days are scored");
+    let before = after;
 
     // Malformed weights.
     put_target(&t.db, &pid, d, r#"{"weights": {"SYN0001.US": "lots"}}"#).await;

@@ -1,0 +1,38 @@
+//! `stabspace_meta`: facts about the database itself (migration 0005).
+//!
+//! - `database_id`: a random id made at the first migration. Index partitions
+//!   record it, so a partition built from another database is never used here.
+//! - `demo`: present when `stabspace demo` created the database's contents; the
+//!   demo refuses a database that holds data without it.
+
+use crate::error::{Error, Result};
+use crate::storage::Db;
+use crate::with_pool;
+
+/// Key of the demo marker.
+pub const DEMO_KEY: &str = "demo";
+
+/// One value of `stabspace_meta`.
+pub async fn get(db: &Db, key: &str) -> Result<Option<String>> {
+    let sql = "SELECT value FROM stabspace_meta WHERE key = $1";
+    with_pool!(db, p => sqlx::query_scalar::<_, String>(sql).bind(key).fetch_optional(p).await)
+        .map_err(|e| db.err(e))
+}
+
+/// Set one value of `stabspace_meta`.
+pub async fn set(db: &Db, key: &str, value: &str) -> Result<()> {
+    let sql = "INSERT INTO stabspace_meta (key, value) VALUES ($1, $2) \
+               ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+    with_pool!(db, p => sqlx::query(sql).bind(key).bind(value).execute(p).await.map(|_| ()))
+        .map_err(|e| db.err(e))
+}
+
+/// The database's identity, made at its first migration.
+pub async fn database_id(db: &Db) -> Result<String> {
+    get(db, "database_id").await?.ok_or_else(|| {
+        Error::Invalid(format!(
+            "{} has no database id (stabspace_meta.database_id); run `stabspace migrate` on it",
+            db.label()
+        ))
+    })
+}
