@@ -178,7 +178,10 @@ impl ScenarioSpace {
                 match vector::usable(&s.vector) {
                     Ok(v) => {
                         index.add(&s.scenario_id, &v).map_err(|e| {
-                            Error::Invalid(format!("scenario {} of set {set} under {model}: {e}", s.scenario_id))
+                            Error::Invalid(format!(
+                                "scenario {} of set {set} under {model}: {e}",
+                                s.scenario_id
+                            ))
                         })?;
                         as_of.push(s.as_of);
                     }
@@ -210,7 +213,10 @@ impl ScenarioSpace {
             eprintln!("note: scenario {id} of {set} is left out: {why}");
         }
         if unusable.len() > 5 {
-            eprintln!("note: … and {} more scenario(s) of {set} with unusable vectors", unusable.len() - 5);
+            eprintln!(
+                "note: … and {} more scenario(s) of {set} with unusable vectors",
+                unusable.len() - 5
+            );
         }
         Ok(ScenarioSpace {
             model_id: model.to_string(),

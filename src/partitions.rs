@@ -226,16 +226,25 @@ pub async fn build(
                 }
             };
             b.add(&s.scenario_id, &v, s.as_of.to_string().as_bytes())
-                .map_err(|e| Error::Invalid(format!("scenario {} of set {set} under {model}: {e}", s.scenario_id)))?;
+                .map_err(|e| {
+                    Error::Invalid(format!(
+                        "scenario {} of set {set} under {model}: {e}",
+                        s.scenario_id
+                    ))
+                })?;
         }
         if page.len() < 10_000 {
             break;
         }
     }
     if b.is_empty() {
-        return Err(
-            crate::nearest::no_scenarios(db, model, set, skipped_zero.len() + skipped_unusable.len()).await,
-        );
+        return Err(crate::nearest::no_scenarios(
+            db,
+            model,
+            set,
+            skipped_zero.len() + skipped_unusable.len(),
+        )
+        .await);
     }
     let feature_space = spaces.one(model, set)?;
     let path = partition_path(index_dir, model, set);
@@ -502,7 +511,11 @@ impl std::fmt::Display for Built {
             writeln!(f, "  left out scenario {id}: {why}")?;
         }
         if p.skipped_unusable.len() > 5 {
-            writeln!(f, "  … and {} more unusable vector(s)", p.skipped_unusable.len() - 5)?;
+            writeln!(
+                f,
+                "  … and {} more unusable vector(s)",
+                p.skipped_unusable.len() - 5
+            )?;
         }
         Ok(())
     }

@@ -72,7 +72,11 @@ impl PortfolioVector {
         }
         let n = self.missing.len();
         let shown: Vec<&str> = self.missing.iter().take(8).map(String::as_str).collect();
-        let more = if n > 8 { format!(", … {} more", n - 8) } else { String::new() };
+        let more = if n > 8 {
+            format!(", … {} more", n - 8)
+        } else {
+            String::new()
+        };
         Some(format!(
             "no STAB state for {n} of {} holdings ({}{more}); weight covered {:.4}",
             n + self.used,
@@ -139,7 +143,11 @@ impl std::fmt::Display for NoVector {
                 "its STAB vector (from {used} instruments with states) cannot be ranked: {}",
                 why.to_string().trim_start_matches("its vector ")
             ),
-            NoVector::LowCoverage { covered, min, missing } => {
+            NoVector::LowCoverage {
+                covered,
+                min,
+                missing,
+            } => {
                 let shown: Vec<&str> = missing.iter().take(8).map(String::as_str).collect();
                 let more = if missing.len() > 8 {
                     format!(", … {} more", missing.len() - 8)
@@ -237,7 +245,10 @@ mod tests {
         let flat = BTreeMap::from([("A".to_string(), 0.5), ("A2".to_string(), -0.5)]);
         assert!(matches!(
             portfolio_vector(&flat, |_| Some(a.as_slice())),
-            Err(NoVector::Unusable { used: 2, why: vector::Unusable::Zero })
+            Err(NoVector::Unusable {
+                used: 2,
+                why: vector::Unusable::Zero
+            })
         ));
         let zero = BTreeMap::from([("A".to_string(), 0.0)]);
         assert_eq!(

@@ -35,7 +35,10 @@ pub fn from_bytes(bytes: &[u8], what: &str) -> Result<Vec<f32>> {
 pub enum Unusable {
     /// A stored blob of another length (written by another tool).
     WrongLength(usize),
-    NonFinite { position: usize, value: f32 },
+    NonFinite {
+        position: usize,
+        value: f32,
+    },
     /// No direction: constant prices over the window, say.
     Zero,
 }
@@ -45,9 +48,15 @@ impl std::fmt::Display for Unusable {
         match self {
             Unusable::WrongLength(n) => write!(f, "its stored vector has {n} bytes, expected {VECTOR_BYTES}"),
             Unusable::NonFinite { position, value } => {
-                write!(f, "its vector has a non-finite value ({value}) at position {position}")
+                write!(
+                    f,
+                    "its vector has a non-finite value ({value}) at position {position}"
+                )
             }
-            Unusable::Zero => write!(f, "its vector is all zeros, so it has no direction to rank by cosine"),
+            Unusable::Zero => write!(
+                f,
+                "its vector is all zeros, so it has no direction to rank by cosine"
+            ),
         }
     }
 }

@@ -239,7 +239,17 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     print!("6. backfill-backtest-stab-scenario-metrics: {b}");
 
     let portfolio = &gen.portfolios[0];
-    let e = portfolio_exposure(&db, &search, portfolio, as_of, &set, JOINT_MODEL, 5, DEFAULT_MIN_COVERAGE).await?;
+    let e = portfolio_exposure(
+        &db,
+        &search,
+        portfolio,
+        as_of,
+        &set,
+        JOINT_MODEL,
+        5,
+        DEFAULT_MIN_COVERAGE,
+    )
+    .await?;
     println!(
         "7. show-portfolio-stab-scenario-exposure --portfolio-id {portfolio} --as-of {as_of} \
          --scenario-set-id {set} --top-k 5\n   ({} holdings with STAB states, portfolio vector norm {:.4}):",

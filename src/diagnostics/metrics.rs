@@ -144,7 +144,8 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
                         "the holdings with a STAB state have zero weights".to_string()
                     }
                     DaySkip::NoVector(NoVector::Unusable { .. }) => {
-                        "the portfolio vector is all zeros or non-finite (constant-price holdings)".to_string()
+                        "the portfolio vector is all zeros or non-finite (constant-price holdings)"
+                            .to_string()
                     }
                     DaySkip::NoVector(NoVector::LowCoverage { .. }) => format!(
                         "holdings with a STAB state carry less than --min-coverage {} of the weight",
@@ -157,7 +158,7 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
     }
     if queries.is_empty() {
         let (pid, date) = &days[0];
-        let first = vectors_reason(db, pid, *date, &p.model_id).await;
+        let first = vectors_reason(db, pid, *date, &p.model_id, p.min_coverage).await;
         return Err(Error::Invalid(format!(
             "none of the {} risk reports from {} to {} has a portfolio STAB vector; the first: {first}",
             days.len(),
@@ -197,9 +198,9 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
 }
 
 /// The full explanation for one day without a vector.
-async fn vectors_reason(db: &Db, pid: &str, date: NaiveDate, model: &str) -> String {
+async fn vectors_reason(db: &Db, pid: &str, date: NaiveDate, model: &str, min_coverage: f64) -> String {
     let day = [(pid.to_string(), date)];
-    match portfolio_vectors(db, model, &day, None, 0.0).await {
+    match portfolio_vectors(db, model, &day, None, min_coverage).await {
         Ok(mut v) => match v.pop() {
             Some(Err(skip)) => no_vector(db, pid, date, model, skip).await.to_string(),
             _ => "it has one now".into(),

@@ -18,7 +18,6 @@ use crate::storage::joint::{joint_between, latest_joint, targets};
 use crate::storage::Db;
 use crate::vector;
 
-
 /// Distinct dates per chunk of states held in memory.
 const DATES_PER_CHUNK: usize = 32;
 

@@ -136,7 +136,10 @@ pub async fn backfill_joint_states(db: &Db, p: &StateBackfill) -> Result<StateSu
                     .skipped
                     .entry("unusable numeric embedding")
                     .or_default()
-                    .push((s.instrument_id.clone(), format!("{} vector on {}: {why}", p.stab_model_id, p.as_of)));
+                    .push((
+                        s.instrument_id.clone(),
+                        format!("{} vector on {}: {why}", p.stab_model_id, p.as_of),
+                    ));
                 continue;
             }
         };

@@ -38,20 +38,20 @@ both_backends!(
 
 const WINDOW: usize = 20;
 /// No index directory: every search scans the stored vectors exactly (partitions are tested apart).
-const DB_SCAN: SearchOpts = SearchOpts {
+pub(crate) const DB_SCAN: SearchOpts = SearchOpts {
     index_dir: None,
     ef: None,
     exact: false,
 };
-const JOINT: &str = "joint-stab-fragility-v1";
-const STAB: &str = "num-stab-core-v1";
+pub(crate) const JOINT: &str = "joint-stab-fragility-v1";
+pub(crate) const STAB: &str = "num-stab-core-v1";
 const PROFILE: &str = "joint-profile-core-v1";
 
-struct Market {
-    g: Generated,
-    dates: Vec<NaiveDate>,
+pub(crate) struct Market {
+    pub g: Generated,
+    pub dates: Vec<NaiveDate>,
     /// Month ends with a full window, and the last date: where states are backfilled.
-    state_dates: Vec<NaiveDate>,
+    pub state_dates: Vec<NaiveDate>,
 }
 
 fn states(as_of: NaiveDate, profile: bool, weights: Weights) -> StateBackfill {
@@ -69,7 +69,7 @@ fn states(as_of: NaiveDate, profile: bool, weights: Weights) -> StateBackfill {
 
 /// Generate and import a small market; backfill numeric vectors, profiles
 /// and joint states at every state date, and both scenario sets.
-async fn pipeline(t: &TestDb) -> Market {
+pub(crate) async fn pipeline(t: &TestDb) -> Market {
     let (cfg, g) = small_market(t.dir.path());
     import_all(&t.db, &g).await;
     let dates = trading_days(cfg.start, cfg.days);
@@ -460,9 +460,18 @@ async fn portfolio_vector_matches_an_independent_computation(t: TestDb) {
     let candidates = all_joint(&t.db, "SCENARIO", HISTORICAL_SET).await;
     for d in [m.dates[i + 3], *m.dates.last().unwrap()] {
         let (want, used) = expected_portfolio(&t, &m, pid, d).await;
-        let e = portfolio_exposure(&t.db, &DB_SCAN, pid, d, HISTORICAL_SET, JOINT, 2, stabspace::portfolio::DEFAULT_MIN_COVERAGE)
-            .await
-            .unwrap();
+        let e = portfolio_exposure(
+            &t.db,
+            &DB_SCAN,
+            pid,
+            d,
+            HISTORICAL_SET,
+            JOINT,
+            2,
+            stabspace::portfolio::DEFAULT_MIN_COVERAGE,
+        )
+        .await
+        .unwrap();
         assert_eq!(e.vector.used, used, "{d}");
         assert_eq!(used, 15);
         let norm = want.iter().map(|x| x * x).sum::<f64>().sqrt();
@@ -488,7 +497,7 @@ async fn portfolio_vector_matches_an_independent_computation(t: TestDb) {
     }
 }
 
-async fn risk_metrics_of(db: &Db) -> BTreeMap<(String, NaiveDate), Json> {
+pub(crate) async fn risk_metrics_of(db: &Db) -> BTreeMap<(String, NaiveDate), Json> {
     let rows = with_pool!(db, p => sqlx::query_as::<_, (String, NaiveDate, String)>(
         "SELECT portfolio_id, as_of_date, CAST(risk_metrics AS TEXT) FROM portfolio_risk_reports")
         .fetch_all(p).await)
@@ -508,7 +517,7 @@ async fn metrics_json_of(db: &Db) -> BTreeMap<String, Json> {
         .collect()
 }
 
-fn metrics(portfolio: Option<&str>, start: NaiveDate, end: NaiveDate) -> MetricsBackfill {
+pub(crate) fn metrics(portfolio: Option<&str>, start: NaiveDate, end: NaiveDate) -> MetricsBackfill {
     MetricsBackfill {
         portfolio_id: portfolio.map(str::to_string),
         scenario_set_id: MONTE_CARLO_SET.into(),
@@ -538,9 +547,18 @@ async fn metrics_merge_into_reports_and_runs_and_reruns_change_nothing(t: TestDb
         .position(|d| *d == m.state_dates[m.state_dates.len() - 2])
         .unwrap();
     let d = m.dates[i + 2];
-    let e = portfolio_exposure(&t.db, &DB_SCAN, &pid, d, MONTE_CARLO_SET, JOINT, 3, stabspace::portfolio::DEFAULT_MIN_COVERAGE)
-        .await
-        .unwrap();
+    let e = portfolio_exposure(
+        &t.db,
+        &DB_SCAN,
+        &pid,
+        d,
+        MONTE_CARLO_SET,
+        JOINT,
+        3,
+        stabspace::portfolio::DEFAULT_MIN_COVERAGE,
+    )
+    .await
+    .unwrap();
     let got = &after[&(pid.clone(), d)];
     let old = before[&(pid.clone(), d)].as_object().unwrap();
     for (k, v) in old {
@@ -611,7 +629,7 @@ async fn metrics_merge_into_reports_and_runs_and_reruns_change_nothing(t: TestDb
 }
 
 /// Store a target row as another tool might have (JSON not validated by our import).
-async fn put_target(db: &Db, pid: &str, d: NaiveDate, json: &str) {
+pub(crate) async fn put_target(db: &Db, pid: &str, d: NaiveDate, json: &str) {
     let sql = match db.backend() {
         Backend::Postgres => {
             "INSERT INTO target_portfolios VALUES ($1, $2, CAST($3 AS JSONB)) \
@@ -632,10 +650,19 @@ async fn bad_portfolio_input_is_a_clear_error_and_writes_nothing(t: TestDb) {
     let ex = |p: String, d: NaiveDate| {
         let db = t.db.clone();
         async move {
-            portfolio_exposure(&db, &DB_SCAN, &p, d, HISTORICAL_SET, JOINT, 3, stabspace::portfolio::DEFAULT_MIN_COVERAGE)
-                .await
-                .unwrap_err()
-                .to_string()
+            portfolio_exposure(
+                &db,
+                &DB_SCAN,
+                &p,
+                d,
+                HISTORICAL_SET,
+                JOINT,
+                3,
+                stabspace::portfolio::DEFAULT_MIN_COVERAGE,
+            )
+            .await
+            .unwrap_err()
+            .to_string()
         }
     };
     let e = ex("NOPE".into(), last).await;
@@ -645,10 +672,19 @@ async fn bad_portfolio_input_is_a_clear_error_and_writes_nothing(t: TestDb) {
         e.contains("no target weights on or before") && e.contains("earliest"),
         "{e}"
     );
-    let e = portfolio_exposure(&t.db, &DB_SCAN, &pid, last, "NOPE", JOINT, 3, stabspace::portfolio::DEFAULT_MIN_COVERAGE)
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = portfolio_exposure(
+        &t.db,
+        &DB_SCAN,
+        &pid,
+        last,
+        "NOPE",
+        JOINT,
+        3,
+        stabspace::portfolio::DEFAULT_MIN_COVERAGE,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(e.contains(HISTORICAL_SET), "{e}");
 
     // Holdings without states.
@@ -662,6 +698,11 @@ async fn bad_portfolio_input_is_a_clear_error_and_writes_nothing(t: TestDb) {
     let e = ex("P_GHOST".into(), last).await;
     assert!(e.contains("none of its 2 instruments has a STAB state"), "{e}");
 
+    let e = backfill_backtest_metrics(&t.db, Some("US_EQ_CORE_LONG"), None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("carry STAB metrics"), "{e}");
     let before = risk_metrics_of(&t.db).await;
     let d = m.dates[m.dates.len() - 3];
     // Weights summing to zero in absolute value.
@@ -681,7 +722,10 @@ async fn bad_portfolio_input_is_a_clear_error_and_writes_nothing(t: TestDb) {
         .unwrap();
     let skipped = &s.skipped["the holdings with a STAB state have zero weights"];
     assert!(skipped.contains(&(pid.clone(), d)), "{skipped:?}");
-    assert_eq!(s.computed + s.skipped.values().map(Vec::len).sum::<usize>(), s.reports);
+    assert_eq!(
+        s.computed + s.skipped.values().map(Vec::len).sum::<usize>(),
+        s.reports
+    );
     assert!(s.computed > 100, "{s:?}");
     let after = risk_metrics_of(&t.db).await;
     let at_d = &after[&(pid.clone(), d)];
@@ -709,9 +753,4 @@ async fn bad_portfolio_input_is_a_clear_error_and_writes_nothing(t: TestDb) {
         .unwrap_err()
         .to_string();
     assert!(e.contains("no risk reports") && e.contains(&pid), "{e}");
-    let e = backfill_backtest_metrics(&t.db, Some("US_EQ_CORE_LONG"), None)
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("carry STAB metrics"), "{e}");
 }

@@ -208,9 +208,18 @@ async fn mixing_v1_states_with_v2_scenarios_is_an_error_naming_both_and_writes_n
         .unwrap_err();
     assert!(named(e).contains("SYN0001.US"));
     let portfolio = &g.portfolios[0];
-    let e = portfolio_exposure(&t.db, &DB_SCAN, portfolio, as_of, HISTORICAL_SET, JOINT, 3, stabspace::portfolio::DEFAULT_MIN_COVERAGE)
-        .await
-        .unwrap_err();
+    let e = portfolio_exposure(
+        &t.db,
+        &DB_SCAN,
+        portfolio,
+        as_of,
+        HISTORICAL_SET,
+        JOINT,
+        3,
+        stabspace::portfolio::DEFAULT_MIN_COVERAGE,
+    )
+    .await
+    .unwrap_err();
     named(e);
 
     // The metrics backfill fails the same way and leaves every risk report as it was.
@@ -488,9 +497,18 @@ async fn states_of_two_spaces_are_not_averaged_even_against_unrecorded_scenarios
     )
     .await
     .unwrap();
-    let e = portfolio_exposure(&t.db, &DB_SCAN, &g.portfolios[0], as_of, "SYNTH", JOINT, 3, stabspace::portfolio::DEFAULT_MIN_COVERAGE)
-        .await
-        .unwrap_err();
+    let e = portfolio_exposure(
+        &t.db,
+        &DB_SCAN,
+        &g.portfolios[0],
+        as_of,
+        "SYNTH",
+        JOINT,
+        3,
+        stabspace::portfolio::DEFAULT_MIN_COVERAGE,
+    )
+    .await
+    .unwrap_err();
     let text = e.to_string();
     assert!(matches!(e, Error::MixedSpaces { .. }), "{text}");
     assert!(text.contains("stab-v1") && text.contains(V2_SPACE), "{text}");
