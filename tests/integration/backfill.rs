@@ -110,11 +110,19 @@ async fn numeric_backfill_skips_with_reasons(t: TestDb) {
         &path,
         "instrument_id,trade_date,close,volume\n\
          A,2025-01-01,10,1\nA,2025-01-02,11,1\nA,2025-01-03,12,1\n\
-         B,2025-01-01,10,1\nB,2025-01-02,0,1\nB,2025-01-03,12,1\n\
+         B,2025-01-01,10,1\nB,2025-01-03,12,1\n\
          C,2025-01-03,12,1\n",
     )
     .unwrap();
     import_file(&t.db, ImportKind::Prices, &path).await.unwrap();
+    // Import refuses a close of 0; a database other tools write to may hold one.
+    let day = NaiveDate::from_ymd_opt(2025, 1, 2).unwrap();
+    with_pool!(t.db, p => sqlx::query("INSERT INTO prices_daily (instrument_id, trade_date, close, volume) VALUES ('B', $1, 0, 1)")
+        .bind(day)
+        .execute(p)
+        .await
+        .map(|_| ())
+        .unwrap());
     let p = NumericBackfill {
         market_id: "M".into(),
         ..numeric(NaiveDate::from_ymd_opt(2025, 1, 3).unwrap(), 2)
@@ -189,6 +197,15 @@ async fn scenario_backfill_flattens_panels_and_reruns_replace(t: TestDb) {
 }
 
 async fn scenario_with_a_missing_cell_is_an_error_and_writes_nothing(t: TestDb) {
+    let instruments = t.path("i.csv");
+    fs::write(
+        &instruments,
+        "instrument_id,issuer_id,market_id,region,status\nX,I,M,US,active\nY,I,M,US,active\n",
+    )
+    .unwrap();
+    import_file(&t.db, ImportKind::Instruments, &instruments)
+        .await
+        .unwrap();
     let scen = t.path("s.csv");
     fs::write(
         &scen,

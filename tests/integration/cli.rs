@@ -53,6 +53,17 @@ fn default_database_is_created_in_the_data_dir() {
 #[test]
 fn bad_import_exits_non_zero_naming_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
+    let instruments = dir.path().join("instruments.csv");
+    fs::write(
+        &instruments,
+        "instrument_id,issuer_id,market_id,region,status\nA,I,M,US,active\n",
+    )
+    .unwrap();
+    let o = stabspace(
+        &["import", "instruments", instruments.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
     let csv = dir.path().join("prices.csv");
     fs::write(
         &csv,
