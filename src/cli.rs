@@ -43,6 +43,11 @@ pub struct GlobalOpts {
         default_value = "./stabspace-data"
     )]
     pub data_dir: PathBuf,
+
+    /// Whether `database_url` came from the DATABASE_URL environment variable
+    /// rather than the command line (the demo ignores the variable).
+    #[arg(skip)]
+    pub database_url_from_env: bool,
 }
 
 impl GlobalOpts {
@@ -142,7 +147,12 @@ pub async fn run(cli: Cli) -> Result<()> {
 
 /// The binary's entry point: parse, run, print errors as one line, set the exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let mut cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    cli.global.database_url_from_env = url_from_env(&matches);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -157,6 +167,21 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// True when --database-url was filled from DATABASE_URL, not typed on the
+/// command line (before or after the subcommand).
+fn url_from_env(m: &clap::ArgMatches) -> bool {
+    use clap::parser::ValueSource;
+    let mut sources = Vec::new();
+    let mut level = Some(m);
+    while let Some(m) = level {
+        if let Ok(Some(s)) = m.try_get_one::<String>("database_url").map(|v| v.and(m.value_source("database_url"))) {
+            sources.push(s);
+        }
+        level = m.subcommand().map(|(_, sub)| sub);
+    }
+    sources.contains(&ValueSource::EnvVariable) && !sources.contains(&ValueSource::CommandLine)
 }
 
 /// clap value parser for ISO dates.

@@ -23,7 +23,7 @@ use crate::nearest::SearchOpts;
 use crate::partitions::{build_with_progress, index_dir};
 use crate::portfolio::DEFAULT_MIN_COVERAGE;
 use crate::progress;
-use crate::storage::queries;
+use crate::storage::{queries, resolve_url, Db};
 use crate::synth::{generate, month_ends, trading_days, SynthConfig};
 use stabspace_index::BuildParams;
 
@@ -62,8 +62,10 @@ database (the embedded SQLite file unless --database-url is given), then runs ev
 backfills, issuer profiles and joint STAB states at each month end, scenario projection, the portfolio \
 and backtest STAB metrics, prints one portfolio's closest scenarios, and evaluates how well the market's \
 states retrieve their own crash windows (eval-retrieval). The v2 signature encoders are the default \
-(--encoders v1 runs the design documents' encoders, with issuer profiles in the states). Re-running \
-it is safe: every write is an upsert."
+(--encoders v1 runs the design documents' encoders, with issuer profiles in the states).\n\n\
+The demo uses its own database: the embedded SQLite file <data-dir>/stabspace.db, whatever DATABASE_URL \
+says, unless --database-url is given on the command line. It refuses a database holding data it did not \
+create, and empties the one an earlier demo filled before it starts, so every run prints the same figures."
 )]
 pub struct Args {
     /// Instruments in the generated market.
@@ -86,8 +88,26 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     let window_days = a.encoders.window_days();
     // Profiles (z-scored fundamentals) live in the v1 space only.
     let profile = (a.encoders == Encoders::V1).then_some(PROFILE_MODEL);
-    let db = g.open_db().await?;
-    println!("stabspace demo — database {}", db.label());
+    // The demo's own database: the embedded file unless --database-url is
+    // typed on the command line (DATABASE_URL in the environment is ignored:
+    // it usually points at real data).
+    let url = if g.database_url_from_env {
+        let own = resolve_url(None, &g.data_dir);
+        eprintln!(
+            "note: the demo ignores DATABASE_URL and uses its own database {own}; give `stabspace demo \
+             --database-url URL` to run it on another (empty) database"
+        );
+        own
+    } else {
+        g.url()
+    };
+    let db = Db::open(&url).await?;
+    let cleared = crate::demo_db::claim(&db).await?;
+    println!(
+        "stabspace demo — database {}{}",
+        db.label(),
+        if cleared { " (an earlier demo's data cleared first)" } else { "" }
+    );
 
     let cfg = SynthConfig {
         instruments: a.instruments,
