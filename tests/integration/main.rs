@@ -10,4 +10,5 @@ mod import;
 mod joint;
 mod migrate;
 mod partitions;
+mod trust_io;
 mod v2;
