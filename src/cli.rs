@@ -7,8 +7,8 @@ use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
-use crate::error::Result;
-use crate::storage::{resolve_url, Db};
+use crate::error::{Error, Result};
+use crate::storage::{resolve_url, Access, Db};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,7 +31,8 @@ pub struct Cli {
 #[derive(Clone, Debug, Args)]
 pub struct GlobalOpts {
     /// Database: postgres://user[:password]@host[:port]/db or sqlite://path/file.db.
-    /// Without it, the embedded SQLite file <data-dir>/stabspace.db is used (and created).
+    /// Without it, the embedded SQLite file <data-dir>/stabspace.db is used (created by the
+    /// first command that writes; commands that only read need it to exist).
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
 
@@ -56,15 +57,32 @@ impl GlobalOpts {
         resolve_url(self.database_url.as_deref(), &self.data_dir)
     }
 
-    /// Connect and apply migrations (every command does this first).
+    /// Open the database for a command that writes to it: the embedded SQLite
+    /// file is created when missing, and so is the data directory when the
+    /// database is the embedded default (an explicit `sqlite://` path's
+    /// directory must exist). Missing migrations are applied.
     pub async fn open_db(&self) -> Result<Db> {
-        Db::open(&self.url()).await
+        if self.explicit_url().is_none() {
+            std::fs::create_dir_all(&self.data_dir).map_err(|e| Error::io(&self.data_dir, e))?;
+        }
+        Db::open_for(&self.url(), Access::Write).await
+    }
+
+    /// Open the database for a command that only reads: it must exist (a
+    /// SQLite file is never created) and is not written to unless migrations
+    /// are missing.
+    pub async fn open_db_read(&self) -> Result<Db> {
+        Db::open_for(&self.url(), Access::Read).await
+    }
+
+    fn explicit_url(&self) -> Option<&str> {
+        self.database_url.as_deref().filter(|u| !u.trim().is_empty())
     }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Apply the database migrations (every command also does this) and exit.
+    /// Apply missing database migrations (every command also does this) and exit.
     Migrate(commands::migrate::Args),
     /// Import a CSV file into its table (one transaction; re-importing is a no-op).
     Import(commands::import::Args),
@@ -182,6 +200,15 @@ fn url_from_env(m: &clap::ArgMatches) -> bool {
         level = m.subcommand().map(|(_, sub)| sub);
     }
     sources.contains(&ValueSource::EnvVariable) && !sources.contains(&ValueSource::CommandLine)
+}
+
+/// clap value parser for counts that must be at least 1 (`--top-k`, `--k`).
+pub fn parse_positive(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a whole number")),
+    }
 }
 
 /// clap value parser for ISO dates.

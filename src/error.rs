@@ -33,6 +33,25 @@ pub enum Error {
     #[error("unsupported database URL {url:?}: expected postgres://… or sqlite://…")]
     UnsupportedUrl { url: String },
 
+    /// A command that only reads was pointed at a SQLite file that does not exist.
+    #[error(
+        "no database at {}; run `stabspace import …` or `stabspace demo` first, or pass \
+         --database-url (or --data-dir) to use another one",
+        path.display()
+    )]
+    NoDatabase { path: PathBuf },
+
+    /// A file is to be written into a directory that does not exist (it is not created).
+    #[error("cannot write {}: the directory {} does not exist", path.display(), dir.display())]
+    MissingDirectory { path: PathBuf, dir: PathBuf },
+
+    /// The database lacks migrations and cannot be written to apply them.
+    #[error(
+        "{db} is read-only and lacks migrations {}; run `stabspace migrate` once with write access to it",
+        versions.join(", ")
+    )]
+    ReadOnlyNeedsMigration { db: String, versions: Vec<String> },
+
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

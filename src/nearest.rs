@@ -368,7 +368,14 @@ pub async fn no_scenarios(db: &Db, model: &str, set: &str, zero: usize) -> Error
         &[STAB_JOINT_TYPE],
     )
     .await;
+    let unknown = crate::joint::unknown_model_note(model, "joint model", crate::joint::JOINT_MODELS);
     match (sets, models) {
+        (Ok(_), Ok(models)) if unknown.is_some() => Error::Invalid(format!(
+            "no STAB scenario vectors of set {set:?} under joint model {model:?}, and {}; joint models \
+             with scenario vectors: {}",
+            unknown.unwrap_or_default(),
+            crate::joint::list_or(&models, "none"),
+        )),
         (Ok(sets), Ok(models)) => Error::Invalid(format!(
             "no STAB scenario vectors of set {set:?} under joint model {model:?}; sets under {model}: {}; \
              joint models with scenario vectors: {}; run `stabspace backfill-joint-stab-fragility-scenarios \

@@ -31,6 +31,15 @@ pub struct OutputArgs {
     pub output: Option<PathBuf>,
 }
 
+/// A date range in words: "on D" for one day, else "from A to B".
+pub fn span(from: NaiveDate, to: NaiveDate) -> String {
+    if from == to {
+        format!("on {from}")
+    } else {
+        format!("from {from} to {to}")
+    }
+}
+
 /// One cell.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Cell {
@@ -174,7 +183,7 @@ impl Table {
         }
     }
 
-    /// Print to stdout, or write to `--output` atomically.
+    /// Print to stdout, or write to `--output` atomically (into an existing directory).
     pub fn emit(&self, out: &OutputArgs) -> Result<()> {
         self.emit_to(out.format, out.output.as_deref())
     }
@@ -195,13 +204,32 @@ impl Table {
     }
 }
 
-/// Write `bytes` to a temporary file beside `path`, then rename it over `path`.
-pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
+/// `Err(MissingDirectory)` unless the directory `path` would be written into
+/// exists: output files go into existing directories only, so a mistyped
+/// path is an error rather than a new directory tree.
+pub fn check_output_dir(path: &Path) -> Result<()> {
+    let dir = output_dir(path);
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(Error::MissingDirectory {
+            path: path.to_path_buf(),
+            dir: dir.to_path_buf(),
+        })
+    }
+}
+
+fn output_dir(path: &Path) -> &Path {
+    path.parent()
         .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        .unwrap_or(Path::new("."))
+}
+
+/// Write `bytes` to a temporary file beside `path`, then rename it over `path`.
+/// The directory must exist.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    check_output_dir(path)?;
+    let dir = output_dir(path);
     let name = path
         .file_name()
         .map_or("out".into(), |n| n.to_string_lossy().into_owned());

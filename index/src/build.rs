@@ -105,7 +105,7 @@ impl PartitionBuilder {
     pub fn new(dim: usize) -> Result<Self> {
         if dim == 0 || dim > 65_536 {
             return Err(IndexError::BadParams(format!(
-                "dimension {dim} is not in 1..=65536"
+                "dimension {dim} is not between 1 and 65536"
             )));
         }
         Ok(PartitionBuilder {
@@ -173,7 +173,7 @@ impl PartitionBuilder {
         let started = Instant::now();
         if params.m < 2 || params.m > MAX_M {
             return Err(IndexError::BadParams(format!(
-                "M = {} is not in 2..={MAX_M}",
+                "M = {} is not between 2 and {MAX_M}",
                 params.m
             )));
         }

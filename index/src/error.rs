@@ -36,13 +36,17 @@ pub enum IndexError {
     #[error("invalid build parameters: {0}")]
     BadParams(String),
 
+    /// A vector file (`.npy`, `.fvecs`, raw `.f32`) cannot be used as a matrix of vectors.
+    #[error("{}: cannot read vectors: {reason}", path.display())]
+    BadVectorFile { path: PathBuf, reason: String },
+
     /// The file is not a stabspace index at all.
     #[error("{}: not a stabspace index file ({reason})", path.display())]
     NotAnIndex { path: PathBuf, reason: String },
 
     /// The file was written in a format version this build cannot read.
     #[error(
-        "{}: index format version {found}, this build reads versions {min}..={max}; \
+        "{}: index format version {found}, this build reads versions {min} to {max}; \
          rebuild it with `stabspace index rebuild`",
         path.display()
     )]

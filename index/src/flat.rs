@@ -24,7 +24,7 @@ impl FlatIndex {
     pub fn with_capacity(dim: usize, rows: usize) -> Result<FlatIndex> {
         if dim == 0 || dim > 65_536 {
             return Err(IndexError::BadParams(format!(
-                "dimension {dim} is not in 1..=65536"
+                "dimension {dim} is not between 1 and 65536"
             )));
         }
         Ok(FlatIndex {

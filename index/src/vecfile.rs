@@ -31,14 +31,29 @@ impl Matrix {
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> IndexError {
-    IndexError::NotAnIndex {
+    IndexError::BadVectorFile {
         path: path.to_path_buf(),
         reason: reason.into(),
     }
 }
 
-/// Read a matrix; `dim` is needed for raw files only.
+/// Read a matrix; `dim` is needed for raw files only. A matrix without rows
+/// or with rows of no values is an error naming the file.
 pub fn read_matrix(path: &Path, dim: Option<usize>) -> Result<Matrix> {
+    let m = read_any(path, dim)?;
+    if m.dim == 0 {
+        return Err(bad(path, "its vectors have 0 dimensions"));
+    }
+    if m.data.is_empty() {
+        return Err(bad(
+            path,
+            format!("it holds no vectors (0 rows of {} dimensions)", m.dim),
+        ));
+    }
+    Ok(m)
+}
+
+fn read_any(path: &Path, dim: Option<usize>) -> Result<Matrix> {
     let bytes = fs::read(path).map_err(|e| IndexError::io(path, e))?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     match ext {
@@ -136,9 +151,18 @@ fn read_npy(path: &Path, bytes: &[u8]) -> Result<Matrix> {
     let [rows, dim] = dims[..] else {
         return Err(bad(path, format!("shape ({inner}) is not 2-D")));
     };
+    if dim == 0 {
+        return Err(bad(
+            path,
+            format!("shape ({rows}, 0): its vectors have 0 dimensions"),
+        ));
+    }
+    if rows == 0 {
+        return Err(bad(path, format!("shape (0, {dim}): it holds no vectors")));
+    }
     let body = &bytes[start + header_len..];
     let width = if wide { 8 } else { 4 };
-    if body.len() != rows * dim * width {
+    if rows.checked_mul(dim).and_then(|n| n.checked_mul(width)) != Some(body.len()) {
         return Err(bad(
             path,
             format!("{} data bytes for shape ({rows}, {dim})", body.len()),
@@ -203,5 +227,38 @@ mod tests {
         let fvecs = dir.path().join("m.fvecs");
         std::fs::write(&fvecs, fv).unwrap();
         assert_eq!(read_matrix(&fvecs, None).unwrap(), m);
+    }
+
+    /// A float32 `.npy` of any declared shape and `values` as its data.
+    fn npy_with_shape(path: &Path, shape: &str, values: &[f32]) {
+        let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(bytemuck::cast_slice(values));
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn empty_shapes_are_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, shape) in [
+            ("n0.npy", "(5, 0)"),
+            ("zero_rows.npy", "(0, 4)"),
+            ("huge.npy", "(18446744073709551615, 4)"),
+        ] {
+            let path = dir.path().join(name);
+            npy_with_shape(&path, shape, &[]);
+            let e = read_matrix(&path, None).unwrap_err().to_string();
+            assert!(e.contains(name) && e.contains("cannot read vectors"), "{e}");
+        }
+        let empty = dir.path().join("empty.f32");
+        std::fs::write(&empty, b"").unwrap();
+        let e = read_matrix(&empty, Some(4)).unwrap_err().to_string();
+        assert!(e.contains("empty.f32") && e.contains("no vectors"), "{e}");
     }
 }

@@ -14,6 +14,7 @@ Example: stabspace backfill-joint-stab-fragility-scenarios --scenario-set-id SET
 --scenario-model-id num-scenario-core-v1 --joint-model-id joint-stab-fragility-v1 --limit 100"
 )]
 pub struct Args {
+    /// Scenario set to project (scenarios.scenario_set_id), e.g. MC_STRESS_V0.
     #[arg(long)]
     pub scenario_set_id: String,
     /// Numeric scenario model whose vectors are projected.

@@ -19,6 +19,7 @@ pub struct Args {
     /// Date of the states (YYYY-MM-DD); the numeric vectors must exist for it.
     #[arg(long, value_parser = parse_date)]
     pub as_of: NaiveDate,
+    /// Market whose instruments get states (instruments.market_id, e.g. US_EQ).
     #[arg(long)]
     pub market_id: String,
     /// Numeric stability model whose vectors are the stab branch.

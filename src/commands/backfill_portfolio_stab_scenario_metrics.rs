@@ -25,10 +25,16 @@ pub struct Args {
     /// One portfolio; without it, every portfolio with risk reports in range.
     #[arg(long)]
     pub portfolio_id: Option<String>,
+    /// Scenario set the portfolios are compared with.
     #[arg(long)]
     pub scenario_set_id: String,
-    /// Joint model of the STAB states and scenarios.
-    #[arg(long, default_value = "joint-stab-fragility-v1")]
+    /// Joint model of the portfolios' STAB states and of the scenarios (a joint model id such as
+    /// joint-stab-fragility-v1, not a numeric encoder; --joint-model-id is the same flag).
+    #[arg(
+        long,
+        visible_alias = "joint-model-id",
+        default_value = "joint-stab-fragility-v1"
+    )]
     pub stab_model_id: String,
     /// First report date (YYYY-MM-DD).
     #[arg(long, value_parser = parse_date)]

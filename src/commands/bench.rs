@@ -9,7 +9,7 @@ use crate::bench::{
 use crate::cli::{parse_date, GlobalOpts};
 use crate::commands::index::ParamArgs;
 use crate::error::{Error, Result};
-use crate::output::{write_file_atomically, Cell, Format, Table};
+use crate::output::{check_output_dir, write_file_atomically, Cell, Format, Table};
 use crate::partitions::{index_dir, partition_path};
 use crate::storage::joint::joint_states;
 use crate::vector;
@@ -36,6 +36,7 @@ pub struct Args {
     /// Benchmark this set's partition (under --model-id).
     #[arg(long)]
     pub scenario_set_id: Option<String>,
+    /// Joint model of the partition benchmarked with --scenario-set-id, and of the states queried with --as-of.
     #[arg(long, default_value = "joint-stab-fragility-v1")]
     pub model_id: String,
     /// Base vectors from a file instead of a partition.
@@ -54,7 +55,7 @@ pub struct Args {
     #[arg(long)]
     pub dim: Option<usize>,
     /// Neighbours per query.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = crate::cli::parse_positive)]
     pub k: usize,
     /// Search breadths to sweep.
     #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256")]
@@ -73,6 +74,10 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
+    // Output paths are checked before minutes of measuring, not after.
+    for path in [&a.csv, &a.plot].into_iter().flatten() {
+        check_output_dir(path)?;
+    }
     let scratch = index_dir(&g.data_dir)
         .join(".bench")
         .join(format!("scratch-{}.stabidx", std::process::id()));
@@ -98,9 +103,22 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         (None, None) => unreachable!("clap requires a source"),
     };
     let (base, queries) = match (&a.queries, a.as_of, a.sample) {
-        (Some(file), _, _) => (base, read_vectors(file, a.dim)?.1),
+        (Some(file), _, _) => {
+            let base_dim = match &base {
+                Base::Vectors { dim, .. } => *dim,
+                Base::Partition(path) => Partition::open(path)?.dim(),
+            };
+            let (dim, queries) = read_vectors(file, a.dim.or(Some(base_dim)))?;
+            if dim != base_dim {
+                return Err(Error::Invalid(format!(
+                    "{}: the query vectors have {dim} dimensions, the base vectors of {name} have {base_dim}",
+                    file.display()
+                )));
+            }
+            (base, queries)
+        }
         (None, Some(d), _) => {
-            let db = g.open_db().await?;
+            let db = g.open_db_read().await?;
             let rows = joint_states(&db, &a.model_id, d, d, None, None, None).await?;
             if rows.is_empty() {
                 return Err(Error::Invalid(format!(

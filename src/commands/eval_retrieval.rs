@@ -5,7 +5,7 @@ use crate::encoders::DEFAULT_WINDOW_DAYS;
 use crate::error::{Error, Result};
 use crate::eval::{eval_retrieval, EvalReport, EvalSpec};
 use crate::nearest::SearchOpts;
-use crate::output::{write_file_atomically, Cell, Format, Table};
+use crate::output::{check_output_dir, write_file_atomically, Cell, Format, Table};
 use crate::partitions::index_dir;
 
 #[derive(Debug, clap::Args)]
@@ -55,6 +55,9 @@ pub struct Args {
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     if a.offsets.is_empty() {
         return Err(Error::Invalid("--offsets: give at least one offset".into()));
+    }
+    if let Some(path) = &a.output {
+        check_output_dir(path)?;
     }
     let db = g.open_db().await?;
     let report = eval_retrieval(

@@ -15,6 +15,7 @@ Example: stabspace find-similar-stab-scenarios --instrument-id AAA.US --as-of 20
 --model-id joint-stab-fragility-v1 --scenario-set-id SET_ABC123 --top-k 20"
 )]
 pub struct Args {
+    /// Instrument whose STAB state is the query (its latest state on or before --as-of).
     #[arg(long)]
     pub instrument_id: String,
     /// Date of the instrument's state (YYYY-MM-DD).
@@ -23,10 +24,11 @@ pub struct Args {
     /// Joint model of the states and scenarios.
     #[arg(long, default_value = "joint-stab-fragility-v1")]
     pub model_id: String,
+    /// Scenario set to search (its STAB scenario vectors under --model-id).
     #[arg(long)]
     pub scenario_set_id: String,
     /// Number of scenarios to list.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = crate::cli::parse_positive)]
     pub top_k: usize,
     #[command(flatten)]
     pub search: SearchArgs,
@@ -35,7 +37,7 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
-    let db = g.open_db().await?;
+    let db = g.open_db_read().await?;
     let found = find_similar(
         &db,
         &a.search.opts(&g.data_dir),

@@ -16,6 +16,7 @@ the same vectors.\n\n\
 Example: stabspace gen-scenarios --scenario-set-id BENCH_100K --count 100000"
 )]
 pub struct Args {
+    /// Id of the scenario set to write into (scenarios.scenario_set_id).
     #[arg(long)]
     pub scenario_set_id: String,
     /// Number of scenarios.
@@ -24,6 +25,7 @@ pub struct Args {
     /// Joint model the vectors are stored under.
     #[arg(long, default_value = "joint-stab-fragility-v1")]
     pub model_id: String,
+    /// Seed of the random generator: the same seed writes the same scenarios.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// scenario_date of every scenario.

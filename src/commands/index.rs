@@ -62,8 +62,10 @@ impl ParamArgs {
 Example: stabspace index build --model-id joint-stab-fragility-v1 --scenario-set-id MC_STRESS_V0"
 )]
 pub struct BuildArgs {
+    /// Joint model whose STAB scenario vectors are indexed.
     #[arg(long, default_value = "joint-stab-fragility-v1")]
     pub model_id: String,
+    /// Scenario set whose STAB scenario vectors are indexed.
     #[arg(long)]
     pub scenario_set_id: String,
     #[command(flatten)]
@@ -89,8 +91,10 @@ pub struct StatusArgs {
 #[derive(Debug, clap::Args)]
 #[command(group = clap::ArgGroup::new("which").required(true).args(["scenario_set_id", "all"]))]
 pub struct DropArgs {
+    /// Joint model of the partition to delete.
     #[arg(long, default_value = "joint-stab-fragility-v1")]
     pub model_id: String,
+    /// Scenario set of the partition to delete.
     #[arg(long)]
     pub scenario_set_id: Option<String>,
     /// Every partition file.
@@ -102,13 +106,13 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     let dir = index_dir(&g.data_dir);
     match a.command {
         IndexCommand::Build(b) => {
-            let db = g.open_db().await?;
+            let db = g.open_db_read().await?;
             let built =
                 build_with_progress(&db, &dir, &b.model_id, &b.scenario_set_id, &b.params.params()).await?;
             print!("{built}");
         }
         IndexCommand::Rebuild(r) => {
-            let db = g.open_db().await?;
+            let db = g.open_db_read().await?;
             let pairs = sources(&db).await?;
             if pairs.is_empty() {
                 return Err(Error::Invalid(
@@ -132,7 +136,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             println!("{rebuilt} partition(s) rebuilt");
         }
         IndexCommand::Status(s) => {
-            let db = g.open_db().await?;
+            let db = g.open_db_read().await?;
             let rows = status_all(&db, &dir).await?;
             if rows.is_empty() {
                 println!("no partitions and no STAB scenario vectors in {}", db.label());

@@ -11,6 +11,7 @@ scenario_set_id,scenario_id,scenario_as_of,model_id,dim,l2_norm, ordered by scen
 Example: stabspace show-joint-stab-fragility-scenarios --scenario-set-id SET_ABC123 \
 --model-id joint-stab-fragility-v1 --limit 200")]
 pub struct Args {
+    /// Scenario set whose STAB scenario vectors are listed.
     #[arg(long)]
     pub scenario_set_id: String,
     /// Joint model.
@@ -24,7 +25,7 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
-    let db = g.open_db().await?;
+    let db = g.open_db_read().await?;
     let rows = joint_scenarios_page(
         &db,
         &a.model_id,

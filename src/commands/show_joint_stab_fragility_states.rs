@@ -26,8 +26,10 @@ pub struct Args {
     /// Joint model.
     #[arg(long, default_value = "joint-stab-fragility-v1")]
     pub model_id: String,
+    /// Only the states of this instrument (instruments.instrument_id).
     #[arg(long)]
     pub instrument_id: Option<String>,
+    /// Only instruments of this region (instruments.region, e.g. US).
     #[arg(long)]
     pub region: Option<String>,
     /// At most this many rows.
@@ -43,7 +45,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         (None, Some(s), Some(e)) => (s, e),
         _ => return Err(Error::Invalid("give --as-of, or --start and --end".into())),
     };
-    let db = g.open_db().await?;
+    let db = g.open_db_read().await?;
     let rows = joint_states(
         &db,
         &a.model_id,
@@ -55,7 +57,11 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     )
     .await?;
     if rows.is_empty() {
-        let mut what = format!("no STAB states of {} in {from}..={to}", a.model_id);
+        let mut what = format!(
+            "no STAB states of {} {}",
+            a.model_id,
+            crate::output::span(from, to)
+        );
         if let Some(i) = &a.instrument_id {
             what.push_str(&format!(" for instrument {i:?}"));
         }

@@ -20,18 +20,25 @@ Example: stabspace show-portfolio-stab-scenario-exposure --portfolio-id PORTFOLI
 --top-k 20"
 )]
 pub struct Args {
+    /// Portfolio whose target weights form the query vector (target_portfolios.portfolio_id).
     #[arg(long)]
     pub portfolio_id: String,
     /// Date (YYYY-MM-DD).
     #[arg(long, value_parser = parse_date)]
     pub as_of: NaiveDate,
+    /// Scenario set to search (its STAB scenario vectors under --stab-model-id).
     #[arg(long)]
     pub scenario_set_id: String,
-    /// Joint model of the STAB states and scenarios.
-    #[arg(long, default_value = "joint-stab-fragility-v1")]
+    /// Joint model of the portfolio's STAB states and of the scenarios (a joint model id such as
+    /// joint-stab-fragility-v1, not a numeric encoder; --joint-model-id is the same flag).
+    #[arg(
+        long,
+        visible_alias = "joint-model-id",
+        default_value = "joint-stab-fragility-v1"
+    )]
     pub stab_model_id: String,
     /// Number of scenarios to list.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = crate::cli::parse_positive)]
     pub top_k: usize,
     #[command(flatten)]
     pub search: SearchArgs,
@@ -42,7 +49,7 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
-    let db = g.open_db().await?;
+    let db = g.open_db_read().await?;
     let e = portfolio_exposure(
         &db,
         &a.search.opts(&g.data_dir),

@@ -110,10 +110,12 @@ pub async fn backfill_backtest_metrics(
             out.skipped.push((
                 r.run_id.clone(),
                 format!(
-                    "no risk reports of {pid} in {}..={} carry STAB metrics; run \
-                     `stabspace backfill-portfolio-stab-scenario-metrics --portfolio-id {pid} --start {} --end {}` \
-                     first",
-                    r.start_date, r.end_date, r.start_date, r.end_date
+                    "no risk reports of {pid} {} carry STAB metrics; run \
+                     `stabspace backfill-portfolio-stab-scenario-metrics --portfolio-id {pid} --start {} --end {} \
+                     --scenario-set-id <set>` first",
+                    crate::output::span(r.start_date, r.end_date),
+                    r.start_date,
+                    r.end_date
                 ),
             ));
             continue;

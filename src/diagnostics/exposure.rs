@@ -107,11 +107,18 @@ pub async fn stab_states_hint(db: &Db, model: &str, what: &str) -> Result<String
                 &[STAB_JOINT_TYPE],
             )
             .await?;
-            format!(
-                "{what}; no STAB states of {model:?} are stored (joint models with states: {}); run \
-                 `stabspace backfill-joint-stab-fragility-states` first",
-                list_or(&models, "none")
-            )
+            match crate::joint::unknown_model_note(model, "joint model", crate::joint::JOINT_MODELS) {
+                Some(note) => format!(
+                    "{what}; no STAB states of {model:?} are stored and {note} (joint models with states: {})",
+                    list_or(&models, "none")
+                ),
+                None => format!(
+                    "{what}; no STAB states of {model:?} are stored (joint models with states: {}); run \
+                     `stabspace backfill-joint-stab-fragility-states --as-of <date> --market-id <market> \
+                     --joint-model-id {model}` first",
+                    list_or(&models, "none")
+                ),
+            }
         }
     })
 }

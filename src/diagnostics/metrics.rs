@@ -160,10 +160,9 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
         let (pid, date) = &days[0];
         let first = vectors_reason(db, pid, *date, &p.model_id, p.min_coverage).await;
         return Err(Error::Invalid(format!(
-            "none of the {} risk reports from {} to {} has a portfolio STAB vector; the first: {first}",
+            "none of the {} risk reports {} has a portfolio STAB vector; the first: {first}",
             days.len(),
-            p.start,
-            p.end
+            crate::output::span(p.start, p.end)
         )));
     }
 
@@ -227,8 +226,9 @@ async fn no_reports(db: &Db, p: &MetricsBackfill) -> Error {
                 .await?;
                 match (first, last) {
                     (Some(a), Some(b)) => format!(
-                        "portfolio {pid:?} has no risk reports in {}..={}; its reports span {a}..={b}",
-                        p.start, p.end
+                        "portfolio {pid:?} has no risk reports {}; its reports run {}",
+                        crate::output::span(p.start, p.end),
+                        crate::output::span(a, b)
                     ),
                     _ => {
                         let known =
@@ -240,7 +240,10 @@ async fn no_reports(db: &Db, p: &MetricsBackfill) -> Error {
                     }
                 }
             }
-            None => format!("no portfolio has risk reports in {}..={}", p.start, p.end),
+            None => format!(
+                "no portfolio has risk reports {}",
+                crate::output::span(p.start, p.end)
+            ),
         })
     };
     explain.await.map_or_else(|e| e, Error::Invalid)

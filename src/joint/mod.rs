@@ -21,6 +21,18 @@ pub const PROFILE_JOINT_TYPE: &str = "PROFILE_CORE_V0";
 /// Model ids of the joint models, in the order `--help` lists them.
 pub const JOINT_MODELS: &[&str] = &["joint-stab-fragility-v1"];
 
+/// For hints that would suggest a command with `model`: `Some(note)` when
+/// `model` is not one of `known`, so the hint names the known ids instead of
+/// suggesting a backfill under a mistyped one (which would fail).
+pub fn unknown_model_note(model: &str, kind: &str, known: &[&str]) -> Option<String> {
+    (!known.contains(&model)).then(|| {
+        format!(
+            "{model:?} is not a {kind} stabspace knows (known: {}); check the spelling",
+            known.join(", ")
+        )
+    })
+}
+
 /// The branch vectors available for one entity, each in R^384.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Branches<'a> {

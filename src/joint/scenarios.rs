@@ -7,6 +7,7 @@ use serde_json::json;
 use super::states::list_or;
 use super::{joint_model, Branches, Weights, STAB_JOINT_TYPE};
 use crate::backfill::BackfillSummary;
+use crate::encoders::SCENARIO_MODELS;
 use crate::error::{Error, Result};
 use crate::progress;
 use crate::storage::bulk::{BulkWriter, Value};
@@ -105,6 +106,24 @@ pub async fn backfill_joint_scenarios(db: &Db, p: &ScenarioProjection) -> Result
             &[&p.scenario_model_id],
         )
         .await?;
+        if let Some(note) =
+            super::unknown_model_note(&p.scenario_model_id, "scenario encoder", SCENARIO_MODELS)
+        {
+            let models = distinct(
+                db,
+                "model_id",
+                "numeric_window_embeddings",
+                "entity_type = 'SCENARIO' AND scope_id = $1",
+                &[set],
+            )
+            .await?;
+            return Err(Error::Invalid(format!(
+                "no {} vectors of scenario set {set:?} are stored and {note} (models with vectors of the \
+                 set: {})",
+                p.scenario_model_id,
+                list_or(&models, "none"),
+            )));
+        }
         return Err(Error::Invalid(format!(
             "no {} vectors of scenario set {set:?} (with a row in `scenarios`) are stored; sets with {} \
              vectors: {}; run `stabspace backfill-numeric-scenario-embeddings --scenario-set-id {set} \

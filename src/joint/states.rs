@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{joint_model, Branches, Weights, PROFILE_JOINT_TYPE, STAB_JOINT_TYPE};
 use crate::backfill::BackfillSummary;
-use crate::encoders::recorded_space;
+use crate::encoders::{recorded_space, WINDOW_MODELS};
 use crate::error::{Error, Result};
 use crate::progress;
 use crate::storage::bulk::{BulkWriter, Value};
@@ -82,11 +82,17 @@ pub async fn backfill_joint_states(db: &Db, p: &StateBackfill) -> Result<StateSu
                          from {d}",
                         p.as_of
                     ),
-                    None => format!(
-                        "no profiles of model {pm:?} are stored; run `stabspace backfill-joint-profiles \
-                         --as-of {} --model-id {pm}` first, or leave out --profile-joint-model-id",
-                        p.as_of
-                    ),
+                    None => match super::unknown_model_note(pm, "profile model", super::PROFILE_MODELS) {
+                        Some(note) => format!(
+                            "no profiles of model {pm:?} are stored and {note}; or leave out \
+                             --profile-joint-model-id"
+                        ),
+                        None => format!(
+                            "no profiles of model {pm:?} are stored; run `stabspace backfill-joint-profiles \
+                             --as-of {} --model-id {pm}` first, or leave out --profile-joint-model-id",
+                            p.as_of
+                        ),
+                    },
                 }));
             }
             found
@@ -263,16 +269,25 @@ async fn no_states(db: &Db, p: &StateBackfill) -> Error {
                     &[],
                 )
                 .await?;
-                format!(
-                    "no {} vectors of market {:?} are stored (models with instrument vectors: {}); run \
-                     `stabspace backfill-numeric-embeddings --as-of {} --market-id {} --model-id {}` first",
-                    p.stab_model_id,
-                    p.market_id,
-                    list_or(&models, "none"),
-                    p.as_of,
-                    p.market_id,
-                    p.stab_model_id
-                )
+                match super::unknown_model_note(&p.stab_model_id, "state encoder", WINDOW_MODELS) {
+                    Some(note) => format!(
+                        "no {} vectors of market {:?} are stored and {note} (models with instrument \
+                         vectors: {})",
+                        p.stab_model_id,
+                        p.market_id,
+                        list_or(&models, "none"),
+                    ),
+                    None => format!(
+                        "no {} vectors of market {:?} are stored (models with instrument vectors: {}); run \
+                         `stabspace backfill-numeric-embeddings --as-of {} --market-id {} --model-id {}` first",
+                        p.stab_model_id,
+                        p.market_id,
+                        list_or(&models, "none"),
+                        p.as_of,
+                        p.market_id,
+                        p.stab_model_id
+                    ),
+                }
             }
         })
     };

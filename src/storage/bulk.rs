@@ -65,6 +65,21 @@ pub enum Value {
     Bytes(Vec<u8>),
 }
 
+impl Value {
+    /// The kind of value in words, for messages.
+    fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Text(_) => "text",
+            Value::Date(_) => "date",
+            Value::Float(_) => "float",
+            Value::Int(_) => "integer",
+            Value::Json(_) => "JSON",
+            Value::Bytes(_) => "bytes",
+        }
+    }
+}
+
 /// Rows buffered before a chunk is sent.
 const CHUNK_ROWS: usize = 4096;
 /// SQLite's limit on bound parameters per statement is 32766.
@@ -307,7 +322,13 @@ fn write_binary_cell(out: &mut Vec<u8>, v: &Value, ty: Col) -> Result<(), String
         (Value::Float(f), Col::Float) => field(out, &f.to_be_bytes()),
         (Value::Int(i), Col::Int) => field(out, &i.to_be_bytes()),
         (Value::Bytes(b), Col::Bytes) => field(out, b),
-        (v, ty) => return Err(format!("value {v:?} does not fit a {ty:?} column")),
+        (v, ty) => {
+            return Err(format!(
+                "a {} value does not fit a {} column",
+                v.kind(),
+                format!("{ty:?}").to_lowercase()
+            ))
+        }
     }
     Ok(())
 }

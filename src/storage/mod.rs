@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres, Sqlite, SqlitePool};
 
 use crate::error::{Error, Result};
 
@@ -96,23 +96,89 @@ pub fn redact(url: &str) -> String {
 /// One line saying why a connection failed, without a backtrace or nested debug output.
 fn reason(e: &sqlx::Error) -> String {
     match e {
-        sqlx::Error::Io(io) => io.to_string(),
+        sqlx::Error::Io(io) => io_reason(io),
         sqlx::Error::PoolTimedOut => "timed out waiting for the server".into(),
         sqlx::Error::Database(d) => d.message().to_string(),
         other => other.to_string(),
     }
 }
 
+fn io_reason(io: &std::io::Error) -> String {
+    match io.kind() {
+        std::io::ErrorKind::ConnectionRefused => {
+            "connection refused (is the server running and listening on that host and port?)".into()
+        }
+        _ => io.to_string(),
+    }
+}
+
+/// What a command will do with the database: only commands that write may
+/// create a SQLite file; a command that reads needs an existing one and never
+/// writes unless migrations are missing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// How long to wait for a lock held by another process before telling the user.
+const LOCK_NOTICE_AFTER: Duration = Duration::from_millis(500);
+/// How long a statement waits for a locked SQLite file before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for the PostgreSQL server to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The file of a `sqlite:` URL (without its `?query`), or `None` for another scheme.
+pub fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let path = rest.trim_start_matches("//");
+    Some(path.split('?').next().unwrap_or(path))
+}
+
+/// True when a driver error says the database cannot be written (SQLite
+/// `SQLITE_READONLY*`, PostgreSQL `read_only_sql_transaction`).
+fn is_read_only(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.code().is_some_and(|c| c == "25006") || d.message().contains("readonly database")
+        }
+        _ => false,
+    }
+}
+
+/// True when a driver error is SQLite's `SQLITE_BUSY` (another process holds the lock).
+fn is_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => d.message().contains("database is locked"),
+        _ => false,
+    }
+}
+
 impl Db {
-    /// Connect (creating the SQLite file and its directory when needed) and apply migrations.
+    /// Connect for writing (creating the SQLite file, never its directory) and
+    /// apply missing migrations.
     pub async fn open(url: &str) -> Result<Db> {
-        let db = Self::connect(url).await?;
+        Self::open_for(url, Access::Write).await
+    }
+
+    /// Connect for `access` and apply missing migrations. A database that
+    /// already has every migration is not written to.
+    pub async fn open_for(url: &str, access: Access) -> Result<Db> {
+        let db = Self::connect_for(url, access).await?;
         db.migrate().await?;
         Ok(db)
     }
 
-    /// Connect without migrating.
+    /// Connect for writing without migrating.
     pub async fn connect(url: &str) -> Result<Db> {
+        Self::connect_for(url, Access::Write).await
+    }
+
+    /// Connect without migrating. For [`Access::Read`] a SQLite file must exist
+    /// and its journal mode is left as it is; for [`Access::Write`] a missing
+    /// file is created (its directory must exist) in WAL mode. Nothing creates
+    /// directories here.
+    pub async fn connect_for(url: &str, access: Access) -> Result<Db> {
         let label = redact(url);
         let unreachable = |e: sqlx::Error| Error::Unreachable {
             db: label.clone(),
@@ -120,32 +186,61 @@ impl Db {
         };
         let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url).map_err(unreachable)?;
+            // One direct connection first: the pool retries a failed connect until
+            // its timeout and then reports only that it timed out, hiding
+            // "connection refused" or "password authentication failed".
+            let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&opts))
+                .await
+                .map_err(|_| Error::Unreachable {
+                    db: label.clone(),
+                    reason: format!("no answer from the server within {} s", CONNECT_TIMEOUT.as_secs()),
+                })?
+                .map_err(unreachable)?;
+            let _ = probe.close().await;
             let pool = PgPoolOptions::new()
                 .max_connections(8)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(CONNECT_TIMEOUT)
                 .connect_with(opts)
                 .await
                 .map_err(unreachable)?;
             Pool::Postgres(pool)
-        } else if let Some(rest) = url.strip_prefix("sqlite:") {
-            let path = rest.trim_start_matches("//");
-            let path = path.split('?').next().unwrap_or(path);
+        } else if let Some(path) = sqlite_path(url) {
             if path.is_empty() || path == ":memory:" {
                 return Err(Error::UnsupportedUrl { url: label });
             }
-            if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            let file = Path::new(path);
+            let exists = file.exists();
+            if !exists {
+                if access == Access::Read {
+                    return Err(Error::NoDatabase { path: file.into() });
+                }
+                let dir = file
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                if !dir.is_dir() {
+                    return Err(Error::MissingDirectory {
+                        path: file.into(),
+                        dir: dir.into(),
+                    });
+                }
             }
             let opts = SqliteConnectOptions::from_str(url)
                 .map_err(unreachable)?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
+                .create_if_missing(access == Access::Write)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(30))
                 .foreign_keys(false);
+            if exists && access == Access::Write {
+                warn_if_locked(&opts, &label).await;
+            }
+            let opts = match access {
+                // Setting the journal mode writes the file header: only writers do.
+                Access::Write => opts.journal_mode(SqliteJournalMode::Wal),
+                Access::Read => opts,
+            };
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
-                .connect_with(opts)
+                .connect_with(opts.busy_timeout(BUSY_TIMEOUT))
                 .await
                 .map_err(unreachable)?;
             Pool::Sqlite(pool)
@@ -155,15 +250,51 @@ impl Db {
         Ok(Db { pool, label })
     }
 
-    /// Apply the embedded migrations of this backend; idempotent.
+    /// Versions of the embedded migrations that the database lacks (not
+    /// applied, failed, or applied with another checksum), read without writing.
+    pub async fn missing_migrations(&self) -> Vec<i64> {
+        let migrator = match &self.pool {
+            Pool::Postgres(_) => sqlx::migrate!("migrations/postgres"),
+            Pool::Sqlite(_) => sqlx::migrate!("migrations/sqlite"),
+        };
+        let sql = "SELECT version, checksum, success FROM _sqlx_migrations";
+        // No table (or an unreadable one): everything is missing; the migrator will say more.
+        let applied: Vec<(i64, Vec<u8>, bool)> =
+            with_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await).unwrap_or_default();
+        migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .filter(|m| {
+                !applied
+                    .iter()
+                    .any(|(v, sum, ok)| *v == m.version && *ok && sum.as_slice() == &*m.checksum)
+            })
+            .map(|m| m.version)
+            .collect()
+    }
+
+    /// Apply the embedded migrations of this backend that the database lacks.
+    /// A database that has them all is only read, so commands work on a
+    /// read-only database; one that lacks some and is read-only is an error
+    /// saying so.
     pub async fn migrate(&self) -> Result<()> {
+        let missing = self.missing_migrations().await;
+        if missing.is_empty() {
+            return Ok(());
+        }
         let res = match &self.pool {
             Pool::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await,
             Pool::Sqlite(p) => sqlx::migrate!("migrations/sqlite").run(p).await,
         };
-        res.map_err(|source| Error::Migrate {
-            db: self.label.clone(),
-            source,
+        res.map_err(|source| match &source {
+            sqlx::migrate::MigrateError::Execute(e) if is_read_only(e) => Error::ReadOnlyNeedsMigration {
+                db: self.label.clone(),
+                versions: missing.iter().map(|v| format!("{v:04}")).collect(),
+            },
+            _ => Error::Migrate {
+                db: self.label.clone(),
+                source,
+            },
         })
     }
 
@@ -185,6 +316,13 @@ impl Db {
 
     /// Wrap a driver error with the database name.
     pub fn err(&self, source: sqlx::Error) -> Error {
+        if is_busy(&source) {
+            return Error::Invalid(format!(
+                "{} is locked by another process and stayed locked for {} s; try again when it has finished",
+                self.label,
+                BUSY_TIMEOUT.as_secs()
+            ));
+        }
         Error::Database {
             db: self.label.clone(),
             source,
@@ -212,6 +350,34 @@ impl Db {
             Pool::Sqlite(p) => p.close().await,
         }
     }
+}
+
+/// If another process holds the write lock on the SQLite file, say so on
+/// stderr at once (statements then wait up to [`BUSY_TIMEOUT`] for it): a
+/// short-timeout probe that starts and rolls back a write transaction.
+async fn warn_if_locked(opts: &SqliteConnectOptions, label: &str) {
+    let probe = opts
+        .clone()
+        .create_if_missing(false)
+        .busy_timeout(LOCK_NOTICE_AFTER)
+        .connect()
+        .await;
+    let Ok(mut conn) = probe else {
+        // Opening failed: the real connection will report why.
+        return;
+    };
+    let res = sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await;
+    match res {
+        Ok(_) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+        }
+        Err(e) if is_busy(&e) => eprintln!(
+            "waiting for the database {label}, locked by another process (up to {} s)…",
+            BUSY_TIMEOUT.as_secs()
+        ),
+        Err(_) => {}
+    }
+    let _ = conn.close().await;
 }
 
 #[cfg(test)]

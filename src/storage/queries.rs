@@ -1,4 +1,10 @@
 //! Reads shared by the workflows, written once for both backends.
+//!
+//! Numbers are read through `CAST(… AS DOUBLE PRECISION)`: tables that another
+//! tool created first may hold `NUMERIC` (or `REAL`, `INTEGER`) columns where our
+//! migrations would have made `DOUBLE PRECISION`, and the migrations leave such
+//! tables as they are. Both backends accept the cast (SQLite gives it REAL
+//! affinity).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -89,7 +95,8 @@ async fn price_windows(db: &Db, ids: &[String], from: NaiveDate, to: NaiveDate) 
         Pool::Postgres(pg) => {
             let sql = format!(
                 "SELECT instrument_id, array_agg(trade_date ORDER BY trade_date), \
-                 array_agg(close ORDER BY trade_date), array_agg(volume ORDER BY trade_date) {filter}"
+                 array_agg(CAST(close AS DOUBLE PRECISION) ORDER BY trade_date), \
+                 array_agg(CAST(volume AS DOUBLE PRECISION) ORDER BY trade_date) {filter}"
             );
             let mut q = sqlx::query(&sql).bind(from).bind(to);
             for id in ids {
@@ -216,7 +223,9 @@ pub async fn scenario_panels(db: &Db, set: &str, first: &str, last: &str) -> Res
     };
     match db.pool() {
         Pool::Postgres(p) => {
-            let sql = format!("{HEAD}array_agg(return ORDER BY day_index, instrument_id){TAIL}");
+            let sql = format!(
+                "{HEAD}array_agg(CAST(return AS DOUBLE PRECISION) ORDER BY day_index, instrument_id){TAIL}"
+            );
             let rows = sqlx::query(&sql)
                 .bind(set)
                 .bind(first)
@@ -295,7 +304,8 @@ pub struct PathCell {
 /// scenario, day and instrument (the table's key order). One row per cell: used
 /// to name the missing cell of an incomplete panel.
 pub async fn scenario_paths(db: &Db, set: &str, first: &str, last: &str) -> Result<Vec<PathCell>> {
-    let sql = "SELECT scenario_id, day_index, instrument_id, return FROM scenario_paths \
+    let sql =
+        "SELECT scenario_id, day_index, instrument_id, CAST(return AS DOUBLE PRECISION) FROM scenario_paths \
                WHERE scenario_set_id = $1 AND scenario_id >= $2 AND scenario_id <= $3 \
                ORDER BY scenario_id, day_index, instrument_id";
     with_pool!(db, p => sqlx::query(sql).bind(set).bind(first).bind(last).fetch_all(p).await.and_then(|rows| {

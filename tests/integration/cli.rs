@@ -192,6 +192,8 @@ fn demo_then_show_and_find_commands_print_csv_and_json() {
         rows[0]
     );
 
+    // --output goes into an existing directory (a missing one is an error, see trust_io).
+    fs::create_dir(dir.path().join("out")).unwrap();
     let file = dir.path().join("out/similar.json");
     let o = stabspace(
         &[

@@ -11,4 +11,5 @@ mod joint;
 mod migrate;
 mod partitions;
 mod trust;
+mod trust_io;
 mod v2;
