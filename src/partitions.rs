@@ -478,10 +478,15 @@ pub async fn build_with_progress(
     params: &BuildParams,
 ) -> Result<Built> {
     let pb = crate::progress::items(0, "vectors");
-    pb.set_message(format!("index {model} / {set}"));
+    pb.set_message(format!("index {model} / {set}: reading the vectors"));
     let bar = pb.clone();
+    let label = format!("index {model} / {set}: graph");
     let mut progress = move |done: usize, total: usize| {
-        bar.set_length(total as u64);
+        if bar.length() != Some(total as u64) {
+            bar.set_length(total as u64);
+            bar.set_message(label.clone());
+            bar.reset_elapsed();
+        }
         bar.set_position(done as u64);
     };
     let built = build(db, index_dir, model, set, params, &mut progress).await;

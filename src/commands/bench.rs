@@ -168,9 +168,18 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         params,
         scratch: scratch.clone(),
     };
-    let pb = crate::progress::items(0, "steps");
+    // Steps: the build (vector files only), the exact top-k, one per ef.
+    let steps = u64::from(matches!(spec.base, Base::Vectors { .. })) + 1 + spec.efs.len() as u64;
+    let pb = crate::progress::steps(steps);
     let bar = pb.clone();
-    let rows = tokio::task::block_in_place(|| run_bench(spec, &mut |m: &str| bar.set_message(m.to_string())));
+    let mut started = 0u64;
+    let rows = tokio::task::block_in_place(|| {
+        run_bench(spec, &mut |m: &str| {
+            started += 1;
+            bar.set_position(started);
+            bar.set_message(m.to_string());
+        })
+    });
     pb.finish_and_clear();
     let _ = std::fs::remove_file(&scratch);
     let rows = rows?;

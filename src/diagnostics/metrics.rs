@@ -24,6 +24,8 @@ use crate::storage::Db;
 
 /// Scenarios ranked per day: the closest one and the top-3 mean.
 const TOP: usize = 3;
+/// Portfolio-days searched per step of the progress bar.
+const SEARCH_BLOCK: usize = 2048;
 
 #[derive(Clone, Debug)]
 pub struct MetricsBackfill {
@@ -113,6 +115,8 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
         return Err(no_reports(db, p).await);
     }
     let space = ScenarioSpace::open(db, &p.search, &p.model_id, &p.scenario_set_id).await?;
+    let pb = crate::progress::items(days.len() as u64, "portfolio-days");
+    pb.set_message("reading weights and STAB states");
     let vectors = portfolio_vectors(db, &p.model_id, &days, Some(&space), p.min_coverage).await?;
 
     let mut summary = MetricsSummary {
@@ -166,7 +170,18 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
         )));
     }
 
-    let hits = tokio::task::block_in_place(|| space.search_batch(&queries, TOP))?;
+    // In blocks, so the bar moves; each block still runs on every core.
+    pb.set_position((days.len() - queries.len()) as u64);
+    pb.set_message(format!("nearest scenarios in {}", p.scenario_set_id));
+    let hits = tokio::task::block_in_place(|| {
+        let mut hits = Vec::with_capacity(queries.len());
+        for block in queries.chunks(SEARCH_BLOCK) {
+            hits.extend(space.search_batch(block, TOP)?);
+            pb.inc(block.len() as u64);
+        }
+        Ok::<_, Error>(hits)
+    })?;
+    pb.finish_and_clear();
     let patches: Vec<(String, NaiveDate, serde_json::Value)> = scored
         .iter()
         .zip(&hits)
