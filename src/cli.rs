@@ -194,7 +194,10 @@ fn url_from_env(m: &clap::ArgMatches) -> bool {
     let mut sources = Vec::new();
     let mut level = Some(m);
     while let Some(m) = level {
-        if let Ok(Some(s)) = m.try_get_one::<String>("database_url").map(|v| v.and(m.value_source("database_url"))) {
+        if let Ok(Some(s)) = m
+            .try_get_one::<String>("database_url")
+            .map(|v| v.and(m.value_source("database_url")))
+        {
             sources.push(s);
         }
         level = m.subcommand().map(|(_, sub)| sub);

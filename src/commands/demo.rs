@@ -106,7 +106,11 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     println!(
         "stabspace demo — database {}{}",
         db.label(),
-        if cleared { " (an earlier demo's data cleared first)" } else { "" }
+        if cleared {
+            " (an earlier demo's data cleared first)"
+        } else {
+            ""
+        }
     );
 
     let cfg = SynthConfig {

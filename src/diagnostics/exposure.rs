@@ -135,6 +135,10 @@ pub struct Exposure {
 /// `show-portfolio-stab-scenario-exposure`: the portfolio vector on `as_of`
 /// (weights of the latest target on or before it, each instrument's latest
 /// state on or before it) and the `k` nearest scenarios of `set`.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the command's flags, one to one; a struct would only rename them"
+)]
 pub async fn portfolio_exposure(
     db: &Db,
     search: &SearchOpts,

@@ -18,6 +18,9 @@ use crate::storage::joint::{joint_between, latest_joint, targets};
 use crate::storage::Db;
 use crate::vector;
 
+/// One instrument's states by date; `None`: stored but unreadable.
+type Dated = Vec<(NaiveDate, Option<Vec<f32>>)>;
+
 /// Distinct dates per chunk of states held in memory.
 const DATES_PER_CHUNK: usize = 32;
 
@@ -117,7 +120,7 @@ pub async fn portfolio_vectors(
         // instrument → [(date, vector)] by date: the floor state, then the chunk's.
         // A state that cannot be read is kept as None: the holding has no
         // usable state from that date on.
-        let mut states: HashMap<String, Vec<(NaiveDate, Option<Vec<f32>>)>> = HashMap::new();
+        let mut states: HashMap<String, Dated> = HashMap::new();
         let floor = latest_joint(db, STAB_JOINT_TYPE, model, "INSTRUMENT", &ids, first).await?;
         let inside = joint_between(db, STAB_JOINT_TYPE, model, "INSTRUMENT", &ids, first, last).await?;
         for v in floor.into_values().chain(inside) {

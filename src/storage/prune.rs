@@ -29,7 +29,7 @@ pub struct VectorKey<'a> {
 
 impl VectorKey<'_> {
     /// `FROM … WHERE …` with $1 model, $2 entity type, $3 scope, $4 date, $5 joint type.
-    fn from_where(&self) -> &'static str {
+    fn table_filter(&self) -> &'static str {
         match self.joint_type {
             Some(_) => {
                 "FROM joint_embeddings WHERE model_id = $1 AND entity_type = $2 AND scope_id = $3 \
@@ -60,7 +60,7 @@ macro_rules! on_tx {
 
 /// The entity ids stored under `key`, sorted.
 pub async fn stored_ids(tx: &mut Tx, key: VectorKey<'_>) -> Result<Vec<String>, sqlx::Error> {
-    let sql = format!("SELECT entity_id {} ORDER BY entity_id", key.from_where());
+    let sql = format!("SELECT entity_id {} ORDER BY entity_id", key.table_filter());
     let jt = key.joint_type.unwrap_or_default();
     on_tx!(tx, c => sqlx::query_scalar::<_, String>(&sql)
         .bind(key.model_id)
@@ -79,7 +79,7 @@ pub async fn delete_ids(tx: &mut Tx, key: VectorKey<'_>, ids: &[String]) -> Resu
     for chunk in ids.chunks(CHUNK) {
         let sql = format!(
             "DELETE {} AND entity_id IN ({})",
-            key.from_where(),
+            key.table_filter(),
             placeholders(6, chunk.len())
         );
         deleted += on_tx!(tx, c => {

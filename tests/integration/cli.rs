@@ -1,6 +1,7 @@
 //! The real binary, as a user runs it.
 
 use std::fs;
+use std::path::Path;
 use std::process::Output;
 
 use crate::support::{stabspace, text};
@@ -320,4 +321,75 @@ fn demo_then_show_and_find_commands_print_csv_and_json() {
         stderr(&o)
     );
     assert!(o.stdout.is_empty(), "no empty table on error");
+}
+
+/// The figures the demo prints (its table rows), without timings.
+fn demo_figures(stdout: &[u8]) -> Vec<String> {
+    text(stdout)
+        .lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            t.starts_with(|c: char| c.is_ascii_digit()) && !l.contains(" s)") && !l.contains(" s ")
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// The demo ignores DATABASE_URL from the environment (its own SQLite file),
+/// prints the same figures on every run, and refuses a database holding data
+/// it did not create, leaving that data alone.
+#[test]
+fn demo_uses_its_own_database_and_repeats_its_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = |dir: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_stabspace"))
+            .args(["demo", "--instruments", "12", "--days", "260"])
+            // A server that is not there: the demo must not even try it.
+            .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/real_data")
+            .env("STABSPACE_DATA_DIR", dir)
+            .output()
+            .unwrap()
+    };
+    let first = demo(dir.path());
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        stderr(&first).contains("ignores DATABASE_URL"),
+        "{}",
+        stderr(&first)
+    );
+    assert!(dir.path().join("stabspace.db").is_file());
+    let second = demo(dir.path());
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(text(&second.stdout).contains("earlier demo's data cleared"));
+    let (a, b) = (demo_figures(&first.stdout), demo_figures(&second.stdout));
+    assert!(a.len() > 8, "{}", text(&first.stdout));
+    assert_eq!(a, b, "the second run prints the first run's figures");
+
+    // A database with a user's own rows is refused and left as it was.
+    let mine = tempfile::tempdir().unwrap();
+    let csv = mine.path().join("instruments.csv");
+    std::fs::write(
+        &csv,
+        "instrument_id,issuer_id,market_id,region,status\nMY.US,MY,US_EQ,US,active\n",
+    )
+    .unwrap();
+    let o = stabspace(&["import", "instruments", csv.to_str().unwrap()], mine.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = demo(mine.path());
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("did not create") && e.contains("1 rows in instruments"),
+        "{e}"
+    );
+    assert!(
+        !mine.path().join("demo").exists(),
+        "refused before generating anything"
+    );
+    let o = stabspace(&["import", "instruments", csv.to_str().unwrap()], mine.path());
+    assert!(
+        o.status.success(),
+        "the user's database still opens: {}",
+        stderr(&o)
+    );
 }
