@@ -16,6 +16,7 @@ pub mod diagnostics;
 pub mod encoders;
 pub mod error;
 pub mod eval;
+pub mod faults;
 pub mod gen_scenarios;
 pub mod import;
 pub mod joint;

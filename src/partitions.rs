@@ -247,6 +247,7 @@ pub async fn build(
         .await);
     }
     let feature_space = spaces.one(model, set)?;
+    crate::faults::pause_point(crate::faults::INDEX_BEFORE_WRITE);
     let path = partition_path(index_dir, model, set);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -273,6 +274,7 @@ pub async fn build(
     let json = serde_json::to_string(&provenance).expect("provenance serialises");
     // The graph build is CPU-bound: off the async runtime.
     let stats = tokio::task::block_in_place(|| b.write(&path2, &params2, &json, progress))?;
+    crate::faults::pause_point(crate::faults::INDEX_RENAMED);
     provenance.build_seconds = started.elapsed().as_secs_f64();
     let _ = stats;
     let file_bytes = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();

@@ -23,6 +23,7 @@
 
 mod build;
 mod error;
+pub mod faults;
 mod flat;
 pub mod format;
 pub mod kernel;

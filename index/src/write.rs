@@ -40,7 +40,7 @@ pub(crate) fn write_partition(path: &Path, mut header: Header, sections: &[Secti
     header.header_crc32 = 0;
     header.header_crc32 = header.compute_crc();
 
-    write_atomic(path, |w| {
+    let written = |w: &mut BufWriter<File>| {
         w.write_all(bytemuck::bytes_of(&header))?;
         let mut at = HEADER_LEN as u64;
         let zeros = [0u8; 64];
@@ -50,6 +50,9 @@ pub(crate) fn write_partition(path: &Path, mut header: Header, sections: &[Secti
             at = entry.offset + entry.len;
         }
         Ok(())
+    };
+    write_atomic_then(path, written, || {
+        crate::faults::pause_point("index-build:temp-written")
     })?;
     Ok(offset)
 }
@@ -60,6 +63,16 @@ pub(crate) fn write_partition(path: &Path, mut header: Header, sections: &[Secti
 pub fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> Result<()> {
+    write_atomic_then(path, write, || {})
+}
+
+/// [`write_atomic`], calling `before_rename` once the temporary file is
+/// written and synced, just before it is renamed over `path`.
+fn write_atomic_then(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+    before_rename: impl FnOnce(),
 ) -> Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = match path.parent() {
@@ -82,6 +95,7 @@ pub fn write_atomic(
         let file = w.into_inner().map_err(|e| IndexError::io(&tmp, e.into_error()))?;
         file.sync_all().map_err(|e| IndexError::io(&tmp, e))?;
         drop(file);
+        before_rename();
         fs::rename(&tmp, path).map_err(|e| IndexError::io(path, e))?;
         File::open(&dir)
             .and_then(|d| d.sync_all())

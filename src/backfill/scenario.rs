@@ -6,6 +6,7 @@ use std::time::Instant;
 use super::BackfillSummary;
 use crate::encoders::{scenario_encoder, ScenarioPanel};
 use crate::error::{Error, Result};
+use crate::faults;
 use crate::progress;
 use crate::storage::bulk::{BulkWriter, Value};
 use crate::storage::queries::{self, PathCell};
@@ -57,6 +58,8 @@ pub async fn backfill_numeric_scenario_embeddings(db: &Db, p: &ScenarioBackfill)
 
     let pb = progress::items(ids.len() as u64, "scenarios");
     pb.set_message(format!("{} {set}", p.model_id));
+    faults::pause_point(faults::SCENARIO_BEFORE_WRITE);
+    let half = (ids.len() as u64).div_ceil(2);
     let mut tx = db.begin().await?;
     let mut writer = BulkWriter::new(&NUMERIC_WINDOW_EMBEDDINGS);
     let mut encoded = 0u64;
@@ -110,12 +113,18 @@ pub async fn backfill_numeric_scenario_embeddings(db: &Db, p: &ScenarioBackfill)
             writer.push(&mut tx, row).await.map_err(|e| db.err(e))?;
             encoded += 1;
             pb.inc(1);
+            if encoded == half && faults::armed(faults::SCENARIO_MID_WRITE) {
+                // Test hook only: the rows so far into the table, uncommitted.
+                writer.flush(&mut tx).await.map_err(|e| db.err(e))?;
+                faults::pause_point(faults::SCENARIO_MID_WRITE);
+            }
         }
     }
     reader
         .await
         .map_err(|e| Error::Invalid(format!("scenario reader task failed: {e}")))?;
     writer.finish(&mut tx).await.map_err(|e| db.err(e))?;
+    faults::pause_point(faults::SCENARIO_BEFORE_COMMIT);
     db.commit(tx).await?;
     pb.finish_and_clear();
     Ok(BackfillSummary {

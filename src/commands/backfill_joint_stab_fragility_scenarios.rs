@@ -47,6 +47,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     )
     .await?;
     print!("{s}");
+    crate::faults::pause_point(crate::faults::JOINT_COMMITTED);
     if !a.no_index {
         // After the commit: a failed backfill leaves the old partition in place.
         let dir = index_dir(&g.data_dir);

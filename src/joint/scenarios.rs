@@ -135,6 +135,7 @@ pub async fn backfill_joint_scenarios(db: &Db, p: &ScenarioProjection) -> Result
         )));
     }
     writer.finish(&mut tx).await.map_err(|e| db.err(e))?;
+    crate::faults::pause_point(crate::faults::JOINT_BEFORE_COMMIT);
     db.commit(tx).await?;
     pb.finish_and_clear();
     summary.seconds = started.elapsed().as_secs_f64();

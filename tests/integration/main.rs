@@ -6,6 +6,7 @@ mod support;
 
 mod backfill;
 mod cli;
+mod faults;
 mod import;
 mod joint;
 mod migrate;
