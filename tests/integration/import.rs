@@ -47,15 +47,21 @@ async fn counts(db: &Db) -> Vec<i64> {
     out
 }
 
-async fn close_of(db: &Db, instrument: &str, date: &str) -> f64 {
+/// `close` or `volume` of one stored price row.
+async fn price_field(db: &Db, column: &str, instrument: &str, date: &str) -> f64 {
     let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap();
-    with_pool!(db, p => sqlx::query("SELECT close FROM prices_daily WHERE instrument_id = $1 AND trade_date = $2")
+    let sql = format!("SELECT {column} FROM prices_daily WHERE instrument_id = $1 AND trade_date = $2");
+    with_pool!(db, p => sqlx::query(&sql)
         .bind(instrument)
         .bind(date)
         .fetch_one(p)
         .await
         .unwrap()
         .get::<f64, _>(0))
+}
+
+async fn close_of(db: &Db, instrument: &str, date: &str) -> f64 {
+    price_field(db, "close", instrument, date).await
 }
 
 async fn imports_a_generated_market_and_reimport_changes_nothing(t: TestDb) {
@@ -264,14 +270,7 @@ fn paths(bad: &str) -> String {
 }
 
 async fn volume_of(db: &Db, instrument: &str, date: &str) -> f64 {
-    let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap();
-    with_pool!(db, p => sqlx::query("SELECT volume FROM prices_daily WHERE instrument_id = $1 AND trade_date = $2")
-        .bind(instrument)
-        .bind(date)
-        .fetch_one(p)
-        .await
-        .unwrap()
-        .get::<f64, _>(0))
+    price_field(db, "volume", instrument, date).await
 }
 
 async fn prices_need_a_positive_close_and_a_whole_non_negative_volume(t: TestDb) {
