@@ -38,7 +38,8 @@ pub struct SearchArgs {
     /// Default: 128, recall@10 ≥ 0.98 on 100k scenario-like vectors.
     #[arg(long, value_name = "N")]
     pub ef: Option<usize>,
-    /// Scan every scenario exactly instead of searching the index graph.
+    /// Scan every scenario vector of the database exactly (never a partition file) instead of
+    /// searching the index graph.
     #[arg(long, conflicts_with = "ef")]
     pub exact: bool,
 }
