@@ -23,7 +23,7 @@ use crate::nearest::SearchOpts;
 use crate::partitions::{build_with_progress, index_dir};
 use crate::portfolio::DEFAULT_MIN_COVERAGE;
 use crate::progress;
-use crate::storage::{queries, resolve_url, Db};
+use crate::storage::{queries, resolve_url};
 use crate::synth::{generate, month_ends, trading_days, SynthConfig};
 use stabspace_index::BuildParams;
 
@@ -91,17 +91,21 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     // The demo's own database: the embedded file unless --database-url is
     // typed on the command line (DATABASE_URL in the environment is ignored:
     // it usually points at real data).
-    let url = if g.database_url_from_env {
-        let own = resolve_url(None, &g.data_dir);
+    let own = if g.database_url_from_env {
         eprintln!(
-            "note: the demo ignores DATABASE_URL and uses its own database {own}; give `stabspace demo \
-             --database-url URL` to run it on another (empty) database"
+            "note: the demo ignores DATABASE_URL and uses its own database {}; give `stabspace demo \
+             --database-url URL` to run it on another (empty) database",
+            resolve_url(None, &g.data_dir)
         );
-        own
+        GlobalOpts {
+            database_url: None,
+            ..g.clone()
+        }
     } else {
-        g.url()
+        g.clone()
     };
-    let db = Db::open(&url).await?;
+    // Creates the data directory for the embedded default, as every writer does.
+    let db = own.open_db().await?;
     let cleared = crate::demo_db::claim(&db).await?;
     println!(
         "stabspace demo — database {}{}",

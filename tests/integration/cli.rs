@@ -350,15 +350,17 @@ fn demo_uses_its_own_database_and_repeats_its_figures() {
             .output()
             .unwrap()
     };
-    let first = demo(dir.path());
+    // A data directory that does not exist yet, as on a fresh machine.
+    let data = dir.path().join("fresh");
+    let first = demo(&data);
     assert!(first.status.success(), "{}", stderr(&first));
     assert!(
         stderr(&first).contains("ignores DATABASE_URL"),
         "{}",
         stderr(&first)
     );
-    assert!(dir.path().join("stabspace.db").is_file());
-    let second = demo(dir.path());
+    assert!(data.join("stabspace.db").is_file());
+    let second = demo(&data);
     assert!(second.status.success(), "{}", stderr(&second));
     assert!(text(&second.stdout).contains("earlier demo's data cleared"));
     let (a, b) = (demo_figures(&first.stdout), demo_figures(&second.stdout));
