@@ -157,7 +157,9 @@ pub async fn backfill_joint_profiles(db: &Db, p: &ProfileBackfill) -> Result<Bac
         summary.encoded += 1;
     }
     writer.finish(&mut tx).await.map_err(|e| db.err(e))?;
-    // Profiles an earlier run stored on this date for issuers skipped now.
+    // Profiles an earlier run stored on this date for issuers skipped now;
+    // with --limit only the issuers this run read are settled.
+    let considered: std::collections::BTreeSet<&str> = issuers.iter().map(|(id, _)| id.as_str()).collect();
     let key = VectorKey {
         joint_type: Some(PROFILE_JOINT_TYPE),
         model_id: &p.model_id,
@@ -165,7 +167,7 @@ pub async fn backfill_joint_profiles(db: &Db, p: &ProfileBackfill) -> Result<Bac
         scope_id: "",
         as_of: p.as_of,
     };
-    summary.removed = keep_only(&mut tx, key, &written, None)
+    summary.removed = keep_only(&mut tx, key, &written, p.limit.map(|_| &considered))
         .await
         .map_err(|e| db.err(e))?;
     db.commit(tx).await?;

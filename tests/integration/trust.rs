@@ -8,7 +8,9 @@ use chrono::NaiveDate;
 use stabspace::backfill::{backfill_numeric_embeddings, NumericBackfill};
 use stabspace::diagnostics::{backfill_portfolio_metrics, find_similar, portfolio_exposure};
 use stabspace::gen_scenarios::{gen_scenarios, GenScenarios};
-use stabspace::joint::{backfill_joint_states, StateBackfill, Weights, STAB_JOINT_TYPE};
+use stabspace::joint::{
+    backfill_joint_profiles, backfill_joint_states, ProfileBackfill, StateBackfill, Weights, STAB_JOINT_TYPE,
+};
 use stabspace::nearest::{ScenarioSpace, SearchOpts};
 use stabspace::partitions::{build, status_of, Freshness};
 use stabspace::storage::{Backend, Db};
