@@ -117,7 +117,7 @@ impl ScenarioSpace {
             }
             Ok((p, prov)) => {
                 let database_id = crate::storage::meta::database_id(db).await?;
-                if prov.database_id.as_deref() != Some(database_id.as_str()) {
+                if !prov.is_from(&database_id) {
                     eprintln!(
                         "warning: index partition {} was {}; not using it: scanning exactly from the database \
                          instead — rebuild it with `{rebuild}`",
@@ -166,38 +166,13 @@ impl ScenarioSpace {
     pub async fn load(db: &Db, model: &str, set: &str, ef: Option<usize>) -> Result<ScenarioSpace> {
         let mut index = FlatIndex::new(DIM)?;
         let mut as_of = Vec::new();
-        let mut zero_vectors = Vec::new();
-        let mut unusable: Vec<(String, String)> = Vec::new();
-        let mut spaces = SpaceTally::default();
-        let mut after: Option<String> = None;
-        loop {
-            let page = joint_scenarios_page(db, model, set, after.as_deref(), PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.scenario_id.clone());
-            for s in &page {
-                spaces.add(s.feature_space.as_deref(), 1);
-                match vector::usable(&s.vector) {
-                    Ok(v) => {
-                        index.add(&s.scenario_id, &v).map_err(|e| {
-                            Error::Invalid(format!(
-                                "scenario {} of set {set} under {model}: {e}",
-                                s.scenario_id
-                            ))
-                        })?;
-                        as_of.push(s.as_of);
-                    }
-                    Err(vector::Unusable::Zero) => zero_vectors.push(s.scenario_id.clone()),
-                    Err(why) => unusable.push((s.scenario_id.clone(), why.to_string())),
-                }
-            }
-            if (page.len() as u64) < PAGE {
-                break;
-            }
-        }
-        if index.is_empty() {
-            return Err(no_scenarios(db, model, set, zero_vectors.len() + unusable.len()).await);
-        }
-        let feature_space = spaces.one(model, set)?;
+        let scan = scan_scenarios(db, model, set, |id, date, v| {
+            index.add(id, v)?;
+            as_of.push(date);
+            Ok(())
+        })
+        .await?;
+        let (zero_vectors, unusable, feature_space) = (scan.zero, scan.unusable, scan.feature_space);
         if !zero_vectors.is_empty() {
             eprintln!(
                 "note: {} scenario(s) of {set} have an all-zero vector and cannot be ranked by cosine: {}",
@@ -296,6 +271,65 @@ impl ScenarioSpace {
             })
             .collect()
     }
+}
+
+/// What reading a set's scenario vectors left out, and their feature space.
+pub struct ScenarioScan {
+    /// Scenarios with an all-zero vector (no direction to rank by cosine).
+    pub zero: Vec<String>,
+    /// Scenarios with a vector that cannot be used (another length, a
+    /// non-finite value), with the reason.
+    pub unusable: Vec<(String, String)>,
+    /// The one recorded feature space of the set (`None`: not recorded).
+    pub feature_space: Option<String>,
+}
+
+/// Hand every STAB scenario vector of (model, set) that can be ranked by
+/// cosine to `add(id, scenario date, vector)`, in id order, a page at a time;
+/// the others are counted in the scan. A set with nothing to add is the
+/// [`no_scenarios`] error, one that mixes feature spaces an error too. The
+/// partition build and the exact scan from the database both read this way.
+pub async fn scan_scenarios(
+    db: &Db,
+    model: &str,
+    set: &str,
+    mut add: impl FnMut(&str, NaiveDate, &[f32]) -> std::result::Result<(), stabspace_index::IndexError>,
+) -> Result<ScenarioScan> {
+    let (mut zero, mut unusable, mut added) = (Vec::new(), Vec::new(), 0usize);
+    let mut spaces = SpaceTally::default();
+    let mut after: Option<String> = None;
+    loop {
+        let page = joint_scenarios_page(db, model, set, after.as_deref(), PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.scenario_id.clone());
+        for s in &page {
+            spaces.add(s.feature_space.as_deref(), 1);
+            match vector::usable(&s.vector) {
+                Ok(v) => {
+                    add(&s.scenario_id, s.as_of, &v).map_err(|e| {
+                        Error::Invalid(format!(
+                            "scenario {} of set {set} under {model}: {e}",
+                            s.scenario_id
+                        ))
+                    })?;
+                    added += 1;
+                }
+                Err(vector::Unusable::Zero) => zero.push(s.scenario_id.clone()),
+                Err(why) => unusable.push((s.scenario_id.clone(), why.to_string())),
+            }
+        }
+        if (page.len() as u64) < PAGE {
+            break;
+        }
+    }
+    if added == 0 {
+        return Err(no_scenarios(db, model, set, zero.len() + unusable.len()).await);
+    }
+    Ok(ScenarioScan {
+        feature_space: spaces.one(model, set)?,
+        zero,
+        unusable,
+    })
 }
 
 /// Vectors that are compared with one scenario set, or averaged together,

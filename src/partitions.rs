@@ -18,9 +18,8 @@ use stabspace_index::{BuildParams, Partition, PartitionBuilder};
 
 use crate::error::{Error, Result};
 use crate::joint::STAB_JOINT_TYPE;
-use crate::storage::joint::joint_scenarios_page;
 use crate::storage::Db;
-use crate::vector::{self, DIM};
+use crate::vector::DIM;
 use crate::with_pool;
 
 /// File extension of partition files.
@@ -142,6 +141,11 @@ pub struct Provenance {
 }
 
 impl Provenance {
+    /// Whether the partition was built from the database with this id.
+    pub fn is_from(&self, database_id: &str) -> bool {
+        self.database_id.as_deref() == Some(database_id)
+    }
+
     pub fn of(p: &Partition) -> Result<Provenance> {
         let text = p.provenance()?;
         serde_json::from_str(text).map_err(|e| {
@@ -204,49 +208,11 @@ pub async fn build(
     // stale (and be rebuilt), never fresh with old content.
     let fp = fingerprint(db, model, set).await?;
     let mut b = PartitionBuilder::with_capacity(DIM, fp.rows.max(0) as usize)?;
-    let mut skipped_zero = Vec::new();
-    let mut skipped_unusable = Vec::new();
-    let mut spaces = SpaceTally::default();
-    let mut after: Option<String> = None;
-    loop {
-        let page = joint_scenarios_page(db, model, set, after.as_deref(), 10_000).await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.scenario_id.clone());
-        for s in &page {
-            spaces.add(s.feature_space.as_deref(), 1);
-            let v = match vector::usable(&s.vector) {
-                Ok(v) => v,
-                Err(vector::Unusable::Zero) => {
-                    skipped_zero.push(s.scenario_id.clone());
-                    continue;
-                }
-                Err(why) => {
-                    skipped_unusable.push((s.scenario_id.clone(), why.to_string()));
-                    continue;
-                }
-            };
-            b.add(&s.scenario_id, &v, s.as_of.to_string().as_bytes())
-                .map_err(|e| {
-                    Error::Invalid(format!(
-                        "scenario {} of set {set} under {model}: {e}",
-                        s.scenario_id
-                    ))
-                })?;
-        }
-        if page.len() < 10_000 {
-            break;
-        }
-    }
-    if b.is_empty() {
-        return Err(crate::nearest::no_scenarios(
-            db,
-            model,
-            set,
-            skipped_zero.len() + skipped_unusable.len(),
-        )
-        .await);
-    }
-    let feature_space = spaces.one(model, set)?;
+    let scan = crate::nearest::scan_scenarios(db, model, set, |id, as_of, v| {
+        b.add(id, v, as_of.to_string().as_bytes()).map(|_| ())
+    })
+    .await?;
+    let (skipped_zero, skipped_unusable, feature_space) = (scan.zero, scan.unusable, scan.feature_space);
     crate::faults::pause_point(crate::faults::INDEX_BEFORE_WRITE);
     let path = partition_path(index_dir, model, set);
     if let Some(dir) = path.parent() {
@@ -401,7 +367,7 @@ pub async fn status_of(db: &Db, index_dir: &Path, model: &str, set: &str) -> Res
         }
         Ok((bytes, prov)) => {
             st.file_bytes = Some(bytes);
-            st.state = if prov.database_id.as_deref() != Some(database_id.as_str()) {
+            st.state = if !prov.is_from(&database_id) {
                 Freshness::Foreign
             } else if now.rows == 0 {
                 Freshness::Orphaned

@@ -72,8 +72,9 @@ pub fn unusable(v: &[f32]) -> Option<Unusable> {
     v.iter().all(|&x| x == 0.0).then_some(Unusable::Zero)
 }
 
-/// A stored vector that can be ranked by cosine, or why not, for per-item skips.
-pub fn usable(bytes: &[u8]) -> std::result::Result<Vec<f32>, Unusable> {
+/// A stored vector whose values are all finite (all zeros allowed: a real
+/// state without direction, to be averaged), or why not.
+pub fn finite(bytes: &[u8]) -> std::result::Result<Vec<f32>, Unusable> {
     if bytes.len() != VECTOR_BYTES {
         return Err(Unusable::WrongLength(bytes.len()));
     }
@@ -81,6 +82,15 @@ pub fn usable(bytes: &[u8]) -> std::result::Result<Vec<f32>, Unusable> {
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
+    match unusable(&v) {
+        Some(why @ Unusable::NonFinite { .. }) => Err(why),
+        _ => Ok(v),
+    }
+}
+
+/// A stored vector that can be ranked by cosine, or why not, for per-item skips.
+pub fn usable(bytes: &[u8]) -> std::result::Result<Vec<f32>, Unusable> {
+    let v = finite(bytes)?;
     match unusable(&v) {
         Some(why) => Err(why),
         None => Ok(v),
@@ -112,6 +122,7 @@ mod tests {
     fn unusable_vectors_say_why() {
         let mut v = vec![0.0f32; DIM];
         assert_eq!(usable(&to_bytes(&v)), Err(Unusable::Zero));
+        assert_eq!(finite(&to_bytes(&v)), Ok(v.clone()));
         v[7] = f32::NAN;
         let e = usable(&to_bytes(&v)).unwrap_err();
         assert!(e.to_string().contains("position 7"), "{e}");

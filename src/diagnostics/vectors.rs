@@ -129,10 +129,10 @@ pub async fn portfolio_vectors(
                 || format!("the {what} (joint model {model})"),
                 v.feature_space.as_deref(),
             )?;
-            let z = match vector::usable(&v.vector) {
+            // An all-zero state (a holding in cash, a suspended stock) is a
+            // real, directionless state; an unreadable one is left out.
+            let z = match vector::finite(&v.vector) {
                 Ok(z) => Some(z),
-                // A holding in cash or a suspended stock: a real, directionless state.
-                Err(vector::Unusable::Zero) => Some(vec![0.0; vector::DIM]),
                 Err(why) => {
                     eprintln!("warning: the {what} is left out: {why}");
                     None

@@ -106,21 +106,20 @@ pub async fn backfill_joint_states(db: &Db, p: &StateBackfill) -> Result<StateSu
         },
         ..Default::default()
     };
+    // The whole market is seen only without --limit.
     let market = if p.limit.is_none() {
         market_instruments(db, &p.market_id, region).await?
     } else {
         Vec::new()
     };
-    if p.limit.is_none() {
-        let have: BTreeSet<&str> = states.iter().map(|s| s.instrument_id.as_str()).collect();
-        for id in market.iter().cloned() {
-            if !have.contains(id.as_str()) {
-                out.summary
-                    .skipped
-                    .entry("no numeric embedding")
-                    .or_default()
-                    .push((id, format!("no {} vector on {}", p.stab_model_id, p.as_of)));
-            }
+    let have: BTreeSet<&str> = states.iter().map(|s| s.instrument_id.as_str()).collect();
+    for id in market.iter().cloned() {
+        if !have.contains(id.as_str()) {
+            out.summary
+                .skipped
+                .entry("no numeric embedding")
+                .or_default()
+                .push((id, format!("no {} vector on {}", p.stab_model_id, p.as_of)));
         }
     }
 
@@ -134,9 +133,8 @@ pub async fn backfill_joint_states(db: &Db, p: &StateBackfill) -> Result<StateSu
         // A blob of another length or with a non-finite value (another tool
         // wrote it) skips this instrument, not the run. An all-zero state
         // (constant prices) is a real state and is kept.
-        let stab = match vector::usable(&s.vector) {
+        let stab = match vector::finite(&s.vector) {
             Ok(v) => v,
-            Err(vector::Unusable::Zero) => vec![0.0; vector::DIM],
             Err(why) => {
                 out.summary
                     .skipped

@@ -250,13 +250,18 @@ impl Db {
         Ok(Db { pool, label })
     }
 
+    /// The embedded migrations of this backend.
+    fn migrator(&self) -> sqlx::migrate::Migrator {
+        match &self.pool {
+            Pool::Postgres(_) => sqlx::migrate!("migrations/postgres"),
+            Pool::Sqlite(_) => sqlx::migrate!("migrations/sqlite"),
+        }
+    }
+
     /// Versions of the embedded migrations that the database lacks (not
     /// applied, failed, or applied with another checksum), read without writing.
     pub async fn missing_migrations(&self) -> Vec<i64> {
-        let migrator = match &self.pool {
-            Pool::Postgres(_) => sqlx::migrate!("migrations/postgres"),
-            Pool::Sqlite(_) => sqlx::migrate!("migrations/sqlite"),
-        };
+        let migrator = self.migrator();
         let sql = "SELECT version, checksum, success FROM _sqlx_migrations";
         // No table (or an unreadable one): everything is missing; the migrator will say more.
         let applied: Vec<(i64, Vec<u8>, bool)> =
@@ -282,9 +287,10 @@ impl Db {
         if missing.is_empty() {
             return Ok(());
         }
+        let migrator = self.migrator();
         let res = match &self.pool {
-            Pool::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await,
-            Pool::Sqlite(p) => sqlx::migrate!("migrations/sqlite").run(p).await,
+            Pool::Postgres(p) => migrator.run(p).await,
+            Pool::Sqlite(p) => migrator.run(p).await,
         };
         res.map_err(|source| match &source {
             sqlx::migrate::MigrateError::Execute(e) if is_read_only(e) => Error::ReadOnlyNeedsMigration {
