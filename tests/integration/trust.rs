@@ -362,4 +362,26 @@ async fn a_rerun_removes_what_it_now_skips(t: TestDb) {
         stored_ids(&t.db, "numeric_window_embeddings", STAB, d).await,
         want
     );
+
+    // Profiles: --limit 1 reads one issuer and leaves the others' profiles alone.
+    let profiles = || async {
+        with_pool!(&t.db, p => sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM joint_embeddings WHERE joint_type = 'PROFILE_CORE_V0' AND as_of_date = $1")
+            .bind(d).fetch_one(p).await)
+        .unwrap()
+    };
+    let before = profiles().await;
+    assert!(before > 1, "{before}");
+    let s = backfill_joint_profiles(
+        &t.db,
+        &ProfileBackfill {
+            as_of: d,
+            model_id: "joint-profile-core-v1".into(),
+            limit: Some(1),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(s.removed.is_empty(), "{s}");
+    assert_eq!(profiles().await, before);
 }
