@@ -88,8 +88,16 @@ pub fn run(spec: BenchSpec, progress: &mut (dyn FnMut(&str) + Send)) -> Result<V
     } else {
         rayon::current_num_threads()
     };
+    // The graph's builder, from the partition's own record when it was not built here.
+    let mut engine = match spec.params.builder {
+        stabspace_index::GraphBuilder::Native => "stabspace",
+        stabspace_index::GraphBuilder::HnswRs => "stabspace-hnsw_rs",
+    };
     let (path, build_s) = match spec.base {
-        Base::Partition(p) => (p, 0.0),
+        Base::Partition(p) => {
+            engine = "stabspace";
+            (p, 0.0)
+        }
         Base::Vectors { dim, rows } => {
             progress(&format!("building a partition of {} vectors", rows.len()));
             let started = Instant::now();
@@ -100,12 +108,21 @@ pub fn run(spec: BenchSpec, progress: &mut (dyn FnMut(&str) + Send)) -> Result<V
             if let Some(dir) = spec.scratch.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             }
-            b.write(
+            let stats = b.write(
                 &spec.scratch,
                 &spec.params,
                 "{\"source\":\"stabspace bench\"}",
                 &mut |_, _| {},
             )?;
+            eprintln!(
+                "built {} vectors with {} in {:.1} s: graph {:.1} s, recall calibration {:.1} s, the rest \
+                 normalising and writing",
+                rows.len(),
+                spec.params.builder.name(),
+                started.elapsed().as_secs_f64(),
+                stats.graph_seconds,
+                stats.calibration_seconds
+            );
             (spec.scratch.clone(), started.elapsed().as_secs_f64())
         }
     };
@@ -149,11 +166,7 @@ pub fn run(spec: BenchSpec, progress: &mut (dyn FnMut(&str) + Send)) -> Result<V
     if p.has_graph() {
         for &ef in &spec.efs {
             progress(&format!("ef {ef}"));
-            out.push(row(
-                "stabspace",
-                ef,
-                measure(&p, &spec.queries, &t, Some(ef.max(k)))?,
-            ));
+            out.push(row(engine, ef, measure(&p, &spec.queries, &t, Some(ef.max(k)))?));
         }
     } else {
         eprintln!(

@@ -1,15 +1,16 @@
-//! Building a partition: validate and normalise rows, build the HNSW graph with
-//! `hnsw_rs`, extract it through its public accessors into our layout, write.
+//! Building a partition: validate and normalise rows, build the HNSW graph
+//! (ours, `insert.rs`; or the reference, `reference.rs`) or extend the graph
+//! of an existing partition with new rows, calibrate its recall, write.
 
 use std::path::Path;
 use std::time::Instant;
 
-use hnsw_rs::anndists::dist::Distance;
-use hnsw_rs::hnsw::Hnsw;
-
+use crate::calibrate::{calibrate, Calibration};
 use crate::error::{IndexError, Result};
 use crate::format::{kind, Header, FLAG_DETERMINISTIC, FLAG_GRAPH, METRIC_COSINE, SECTION_OPTIONAL};
-use crate::kernel;
+use crate::graph::Graph;
+use crate::insert::{self, InsertParams};
+use crate::partition::Partition;
 use crate::write::{write_partition, Section};
 
 /// Below this many rows a partition is written flat (no graph) and searched by
@@ -19,6 +20,25 @@ pub const FLAT_THRESHOLD: usize = 2_000;
 
 /// Largest M accepted (hnsw_rs allows at most 256 slots per level).
 pub const MAX_M: usize = 128;
+
+/// Which code builds the graph.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GraphBuilder {
+    /// Ours: parallel insertion with per-node locks (`insert.rs`).
+    #[default]
+    Native,
+    /// hnsw_rs, the reference ours is tested against (no appends).
+    HnswRs,
+}
+
+impl GraphBuilder {
+    pub fn name(self) -> &'static str {
+        match self {
+            GraphBuilder::Native => "stabspace",
+            GraphBuilder::HnswRs => "hnsw_rs",
+        }
+    }
+}
 
 /// How to build a partition.
 #[derive(Clone, Debug)]
@@ -33,6 +53,8 @@ pub struct BuildParams {
     pub deterministic: bool,
     /// Partitions with fewer rows are written without a graph.
     pub flat_threshold: usize,
+    /// Which code builds the graph.
+    pub builder: GraphBuilder,
 }
 
 impl Default for BuildParams {
@@ -43,6 +65,7 @@ impl Default for BuildParams {
             seed: 0x5EED,
             deterministic: false,
             flat_threshold: FLAT_THRESHOLD,
+            builder: GraphBuilder::Native,
         }
     }
 }
@@ -56,26 +79,13 @@ pub struct BuildStats {
     pub file_bytes: u64,
     pub graph_seconds: f64,
     pub total_seconds: f64,
-}
-
-/// Collects rows, then builds and writes one partition file.
-pub struct PartitionBuilder {
-    dim: usize,
-    vectors: Vec<f32>,
-    norms: Vec<f64>,
-    id_offsets: Vec<u64>,
-    id_bytes: Vec<u8>,
-    payload_offsets: Vec<u64>,
-    payload_bytes: Vec<u8>,
-}
-
-/// hnsw_rs distance over normalised vectors: 1 − dot, with our kernel.
-struct DotDistance;
-
-impl Distance<f32> for DotDistance {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        (1.0 - kernel::dot(a, b)).max(0.0)
-    }
+    /// Rows inserted into the graph of the partition this one extends
+    /// (`None`: the graph was built from scratch, or there is none).
+    pub appended: Option<usize>,
+    /// Recall per search breadth, measured on the built graph.
+    pub calibration: Option<Calibration>,
+    /// Seconds the calibration took (within `total_seconds`).
+    pub calibration_seconds: f64,
 }
 
 /// Check a vector and return its L2 norm (f64).
@@ -101,6 +111,35 @@ pub(crate) fn checked_norm(row: usize, dim: usize, v: &[f32]) -> Result<f64> {
     Ok(norm)
 }
 
+/// The hash stored per row in `ROW_HASHES`: xxh3-64 of the id, the payload
+/// and the vector as given (little-endian f32 bits), each length-prefixed.
+/// Equal hashes mean an unchanged row (an accidental 64-bit collision is a
+/// one-in-10^19 event per changed row).
+pub fn row_hash(id: &str, vector: &[f32], payload: &[u8]) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&(id.len() as u64).to_le_bytes());
+    h.update(id.as_bytes());
+    h.update(&(payload.len() as u64).to_le_bytes());
+    h.update(payload);
+    h.update(&(vector.len() as u64).to_le_bytes());
+    h.update(bytemuck::cast_slice(vector));
+    h.digest()
+}
+
+/// Collects rows, then builds and writes one partition file.
+pub struct PartitionBuilder {
+    dim: usize,
+    vectors: Vec<f32>,
+    norms: Vec<f64>,
+    hashes: Vec<u64>,
+    id_offsets: Vec<u64>,
+    id_bytes: Vec<u8>,
+    payload_offsets: Vec<u64>,
+    payload_bytes: Vec<u8>,
+    /// The graph of the first rows, when extending a partition.
+    base: Option<Graph>,
+}
+
 impl PartitionBuilder {
     pub fn new(dim: usize) -> Result<Self> {
         if dim == 0 || dim > 65_536 {
@@ -112,10 +151,12 @@ impl PartitionBuilder {
             dim,
             vectors: Vec::new(),
             norms: Vec::new(),
+            hashes: Vec::new(),
             id_offsets: vec![0],
             id_bytes: Vec::new(),
             payload_offsets: vec![0],
             payload_bytes: Vec::new(),
+            base: None,
         })
     }
 
@@ -123,9 +164,42 @@ impl PartitionBuilder {
         let mut b = Self::new(dim)?;
         b.vectors.reserve(rows * dim);
         b.norms.reserve(rows);
+        b.hashes.reserve(rows);
         b.id_offsets.reserve(rows);
         b.payload_offsets.reserve(rows);
         Ok(b)
+    }
+
+    /// A builder holding every row of `p` and, when `p` has a graph, that
+    /// graph: rows added next are inserted into it rather than the graph
+    /// being rebuilt (if the build parameters keep its M and builder).
+    /// Needs a version-2 file (row hashes); `extra` reserves room for new rows.
+    pub fn extending(p: &Partition, extra: usize) -> Result<Self> {
+        let hashes = p.row_hashes().ok_or_else(|| {
+            IndexError::BadParams(format!(
+                "{} is a version-{} partition without row hashes; it cannot be extended, only rebuilt",
+                p.path().display(),
+                p.info().version
+            ))
+        })?;
+        let n = p.len();
+        let mut b = Self::with_capacity(p.dim(), n + extra)?;
+        b.vectors.extend_from_slice(p.vectors());
+        b.norms.extend_from_slice(p.norms());
+        b.hashes.extend_from_slice(hashes);
+        for row in 0..n {
+            b.id_bytes.extend_from_slice(p.id(row)?.as_bytes());
+            b.id_offsets.push(b.id_bytes.len() as u64);
+            b.payload_bytes.extend_from_slice(p.payload(row)?);
+            b.payload_offsets.push(b.payload_bytes.len() as u64);
+        }
+        b.base = p.graph().map(|g| Graph::of(&g));
+        Ok(b)
+    }
+
+    /// Rows that came with the partition being extended (0 for a new one).
+    pub fn base_rows(&self) -> usize {
+        self.base.as_ref().map_or(0, Graph::len)
     }
 
     pub fn dim(&self) -> usize {
@@ -153,6 +227,7 @@ impl PartitionBuilder {
         self.vectors
             .extend(vector.iter().map(|&x| (f64::from(x) / norm) as f32));
         self.norms.push(norm);
+        self.hashes.push(row_hash(id, vector, payload));
         self.id_bytes.extend_from_slice(id.as_bytes());
         self.id_offsets.push(self.id_bytes.len() as u64);
         self.payload_bytes.extend_from_slice(payload);
@@ -163,8 +238,13 @@ impl PartitionBuilder {
     /// Build the graph (unless the partition is small) and write the file at
     /// `path` atomically. `provenance` is stored verbatim; `progress(done, total)`
     /// is called as rows are inserted into the graph.
+    ///
+    /// A builder made by [`PartitionBuilder::extending`] inserts only the rows
+    /// added since into the existing graph when it can: the graph exists,
+    /// `params` keep its M and ask for our builder, and the partition is still
+    /// above the flat threshold. Otherwise the graph is built from scratch.
     pub fn write(
-        self,
+        mut self,
         path: &Path,
         params: &BuildParams,
         provenance: &str,
@@ -202,9 +282,14 @@ impl PartitionBuilder {
             ..bytemuck::Zeroable::zeroed()
         };
         let graph_started = Instant::now();
+        let base = self
+            .base
+            .take()
+            .filter(|g| graph && g.m == params.m && params.builder == GraphBuilder::Native);
+        let appended = base.as_ref().map(|g| n - g.len());
         let layout = if graph {
             header.flags |= FLAG_GRAPH;
-            let g = self.build_graph(params, progress)?;
+            let g = self.build_graph(base, params, progress)?;
             header.entry_point = g.entry_point;
             header.max_level = g.max_level;
             Some(g)
@@ -213,6 +298,12 @@ impl PartitionBuilder {
             None
         };
         let graph_seconds = graph_started.elapsed().as_secs_f64();
+        let calibration_started = Instant::now();
+        let calibration = layout
+            .as_ref()
+            .and_then(|g| calibrate(g, &self.vectors, self.dim, params.seed));
+        let calibration_seconds = calibration_started.elapsed().as_secs_f64();
+        let calibration_bytes = calibration.as_ref().map(Calibration::encode);
 
         let mut sections = vec![
             Section {
@@ -269,7 +360,19 @@ impl PartitionBuilder {
                 flags: 0,
                 bytes: provenance.as_bytes(),
             },
+            Section {
+                kind: kind::ROW_HASHES,
+                flags: 0,
+                bytes: bytemuck::cast_slice(&self.hashes),
+            },
         ]);
+        if let Some(bytes) = &calibration_bytes {
+            sections.push(Section {
+                kind: kind::CALIBRATION,
+                flags: 0,
+                bytes,
+            });
+        }
         debug_assert!(sections.iter().all(|s| s.flags & SECTION_OPTIONAL == 0));
         let file_bytes = write_partition(path, header, &sections)?;
         Ok(BuildStats {
@@ -279,98 +382,60 @@ impl PartitionBuilder {
             file_bytes,
             graph_seconds,
             total_seconds: started.elapsed().as_secs_f64(),
+            appended,
+            calibration,
+            calibration_seconds,
         })
     }
 
-    fn row(&self, r: usize) -> &[f32] {
-        &self.vectors[r * self.dim..(r + 1) * self.dim]
-    }
-
-    fn build_graph(&self, params: &BuildParams, progress: &mut dyn FnMut(usize, usize)) -> Result<Graph> {
+    /// The graph: `base` extended with the rows after it, or built from
+    /// scratch in the seeded insertion order.
+    fn build_graph(
+        &self,
+        base: Option<Graph>,
+        params: &BuildParams,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Graph> {
         let n = self.len();
-        let (m, m0) = (params.m, 2 * params.m);
+        let insert = InsertParams {
+            m: params.m,
+            ef_construction: params.ef_construction,
+            seed: params.seed,
+            deterministic: params.deterministic,
+            new_links0: params.m + params.m / 2,
+        };
+        if let Some(base) = base {
+            let order: Vec<usize> = (base.len()..n).collect();
+            return Ok(insert::build(
+                &self.vectors,
+                self.dim,
+                Some(base),
+                &order,
+                &insert,
+                progress,
+            ));
+        }
         let order = permutation(n, params.seed);
-        let hnsw: Hnsw<f32, DotDistance> = Hnsw::new(m, n, 16, params.ef_construction, DotDistance);
-        let batch = 10_000;
-        for (i, chunk) in order.chunks(batch).enumerate() {
-            if params.deterministic {
-                for &r in chunk {
-                    hnsw.insert_slice((self.row(r), r));
-                }
-            } else {
-                let data: Vec<(&[f32], usize)> = chunk.iter().map(|&r| (self.row(r), r)).collect();
-                hnsw.parallel_insert_slice(&data);
-            }
-            progress((i * batch + chunk.len()).min(n), n);
+        match params.builder {
+            GraphBuilder::Native => Ok(insert::build(
+                &self.vectors,
+                self.dim,
+                None,
+                &order,
+                &insert,
+                progress,
+            )),
+            GraphBuilder::HnswRs => crate::reference::build(
+                &self.vectors,
+                self.dim,
+                &order,
+                params.m,
+                params.ef_construction,
+                params.deterministic,
+                progress,
+            ),
         }
-
-        // Extract: per row its level and neighbour rows on each level.
-        let mut level0 = vec![0u32; n * (m0 + 1)];
-        let mut levels = vec![0u8; n];
-        let mut uppers: Vec<Vec<Vec<u32>>> = vec![Vec::new(); n];
-        let mut seen = 0usize;
-        for point in hnsw.get_point_indexation() {
-            let row = point.get_origin_id();
-            let level = point.get_point_id().0 as usize;
-            let hood = point.get_neighborhood_id();
-            let neighbours = |l: usize, cap: usize| -> Vec<u32> {
-                let mut ns = hood.get(l).cloned().unwrap_or_default();
-                ns.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.d_id.cmp(&b.d_id)));
-                ns.iter()
-                    .filter(|nb| nb.d_id != row)
-                    .take(cap)
-                    .map(|nb| nb.d_id as u32)
-                    .collect()
-            };
-            let l0 = neighbours(0, m0);
-            let block = &mut level0[row * (m0 + 1)..(row + 1) * (m0 + 1)];
-            block[0] = l0.len() as u32;
-            block[1..=l0.len()].copy_from_slice(&l0);
-            levels[row] = level as u8;
-            uppers[row] = (1..=level).map(|l| neighbours(l, m)).collect();
-            seen += 1;
-        }
-        if seen != n {
-            return Err(IndexError::BadParams(format!("graph holds {seen} of {n} rows")));
-        }
-        // Entry point: the first row, in insertion order, on the top level.
-        let max_level = levels.iter().copied().max().unwrap_or(0);
-        let entry_point = order
-            .iter()
-            .copied()
-            .find(|&r| levels[r] == max_level)
-            .unwrap_or(0) as u32;
-        let mut upper_index = vec![u32::MAX; n];
-        let mut upper: Vec<u32> = Vec::new();
-        for (row, lists) in uppers.iter().enumerate() {
-            if lists.is_empty() {
-                continue;
-            }
-            upper_index[row] = u32::try_from(upper.len())
-                .map_err(|_| IndexError::BadParams("upper levels exceed 2^32 words".into()))?;
-            upper.push(lists.len() as u32);
-            for list in lists {
-                upper.push(list.len() as u32);
-                upper.extend_from_slice(list);
-                upper.extend(std::iter::repeat_n(0u32, m - list.len()));
-            }
-        }
-        Ok(Graph {
-            level0,
-            upper_index,
-            upper,
-            entry_point,
-            max_level: u32::from(max_level),
-        })
     }
-}
-
-struct Graph {
-    level0: Vec<u32>,
-    upper_index: Vec<u32>,
-    upper: Vec<u32>,
-    entry_point: u32,
-    max_level: u32,
 }
 
 /// 0..n shuffled by `seed` (Fisher–Yates over splitmix64): the insertion order.

@@ -1,7 +1,8 @@
-//! The partition file format, version 1. `FORMAT.md` beside this crate's
-//! `Cargo.toml` is the specification with byte offsets; this module is its code.
+//! The partition file format, version 2 (reads 1). `FORMAT.md` beside this
+//! crate's `Cargo.toml` is the specification with byte offsets; this module is
+//! its code.
 //!
-//! A file is a 512-byte header followed by sections, each starting at a 64-byte
+//! A file is a 1024-byte header (512 in version 1) followed by sections, each starting at a 64-byte
 //! aligned offset so that the mapped bytes can be cast in place. All integers
 //! and floats are little-endian (the crate refuses to compile elsewhere).
 
@@ -13,15 +14,19 @@ compile_error!("stabspace-index maps little-endian files in place and needs a li
 /// The first 8 bytes of every partition file.
 pub const MAGIC: [u8; 8] = *b"STABIDX\0";
 /// The version this build writes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// The oldest version this build reads.
 pub const MIN_VERSION: u32 = 1;
 /// Bytes of the fixed header.
-pub const HEADER_LEN: usize = 512;
+pub const HEADER_LEN: usize = 1024;
+/// Bytes of the version-1 header (a 12-entry section table).
+pub const HEADER_LEN_V1: usize = 512;
 /// Section alignment in bytes.
 pub const ALIGN: usize = 64;
 /// Section table slots in the header.
-pub const MAX_SECTIONS: usize = 12;
+pub const MAX_SECTIONS: usize = 28;
+/// Section table slots in a version-1 header.
+pub const MAX_SECTIONS_V1: usize = 12;
 
 /// Metric of the stored vectors: cosine (vectors stored L2-normalised).
 pub const METRIC_COSINE: u32 = 1;
@@ -56,6 +61,11 @@ pub mod kind {
     pub const PAYLOAD_BYTES: u32 = 9;
     /// The caller's provenance, UTF-8 JSON.
     pub const PROVENANCE: u32 = 10;
+    /// `u64[count]`: per row, the xxh3 hash of its id, payload and vector as
+    /// given (`row_hash`), to tell whether a source row is unchanged (version 2).
+    pub const ROW_HASHES: u32 = 11;
+    /// The recall calibration of the graph (`Calibration::encode`; version 2, graph only).
+    pub const CALIBRATION: u32 = 12;
     /// Reserved for a later revision: a quantised copy of the vectors (optional section).
     pub const QUANTIZED: u32 = 0x101;
 }
@@ -72,7 +82,8 @@ pub struct SectionEntry {
     pub reserved: u32,
 }
 
-/// The fixed header at byte 0 (512 bytes).
+/// The fixed header at byte 0 (1024 bytes; a version-1 file has 512, the
+/// first 12 slots of the table, and is read into this struct zero-extended).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
 pub struct Header {
@@ -115,18 +126,54 @@ pub struct Header {
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() == HEADER_LEN);
+const _: () = assert!(128 + 32 * MAX_SECTIONS_V1 == HEADER_LEN_V1);
 const _: () = assert!(std::mem::size_of::<SectionEntry>() == 32);
 
 impl Header {
-    /// CRC32 of the header bytes with `header_crc32` zeroed.
+    /// CRC32 of the header's `header_len` bytes (512 in version 1, else
+    /// 1024) with `header_crc32` zeroed.
     pub fn compute_crc(&self) -> u32 {
         let mut h = *self;
         h.header_crc32 = 0;
-        crc32fast::hash(bytemuck::bytes_of(&h))
+        crc32fast::hash(&bytemuck::bytes_of(&h)[..self.len_on_disk()])
+    }
+
+    /// Bytes the header takes in its file: 512 for version 1, else 1024.
+    pub fn len_on_disk(&self) -> usize {
+        if self.version <= 1 {
+            HEADER_LEN_V1
+        } else {
+            HEADER_LEN
+        }
+    }
+
+    /// Section table slots of the header's version.
+    pub fn max_sections(&self) -> usize {
+        if self.version <= 1 {
+            MAX_SECTIONS_V1
+        } else {
+            MAX_SECTIONS
+        }
+    }
+
+    /// Read a header from the start of a file of any supported version
+    /// (`bytes` at least [`HEADER_LEN_V1`] long; a version-1 header is zero-extended).
+    pub fn read(bytes: &[u8]) -> Header {
+        let mut buf = [0u8; HEADER_LEN];
+        let n = bytes.len().min(HEADER_LEN);
+        buf[..n].copy_from_slice(&bytes[..n]);
+        let mut h: Header = bytemuck::pod_read_unaligned(&buf);
+        if h.version <= 1 {
+            // Bytes 512.. belong to the first section of a version-1 file.
+            for s in &mut h.sections[MAX_SECTIONS_V1..] {
+                *s = SectionEntry::default();
+            }
+        }
+        h
     }
 
     pub fn section(&self, kind: u32) -> Option<&SectionEntry> {
-        self.sections[..(self.section_count as usize).min(MAX_SECTIONS)]
+        self.sections[..(self.section_count as usize).min(self.max_sections())]
             .iter()
             .find(|s| s.kind == kind)
     }

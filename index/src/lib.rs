@@ -22,18 +22,23 @@
 //! (`kernel/x86.rs`), each block with a `// SAFETY:` comment.
 
 mod build;
+mod calibrate;
 mod error;
 pub mod faults;
 mod flat;
 pub mod format;
+mod graph;
+mod insert;
 pub mod kernel;
 mod partition;
+mod reference;
 mod search;
 pub mod sweep;
 pub mod vecfile;
 mod write;
 
-pub use build::{BuildParams, BuildStats, PartitionBuilder, FLAT_THRESHOLD, MAX_M};
+pub use build::{row_hash, BuildParams, BuildStats, GraphBuilder, PartitionBuilder, FLAT_THRESHOLD, MAX_M};
+pub use calibrate::{Calibration, CALIBRATION_K, CALIBRATION_SAMPLE, RECALL_TARGETS};
 pub use error::{IndexError, Result};
 pub use flat::FlatIndex;
 pub use partition::{Partition, PartitionInfo};

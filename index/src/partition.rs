@@ -8,10 +8,10 @@ use std::sync::Mutex;
 
 use memmap2::Mmap;
 
+use crate::calibrate::Calibration;
 use crate::error::{IndexError, Result};
 use crate::format::{
-    kind, Header, FLAG_GRAPH, HEADER_LEN, MAGIC, MAX_SECTIONS, METRIC_COSINE, MIN_VERSION, SECTION_OPTIONAL,
-    VERSION,
+    kind, Header, FLAG_GRAPH, HEADER_LEN_V1, MAGIC, METRIC_COSINE, MIN_VERSION, SECTION_OPTIONAL, VERSION,
 };
 use crate::search::Visited;
 
@@ -30,6 +30,10 @@ pub struct Partition {
     payload_offsets: Range<usize>,
     payload_bytes: Range<usize>,
     provenance: Range<usize>,
+    /// Version 2 on: per-row content hashes.
+    row_hashes: Option<Range<usize>>,
+    /// Version 2 on, graphs only: the recall calibration.
+    calibration: Option<Range<usize>>,
     /// Reusable visited sets, one per concurrent search.
     pub(crate) visited: Mutex<Vec<Visited>>,
 }
@@ -43,6 +47,10 @@ struct GraphRanges {
 
 /// The graph slices of a partition, borrowed for one search.
 pub(crate) struct GraphView<'a> {
+    pub vectors: &'a [f32],
+    pub dim: usize,
+    pub entry_point: u32,
+    pub max_level: u32,
     pub level0: &'a [u32],
     pub upper_index: &'a [u32],
     pub upper: &'a [u32],
@@ -103,13 +111,13 @@ impl Partition {
                 },
             });
         }
-        if map.len() < HEADER_LEN {
+        if map.len() < HEADER_LEN_V1 {
             return Err(corrupt(format!(
-                "{} bytes, shorter than the {HEADER_LEN}-byte header",
+                "{} bytes, shorter than the {HEADER_LEN_V1}-byte header",
                 map.len()
             )));
         }
-        let header: Header = bytemuck::pod_read_unaligned(&map[..HEADER_LEN]);
+        let header = Header::read(&map);
         if header.version < MIN_VERSION || header.version > VERSION {
             return Err(IndexError::UnsupportedVersion {
                 path: path.clone(),
@@ -118,10 +126,17 @@ impl Partition {
                 max: VERSION,
             });
         }
+        let header_len = header.len_on_disk();
+        if map.len() < header_len {
+            return Err(corrupt(format!(
+                "{} bytes, shorter than the {header_len}-byte header",
+                map.len()
+            )));
+        }
         if header.compute_crc() != header.header_crc32 {
             return Err(corrupt("header checksum mismatch".into()));
         }
-        if header.header_len as usize != HEADER_LEN {
+        if header.header_len as usize != header_len {
             return Err(corrupt(format!("header length {}", header.header_len)));
         }
         if header.file_len != map.len() as u64 {
@@ -140,7 +155,7 @@ impl Partition {
         if header.count >= u64::from(u32::MAX) {
             return Err(corrupt(format!("row count {}", header.count)));
         }
-        if header.section_count as usize > MAX_SECTIONS {
+        if header.section_count as usize > header.max_sections() {
             return Err(corrupt(format!("{} sections", header.section_count)));
         }
         let dim = header.dim as usize;
@@ -151,13 +166,13 @@ impl Partition {
         // unless it is marked optional.
         for s in &header.sections[..header.section_count as usize] {
             let end = s.offset.checked_add(s.len);
-            if s.offset < HEADER_LEN as u64 || s.offset % 64 != 0 || end.is_none_or(|e| e > file_len) {
+            if s.offset < header_len as u64 || s.offset % 64 != 0 || end.is_none_or(|e| e > file_len) {
                 return Err(corrupt(format!(
                     "section {:#x} at offset {} with length {} lies outside the file",
                     s.kind, s.offset, s.len
                 )));
             }
-            let known = (kind::VECTORS..=kind::PROVENANCE).contains(&s.kind);
+            let known = (kind::VECTORS..=kind::CALIBRATION).contains(&s.kind);
             if !known && s.flags & SECTION_OPTIONAL == 0 {
                 return Err(corrupt(format!(
                     "required section kind {:#x} is unknown to this build (written by a newer stabspace?)",
@@ -188,6 +203,14 @@ impl Partition {
         let payload_offsets = section(kind::PAYLOAD_OFFSETS, Some((n + 1) * 8))?;
         let payload_bytes = section(kind::PAYLOAD_BYTES, None)?;
         let provenance = section(kind::PROVENANCE, None)?;
+        let row_hashes = if header.version >= 2 {
+            Some(section(kind::ROW_HASHES, Some(n * 8))?)
+        } else {
+            None
+        };
+        let calibration = header
+            .section(kind::CALIBRATION)
+            .map(|s| s.offset as usize..(s.offset + s.len) as usize);
         let graph = if header.flags & FLAG_GRAPH != 0 {
             if header.m < 2 || header.m > 256 || header.m0 < header.m || header.m0 > 512 {
                 return Err(corrupt(format!(
@@ -227,6 +250,8 @@ impl Partition {
             payload_offsets,
             payload_bytes,
             provenance,
+            row_hashes,
+            calibration,
             visited: Mutex::new(Vec::new()),
         };
         // Ends of the variable-length sections (constant work).
@@ -356,9 +381,30 @@ impl Partition {
             .map_err(|_| self.corrupt("provenance is not UTF-8".into()))
     }
 
+    /// Per row, the hash of its id, payload and vector as given
+    /// ([`crate::row_hash`]); `None` in version-1 files.
+    pub fn row_hashes(&self) -> Option<&[u64]> {
+        self.row_hashes.as_ref().map(|r| self.u64s(r))
+    }
+
+    /// The recall the graph measured at build time per search breadth;
+    /// `None` for flat partitions and version-1 files.
+    pub fn calibration(&self) -> Result<Option<Calibration>> {
+        match &self.calibration {
+            None => Ok(None),
+            Some(r) => Calibration::decode(&self.map[r.clone()])
+                .map(Some)
+                .ok_or_else(|| self.corrupt("calibration section is malformed".into())),
+        }
+    }
+
     pub(crate) fn graph(&self) -> Option<GraphView<'_>> {
         let g = self.graph.as_ref()?;
         Some(GraphView {
+            vectors: self.vectors(),
+            dim: self.dim,
+            entry_point: self.header.entry_point,
+            max_level: self.header.max_level,
             level0: self.u32s(&g.level0),
             upper_index: self.u32s(&g.upper_index),
             upper: bytemuck::cast_slice(&self.map[g.upper.clone()]),

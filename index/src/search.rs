@@ -28,14 +28,14 @@ pub(crate) struct Visited {
 }
 
 impl Visited {
-    fn new(n: usize) -> Self {
+    pub(crate) fn new(n: usize) -> Self {
         Visited {
             marks: vec![0; n],
             epoch: 0,
         }
     }
 
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.epoch = self.epoch.wrapping_add(1);
         if self.epoch == 0 {
             self.marks.iter_mut().for_each(|m| *m = 0);
@@ -45,7 +45,7 @@ impl Visited {
 
     /// Mark a row; true if it was not marked yet.
     #[inline]
-    fn insert(&mut self, row: u32) -> bool {
+    pub(crate) fn insert(&mut self, row: u32) -> bool {
         let m = &mut self.marks[row as usize];
         let fresh = *m != self.epoch;
         *m = self.epoch;
@@ -55,7 +55,7 @@ impl Visited {
 
 /// A similarity and a row, ordered by similarity then by row (lower row first on ties).
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct Scored(f32, u32);
+pub(crate) struct Scored(pub f32, pub u32);
 
 impl Eq for Scored {}
 impl PartialOrd for Scored {
@@ -133,9 +133,9 @@ impl Query {
 }
 
 /// f32 values per 64-byte cache line.
-const PREFETCH_STRIDE: usize = 16;
+pub(crate) const PREFETCH_STRIDE: usize = 16;
 /// Cache lines of each neighbour's vector to prefetch (the hardware streamer follows).
-const PREFETCH_LINES: usize = 4;
+pub(crate) const PREFETCH_LINES: usize = 4;
 
 /// Extra candidates an exact scan keeps in f32 before re-ranking in f64.
 const EXACT_EXTRA: usize = 32;
@@ -206,113 +206,126 @@ impl Partition {
         v
     }
 
-    /// HNSW search: greedy descent through the upper levels, then a beam search
-    /// of breadth `ef` on level 0. Returns the pool, best first.
+    /// HNSW search over this partition's graph, mapping a damaged link to a
+    /// [`IndexError::Corrupt`] naming the file.
     fn hnsw(&self, g: &GraphView<'_>, q: &[f32], ef: usize, visited: &mut Visited) -> Result<Vec<Scored>> {
-        let dim = self.dim();
-        let vectors = self.vectors();
-        let score = |row: u32| kernel::dot(q, &vectors[row as usize * dim..(row as usize + 1) * dim]);
-        let mut cur = self.header().entry_point;
-        let mut cur_score = score(cur);
-        for level in (1..=self.header().max_level as usize).rev() {
-            loop {
-                let mut improved = false;
-                for &n in self.upper_neighbours(g, cur, level)? {
-                    self.check_row(g, n)?;
-                    let s = score(n);
-                    if s > cur_score || (s == cur_score && n < cur) {
-                        (cur, cur_score) = (n, s);
-                        improved = true;
-                    }
-                }
-                if !improved {
-                    break;
-                }
-            }
-        }
-
-        let mut fresh: Vec<u32> = Vec::with_capacity(g.m0);
-        let mut candidates: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef * 2);
-        let mut results: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(ef + 1);
-        visited.insert(cur);
-        candidates.push(Scored(cur_score, cur));
-        results.push(Reverse(Scored(cur_score, cur)));
-        while let Some(c) = candidates.pop() {
-            let worst = results.peek().expect("non-empty").0;
-            if results.len() >= ef && c.0 < worst.0 {
-                break;
-            }
-            // Mark the unvisited neighbours and prefetch their vectors first, so the
-            // memory loads overlap; then score them.
-            fresh.clear();
-            for &n in self.level0_neighbours(g, c.1)? {
-                self.check_row(g, n)?;
-                if visited.insert(n) {
-                    let v = &vectors[n as usize * dim..(n as usize + 1) * dim];
-                    for line in v.chunks(PREFETCH_STRIDE).take(PREFETCH_LINES) {
-                        prefetch(&line[0]);
-                    }
-                    fresh.push(n);
-                }
-            }
-            for &n in fresh.iter() {
-                let s = Scored(score(n), n);
-                let worst = results.peek().expect("non-empty").0;
-                if results.len() < ef || s > worst {
-                    candidates.push(s);
-                    results.push(Reverse(s));
-                    if results.len() > ef {
-                        results.pop();
-                    }
-                }
-            }
-        }
-        let mut pool: Vec<Scored> = results.into_iter().map(|r| r.0).collect();
-        pool.sort_by(|a, b| b.cmp(a));
-        Ok(pool)
-    }
-
-    #[inline]
-    fn check_row(&self, g: &GraphView<'_>, row: u32) -> Result<()> {
-        if (row as usize) < g.count {
-            Ok(())
-        } else {
-            Err(self.corrupt(format!("neighbour row {row} of {} rows", g.count)))
-        }
-    }
-
-    fn level0_neighbours<'a>(&self, g: &GraphView<'a>, row: u32) -> Result<&'a [u32]> {
-        let stride = g.m0 + 1;
-        let block = &g.level0[row as usize * stride..(row as usize + 1) * stride];
-        let deg = block[0] as usize;
-        if deg > g.m0 {
-            return Err(self.corrupt(format!("row {row} has level-0 degree {deg} > {}", g.m0)));
-        }
-        Ok(&block[1..=deg])
-    }
-
-    fn upper_neighbours<'a>(&self, g: &GraphView<'a>, row: u32, level: usize) -> Result<&'a [u32]> {
-        let off = g.upper_index[row as usize];
-        if off == u32::MAX {
-            return Ok(&[]);
-        }
-        let bad = || self.corrupt(format!("upper-level block of row {row} out of range"));
-        let off = off as usize;
-        let top = *g.upper.get(off).ok_or_else(bad)? as usize;
-        if level > top {
-            return Ok(&[]);
-        }
-        let base = off + 1 + (level - 1) * (g.m + 1);
-        let deg = *g.upper.get(base).ok_or_else(bad)? as usize;
-        if deg > g.m {
-            return Err(bad());
-        }
-        g.upper.get(base + 1..base + 1 + deg).ok_or_else(bad)
+        hnsw(g, q, ef, visited).map_err(|reason| self.corrupt(reason))
     }
 }
 
+/// HNSW search: greedy descent through the upper levels, then a beam search
+/// of breadth `ef` on level 0. Returns the pool, best first. A link that
+/// points outside the graph is an error (the reason), never a panic.
+pub(crate) fn hnsw(
+    g: &GraphView<'_>,
+    q: &[f32],
+    ef: usize,
+    visited: &mut Visited,
+) -> std::result::Result<Vec<Scored>, String> {
+    let dim = g.dim;
+    let vectors = g.vectors;
+    let score = |row: u32| kernel::dot(q, &vectors[row as usize * dim..(row as usize + 1) * dim]);
+    let mut cur = g.entry_point;
+    check_row(g, cur)?;
+    let mut cur_score = score(cur);
+    for level in (1..=g.max_level as usize).rev() {
+        loop {
+            let mut improved = false;
+            for &n in upper_neighbours(g, cur, level)? {
+                check_row(g, n)?;
+                let s = score(n);
+                if s > cur_score || (s == cur_score && n < cur) {
+                    (cur, cur_score) = (n, s);
+                    improved = true;
+                }
+            }
+            if !improved {
+                break;
+            }
+        }
+    }
+
+    let mut fresh: Vec<u32> = Vec::with_capacity(g.m0);
+    let mut candidates: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef * 2);
+    let mut results: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(ef + 1);
+    visited.insert(cur);
+    candidates.push(Scored(cur_score, cur));
+    results.push(Reverse(Scored(cur_score, cur)));
+    while let Some(c) = candidates.pop() {
+        let worst = results.peek().expect("non-empty").0;
+        if results.len() >= ef && c.0 < worst.0 {
+            break;
+        }
+        // Mark the unvisited neighbours and prefetch their vectors first, so the
+        // memory loads overlap; then score them.
+        fresh.clear();
+        for &n in level0_neighbours(g, c.1)? {
+            check_row(g, n)?;
+            if visited.insert(n) {
+                let v = &vectors[n as usize * dim..(n as usize + 1) * dim];
+                for line in v.chunks(PREFETCH_STRIDE).take(PREFETCH_LINES) {
+                    prefetch(&line[0]);
+                }
+                fresh.push(n);
+            }
+        }
+        for &n in fresh.iter() {
+            let s = Scored(score(n), n);
+            let worst = results.peek().expect("non-empty").0;
+            if results.len() < ef || s > worst {
+                candidates.push(s);
+                results.push(Reverse(s));
+                if results.len() > ef {
+                    results.pop();
+                }
+            }
+        }
+    }
+    let mut pool: Vec<Scored> = results.into_iter().map(|r| r.0).collect();
+    pool.sort_by(|a, b| b.cmp(a));
+    Ok(pool)
+}
+
+#[inline]
+fn check_row(g: &GraphView<'_>, row: u32) -> std::result::Result<(), String> {
+    if (row as usize) < g.count {
+        Ok(())
+    } else {
+        Err(format!("neighbour row {row} of {} rows", g.count))
+    }
+}
+
+fn level0_neighbours<'a>(g: &GraphView<'a>, row: u32) -> std::result::Result<&'a [u32], String> {
+    let stride = g.m0 + 1;
+    let block = &g.level0[row as usize * stride..(row as usize + 1) * stride];
+    let deg = block[0] as usize;
+    if deg > g.m0 {
+        return Err(format!("row {row} has level-0 degree {deg} > {}", g.m0));
+    }
+    Ok(&block[1..=deg])
+}
+
+fn upper_neighbours<'a>(g: &GraphView<'a>, row: u32, level: usize) -> std::result::Result<&'a [u32], String> {
+    let off = g.upper_index[row as usize];
+    if off == u32::MAX {
+        return Ok(&[]);
+    }
+    let bad = || format!("upper-level block of row {row} out of range");
+    let off = off as usize;
+    let top = *g.upper.get(off).ok_or_else(bad)? as usize;
+    if level > top {
+        return Ok(&[]);
+    }
+    let base = off + 1 + (level - 1) * (g.m + 1);
+    let deg = *g.upper.get(base).ok_or_else(bad)? as usize;
+    if deg > g.m {
+        return Err(bad());
+    }
+    g.upper.get(base + 1..base + 1 + deg).ok_or_else(bad)
+}
+
 #[inline(always)]
-fn prefetch(x: &f32) {
+pub(crate) fn prefetch(x: &f32) {
     #[cfg(target_arch = "x86_64")]
     kernel::x86::prefetch(x as *const f32);
     #[cfg(not(target_arch = "x86_64"))]

@@ -1,7 +1,7 @@
 //! `stabspace index …`: build, rebuild, inspect, verify and drop the index
 //! partitions under `<data-dir>/index/`.
 
-use stabspace_index::{BuildParams, Partition, MAX_M};
+use stabspace_index::{BuildParams, GraphBuilder, Partition, MAX_M};
 
 use crate::cli::GlobalOpts;
 use crate::error::{Error, Result};
@@ -42,6 +42,28 @@ pub struct ParamArgs {
     /// Insert on one thread so the same input gives a byte-identical file.
     #[arg(long)]
     pub deterministic: bool,
+    /// Graph builder: ours (parallel, per-node locks; appends new rows to an
+    /// existing graph), or hnsw_rs, the reference it is tested against
+    /// (always a full build).
+    #[arg(long, value_enum, default_value_t = BuilderArg::Stabspace)]
+    pub builder: BuilderArg,
+}
+
+/// `--builder` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BuilderArg {
+    Stabspace,
+    #[value(name = "hnsw_rs")]
+    HnswRs,
+}
+
+impl From<BuilderArg> for GraphBuilder {
+    fn from(b: BuilderArg) -> Self {
+        match b {
+            BuilderArg::Stabspace => GraphBuilder::Native,
+            BuilderArg::HnswRs => GraphBuilder::HnswRs,
+        }
+    }
 }
 
 impl ParamArgs {
@@ -50,6 +72,7 @@ impl ParamArgs {
             m: self.m as usize,
             ef_construction: self.ef_construction.max(1),
             deterministic: self.deterministic,
+            builder: self.builder.into(),
             ..BuildParams::default()
         }
     }

@@ -45,6 +45,27 @@ pub fn clustered(seed: u64, n: usize, dim: usize, clusters: usize, spread: f32) 
         .collect()
 }
 
+/// Vectors shaped like scenario vectors from market returns: a few dominant
+/// directions with decaying variance (factor i has scale 1/√(i+1)), heavy-ish
+/// tails (each draw's factor scale varies), and a little isotropic noise.
+/// Anisotropic and of low intrinsic dimension, unlike [`iid`].
+pub fn factor_model(seed: u64, n: usize, dim: usize, factors: usize) -> Vec<Vec<f32>> {
+    let mut r = rng(seed);
+    let loadings: Vec<Vec<f32>> = (0..factors).map(|_| gaussian(&mut r, dim)).collect();
+    (0..n)
+        .map(|_| {
+            let vol: f32 = 0.5 + 1.5 * r.random::<f32>();
+            let mut v: Vec<f32> = gaussian(&mut r, dim).iter().map(|x| 0.45 * x).collect();
+            for (i, l) in loadings.iter().enumerate() {
+                let z = vol * gaussian(&mut r, 1)[0] / ((i + 1) as f32).sqrt();
+                v.iter_mut().zip(l).for_each(|(x, &li)| *x += z * li);
+            }
+            normalise(&mut v);
+            v
+        })
+        .collect()
+}
+
 pub fn iid(seed: u64, n: usize, dim: usize) -> Vec<Vec<f32>> {
     let mut r = rng(seed);
     (0..n).map(|_| gaussian(&mut r, dim)).collect()

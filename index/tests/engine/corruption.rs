@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::Path;
 
-use stabspace_index::format::{kind, Header, HEADER_LEN};
+use stabspace_index::format::{kind, Header, HEADER_LEN, VERSION};
 use stabspace_index::{BuildParams, IndexError, Partition};
 
 use crate::common::{build, iid};
@@ -93,12 +93,12 @@ fn wrong_magic_and_future_versions_say_what_is_wrong() {
     ));
 
     let mut h = header(&bytes);
-    h.version = 2;
+    h.version = VERSION + 1;
     let err = open_bytes(dir.path(), "v", &with_header(&bytes, &h, true))
         .err()
         .unwrap();
     assert!(
-        matches!(err, IndexError::UnsupportedVersion { found: 2, .. }),
+        matches!(err, IndexError::UnsupportedVersion { found, .. } if found == VERSION + 1),
         "{err}"
     );
     assert!(err.to_string().contains("stabspace index rebuild"), "{err}");

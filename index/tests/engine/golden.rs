@@ -1,10 +1,12 @@
-//! A format-version-1 file committed to the repository must keep opening and
-//! answering the same way. Regenerate (only on purpose, with a format bump) with
-//! `cargo test -p stabspace-index --test engine -- --ignored regenerate_golden`.
+//! Format files committed to the repository (version 1, written by the
+//! hnsw_rs-based builder, and version 2) must keep opening and answering the
+//! same way. Regenerate the current version's (only on purpose, with a format
+//! bump) with `cargo test -p stabspace-index --test engine -- --ignored regenerate_golden`.
 
 use std::path::PathBuf;
 
-use stabspace_index::{BuildParams, Partition, PartitionBuilder};
+use stabspace_index::format::VERSION;
+use stabspace_index::{row_hash, BuildParams, Partition, PartitionBuilder};
 
 fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data")
@@ -38,15 +40,16 @@ fn regenerate_golden() {
         seed: 1,
         deterministic: true,
         flat_threshold: 0,
+        ..BuildParams::default()
     };
     b.write(
-        &data_dir().join("golden_v1.stabidx"),
+        &data_dir().join(format!("golden_v{VERSION}.stabidx")),
         &params,
         r#"{"golden":1}"#,
         &mut |_, _| {},
     )
     .unwrap();
-    let p = Partition::open(data_dir().join("golden_v1.stabidx")).unwrap();
+    let p = Partition::open(data_dir().join(format!("golden_v{VERSION}.stabidx"))).unwrap();
     let ids: Vec<String> = p
         .search(&query(), 5, 32)
         .unwrap()
@@ -54,24 +57,25 @@ fn regenerate_golden() {
         .map(|h| h.id)
         .collect();
     std::fs::write(
-        data_dir().join("golden_v1.expected.json"),
+        data_dir().join(format!("golden_v{VERSION}.expected.json")),
         serde_json::to_string_pretty(&ids).unwrap(),
     )
     .unwrap();
 }
 
-#[test]
-fn golden_v1_file_opens_verifies_and_answers_as_recorded() {
-    let p = Partition::open(data_dir().join("golden_v1.stabidx")).expect("format v1 must stay readable");
+fn check_golden(version: u32) -> Partition {
+    let file = data_dir().join(format!("golden_v{version}.stabidx"));
+    let p = Partition::open(&file).unwrap_or_else(|e| panic!("format v{version} must stay readable: {e}"));
     p.verify().unwrap();
-    assert_eq!(p.header().version, 1);
+    assert_eq!(p.header().version, version);
     assert!(p.has_graph());
     assert_eq!((p.len(), p.dim()), (300, 8));
     assert_eq!(p.provenance().unwrap(), r#"{"golden":1}"#);
     assert_eq!((p.id(7).unwrap(), p.payload(7).unwrap()), ("S007", &b"p7"[..]));
-    let expected: Vec<String> =
-        serde_json::from_str(&std::fs::read_to_string(data_dir().join("golden_v1.expected.json")).unwrap())
-            .unwrap();
+    let expected: Vec<String> = serde_json::from_str(
+        &std::fs::read_to_string(data_dir().join(format!("golden_v{version}.expected.json"))).unwrap(),
+    )
+    .unwrap();
     let ids: Vec<String> = p
         .search(&query(), 5, 32)
         .unwrap()
@@ -87,4 +91,26 @@ fn golden_v1_file_opens_verifies_and_answers_as_recorded() {
         .map(|h| h.id)
         .collect();
     assert_eq!(exact, expected);
+    p
+}
+
+#[test]
+fn golden_v1_file_opens_verifies_and_answers_as_recorded() {
+    let p = check_golden(1);
+    assert!(p.row_hashes().is_none(), "version 1 has no row hashes");
+    assert!(p.calibration().unwrap().is_none());
+    assert!(
+        PartitionBuilder::extending(&p, 0).is_err(),
+        "a version-1 file cannot be extended: nothing says its rows are unchanged"
+    );
+}
+
+#[test]
+fn golden_v2_file_opens_verifies_and_answers_as_recorded() {
+    let p = check_golden(2);
+    let hashes = p.row_hashes().expect("version 2 has row hashes");
+    let v = &vectors()[7];
+    assert_eq!(hashes[7], row_hash("S007", v, b"p7"), "row hash of row 7");
+    let c = p.calibration().unwrap().expect("a graph has a calibration");
+    assert_eq!((c.k, c.sample), (10, 256));
 }

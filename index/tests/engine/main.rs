@@ -3,6 +3,7 @@
 mod common;
 
 mod atomic;
+mod builder;
 mod corruption;
 mod exact;
 mod golden;

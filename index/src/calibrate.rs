@@ -1,0 +1,218 @@
+//! Recall calibration: at build time, the recall@10 of the graph at a ladder
+//! of search breadths, measured against an exact scan on a sample of the
+//! partition's own rows, so that a query can ask for a recall rather than a
+//! breadth.
+//!
+//! Each sampled row is a query *held out from being its own answer*: the row
+//! itself is removed from the exact top-k, and the graph search treats it as
+//! already seen (never scored, never expanded), so the query asks for its 10
+//! nearest *other* rows without the shortcut of its own links (a row's own
+//! vector would be a free hit at cosine 1, and its links lead straight to its
+//! neighbours: either would make every breadth look better than it is on
+//! queries from outside the partition).
+//! Recall is tie-aware as in `stabspace bench` and `peer_ann.py`: a returned
+//! row counts when its similarity is at least the k-th exact one minus 1e-6.
+//!
+//! Stored in the `CALIBRATION` section (`FORMAT.md`).
+
+use rayon::prelude::*;
+
+use crate::graph::Graph;
+use crate::insert::splitmix64;
+use crate::kernel;
+use crate::search::{hnsw, Visited};
+
+/// Neighbours per query in the calibration.
+pub const CALIBRATION_K: usize = 10;
+/// Rows sampled as queries.
+pub const CALIBRATION_SAMPLE: usize = 256;
+/// The recall targets reported and chosen from.
+pub const RECALL_TARGETS: [f64; 4] = [0.90, 0.95, 0.98, 0.99];
+/// Breadths measured, smallest first; the ladder stops at the first that
+/// reaches the highest target.
+const LADDER: [usize; 22] = [
+    10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512, 640, 768, 1024, 2048,
+];
+
+/// Measured recall@k of a graph, per search breadth.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Calibration {
+    /// Neighbours per query.
+    pub k: usize,
+    /// Queries (sampled rows).
+    pub sample: usize,
+    /// (ef, recall), ef ascending.
+    pub points: Vec<(usize, f64)>,
+}
+
+impl Calibration {
+    /// The smallest measured breadth whose recall reaches `recall`, if any
+    /// (within 1e-6: recalls are stored as f32).
+    pub fn ef_for(&self, recall: f64) -> Option<usize> {
+        self.points.iter().find(|p| p.1 >= recall - 1e-6).map(|p| p.0)
+    }
+
+    /// The recall measured at the largest breadth not above `ef` (`None` below the ladder).
+    pub fn recall_at(&self, ef: usize) -> Option<f64> {
+        self.points.iter().rev().find(|p| p.0 <= ef).map(|p| p.1)
+    }
+
+    /// The section bytes: u32 words `k`, `sample`, `points`, then per point
+    /// `ef` and the recall as f32 bits.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut w: Vec<u32> = vec![self.k as u32, self.sample as u32, self.points.len() as u32];
+        for &(ef, r) in &self.points {
+            w.push(ef as u32);
+            w.push((r as f32).to_bits());
+        }
+        bytemuck::cast_slice(&w).to_vec()
+    }
+
+    /// Parse the section bytes; `None` when they are not a calibration.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Calibration> {
+        if bytes.len() % 4 != 0 || bytes.len() < 12 {
+            return None;
+        }
+        let w: Vec<u32> = bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let points = w[2] as usize;
+        if w.len() != 3 + 2 * points {
+            return None;
+        }
+        let points: Vec<(usize, f64)> = w[3..]
+            .chunks_exact(2)
+            .map(|p| (p[0] as usize, f64::from(f32::from_bits(p[1]))))
+            .collect();
+        if points.windows(2).any(|p| p[0].0 >= p[1].0) || points.iter().any(|p| !(0.0..=1.0).contains(&p.1)) {
+            return None;
+        }
+        Some(Calibration {
+            k: w[0] as usize,
+            sample: w[1] as usize,
+            points,
+        })
+    }
+}
+
+/// Measure `graph` over its normalised `vectors`. Needs more than k + 1 rows.
+pub(crate) fn calibrate(graph: &Graph, vectors: &[f32], dim: usize, seed: u64) -> Option<Calibration> {
+    let n = graph.len();
+    let k = CALIBRATION_K;
+    if n <= k + 1 {
+        return None;
+    }
+    let sample = sample_rows(n, CALIBRATION_SAMPLE.min(n), seed);
+    let row = |r: usize| &vectors[r * dim..(r + 1) * dim];
+    // Exact: the k-th best similarity among the other rows, per query, in
+    // groups of eight queries per pass over the rows.
+    let kth: Vec<f32> = sample
+        .par_chunks(kernel::DOT8_QUERIES)
+        .flat_map_iter(|group| {
+            let mut tops: Vec<Vec<f32>> = vec![Vec::with_capacity(k + 1); group.len()];
+            let full: [&[f32]; kernel::DOT8_QUERIES] =
+                std::array::from_fn(|j| row(group[j.min(group.len() - 1)]));
+            for (r, v) in vectors.chunks_exact(dim).enumerate() {
+                let sims = kernel::dot8(v, &full);
+                for (j, &q) in group.iter().enumerate() {
+                    if r != q {
+                        push_top(&mut tops[j], sims[j], k);
+                    }
+                }
+            }
+            tops.into_iter().map(|t| t[k - 1])
+        })
+        .collect();
+    let view = graph.view(vectors, dim);
+    let mut points = Vec::new();
+    for &ef in LADDER.iter().take_while(|&&ef| ef < 2 * n) {
+        let hits: usize = sample
+            .par_iter()
+            .zip(&kth)
+            .map_init(
+                || Visited::new(n),
+                |visited, (&q, &kth)| {
+                    visited.reset();
+                    // Marked as seen, the row is neither scored nor expanded:
+                    // its own links are no shortcut to its neighbours.
+                    visited.insert(q as u32);
+                    let pool = hnsw(&view, row(q), ef.max(k + 1), visited).unwrap_or_default();
+                    pool.iter()
+                        .filter(|s| s.1 as usize != q)
+                        .take(k)
+                        .filter(|s| s.0 >= kth - 1e-6)
+                        .count()
+                },
+            )
+            .sum();
+        // Rounded to f32, as stored, so the stats and the file agree.
+        let recall = f64::from((hits as f64 / (sample.len() * k) as f64) as f32);
+        points.push((ef, recall));
+        if recall >= RECALL_TARGETS[RECALL_TARGETS.len() - 1] || ef >= n {
+            break;
+        }
+    }
+    Some(Calibration {
+        k,
+        sample: sample.len(),
+        points,
+    })
+}
+
+/// Keep the `k` largest values of a stream, descending.
+fn push_top(top: &mut Vec<f32>, s: f32, k: usize) {
+    if top.len() == k && s <= top[k - 1] {
+        return;
+    }
+    let at = top.partition_point(|&x| x >= s);
+    top.insert(at, s);
+    top.truncate(k);
+}
+
+/// `count` distinct rows of `0..n`, spread evenly by a seeded stride.
+fn sample_rows(n: usize, count: usize, seed: u64) -> Vec<usize> {
+    let mut picked: Vec<usize> = Vec::with_capacity(count);
+    let mut seen = std::collections::HashSet::with_capacity(count);
+    let mut z = seed ^ 0xCA11_B8A7_E5EE_D000;
+    while picked.len() < count {
+        z = splitmix64(z);
+        let r = (z % n as u64) as usize;
+        if seen.insert(r) {
+            picked.push(r);
+        }
+    }
+    picked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_and_decodes_and_answers_the_smallest_breadth() {
+        let c = Calibration {
+            k: 10,
+            sample: 256,
+            points: vec![(16, 0.81), (32, 0.9), (64, 0.951), (128, 0.99)],
+        };
+        let d = Calibration::decode(&c.encode()).expect("decodes");
+        assert_eq!(d.points.len(), 4);
+        assert_eq!(d.ef_for(0.90), Some(32));
+        assert_eq!(d.ef_for(0.95), Some(64));
+        assert_eq!(d.ef_for(0.98), Some(128));
+        assert_eq!(d.ef_for(0.995), None);
+        assert_eq!(d.recall_at(100).map(|r| (r * 1000.0).round()), Some(951.0));
+        assert_eq!(d.recall_at(8), None);
+        assert!(Calibration::decode(&[1, 2, 3]).is_none());
+    }
+
+    #[test]
+    fn top_k_keeps_the_largest() {
+        let mut t = Vec::new();
+        for s in [0.1, 0.9, 0.5, 0.7, 0.3, 0.8] {
+            push_top(&mut t, s, 3);
+        }
+        assert_eq!(t, vec![0.9, 0.8, 0.7]);
+    }
+}
