@@ -36,8 +36,9 @@ pub struct SearchOpts {
 pub struct SearchArgs {
     /// Search breadth on the index graph (≥ k; larger is slower and more exact).
     /// Default: 128. On 100k vectors made from real daily returns that gives recall@10 0.91;
-    /// 256 gives 0.95 (README, Benchmarks).
-    #[arg(long, value_name = "N")]
+    /// 256 gives 0.95 (README, Benchmarks). Any value is accepted: one at or above the
+    /// partition's row count (clamped to it) visits every row the graph reaches.
+    #[arg(long, value_name = "N", value_parser = crate::cli::parse_clamped)]
     pub ef: Option<usize>,
     /// Scan every scenario vector of the database exactly (never a partition file) instead of
     /// searching the index graph.
@@ -231,7 +232,9 @@ impl ScenarioSpace {
     /// How queries run, for summaries.
     pub fn describe(&self) -> String {
         match (&self.engine, self.ef) {
-            (Engine::Partition(p), Some(ef)) if p.has_graph() => format!("index partition, ef {ef}"),
+            (Engine::Partition(p), Some(ef)) if p.has_graph() => {
+                format!("index partition, ef {}", ef.min(p.len()))
+            }
             (Engine::Partition(_), _) => "index partition, exact scan".into(),
             (Engine::Flat { .. }, _) => "exact scan from the database".into(),
         }

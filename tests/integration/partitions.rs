@@ -210,6 +210,94 @@ fn a_damaged_partition_fails_verify_and_queries_fall_back_to_the_database() {
     assert!(o.status.success(), "{}", text(&o.stdout));
 }
 
+/// Give instrument X.US, on 2025-01-31, the STAB state of `scenario` of
+/// `set`, in the embedded database of `data_dir`.
+fn state_of_scenario(data_dir: &Path, set: &str, scenario: &str) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let db = Db::open(&format!("sqlite://{}", data_dir.join("stabspace.db").display()))
+            .await
+            .unwrap();
+        with_pool!(db, p => sqlx::query(
+            "INSERT INTO joint_embeddings (joint_type, model_id, entity_type, entity_id, scope_id, as_of_date, \
+             entity_scope, vector) SELECT joint_type, model_id, 'INSTRUMENT', 'X.US', '', '2025-01-31', '{}', vector \
+             FROM joint_embeddings WHERE scope_id = $1 AND entity_id = $2")
+            .bind(set)
+            .bind(scenario)
+            .execute(p).await.map(|_| ()))
+        .unwrap();
+        db.close().await;
+    });
+}
+
+/// `--top-k 100000000000` once aborted the process on an 800 GB allocation:
+/// k and ef beyond the set's size are clamped to it, on the graph, on an exact
+/// scan of the partition and on an exact scan of the database, and a number
+/// beyond 64 bits is accepted as "all".
+#[test]
+fn huge_top_k_and_ef_list_every_scenario_of_the_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = 2100; // above the flat threshold: the partition has a graph
+    let o = stabspace(
+        &[
+            "gen-scenarios",
+            "--scenario-set-id",
+            "H",
+            "--count",
+            &count.to_string(),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    state_of_scenario(dir.path(), "H", "SYN_000007");
+    let query = [
+        "find-similar-stab-scenarios",
+        "--instrument-id",
+        "X.US",
+        "--as-of",
+        "2025-01-31",
+        "--scenario-set-id",
+        "H",
+    ];
+    for extra in [
+        &["--top-k", "100000000000", "--ef", "100000000000"][..],
+        &["--top-k", "100000000000", "--ef", "100000000000000000000000"],
+        &["--top-k", "100000000000000000000000", "--exact"],
+    ] {
+        let o = stabspace(&[&query[..], extra].concat(), dir.path());
+        assert!(o.status.success(), "{extra:?}: {}", text(&o.stderr));
+        let out = text(&o.stdout);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines.len(),
+            count + 1,
+            "{extra:?}: one line per scenario and the header"
+        );
+        assert!(
+            lines[1].starts_with("1,1.000000,0.000000,H,SYN_000007,"),
+            "{extra:?}: {}",
+            lines[1]
+        );
+        let ids: std::collections::BTreeSet<&str> =
+            lines[1..].iter().map(|l| l.split(',').nth(4).unwrap()).collect();
+        assert_eq!(ids.len(), count, "{extra:?}: every scenario once");
+        let cosines: Vec<f64> = lines[1..]
+            .iter()
+            .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+            .collect();
+        assert!(cosines.windows(2).all(|w| w[0] >= w[1]), "{extra:?}: best first");
+    }
+    let o = stabspace(&[&query[..], &["--top-k", "0"]].concat(), dir.path());
+    assert!(
+        !o.status.success() && text(&o.stderr).contains("at least 1"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
 #[test]
 fn readers_in_other_processes_see_a_whole_partition_while_it_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
@@ -219,22 +307,7 @@ fn readers_in_other_processes_see_a_whole_partition_while_it_is_rebuilt() {
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
     // One instrument whose STAB state is scenario SYN_000042's vector: its top hit is known.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let db = Db::open(&format!("sqlite://{}", dir.path().join("stabspace.db").display()))
-            .await
-            .unwrap();
-        with_pool!(db, p => sqlx::query(
-            "INSERT INTO joint_embeddings (joint_type, model_id, entity_type, entity_id, scope_id, as_of_date, \
-             entity_scope, vector) SELECT joint_type, model_id, 'INSTRUMENT', 'X.US', '', '2025-01-31', '{}', vector \
-             FROM joint_embeddings WHERE scope_id = 'C' AND entity_id = 'SYN_000042'")
-            .execute(p).await.map(|_| ()))
-        .unwrap();
-        db.close().await;
-    });
+    state_of_scenario(dir.path(), "C", "SYN_000042");
     let query = [
         "find-similar-stab-scenarios",
         "--instrument-id",
