@@ -191,6 +191,44 @@ pub struct Built {
     pub path: PathBuf,
     pub provenance: Provenance,
     pub file_bytes: u64,
+    /// Temporary files of killed builds removed first ([`sweep_temp_files`]).
+    pub swept: Vec<PathBuf>,
+}
+
+/// Remove the temporary files that builds killed part-way left in any model
+/// directory under `index_dir` (`.SET.stabidx.tmp.PID.N` of a process that
+/// is gone; see `stabspace_index::tempfiles`). Returns the paths removed.
+pub fn sweep_temp_files(index_dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    let models = match std::fs::read_dir(index_dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(Error::io(index_dir, e)),
+    };
+    for m in models {
+        let m = m.map_err(|e| Error::io(index_dir, e))?.path();
+        if m.is_dir() {
+            removed.extend(stabspace_index::tempfiles::sweep(&m)?);
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
+/// What [`sweep_temp_files`] removed, in words: one line, or none.
+pub fn swept_note(removed: &[PathBuf]) -> Option<String> {
+    let paths: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
+    match paths.len() {
+        0 => None,
+        1 => Some(format!(
+            "removed 1 temporary file left by a killed build: {}",
+            paths[0]
+        )),
+        n => Some(format!(
+            "removed {n} temporary files left by killed builds: {}",
+            paths.join(", ")
+        )),
+    }
 }
 
 /// Read every STAB scenario vector of (model, set) and write its partition
@@ -204,6 +242,7 @@ pub async fn build(
     progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<Built> {
     let started = Instant::now();
+    let swept = sweep_temp_files(index_dir)?;
     let database_id = crate::storage::meta::database_id(db).await?;
     // The fingerprint first: a write during the read makes the partition look
     // stale (and be rebuilt), never fresh with old content.
@@ -249,6 +288,7 @@ pub async fn build(
         path,
         provenance,
         file_bytes,
+        swept,
     })
 }
 
@@ -466,6 +506,9 @@ pub async fn build_with_progress(
 impl std::fmt::Display for Built {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let p = &self.provenance;
+        if let Some(note) = swept_note(&self.swept) {
+            writeln!(f, "{note}")?;
+        }
         writeln!(
             f,
             "index {} / {}: {} vectors, {:.1} MB, M {} ef_construction {}, built in {:.2} s → {}",

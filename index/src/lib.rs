@@ -30,6 +30,7 @@ pub mod kernel;
 mod partition;
 mod search;
 pub mod sweep;
+pub mod tempfiles;
 pub mod vecfile;
 mod write;
 

@@ -7,7 +7,8 @@ use crate::cli::GlobalOpts;
 use crate::error::{Error, Result};
 use crate::output::{Cell, Format, Table};
 use crate::partitions::{
-    build_with_progress, files, index_dir, partition_path, sources, status_all, status_of, Freshness, Status,
+    build_with_progress, files, index_dir, partition_path, sources, status_all, status_of, sweep_temp_files,
+    swept_note, Freshness, Status,
 };
 
 #[derive(Debug, clap::Args)]
@@ -23,7 +24,8 @@ pub enum IndexCommand {
     /// Rebuild partitions: all of them, or only the stale and missing ones.
     Rebuild(RebuildArgs),
     /// One line per partition: vectors, size, parameters, built at, and fresh /
-    /// stale / missing against the database.
+    /// stale / missing against the database (checksums checked). Removes the
+    /// temporary files of killed builds and says so.
     Status(StatusArgs),
     /// Check every checksum of every partition file; exit non-zero on any failure.
     Verify,
@@ -121,6 +123,9 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
                         .into(),
                 ));
             }
+            if let Some(note) = swept_note(&sweep_temp_files(&dir)?) {
+                println!("{note}");
+            }
             let mut rebuilt = 0;
             for (model, set) in pairs {
                 if !r.all && status_of(&db, &dir, &model, &set).await?.state == Freshness::Fresh {
@@ -137,6 +142,13 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         }
         IndexCommand::Status(s) => {
             let db = g.open_db_read().await?;
+            // Not part of the table: stdout stays one table in CSV and JSON.
+            if let Some(note) = swept_note(&sweep_temp_files(&dir)?) {
+                match s.format {
+                    Format::Text => println!("{note}"),
+                    Format::Csv | Format::Json => eprintln!("{note}"),
+                }
+            }
             let rows = status_all(&db, &dir).await?;
             if rows.is_empty() {
                 println!("no partitions and no STAB scenario vectors in {}", db.label());
@@ -170,6 +182,9 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             println!("{} partition file(s) verified", all.len());
         }
         IndexCommand::Drop(d) => {
+            if let Some(note) = swept_note(&sweep_temp_files(&dir)?) {
+                println!("{note}");
+            }
             let targets = match &d.scenario_set_id {
                 Some(set) if !d.all => vec![partition_path(&dir, &d.model_id, set)],
                 _ => files(&dir)?,
