@@ -132,7 +132,7 @@ impl ScenarioSpace {
                 if now.rows == 0 {
                     return Err(no_scenarios(db, model, set, 0).await);
                 }
-                if prov.fingerprint != now {
+                if prov.fingerprint.version != now.version {
                     eprintln!(
                         "warning: index partition {} is stale (built from {}; the database has {}); using it \
                          anyway — rebuild it with `{rebuild}`",

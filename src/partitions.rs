@@ -4,10 +4,15 @@
 //!
 //! Each file's provenance (a JSON object in its header, see `index/FORMAT.md`)
 //! records the model, the set, the rows, the build parameters and time, and the
-//! *fingerprint* of the source rows: their count, the set's change counter
-//! (bumped by database triggers on every insert, update or delete of a scenario
-//! vector, whoever makes it; migration 0002) and their latest `created_at`. A
-//! partition whose fingerprint differs from the database's is stale.
+//! *fingerprint* of the source rows: their count, the set's change counters
+//! and their latest `created_at`. Database triggers keep two counters per
+//! (model, set) in `joint_scenario_versions`, whoever writes: `version`, bumped
+//! on every insert, update or delete of a scenario vector (migration 0002), and
+//! `rewrites`, bumped only on updates and deletes (migration 0006). A partition
+//! is fresh when it is from this database and its recorded `version` is the
+//! database's: one indexed row lookup ([`counters`]), never a scan of the set,
+//! so queries stay O(1) at any set size. When `version` moved but `rewrites`
+//! did not, the set only gained rows since the build ([`Fingerprint::change_since`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -72,28 +77,103 @@ pub fn partition_path(index_dir: &Path, model: &str, set: &str) -> PathBuf {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fingerprint {
     pub rows: i64,
+    /// The set's `version` counter: every insert, update or delete.
     pub version: i64,
     pub latest_created_at: Option<String>,
+    /// The set's `rewrites` counter: every update or delete, no insert
+    /// (`None` in partitions built before it was recorded).
+    #[serde(default)]
+    pub rewrites: Option<i64>,
 }
 
 impl std::fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} rows, change #{}", self.rows, self.version)?;
+        if let Some(r) = self.rewrites {
+            write!(f, " (rewrite #{r})")?;
+        }
         write!(
             f,
-            "{} rows, change #{}, last written {}",
-            self.rows,
-            self.version,
+            ", last written {}",
             self.latest_created_at.as_deref().unwrap_or("never")
         )
     }
 }
 
+/// The trigger-kept change counters of one (model, set) in
+/// `joint_scenario_versions`; both 0 when the set has never been written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Bumped by every insert, update or delete of a STAB scenario vector.
+    pub version: i64,
+    /// Bumped by every update or delete, never by an insert.
+    pub rewrites: i64,
+}
+
+impl std::fmt::Display for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "change #{} (rewrite #{})", self.version, self.rewrites)
+    }
+}
+
+/// What happened to a set's scenario vectors since a partition was built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing: the partition holds what the database holds.
+    None,
+    /// Rows were inserted and none was updated or deleted.
+    OnlyAdded,
+    /// Some row was updated or deleted (or the partition does not record
+    /// `rewrites`, so that cannot be ruled out).
+    Rewritten,
+}
+
+impl Fingerprint {
+    /// Whether a partition built from `self` holds what the database holds
+    /// now: the same `version` counter. (Whether it is from this database is
+    /// [`Provenance::is_from`].)
+    pub fn is_current(&self, now: Counters) -> bool {
+        self.version == now.version
+    }
+
+    /// What changed since the partition was built, in O(1): a `version` that
+    /// moved while `rewrites` did not means only inserts happened.
+    pub fn change_since(&self, now: Counters) -> Change {
+        if self.is_current(now) {
+            Change::None
+        } else if self.rewrites == Some(now.rewrites) {
+            Change::OnlyAdded
+        } else {
+            Change::Rewritten
+        }
+    }
+}
+
+/// The change counters of (model, set): one indexed row lookup.
+pub async fn counters(db: &Db, model: &str, set: &str) -> Result<Counters> {
+    let sql = "SELECT version, rewrites FROM joint_scenario_versions WHERE model_id = $1 AND scope_id = $2";
+    let row: Option<(i64, i64)> = with_pool!(db, p => sqlx::query_as(sql)
+        .bind(model)
+        .bind(set)
+        .fetch_optional(p)
+        .await)
+    .map_err(|e| db.err(e))?;
+    Ok(row.map_or(Counters::default(), |(version, rewrites)| Counters {
+        version,
+        rewrites,
+    }))
+}
+
+/// The counters and a count of the set's rows: a scan of the set, for builds
+/// and `index status`, never for queries of a fresh partition.
 pub async fn fingerprint(db: &Db, model: &str, set: &str) -> Result<Fingerprint> {
-    let sql = "SELECT COUNT(*), CAST(max(created_at) AS TEXT), \
-                      (SELECT max(v.version) FROM joint_scenario_versions v WHERE v.model_id = $2 AND v.scope_id = $3) \
+    let sql = "SELECT COUNT(*), CAST(max(created_at) AS TEXT) \
                FROM joint_embeddings WHERE joint_type = $1 AND model_id = $2 AND entity_type = 'SCENARIO' \
                  AND scope_id = $3";
-    let (rows, latest, version): (i64, Option<String>, Option<i64>) = with_pool!(db, p => sqlx::query_as(sql)
+    // The counters first: a write between the two reads makes the
+    // fingerprint look older, never newer, than the rows counted.
+    let now = counters(db, model, set).await?;
+    let (rows, latest): (i64, Option<String>) = with_pool!(db, p => sqlx::query_as(sql)
         .bind(STAB_JOINT_TYPE)
         .bind(model)
         .bind(set)
@@ -102,8 +182,9 @@ pub async fn fingerprint(db: &Db, model: &str, set: &str) -> Result<Fingerprint>
     .map_err(|e| db.err(e))?;
     Ok(Fingerprint {
         rows,
-        version: version.unwrap_or(0),
+        version: now.version,
         latest_created_at: latest,
+        rewrites: Some(now.rewrites),
     })
 }
 
@@ -412,7 +493,8 @@ pub async fn status_of(db: &Db, index_dir: &Path, model: &str, set: &str) -> Res
                 Freshness::Foreign
             } else if now.rows == 0 {
                 Freshness::Orphaned
-            } else if prov.fingerprint == now {
+            } else if prov.fingerprint.version == now.version {
+                // The rule of `Fingerprint::is_current`, which queries use.
                 Freshness::Fresh
             } else {
                 Freshness::Stale

@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use stabspace::gen_scenarios::{gen_scenarios, GenScenarios, Market};
 use stabspace::nearest::{open_checked, ScenarioSpace, SearchOpts};
-use stabspace::partitions::{build, partition_path, status_of, Freshness};
+use stabspace::partitions::{build, counters, partition_path, status_of, Change, Counters, Freshness};
 use stabspace::storage::Db;
 use stabspace::with_pool;
 use stabspace_index::BuildParams;
@@ -20,6 +20,7 @@ use crate::support::{stabspace, text, TestDb};
 both_backends!(
     partition_answers_match_the_exact_scan,
     stale_after_adding_changing_or_deleting_a_scenario_and_fresh_after_rebuild,
+    inserts_bump_only_version_and_updates_or_deletes_bump_rewrites_too,
 );
 
 const MODEL: &str = "joint-stab-fragility-v1";
@@ -402,4 +403,80 @@ fn bench_on_a_generated_partition_reports_exact_recall_and_the_ef_sweep() {
         plot.starts_with("<svg") && plot.contains("stabspace-exact"),
         "{plot}"
     );
+}
+
+/// The two trigger-kept counters of a set (migrations 0002, 0006): `version`
+/// moves on every insert, update or delete of a scenario vector, `rewrites`
+/// only on updates and deletes, and an upsert of identical vectors moves
+/// neither, whether the write comes through the bulk upsert or plain SQL.
+async fn inserts_bump_only_version_and_updates_or_deletes_bump_rewrites_too(t: TestDb) {
+    let dir = t.path("index");
+    let now = || async { counters(&t.db, MODEL, "R").await.unwrap() };
+    assert_eq!(now().await, Counters::default(), "a set never written");
+
+    gen_scenarios(&t.db, &scenarios("R", 30)).await.unwrap();
+    let inserted = now().await;
+    assert!(inserted.version > 0, "{inserted}");
+    assert_eq!(inserted.rewrites, 0, "inserts are not rewrites: {inserted}");
+    build_default(&t.db, &dir, "R").await;
+    let built = status_of(&t.db, &dir, MODEL, "R").await.unwrap();
+    let recorded = built.provenance.unwrap().fingerprint;
+    assert_eq!((recorded.version, recorded.rewrites), (inserted.version, Some(0)));
+    assert_eq!(recorded.change_since(inserted), Change::None);
+
+    // The bulk upsert of identical vectors updates no row.
+    gen_scenarios(&t.db, &scenarios("R", 30)).await.unwrap();
+    assert_eq!(now().await, inserted, "identical re-upsert");
+
+    // New rows (and the 30 identical ones again): version only.
+    gen_scenarios(&t.db, &scenarios("R", 33)).await.unwrap();
+    let added = now().await;
+    assert!(added.version > inserted.version, "{inserted} → {added}");
+    assert_eq!(added.rewrites, 0, "{inserted} → {added}");
+    assert_eq!(recorded.change_since(added), Change::OnlyAdded);
+
+    // Changed vectors through the bulk upsert (another seed): rewrites.
+    let other = GenScenarios {
+        seed: 4,
+        ..scenarios("R", 2)
+    };
+    gen_scenarios(&t.db, &other).await.unwrap();
+    let changed = now().await;
+    assert!(changed.version > added.version, "{added} → {changed}");
+    assert!(changed.rewrites > 0, "{added} → {changed}");
+    assert_eq!(recorded.change_since(changed), Change::Rewritten);
+
+    // Changed by another tool, in plain SQL.
+    with_pool!(t.db, p => sqlx::query(
+        "UPDATE joint_embeddings SET vector = (SELECT vector FROM joint_embeddings WHERE entity_id = 'SYN_000010' \
+         AND scope_id = 'R') WHERE entity_id = 'SYN_000011' AND scope_id = 'R'")
+        .execute(p).await.map(|_| ()))
+    .unwrap();
+    let updated = now().await;
+    assert!(
+        updated.version > changed.version && updated.rewrites > changed.rewrites,
+        "{changed} → {updated}"
+    );
+
+    // Deleted.
+    with_pool!(t.db, p => sqlx::query("DELETE FROM joint_embeddings WHERE entity_id = 'SYN_000012' AND scope_id = 'R'")
+        .execute(p).await.map(|_| ()))
+    .unwrap();
+    let deleted = now().await;
+    assert!(
+        deleted.version > updated.version && deleted.rewrites > updated.rewrites,
+        "{updated} → {deleted}"
+    );
+
+    // Another set's writes leave this set's counters alone.
+    gen_scenarios(&t.db, &scenarios("OTHER", 5)).await.unwrap();
+    assert_eq!(now().await, deleted);
+
+    // A partition from before `rewrites` was recorded cannot tell an append.
+    let old = stabspace::partitions::Fingerprint {
+        rewrites: None,
+        ..recorded.clone()
+    };
+    assert_eq!(old.change_since(added), Change::Rewritten);
+    assert_eq!(old.change_since(inserted), Change::None);
 }
