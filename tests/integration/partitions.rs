@@ -164,8 +164,13 @@ async fn stale_after_adding_changing_or_deleting_a_scenario_and_fresh_after_rebu
     assert_eq!(st.provenance.unwrap().rows, 30);
 }
 
+/// Queries do not read a whole partition to open it: a damaged data section
+/// (a flipped bit in the vectors) is found by `index verify` and `index
+/// status`, which check every checksum, and `index rebuild` replaces the file;
+/// a damaged header or section table, which every open checks, makes queries
+/// scan the database instead.
 #[test]
-fn a_damaged_partition_fails_verify_and_queries_fall_back_to_the_database() {
+fn a_damaged_partition_fails_verify_and_status_and_a_damaged_header_makes_queries_fall_back() {
     let dir = tempfile::tempdir().unwrap();
     let o = stabspace(
         &["gen-scenarios", "--scenario-set-id", "D", "--count", "2200"],
@@ -175,7 +180,8 @@ fn a_damaged_partition_fails_verify_and_queries_fall_back_to_the_database() {
     let o = stabspace(&["index", "verify"], dir.path());
     assert!(o.status.success(), "{}", text(&o.stderr));
     let file = partition_path(&dir.path().join("index"), MODEL, "D");
-    let mut bytes = std::fs::read(&file).unwrap();
+    let good = std::fs::read(&file).unwrap();
+    let mut bytes = good.clone();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
     std::fs::write(&file, &bytes).unwrap();
@@ -184,12 +190,25 @@ fn a_damaged_partition_fails_verify_and_queries_fall_back_to_the_database() {
     assert!(!o.status.success(), "verify passed a damaged file");
     let out = text(&o.stdout) + &text(&o.stderr);
     assert!(out.contains("FAILED") && out.contains("D.stabidx"), "{out}");
+    let o = stabspace(&["index", "status"], dir.path());
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("unreadable") && out.contains("checksum mismatch"),
+        "{out}"
+    );
+    // The query path checks the header and section table only (constant
+    // work), not the checksum of every section.
+    let (p, _) = open_checked(&file, MODEL, "D").unwrap();
+    assert_eq!(p.len(), 2200);
+    assert!(p.verify().is_err());
+    drop(p);
+
+    // A damaged header: the open fails, naming the file, and queries do not use it.
+    let mut bytes = good.clone();
+    bytes[20] ^= 0x01;
+    std::fs::write(&file, &bytes).unwrap();
     let e = open_checked(&file, MODEL, "D").err().unwrap().to_string();
     assert!(e.contains("D.stabidx") && e.contains("rebuild"), "{e}");
-    let o = stabspace(&["index", "status"], dir.path());
-    assert!(text(&o.stdout).contains("unreadable"), "{}", text(&o.stdout));
-
-    // A query does not trust the file: it scans the database instead.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
