@@ -312,6 +312,31 @@ pub fn swept_note(removed: &[PathBuf]) -> Option<String> {
     }
 }
 
+/// The build parameters a partition file records (its provenance's, or its
+/// header's when the provenance is not a stabspace record), for a rebuild
+/// that keeps them. `None` when there is no file or it cannot be opened.
+pub fn recorded_params(path: &Path) -> Option<BuildParams> {
+    let p = Partition::open(path).ok()?;
+    let (m, ef_construction, seed, deterministic) = match Provenance::of(&p) {
+        Ok(prov) => {
+            let r = prov.params;
+            (r.m, r.ef_construction, r.seed, r.deterministic)
+        }
+        Err(_) => {
+            let i = p.info();
+            (i.m as usize, i.ef_construction as usize, i.seed, i.deterministic)
+        }
+    };
+    let usable = (2..=stabspace_index::MAX_M).contains(&m) && ef_construction >= 1;
+    usable.then(|| BuildParams {
+        m,
+        ef_construction,
+        seed,
+        deterministic,
+        ..BuildParams::default()
+    })
+}
+
 /// Read every STAB scenario vector of (model, set) and write its partition
 /// atomically. `progress(done, total)` follows the graph insertions.
 pub async fn build(

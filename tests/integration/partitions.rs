@@ -499,3 +499,98 @@ async fn inserts_bump_only_version_and_updates_or_deletes_bump_rewrites_too(t: T
     assert_eq!(old.change_since(added), Change::Rewritten);
     assert_eq!(old.change_since(inserted), Change::None);
 }
+
+/// `index rebuild` builds each partition again with the M, ef_construction,
+/// seed and deterministic setting it records, not the defaults; a flag given
+/// overrides that one setting; a set without a partition gets the defaults.
+/// The output says which parameters each build used and where they came from.
+#[test]
+fn rebuild_keeps_each_partitions_recorded_parameters_unless_a_flag_overrides_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let o = stabspace(args, dir.path());
+        assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let file = partition_path(&dir.path().join("index"), MODEL, "K");
+    let params = || {
+        let p = stabspace_index::Partition::open(&file).unwrap();
+        let prov = stabspace::partitions::Provenance::of(&p).unwrap();
+        let info = p.info();
+        assert_eq!(
+            (
+                info.m as usize,
+                info.ef_construction as usize,
+                info.deterministic,
+                info.seed
+            ),
+            (
+                prov.params.m,
+                prov.params.ef_construction,
+                prov.params.deterministic,
+                prov.params.seed
+            ),
+            "header and provenance agree"
+        );
+        (prov.params, prov.rows)
+    };
+    let gen = ["gen-scenarios", "--scenario-set-id", "K", "--count"];
+    run(&[
+        &gen[..],
+        &["60", "--m", "8", "--ef-construction", "40", "--deterministic"],
+    ]
+    .concat());
+    let (built, _) = params();
+    assert_eq!(
+        (built.m, built.ef_construction, built.deterministic),
+        (8, 40, true)
+    );
+    // More vectors (the same seed keeps the first 60): the partition is stale.
+    run(&[&gen[..], &["75", "--no-index"]].concat());
+
+    let out = run(&["index", "rebuild"]);
+    assert!(
+        out.contains(&format!(
+            "index {MODEL} / K: rebuilding with M 8 (recorded), ef_construction 40 (recorded), seed {} \
+             (recorded), deterministic (recorded)",
+            built.seed
+        )),
+        "{out}"
+    );
+    let (kept, rows) = params();
+    assert_eq!(rows, 75);
+    assert_eq!(kept, built, "recorded parameters kept");
+
+    // A flag overrides its setting only.
+    let out = run(&["index", "rebuild", "--all", "--m", "12"]);
+    assert!(
+        out.contains("M 12 (--m), ef_construction 40 (recorded)") && out.contains("deterministic (recorded)"),
+        "{out}"
+    );
+    let (p, _) = params();
+    assert_eq!((p.m, p.ef_construction, p.deterministic), (12, 40, true));
+    let out = run(&["index", "rebuild", "--all", "--deterministic", "false"]);
+    assert!(
+        out.contains("M 12 (recorded)") && out.contains("parallel (--deterministic)"),
+        "{out}"
+    );
+    let (p, _) = params();
+    assert_eq!((p.m, p.ef_construction, p.deterministic), (12, 40, false));
+
+    // No partition: the defaults of `index build`.
+    run(&["index", "drop", "--scenario-set-id", "K"]);
+    let out = run(&["index", "rebuild"]);
+    let d = BuildParams::default();
+    assert!(
+        out.contains(&format!(
+            "rebuilding with M {} (default), ef_construction {} (default), seed {} (default), parallel (default)",
+            d.m, d.ef_construction, d.seed
+        )),
+        "{out}"
+    );
+    let (p, _) = params();
+    assert_eq!(
+        (p.m, p.ef_construction, p.deterministic),
+        (d.m, d.ef_construction, false)
+    );
+}
