@@ -143,9 +143,11 @@ impl ScenarioSpace {
                         now
                     );
                 }
-                // Partitions built before spaces were recorded: ask the database.
+                // Partitions built before spaces were recorded: ask the database
+                // (a scan of the set; a partition built since records them).
                 let feature_space = match prov.feature_space {
                     Some(s) => Some(s),
+                    None if prov.spaces_read => None,
                     None => {
                         let mut tally = SpaceTally::default();
                         for (space, rows) in scenario_spaces(db, model, set).await? {

@@ -212,6 +212,11 @@ pub struct Provenance {
     /// The feature space of the vectors (`None`: not recorded).
     #[serde(default)]
     pub feature_space: Option<String>,
+    /// Whether the build read the rows' feature spaces, so that a `None`
+    /// above means the rows record none. False in partitions built before
+    /// that was recorded: queries then ask the database (a scan of the set).
+    #[serde(default)]
+    pub spaces_read: bool,
     pub fingerprint: Fingerprint,
     pub params: RecordedParams,
     pub built_at: String,
@@ -371,6 +376,7 @@ pub async fn build(
         skipped_zero,
         skipped_unusable,
         feature_space,
+        spaces_read: true,
         fingerprint: fp,
         params: RecordedParams {
             m: params.m,
@@ -648,6 +654,28 @@ impl std::fmt::Display for Built {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A provenance as partitions built before `rewrites` and `spaces_read`
+    /// write it still reads: the counter unrecorded (so no append can be
+    /// assumed), the spaces not read (so queries ask the database).
+    #[test]
+    fn provenance_of_earlier_partitions_still_reads() {
+        let old = r#"{"model_id":"m","scenario_set_id":"s","rows":2,"skipped_zero":[],
+            "skipped_unusable":[],"feature_space":null,
+            "fingerprint":{"rows":2,"version":7,"latest_created_at":"2025-01-01 00:00:00"},
+            "params":{"m":16,"ef_construction":200,"seed":24301,"deterministic":false},
+            "built_at":"2025-01-01T00:00:00Z","build_seconds":0.1,"database_id":"abc"}"#;
+        let p: Provenance = serde_json::from_str(old).unwrap();
+        assert_eq!((p.fingerprint.rewrites, p.spaces_read), (None, false));
+        let now = Counters {
+            version: 7,
+            rewrites: 3,
+        };
+        assert!(p.fingerprint.is_current(now));
+        assert_eq!(p.fingerprint.change_since(now), Change::None);
+        let later = Counters { version: 9, ..now };
+        assert_eq!(p.fingerprint.change_since(later), Change::Rewritten);
+    }
 
     #[test]
     fn paths_keep_safe_ids_and_disambiguate_others() {

@@ -21,6 +21,7 @@ both_backends!(
     partition_answers_match_the_exact_scan,
     stale_after_adding_changing_or_deleting_a_scenario_and_fresh_after_rebuild,
     inserts_bump_only_version_and_updates_or_deletes_bump_rewrites_too,
+    a_query_of_a_fresh_partition_reads_no_row_of_the_set,
 );
 
 const MODEL: &str = "joint-stab-fragility-v1";
@@ -422,6 +423,51 @@ fn bench_on_a_generated_partition_reports_exact_recall_and_the_ef_sweep() {
         plot.starts_with("<svg") && plot.contains("stabspace-exact"),
         "{plot}"
     );
+}
+
+/// Opening a fresh partition for a query is constant work: freshness comes
+/// from the change counters and the feature space from the provenance, never
+/// from a scan of the set. Shown by changing the rows behind the triggers'
+/// back (not a supported write: it is how this test sees what is read): rows
+/// given two feature spaces, then all deleted, go unseen; before, the query
+/// counted the rows (and failed on an empty set) and grouped them by space
+/// (and failed on two).
+async fn a_query_of_a_fresh_partition_reads_no_row_of_the_set(t: TestDb) {
+    let dir = t.path("index");
+    gen_scenarios(&t.db, &scenarios("Q", 40)).await.unwrap();
+    build_default(&t.db, &dir, "Q").await;
+    let built = status_of(&t.db, &dir, MODEL, "Q")
+        .await
+        .unwrap()
+        .provenance
+        .unwrap();
+    assert_eq!((built.feature_space.as_deref(), built.spaces_read), (None, true));
+    let unseen = if t.url.starts_with("sqlite:") {
+        "DROP TRIGGER joint_scenarios_updated; DROP TRIGGER joint_scenarios_deleted"
+    } else {
+        "ALTER TABLE joint_embeddings DISABLE TRIGGER USER"
+    };
+    with_pool!(t.db, p => sqlx::raw_sql(unseen).execute(p).await.map(|_| ())).unwrap();
+    let open = || async {
+        let space = ScenarioSpace::open(&t.db, &opts(&dir, Some(16), false), MODEL, "Q")
+            .await
+            .unwrap();
+        assert_eq!(space.describe(), "index partition, exact scan");
+        assert_eq!(space.len(), 40);
+        assert_eq!(space.search(&queries(1)[0], 3).unwrap().len(), 3);
+    };
+    with_pool!(t.db, p => sqlx::query(
+        "UPDATE joint_embeddings SET feature_space = CASE WHEN entity_id < 'SYN_000020' THEN 'stab-v1' \
+         ELSE 'stab-v2-signature-h20' END WHERE scope_id = 'Q'")
+        .execute(p).await.map(|_| ()))
+    .unwrap();
+    open().await;
+    with_pool!(t.db, p => sqlx::query("DELETE FROM joint_embeddings WHERE scope_id = 'Q'")
+        .execute(p).await.map(|_| ()))
+    .unwrap();
+    open().await;
+    // index status, which is not a query, counts: the set is empty.
+    assert_eq!(state(&t, &dir, "Q").await, Freshness::Orphaned);
 }
 
 /// The two trigger-kept counters of a set (migrations 0002, 0006): `version`
