@@ -143,6 +143,11 @@ impl ScenarioSpace {
                         now
                     );
                 }
+                // A graph search touches a few thousand rows scattered over the
+                // file: read those pages, not the read-around window.
+                if ef.is_some() && p.has_graph() {
+                    p.advise_random();
+                }
                 // Partitions built before spaces were recorded: ask the database
                 // (a scan of the set; a partition built since records them).
                 let feature_space = match prov.feature_space {
