@@ -214,6 +214,18 @@ pub fn parse_positive(s: &str) -> std::result::Result<usize, String> {
     }
 }
 
+/// clap value parser for a count of results or a search breadth: a whole
+/// number of 1 or more, where any number too large for this machine means
+/// "as many as there are" (the search clamps it to the set's size).
+pub fn parse_clamped(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => Ok(usize::MAX),
+        Err(_) => Err(format!("{s:?} is not a whole number")),
+    }
+}
+
 /// clap value parser for ISO dates.
 pub fn parse_date(s: &str) -> std::result::Result<NaiveDate, String> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("invalid date {s:?}, expected YYYY-MM-DD"))

@@ -4,10 +4,15 @@
 //!
 //! Each file's provenance (a JSON object in its header, see `index/FORMAT.md`)
 //! records the model, the set, the rows, the build parameters and time, and the
-//! *fingerprint* of the source rows: their count, the set's change counter
-//! (bumped by database triggers on every insert, update or delete of a scenario
-//! vector, whoever makes it; migration 0002) and their latest `created_at`. A
-//! partition whose fingerprint differs from the database's is stale.
+//! *fingerprint* of the source rows: their count, the set's change counters
+//! and their latest `created_at`. Database triggers keep two counters per
+//! (model, set) in `joint_scenario_versions`, whoever writes: `version`, bumped
+//! on every insert, update or delete of a scenario vector (migration 0002), and
+//! `rewrites`, bumped only on updates and deletes (migration 0006). A partition
+//! is fresh when it is from this database and its recorded `version` is the
+//! database's: one indexed row lookup ([`counters`]), never a scan of the set,
+//! so queries stay O(1) at any set size. When `version` moved but `rewrites`
+//! did not, the set only gained rows since the build ([`Fingerprint::change_since`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -72,28 +77,103 @@ pub fn partition_path(index_dir: &Path, model: &str, set: &str) -> PathBuf {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fingerprint {
     pub rows: i64,
+    /// The set's `version` counter: every insert, update or delete.
     pub version: i64,
     pub latest_created_at: Option<String>,
+    /// The set's `rewrites` counter: every update or delete, no insert
+    /// (`None` in partitions built before it was recorded).
+    #[serde(default)]
+    pub rewrites: Option<i64>,
 }
 
 impl std::fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} rows, change #{}", self.rows, self.version)?;
+        if let Some(r) = self.rewrites {
+            write!(f, " (rewrite #{r})")?;
+        }
         write!(
             f,
-            "{} rows, change #{}, last written {}",
-            self.rows,
-            self.version,
+            ", last written {}",
             self.latest_created_at.as_deref().unwrap_or("never")
         )
     }
 }
 
+/// The trigger-kept change counters of one (model, set) in
+/// `joint_scenario_versions`; both 0 when the set has never been written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Bumped by every insert, update or delete of a STAB scenario vector.
+    pub version: i64,
+    /// Bumped by every update or delete, never by an insert.
+    pub rewrites: i64,
+}
+
+impl std::fmt::Display for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "change #{} (rewrite #{})", self.version, self.rewrites)
+    }
+}
+
+/// What happened to a set's scenario vectors since a partition was built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing: the partition holds what the database holds.
+    None,
+    /// Rows were inserted and none was updated or deleted.
+    OnlyAdded,
+    /// Some row was updated or deleted (or the partition does not record
+    /// `rewrites`, so that cannot be ruled out).
+    Rewritten,
+}
+
+impl Fingerprint {
+    /// Whether a partition built from `self` holds what the database holds
+    /// now: the same `version` counter. (Whether it is from this database is
+    /// [`Provenance::is_from`].)
+    pub fn is_current(&self, now: Counters) -> bool {
+        self.version == now.version
+    }
+
+    /// What changed since the partition was built, in O(1): a `version` that
+    /// moved while `rewrites` did not means only inserts happened.
+    pub fn change_since(&self, now: Counters) -> Change {
+        if self.is_current(now) {
+            Change::None
+        } else if self.rewrites == Some(now.rewrites) {
+            Change::OnlyAdded
+        } else {
+            Change::Rewritten
+        }
+    }
+}
+
+/// The change counters of (model, set): one indexed row lookup.
+pub async fn counters(db: &Db, model: &str, set: &str) -> Result<Counters> {
+    let sql = "SELECT version, rewrites FROM joint_scenario_versions WHERE model_id = $1 AND scope_id = $2";
+    let row: Option<(i64, i64)> = with_pool!(db, p => sqlx::query_as(sql)
+        .bind(model)
+        .bind(set)
+        .fetch_optional(p)
+        .await)
+    .map_err(|e| db.err(e))?;
+    Ok(row.map_or(Counters::default(), |(version, rewrites)| Counters {
+        version,
+        rewrites,
+    }))
+}
+
+/// The counters and a count of the set's rows: a scan of the set, for builds
+/// and `index status`, never for queries of a fresh partition.
 pub async fn fingerprint(db: &Db, model: &str, set: &str) -> Result<Fingerprint> {
-    let sql = "SELECT COUNT(*), CAST(max(created_at) AS TEXT), \
-                      (SELECT max(v.version) FROM joint_scenario_versions v WHERE v.model_id = $2 AND v.scope_id = $3) \
+    let sql = "SELECT COUNT(*), CAST(max(created_at) AS TEXT) \
                FROM joint_embeddings WHERE joint_type = $1 AND model_id = $2 AND entity_type = 'SCENARIO' \
                  AND scope_id = $3";
-    let (rows, latest, version): (i64, Option<String>, Option<i64>) = with_pool!(db, p => sqlx::query_as(sql)
+    // The counters first: a write between the two reads makes the
+    // fingerprint look older, never newer, than the rows counted.
+    let now = counters(db, model, set).await?;
+    let (rows, latest): (i64, Option<String>) = with_pool!(db, p => sqlx::query_as(sql)
         .bind(STAB_JOINT_TYPE)
         .bind(model)
         .bind(set)
@@ -102,8 +182,9 @@ pub async fn fingerprint(db: &Db, model: &str, set: &str) -> Result<Fingerprint>
     .map_err(|e| db.err(e))?;
     Ok(Fingerprint {
         rows,
-        version: version.unwrap_or(0),
+        version: now.version,
         latest_created_at: latest,
+        rewrites: Some(now.rewrites),
     })
 }
 
@@ -131,6 +212,11 @@ pub struct Provenance {
     /// The feature space of the vectors (`None`: not recorded).
     #[serde(default)]
     pub feature_space: Option<String>,
+    /// Whether the build read the rows' feature spaces, so that a `None`
+    /// above means the rows record none. False in partitions built before
+    /// that was recorded: queries then ask the database (a scan of the set).
+    #[serde(default)]
+    pub spaces_read: bool,
     pub fingerprint: Fingerprint,
     pub params: RecordedParams,
     pub built_at: String,
@@ -191,6 +277,69 @@ pub struct Built {
     pub path: PathBuf,
     pub provenance: Provenance,
     pub file_bytes: u64,
+    /// Temporary files of killed builds removed first ([`sweep_temp_files`]).
+    pub swept: Vec<PathBuf>,
+}
+
+/// Remove the temporary files that builds killed part-way left in any model
+/// directory under `index_dir` (`.SET.stabidx.tmp.PID.N` of a process that
+/// is gone; see `stabspace_index::tempfiles`). Returns the paths removed.
+pub fn sweep_temp_files(index_dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    let models = match std::fs::read_dir(index_dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(Error::io(index_dir, e)),
+    };
+    for m in models {
+        let m = m.map_err(|e| Error::io(index_dir, e))?.path();
+        if m.is_dir() {
+            removed.extend(stabspace_index::tempfiles::sweep(&m)?);
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
+/// What [`sweep_temp_files`] removed, in words: one line, or none.
+pub fn swept_note(removed: &[PathBuf]) -> Option<String> {
+    let paths: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
+    match paths.len() {
+        0 => None,
+        1 => Some(format!(
+            "removed 1 temporary file left by a killed build: {}",
+            paths[0]
+        )),
+        n => Some(format!(
+            "removed {n} temporary files left by killed builds: {}",
+            paths.join(", ")
+        )),
+    }
+}
+
+/// The build parameters a partition file records (its provenance's, or its
+/// header's when the provenance is not a stabspace record), for a rebuild
+/// that keeps them. `None` when there is no file or it cannot be opened.
+pub fn recorded_params(path: &Path) -> Option<BuildParams> {
+    let p = Partition::open(path).ok()?;
+    let (m, ef_construction, seed, deterministic) = match Provenance::of(&p) {
+        Ok(prov) => {
+            let r = prov.params;
+            (r.m, r.ef_construction, r.seed, r.deterministic)
+        }
+        Err(_) => {
+            let i = p.info();
+            (i.m as usize, i.ef_construction as usize, i.seed, i.deterministic)
+        }
+    };
+    let usable = (2..=stabspace_index::MAX_M).contains(&m) && ef_construction >= 1;
+    usable.then(|| BuildParams {
+        m,
+        ef_construction,
+        seed,
+        deterministic,
+        ..BuildParams::default()
+    })
 }
 
 /// Read every STAB scenario vector of (model, set) and write its partition
@@ -204,6 +353,7 @@ pub async fn build(
     progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<Built> {
     let started = Instant::now();
+    let swept = sweep_temp_files(index_dir)?;
     let database_id = crate::storage::meta::database_id(db).await?;
     // The fingerprint first: a write during the read makes the partition look
     // stale (and be rebuilt), never fresh with old content.
@@ -226,6 +376,7 @@ pub async fn build(
         skipped_zero,
         skipped_unusable,
         feature_space,
+        spaces_read: true,
         fingerprint: fp,
         params: RecordedParams {
             m: params.m,
@@ -249,6 +400,7 @@ pub async fn build(
         path,
         provenance,
         file_bytes,
+        swept,
     })
 }
 
@@ -372,7 +524,8 @@ pub async fn status_of(db: &Db, index_dir: &Path, model: &str, set: &str) -> Res
                 Freshness::Foreign
             } else if now.rows == 0 {
                 Freshness::Orphaned
-            } else if prov.fingerprint == now {
+            } else if prov.fingerprint.version == now.version {
+                // The rule of `Fingerprint::is_current`, which queries use.
                 Freshness::Fresh
             } else {
                 Freshness::Stale
@@ -466,6 +619,9 @@ pub async fn build_with_progress(
 impl std::fmt::Display for Built {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let p = &self.provenance;
+        if let Some(note) = swept_note(&self.swept) {
+            writeln!(f, "{note}")?;
+        }
         writeln!(
             f,
             "index {} / {}: {} vectors, {:.1} MB, M {} ef_construction {}, built in {:.2} s → {}",
@@ -498,6 +654,28 @@ impl std::fmt::Display for Built {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A provenance as partitions built before `rewrites` and `spaces_read`
+    /// write it still reads: the counter unrecorded (so no append can be
+    /// assumed), the spaces not read (so queries ask the database).
+    #[test]
+    fn provenance_of_earlier_partitions_still_reads() {
+        let old = r#"{"model_id":"m","scenario_set_id":"s","rows":2,"skipped_zero":[],
+            "skipped_unusable":[],"feature_space":null,
+            "fingerprint":{"rows":2,"version":7,"latest_created_at":"2025-01-01 00:00:00"},
+            "params":{"m":16,"ef_construction":200,"seed":24301,"deterministic":false},
+            "built_at":"2025-01-01T00:00:00Z","build_seconds":0.1,"database_id":"abc"}"#;
+        let p: Provenance = serde_json::from_str(old).unwrap();
+        assert_eq!((p.fingerprint.rewrites, p.spaces_read), (None, false));
+        let now = Counters {
+            version: 7,
+            rewrites: 3,
+        };
+        assert!(p.fingerprint.is_current(now));
+        assert_eq!(p.fingerprint.change_since(now), Change::None);
+        let later = Counters { version: 9, ..now };
+        assert_eq!(p.fingerprint.change_since(later), Change::Rewritten);
+    }
 
     #[test]
     fn paths_keep_safe_ids_and_disambiguate_others() {

@@ -69,8 +69,10 @@ impl FlatIndex {
         &self.ids[row]
     }
 
-    /// Exact top-k by cosine, descending; ties by row.
+    /// Exact top-k by cosine, descending; ties by row. `k` above the row
+    /// count means every row: it is clamped before anything is allocated.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+        let k = k.min(self.len());
         let q = Query::new(self.dim, query)?;
         if k == 0 || self.is_empty() {
             return Ok(Vec::new());
@@ -79,8 +81,9 @@ impl FlatIndex {
     }
 
     /// Many queries at once: blocks of queries share each pass over the rows,
-    /// blocks are spread over the rayon thread pool.
+    /// blocks are spread over the rayon thread pool. `k` is clamped to the row count.
     pub fn search_batch(&self, queries: &[Vec<f32>], k: usize) -> Result<Vec<Vec<Hit>>> {
+        let k = k.min(self.len());
         let qs = queries
             .iter()
             .map(|q| Query::new(self.dim, q))
@@ -133,5 +136,21 @@ mod tests {
         assert!(f.add("zero", &[0.0; 3]).is_err());
         assert!(f.add("short", &[1.0]).is_err());
         assert!(f.search(&[0.0; 3], 1).is_err());
+    }
+
+    #[test]
+    fn k_above_the_row_count_returns_every_row_without_allocating_for_k() {
+        let mut f = FlatIndex::new(2).unwrap();
+        for (i, v) in [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]].iter().enumerate() {
+            f.add(&format!("r{i}"), v).unwrap();
+        }
+        for k in [3, 4, 100_000_000_000, usize::MAX] {
+            let hits = f.search(&[1.0, 0.2], k).unwrap();
+            let ids: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
+            assert_eq!(ids, ["r0", "r2", "r1"], "k {k}");
+            let batch = f.search_batch(&[vec![1.0, 0.2], vec![0.0, 1.0]], k).unwrap();
+            assert_eq!(batch[0], hits, "k {k}");
+            assert_eq!(batch[1].len(), 3, "k {k}");
+        }
     }
 }

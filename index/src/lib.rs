@@ -34,6 +34,7 @@ mod partition;
 mod reference;
 mod search;
 pub mod sweep;
+pub mod tempfiles;
 pub mod vecfile;
 mod write;
 

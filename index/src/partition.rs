@@ -414,6 +414,17 @@ impl Partition {
         })
     }
 
+    /// Tell the kernel that this map is read at random (HNSW hops from row to
+    /// row), so that a page fault on a cold file reads that page and not the
+    /// read-around window: with a large device read-ahead (8 MB on some
+    /// virtual disks) a few dozen faults otherwise read the whole file. For
+    /// maps searched on the graph; exact scans and [`verify`](Self::verify)
+    /// read sequentially and are better without it. A hint: errors are ignored.
+    pub fn advise_random(&self) {
+        #[cfg(unix)]
+        let _ = self.map.advise(memmap2::Advice::Random);
+    }
+
     /// Check every section's CRC32 (reads the whole file).
     pub fn verify(&self) -> Result<()> {
         for s in &self.header.sections[..self.header.section_count as usize] {

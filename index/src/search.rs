@@ -145,8 +145,11 @@ const F32_MARGIN: f32 = 1e-4;
 impl Partition {
     /// Approximate top-k: HNSW search with breadth `ef` (at least k), then the
     /// candidate pool re-ranked exactly. Flat partitions answer exactly.
-    /// Sorted by cosine, descending; ties by row.
+    /// Sorted by cosine, descending; ties by row. `k` and `ef` above the row
+    /// count mean every row: they are clamped to it before anything is
+    /// allocated, and a breadth of every row is an exact scan.
     pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Hit>> {
+        let (k, ef) = (k.min(self.len()), ef.min(self.len()));
         let q = Query::new(self.dim(), query)?;
         if k == 0 || self.is_empty() {
             return Ok(Vec::new());
@@ -154,6 +157,11 @@ impl Partition {
         let Some(g) = self.graph() else {
             return exact(self, &q, k);
         };
+        // A breadth of every row costs what a scan costs; the scan also
+        // reaches any row the graph does not link to.
+        if ef.max(k) >= self.len() {
+            return exact(self, &q, k);
+        }
         let pool = {
             let mut visited = self.take_visited();
             let r = self.hnsw(&g, &q.unit, ef.max(k), &mut visited);
@@ -167,8 +175,10 @@ impl Partition {
         rerank(self, &q, &rows, k)
     }
 
-    /// Exact top-k by scanning every row (the reference the graph is measured against).
+    /// Exact top-k by scanning every row (the reference the graph is measured
+    /// against). `k` is clamped to the row count.
     pub fn search_exact(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+        let k = k.min(self.len());
         let q = Query::new(self.dim(), query)?;
         if k == 0 || self.is_empty() {
             return Ok(Vec::new());
@@ -178,8 +188,9 @@ impl Partition {
 
     /// Many queries at once, spread over the rayon thread pool. `ef = None`
     /// (or a partition without a graph) scans exactly, in blocks of queries
-    /// that share each pass over the rows.
+    /// that share each pass over the rows. `k` and `ef` are clamped to the row count.
     pub fn search_batch(&self, queries: &[Vec<f32>], k: usize, ef: Option<usize>) -> Result<Vec<Vec<Hit>>> {
+        let (k, ef) = (k.min(self.len()), ef.map(|ef| ef.min(self.len())));
         match ef {
             Some(ef) if self.has_graph() => queries.par_iter().map(|q| self.search(q, k, ef)).collect(),
             _ => {

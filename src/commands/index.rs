@@ -7,7 +7,8 @@ use crate::cli::GlobalOpts;
 use crate::error::{Error, Result};
 use crate::output::{Cell, Format, Table};
 use crate::partitions::{
-    build_with_progress, files, index_dir, partition_path, sources, status_all, status_of, Freshness, Status,
+    build_with_progress, files, index_dir, partition_path, recorded_params, sources, status_all, status_of,
+    sweep_temp_files, swept_note, Freshness, Status,
 };
 
 #[derive(Debug, clap::Args)]
@@ -20,10 +21,12 @@ pub struct Args {
 pub enum IndexCommand {
     /// Build (or replace) the partition of one (joint model, scenario set).
     Build(BuildArgs),
-    /// Rebuild partitions: all of them, or only the stale and missing ones.
+    /// Rebuild partitions: all of them, or only the stale and missing ones, each
+    /// with the parameters it was built with unless flags say otherwise.
     Rebuild(RebuildArgs),
     /// One line per partition: vectors, size, parameters, built at, and fresh /
-    /// stale / missing against the database.
+    /// stale / missing against the database (checksums checked). Removes the
+    /// temporary files of killed builds and says so.
     Status(StatusArgs),
     /// Check every checksum of every partition file; exit non-zero on any failure.
     Verify,
@@ -96,12 +99,67 @@ pub struct BuildArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Each partition is rebuilt with the M, ef_construction, seed and deterministic \
+setting recorded in the file it replaces; a flag given here overrides that one setting for every \
+partition rebuilt. A (model, set) without a readable partition gets the defaults of `index build` \
+(M 16, ef_construction 200, parallel). The output says which parameters each build used and why."
+)]
 pub struct RebuildArgs {
     /// Every (model, set) in the database, fresh or not.
     #[arg(long)]
     pub all: bool,
     #[command(flatten)]
-    pub params: ParamArgs,
+    pub params: RebuildParamArgs,
+}
+
+/// The build parameters of `index rebuild`: each one given overrides what
+/// the partition records; the others are kept.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RebuildParamArgs {
+    /// Graph degree (default: each partition's recorded M; 16 without one).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..=MAX_M as i64))]
+    pub m: Option<u32>,
+    /// Candidate breadth while inserting (default: each partition's recorded value; 200 without one).
+    #[arg(long)]
+    pub ef_construction: Option<usize>,
+    /// Insert on one thread so the same input gives a byte-identical file; `--deterministic false`
+    /// inserts in parallel (default: each partition's recorded setting; parallel without one).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub deterministic: Option<bool>,
+}
+
+impl RebuildParamArgs {
+    /// The parameters for a rebuild of a partition that records `recorded`
+    /// (`None`: no readable partition), and where each came from, in words.
+    pub fn resolve(&self, recorded: Option<&BuildParams>) -> (BuildParams, String) {
+        let default = BuildParams::default();
+        let base = recorded.unwrap_or(&default);
+        let kept = if recorded.is_some() { "recorded" } else { "default" };
+        let from = |flag: bool, name: &'static str| if flag { name } else { kept };
+        let params = BuildParams {
+            m: self.m.map_or(base.m, |m| m as usize),
+            ef_construction: self.ef_construction.map_or(base.ef_construction, |e| e.max(1)),
+            seed: base.seed,
+            deterministic: self.deterministic.unwrap_or(base.deterministic),
+            ..default.clone()
+        };
+        let words = format!(
+            "M {} ({}), ef_construction {} ({}), seed {} ({kept}), {} ({})",
+            params.m,
+            from(self.m.is_some(), "--m"),
+            params.ef_construction,
+            from(self.ef_construction.is_some(), "--ef-construction"),
+            params.seed,
+            if params.deterministic {
+                "deterministic"
+            } else {
+                "parallel"
+            },
+            from(self.deterministic.is_some(), "--deterministic"),
+        );
+        (params, words)
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -144,22 +202,32 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
                         .into(),
                 ));
             }
+            if let Some(note) = swept_note(&sweep_temp_files(&dir)?) {
+                println!("{note}");
+            }
             let mut rebuilt = 0;
             for (model, set) in pairs {
                 if !r.all && status_of(&db, &dir, &model, &set).await?.state == Freshness::Fresh {
                     println!("index {model} / {set}: fresh, kept");
                     continue;
                 }
-                print!(
-                    "{}",
-                    build_with_progress(&db, &dir, &model, &set, &r.params.params()).await?
-                );
+                let recorded = recorded_params(&partition_path(&dir, &model, &set));
+                let (params, words) = r.params.resolve(recorded.as_ref());
+                println!("index {model} / {set}: rebuilding with {words}");
+                print!("{}", build_with_progress(&db, &dir, &model, &set, &params).await?);
                 rebuilt += 1;
             }
             println!("{rebuilt} partition(s) rebuilt");
         }
         IndexCommand::Status(s) => {
             let db = g.open_db_read().await?;
+            // Not part of the table: stdout stays one table in CSV and JSON.
+            if let Some(note) = swept_note(&sweep_temp_files(&dir)?) {
+                match s.format {
+                    Format::Text => println!("{note}"),
+                    Format::Csv | Format::Json => eprintln!("{note}"),
+                }
+            }
             let rows = status_all(&db, &dir).await?;
             if rows.is_empty() {
                 println!("no partitions and no STAB scenario vectors in {}", db.label());
@@ -193,6 +261,9 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             println!("{} partition file(s) verified", all.len());
         }
         IndexCommand::Drop(d) => {
+            if let Some(note) = swept_note(&sweep_temp_files(&dir)?) {
+                println!("{note}");
+            }
             let targets = match &d.scenario_set_id {
                 Some(set) if !d.all => vec![partition_path(&dir, &d.model_id, set)],
                 _ => files(&dir)?,

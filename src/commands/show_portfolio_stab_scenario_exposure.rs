@@ -37,8 +37,9 @@ pub struct Args {
         default_value = "joint-stab-fragility-v1"
     )]
     pub stab_model_id: String,
-    /// Number of scenarios to list.
-    #[arg(long, default_value_t = 20, value_parser = crate::cli::parse_positive)]
+    /// Number of scenarios to list. More than the set holds lists every scenario of the set
+    /// (any value is accepted and clamped to the set's size).
+    #[arg(long, default_value_t = 20, value_parser = crate::cli::parse_clamped)]
     pub top_k: usize,
     #[command(flatten)]
     pub search: SearchArgs,

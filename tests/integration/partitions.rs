@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use stabspace::gen_scenarios::{gen_scenarios, GenScenarios, Market};
 use stabspace::nearest::{open_checked, ScenarioSpace, SearchOpts};
-use stabspace::partitions::{build, partition_path, status_of, Freshness};
+use stabspace::partitions::{build, counters, partition_path, status_of, Change, Counters, Freshness};
 use stabspace::storage::Db;
 use stabspace::with_pool;
 use stabspace_index::BuildParams;
@@ -20,6 +20,8 @@ use crate::support::{stabspace, text, TestDb};
 both_backends!(
     partition_answers_match_the_exact_scan,
     stale_after_adding_changing_or_deleting_a_scenario_and_fresh_after_rebuild,
+    inserts_bump_only_version_and_updates_or_deletes_bump_rewrites_too,
+    a_query_of_a_fresh_partition_reads_no_row_of_the_set,
 );
 
 const MODEL: &str = "joint-stab-fragility-v1";
@@ -163,8 +165,13 @@ async fn stale_after_adding_changing_or_deleting_a_scenario_and_fresh_after_rebu
     assert_eq!(st.provenance.unwrap().rows, 30);
 }
 
+/// Queries do not read a whole partition to open it: a damaged data section
+/// (a flipped bit in the vectors) is found by `index verify` and `index
+/// status`, which check every checksum, and `index rebuild` replaces the file;
+/// a damaged header or section table, which every open checks, makes queries
+/// scan the database instead.
 #[test]
-fn a_damaged_partition_fails_verify_and_queries_fall_back_to_the_database() {
+fn a_damaged_partition_fails_verify_and_status_and_a_damaged_header_makes_queries_fall_back() {
     let dir = tempfile::tempdir().unwrap();
     let o = stabspace(
         &["gen-scenarios", "--scenario-set-id", "D", "--count", "2200"],
@@ -174,7 +181,8 @@ fn a_damaged_partition_fails_verify_and_queries_fall_back_to_the_database() {
     let o = stabspace(&["index", "verify"], dir.path());
     assert!(o.status.success(), "{}", text(&o.stderr));
     let file = partition_path(&dir.path().join("index"), MODEL, "D");
-    let mut bytes = std::fs::read(&file).unwrap();
+    let good = std::fs::read(&file).unwrap();
+    let mut bytes = good.clone();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
     std::fs::write(&file, &bytes).unwrap();
@@ -183,12 +191,25 @@ fn a_damaged_partition_fails_verify_and_queries_fall_back_to_the_database() {
     assert!(!o.status.success(), "verify passed a damaged file");
     let out = text(&o.stdout) + &text(&o.stderr);
     assert!(out.contains("FAILED") && out.contains("D.stabidx"), "{out}");
+    let o = stabspace(&["index", "status"], dir.path());
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("unreadable") && out.contains("checksum mismatch"),
+        "{out}"
+    );
+    // The query path checks the header and section table only (constant
+    // work), not the checksum of every section.
+    let (p, _) = open_checked(&file, MODEL, "D").unwrap();
+    assert_eq!(p.len(), 2200);
+    assert!(p.verify().is_err());
+    drop(p);
+
+    // A damaged header: the open fails, naming the file, and queries do not use it.
+    let mut bytes = good.clone();
+    bytes[20] ^= 0x01;
+    std::fs::write(&file, &bytes).unwrap();
     let e = open_checked(&file, MODEL, "D").err().unwrap().to_string();
     assert!(e.contains("D.stabidx") && e.contains("rebuild"), "{e}");
-    let o = stabspace(&["index", "status"], dir.path());
-    assert!(text(&o.stdout).contains("unreadable"), "{}", text(&o.stdout));
-
-    // A query does not trust the file: it scans the database instead.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -210,6 +231,94 @@ fn a_damaged_partition_fails_verify_and_queries_fall_back_to_the_database() {
     assert!(o.status.success(), "{}", text(&o.stdout));
 }
 
+/// Give instrument X.US, on 2025-01-31, the STAB state of `scenario` of
+/// `set`, in the embedded database of `data_dir`.
+fn state_of_scenario(data_dir: &Path, set: &str, scenario: &str) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let db = Db::open(&format!("sqlite://{}", data_dir.join("stabspace.db").display()))
+            .await
+            .unwrap();
+        with_pool!(db, p => sqlx::query(
+            "INSERT INTO joint_embeddings (joint_type, model_id, entity_type, entity_id, scope_id, as_of_date, \
+             entity_scope, vector) SELECT joint_type, model_id, 'INSTRUMENT', 'X.US', '', '2025-01-31', '{}', vector \
+             FROM joint_embeddings WHERE scope_id = $1 AND entity_id = $2")
+            .bind(set)
+            .bind(scenario)
+            .execute(p).await.map(|_| ()))
+        .unwrap();
+        db.close().await;
+    });
+}
+
+/// `--top-k 100000000000` once aborted the process on an 800 GB allocation:
+/// k and ef beyond the set's size are clamped to it, on the graph, on an exact
+/// scan of the partition and on an exact scan of the database, and a number
+/// beyond 64 bits is accepted as "all".
+#[test]
+fn huge_top_k_and_ef_list_every_scenario_of_the_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = 2100; // above the flat threshold: the partition has a graph
+    let o = stabspace(
+        &[
+            "gen-scenarios",
+            "--scenario-set-id",
+            "H",
+            "--count",
+            &count.to_string(),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    state_of_scenario(dir.path(), "H", "SYN_000007");
+    let query = [
+        "find-similar-stab-scenarios",
+        "--instrument-id",
+        "X.US",
+        "--as-of",
+        "2025-01-31",
+        "--scenario-set-id",
+        "H",
+    ];
+    for extra in [
+        &["--top-k", "100000000000", "--ef", "100000000000"][..],
+        &["--top-k", "100000000000", "--ef", "100000000000000000000000"],
+        &["--top-k", "100000000000000000000000", "--exact"],
+    ] {
+        let o = stabspace(&[&query[..], extra].concat(), dir.path());
+        assert!(o.status.success(), "{extra:?}: {}", text(&o.stderr));
+        let out = text(&o.stdout);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines.len(),
+            count + 1,
+            "{extra:?}: one line per scenario and the header"
+        );
+        assert!(
+            lines[1].starts_with("1,1.000000,0.000000,H,SYN_000007,"),
+            "{extra:?}: {}",
+            lines[1]
+        );
+        let ids: std::collections::BTreeSet<&str> =
+            lines[1..].iter().map(|l| l.split(',').nth(4).unwrap()).collect();
+        assert_eq!(ids.len(), count, "{extra:?}: every scenario once");
+        let cosines: Vec<f64> = lines[1..]
+            .iter()
+            .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+            .collect();
+        assert!(cosines.windows(2).all(|w| w[0] >= w[1]), "{extra:?}: best first");
+    }
+    let o = stabspace(&[&query[..], &["--top-k", "0"]].concat(), dir.path());
+    assert!(
+        !o.status.success() && text(&o.stderr).contains("at least 1"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
 #[test]
 fn readers_in_other_processes_see_a_whole_partition_while_it_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
@@ -219,22 +328,7 @@ fn readers_in_other_processes_see_a_whole_partition_while_it_is_rebuilt() {
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
     // One instrument whose STAB state is scenario SYN_000042's vector: its top hit is known.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let db = Db::open(&format!("sqlite://{}", dir.path().join("stabspace.db").display()))
-            .await
-            .unwrap();
-        with_pool!(db, p => sqlx::query(
-            "INSERT INTO joint_embeddings (joint_type, model_id, entity_type, entity_id, scope_id, as_of_date, \
-             entity_scope, vector) SELECT joint_type, model_id, 'INSTRUMENT', 'X.US', '', '2025-01-31', '{}', vector \
-             FROM joint_embeddings WHERE scope_id = 'C' AND entity_id = 'SYN_000042'")
-            .execute(p).await.map(|_| ()))
-        .unwrap();
-        db.close().await;
-    });
+    state_of_scenario(dir.path(), "C", "SYN_000042");
     let query = [
         "find-similar-stab-scenarios",
         "--instrument-id",
@@ -328,5 +422,221 @@ fn bench_on_a_generated_partition_reports_exact_recall_and_the_ef_sweep() {
     assert!(
         plot.starts_with("<svg") && plot.contains("stabspace-exact"),
         "{plot}"
+    );
+}
+
+/// Opening a fresh partition for a query is constant work: freshness comes
+/// from the change counters and the feature space from the provenance, never
+/// from a scan of the set. Shown by changing the rows behind the triggers'
+/// back (not a supported write: it is how this test sees what is read): rows
+/// given two feature spaces, then all deleted, go unseen; before, the query
+/// counted the rows (and failed on an empty set) and grouped them by space
+/// (and failed on two).
+async fn a_query_of_a_fresh_partition_reads_no_row_of_the_set(t: TestDb) {
+    let dir = t.path("index");
+    gen_scenarios(&t.db, &scenarios("Q", 40)).await.unwrap();
+    build_default(&t.db, &dir, "Q").await;
+    let built = status_of(&t.db, &dir, MODEL, "Q")
+        .await
+        .unwrap()
+        .provenance
+        .unwrap();
+    assert_eq!((built.feature_space.as_deref(), built.spaces_read), (None, true));
+    let unseen = if t.url.starts_with("sqlite:") {
+        "DROP TRIGGER joint_scenarios_updated; DROP TRIGGER joint_scenarios_deleted"
+    } else {
+        "ALTER TABLE joint_embeddings DISABLE TRIGGER USER"
+    };
+    with_pool!(t.db, p => sqlx::raw_sql(unseen).execute(p).await.map(|_| ())).unwrap();
+    let open = || async {
+        let space = ScenarioSpace::open(&t.db, &opts(&dir, Some(16), false), MODEL, "Q")
+            .await
+            .unwrap();
+        assert_eq!(space.describe(), "index partition, exact scan");
+        assert_eq!(space.len(), 40);
+        assert_eq!(space.search(&queries(1)[0], 3).unwrap().len(), 3);
+    };
+    with_pool!(t.db, p => sqlx::query(
+        "UPDATE joint_embeddings SET feature_space = CASE WHEN entity_id < 'SYN_000020' THEN 'stab-v1' \
+         ELSE 'stab-v2-signature-h20' END WHERE scope_id = 'Q'")
+        .execute(p).await.map(|_| ()))
+    .unwrap();
+    open().await;
+    with_pool!(t.db, p => sqlx::query("DELETE FROM joint_embeddings WHERE scope_id = 'Q'")
+        .execute(p).await.map(|_| ()))
+    .unwrap();
+    open().await;
+    // index status, which is not a query, counts: the set is empty.
+    assert_eq!(state(&t, &dir, "Q").await, Freshness::Orphaned);
+}
+
+/// The two trigger-kept counters of a set (migrations 0002, 0006): `version`
+/// moves on every insert, update or delete of a scenario vector, `rewrites`
+/// only on updates and deletes, and an upsert of identical vectors moves
+/// neither, whether the write comes through the bulk upsert or plain SQL.
+async fn inserts_bump_only_version_and_updates_or_deletes_bump_rewrites_too(t: TestDb) {
+    let dir = t.path("index");
+    let now = || async { counters(&t.db, MODEL, "R").await.unwrap() };
+    assert_eq!(now().await, Counters::default(), "a set never written");
+
+    gen_scenarios(&t.db, &scenarios("R", 30)).await.unwrap();
+    let inserted = now().await;
+    assert!(inserted.version > 0, "{inserted}");
+    assert_eq!(inserted.rewrites, 0, "inserts are not rewrites: {inserted}");
+    build_default(&t.db, &dir, "R").await;
+    let built = status_of(&t.db, &dir, MODEL, "R").await.unwrap();
+    let recorded = built.provenance.unwrap().fingerprint;
+    assert_eq!((recorded.version, recorded.rewrites), (inserted.version, Some(0)));
+    assert_eq!(recorded.change_since(inserted), Change::None);
+
+    // The bulk upsert of identical vectors updates no row.
+    gen_scenarios(&t.db, &scenarios("R", 30)).await.unwrap();
+    assert_eq!(now().await, inserted, "identical re-upsert");
+
+    // New rows (and the 30 identical ones again): version only.
+    gen_scenarios(&t.db, &scenarios("R", 33)).await.unwrap();
+    let added = now().await;
+    assert!(added.version > inserted.version, "{inserted} → {added}");
+    assert_eq!(added.rewrites, 0, "{inserted} → {added}");
+    assert_eq!(recorded.change_since(added), Change::OnlyAdded);
+
+    // Changed vectors through the bulk upsert (another seed): rewrites.
+    let other = GenScenarios {
+        seed: 4,
+        ..scenarios("R", 2)
+    };
+    gen_scenarios(&t.db, &other).await.unwrap();
+    let changed = now().await;
+    assert!(changed.version > added.version, "{added} → {changed}");
+    assert!(changed.rewrites > 0, "{added} → {changed}");
+    assert_eq!(recorded.change_since(changed), Change::Rewritten);
+
+    // Changed by another tool, in plain SQL.
+    with_pool!(t.db, p => sqlx::query(
+        "UPDATE joint_embeddings SET vector = (SELECT vector FROM joint_embeddings WHERE entity_id = 'SYN_000010' \
+         AND scope_id = 'R') WHERE entity_id = 'SYN_000011' AND scope_id = 'R'")
+        .execute(p).await.map(|_| ()))
+    .unwrap();
+    let updated = now().await;
+    assert!(
+        updated.version > changed.version && updated.rewrites > changed.rewrites,
+        "{changed} → {updated}"
+    );
+
+    // Deleted.
+    with_pool!(t.db, p => sqlx::query("DELETE FROM joint_embeddings WHERE entity_id = 'SYN_000012' AND scope_id = 'R'")
+        .execute(p).await.map(|_| ()))
+    .unwrap();
+    let deleted = now().await;
+    assert!(
+        deleted.version > updated.version && deleted.rewrites > updated.rewrites,
+        "{updated} → {deleted}"
+    );
+
+    // Another set's writes leave this set's counters alone.
+    gen_scenarios(&t.db, &scenarios("OTHER", 5)).await.unwrap();
+    assert_eq!(now().await, deleted);
+
+    // A partition from before `rewrites` was recorded cannot tell an append.
+    let old = stabspace::partitions::Fingerprint {
+        rewrites: None,
+        ..recorded.clone()
+    };
+    assert_eq!(old.change_since(added), Change::Rewritten);
+    assert_eq!(old.change_since(inserted), Change::None);
+}
+
+/// `index rebuild` builds each partition again with the M, ef_construction,
+/// seed and deterministic setting it records, not the defaults; a flag given
+/// overrides that one setting; a set without a partition gets the defaults.
+/// The output says which parameters each build used and where they came from.
+#[test]
+fn rebuild_keeps_each_partitions_recorded_parameters_unless_a_flag_overrides_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let o = stabspace(args, dir.path());
+        assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let file = partition_path(&dir.path().join("index"), MODEL, "K");
+    let params = || {
+        let p = stabspace_index::Partition::open(&file).unwrap();
+        let prov = stabspace::partitions::Provenance::of(&p).unwrap();
+        let info = p.info();
+        assert_eq!(
+            (
+                info.m as usize,
+                info.ef_construction as usize,
+                info.deterministic,
+                info.seed
+            ),
+            (
+                prov.params.m,
+                prov.params.ef_construction,
+                prov.params.deterministic,
+                prov.params.seed
+            ),
+            "header and provenance agree"
+        );
+        (prov.params, prov.rows)
+    };
+    let gen = ["gen-scenarios", "--scenario-set-id", "K", "--count"];
+    run(&[
+        &gen[..],
+        &["60", "--m", "8", "--ef-construction", "40", "--deterministic"],
+    ]
+    .concat());
+    let (built, _) = params();
+    assert_eq!(
+        (built.m, built.ef_construction, built.deterministic),
+        (8, 40, true)
+    );
+    // More vectors (the same seed keeps the first 60): the partition is stale.
+    run(&[&gen[..], &["75", "--no-index"]].concat());
+
+    let out = run(&["index", "rebuild"]);
+    assert!(
+        out.contains(&format!(
+            "index {MODEL} / K: rebuilding with M 8 (recorded), ef_construction 40 (recorded), seed {} \
+             (recorded), deterministic (recorded)",
+            built.seed
+        )),
+        "{out}"
+    );
+    let (kept, rows) = params();
+    assert_eq!(rows, 75);
+    assert_eq!(kept, built, "recorded parameters kept");
+
+    // A flag overrides its setting only.
+    let out = run(&["index", "rebuild", "--all", "--m", "12"]);
+    assert!(
+        out.contains("M 12 (--m), ef_construction 40 (recorded)") && out.contains("deterministic (recorded)"),
+        "{out}"
+    );
+    let (p, _) = params();
+    assert_eq!((p.m, p.ef_construction, p.deterministic), (12, 40, true));
+    let out = run(&["index", "rebuild", "--all", "--deterministic", "false"]);
+    assert!(
+        out.contains("M 12 (recorded)") && out.contains("parallel (--deterministic)"),
+        "{out}"
+    );
+    let (p, _) = params();
+    assert_eq!((p.m, p.ef_construction, p.deterministic), (12, 40, false));
+
+    // No partition: the defaults of `index build`.
+    run(&["index", "drop", "--scenario-set-id", "K"]);
+    let out = run(&["index", "rebuild"]);
+    let d = BuildParams::default();
+    assert!(
+        out.contains(&format!(
+            "rebuilding with M {} (default), ef_construction {} (default), seed {} (default), parallel (default)",
+            d.m, d.ef_construction, d.seed
+        )),
+        "{out}"
+    );
+    let (p, _) = params();
+    assert_eq!(
+        (p.m, p.ef_construction, p.deterministic),
+        (d.m, d.ef_construction, false)
     );
 }

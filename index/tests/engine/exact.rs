@@ -247,3 +247,55 @@ fn an_empty_partition_answers_nothing() {
     assert!(p.search(&[1.0, 0.0, 0.0, 0.0], 3, 8).unwrap().is_empty());
     p.verify().unwrap();
 }
+
+/// `k` and `ef` far above the row count (a user's `--top-k 100000000000`)
+/// are clamped to it: every row comes back, best first, and nothing tries to
+/// allocate room for usize::MAX candidates.
+#[test]
+fn k_and_ef_of_usize_max_return_every_row_on_graph_and_flat_partitions() {
+    let all = iid(13, 305, 16);
+    let (base, queries) = all.split_at(300);
+    let every: Vec<u32> = (0..base.len() as u32).collect();
+    let rows = |h: &[stabspace_index::Hit]| h.iter().map(|h| h.row).collect::<Vec<u32>>();
+    // Every row once, by cosine descending.
+    let all_rows_best_first = |h: &[stabspace_index::Hit], what: &str| {
+        let mut sorted = rows(h);
+        sorted.sort_unstable();
+        assert_eq!(sorted, every, "{what}");
+        assert!(h.windows(2).all(|w| w[0].cosine >= w[1].cosine), "{what}");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (name, flat_threshold) in [("graph", 0), ("flat", usize::MAX)] {
+        let path = dir.path().join(format!("{name}.stabidx"));
+        let params = BuildParams {
+            m: 8,
+            ef_construction: 32,
+            flat_threshold,
+            ..BuildParams::default()
+        };
+        let stats = build(&path, base, &params);
+        assert_eq!(stats.graph, name == "graph");
+        let p = Partition::open(&path).unwrap();
+        for q in queries {
+            let exact = p.search_exact(q, usize::MAX).unwrap();
+            all_rows_best_first(&exact, &format!("{name}: exact, k usize::MAX"));
+            for (k, ef) in [
+                (usize::MAX, usize::MAX),
+                (100_000_000_000, 100_000_000_000),
+                (usize::MAX, 1),
+            ] {
+                let what = format!("{name}: k {k} ef {ef}");
+                let got = p.search(q, k, ef).unwrap();
+                all_rows_best_first(&got, &what);
+                assert_eq!(rows(&got), rows(&exact), "{what}");
+            }
+        }
+        for ef in [Some(usize::MAX), None] {
+            let batch = p.search_batch(queries, usize::MAX, ef).unwrap();
+            assert_eq!(batch.len(), queries.len());
+            for h in &batch {
+                all_rows_best_first(h, &format!("{name}: batch, ef {ef:?}"));
+            }
+        }
+    }
+}
