@@ -44,6 +44,45 @@ pub struct BenchSpec {
     pub params: BuildParams,
     /// Where a partition built from vectors is written (a scratch path).
     pub scratch: PathBuf,
+    /// After the full build, also build the base without its last
+    /// `appends × append_rows` rows and append those in `appends` steps
+    /// (vector files only), measuring each append and the result's recall.
+    pub appends: usize,
+    pub append_rows: usize,
+}
+
+/// What the appends did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppendReport {
+    pub steps: usize,
+    pub rows_per_step: usize,
+    pub first_rows: usize,
+    /// Seconds of each append (read, insert, calibrate, write).
+    pub seconds: Vec<f64>,
+    /// Seconds of the full build of every row, for the ratio.
+    pub full_build_s: f64,
+}
+
+impl std::fmt::Display for AppendReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mean = self.seconds.iter().sum::<f64>() / self.seconds.len().max(1) as f64;
+        write!(
+            f,
+            "appends: {} × {} rows onto {} in {:.2} s each on average ({:.1}% of the full build, {:.1} s); \
+             each: {}",
+            self.steps,
+            self.rows_per_step,
+            self.first_rows,
+            mean,
+            100.0 * mean / self.full_build_s.max(1e-9),
+            self.full_build_s,
+            self.seconds
+                .iter()
+                .map(|s| format!("{s:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
 }
 
 /// Read a vector file (`.npy`, `.fvecs`, raw `.f32` with `dim`) as rows.
@@ -76,7 +115,10 @@ pub fn hold_out(rows: Rows, n: usize) -> Result<(Rows, Rows)> {
 }
 
 /// Build (when given vectors), open, and measure the exact scan and every `ef`.
-pub fn run(spec: BenchSpec, progress: &mut (dyn FnMut(&str) + Send)) -> Result<Vec<BenchRow>> {
+pub fn run(
+    spec: BenchSpec,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<(Vec<BenchRow>, Option<AppendReport>)> {
     if spec.queries.is_empty() {
         return Err(Error::Invalid("no query vectors".into()));
     }
@@ -93,12 +135,14 @@ pub fn run(spec: BenchSpec, progress: &mut (dyn FnMut(&str) + Send)) -> Result<V
         stabspace_index::GraphBuilder::Native => "stabspace",
         stabspace_index::GraphBuilder::HnswRs => "stabspace-hnsw_rs",
     };
-    let (path, build_s) = match spec.base {
+    let mut appended = None;
+    let (path, build_s) = match &spec.base {
         Base::Partition(p) => {
             engine = "stabspace";
-            (p, 0.0)
+            (p.clone(), 0.0)
         }
         Base::Vectors { dim, rows } => {
+            let dim = *dim;
             progress(&format!("building a partition of {} vectors", rows.len()));
             let started = Instant::now();
             let mut b = PartitionBuilder::with_capacity(dim, rows.len())?;
@@ -168,6 +212,18 @@ pub fn run(spec: BenchSpec, progress: &mut (dyn FnMut(&str) + Send)) -> Result<V
             progress(&format!("ef {ef}"));
             out.push(row(engine, ef, measure(&p, &spec.queries, &t, Some(ef.max(k)))?));
         }
+        if let (Base::Vectors { dim, rows }, true) = (&spec.base, spec.appends > 0) {
+            let report = appends(&spec, *dim, rows, build_s, progress)?;
+            let a = Partition::open(&spec.scratch)?;
+            let label = format!("{engine}+{}appends", spec.appends);
+            for &ef in &spec.efs {
+                progress(&format!("ef {ef} after the appends"));
+                let mut r = row(&label, ef, measure(&a, &spec.queries, &t, Some(ef.max(k)))?);
+                r.build_s = report.seconds.iter().sum::<f64>() / report.seconds.len().max(1) as f64;
+                out.push(r);
+            }
+            appended = Some(report);
+        }
     } else {
         eprintln!(
             "note: {n} vectors is below the graph threshold ({}): the partition is scanned exactly, so \
@@ -175,7 +231,60 @@ pub fn run(spec: BenchSpec, progress: &mut (dyn FnMut(&str) + Send)) -> Result<V
             stabspace_index::FLAT_THRESHOLD
         );
     }
-    Ok(out)
+    Ok((out, appended))
+}
+
+/// Build the first rows of `rows` at the scratch path, then append the rest
+/// in `spec.appends` steps of `spec.append_rows`, timing each append.
+fn appends(
+    spec: &BenchSpec,
+    dim: usize,
+    rows: &[Vec<f32>],
+    full_build_s: f64,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<AppendReport> {
+    let tail = spec.appends * spec.append_rows;
+    if tail >= rows.len() {
+        return Err(Error::Invalid(format!(
+            "--appends {} of {} rows need more than {tail} base vectors",
+            spec.appends, spec.append_rows
+        )));
+    }
+    let first = rows.len() - tail;
+    progress(&format!("building {first} vectors to append to"));
+    let mut b = PartitionBuilder::with_capacity(dim, first)?;
+    for (i, r) in rows[..first].iter().enumerate() {
+        b.add(&i.to_string(), r, b"")?;
+    }
+    b.write(&spec.scratch, &spec.params, "{}", &mut |_, _| {})?;
+    let mut seconds = Vec::with_capacity(spec.appends);
+    for step in 0..spec.appends {
+        progress(&format!("append {} of {}", step + 1, spec.appends));
+        let started = Instant::now();
+        let p = Partition::open(&spec.scratch)?;
+        let mut b = PartitionBuilder::extending(&p, spec.append_rows)?;
+        drop(p);
+        let from = first + step * spec.append_rows;
+        for (i, r) in rows[from..from + spec.append_rows].iter().enumerate() {
+            b.add(&(from + i).to_string(), r, b"")?;
+        }
+        let stats = b.write(&spec.scratch, &spec.params, "{}", &mut |_, _| {})?;
+        if stats.appended != Some(spec.append_rows) {
+            return Err(Error::Invalid(format!(
+                "append {} rebuilt the graph instead of appending (parameters {:?})",
+                step + 1,
+                spec.params
+            )));
+        }
+        seconds.push(started.elapsed().as_secs_f64());
+    }
+    Ok(AppendReport {
+        steps: spec.appends,
+        rows_per_step: spec.append_rows,
+        first_rows: first,
+        seconds,
+        full_build_s,
+    })
 }
 
 /// The CSV columns: peer_ann.py's, then ours.

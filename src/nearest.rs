@@ -28,21 +28,32 @@ use crate::vector::{self, DIM};
 pub struct SearchOpts {
     pub index_dir: Option<PathBuf>,
     pub ef: Option<usize>,
+    /// Target recall@10 when `ef` is not given (`None`: [`DEFAULT_RECALL`]).
+    pub recall: Option<f64>,
     pub exact: bool,
 }
+
+/// The recall@10 a graph search aims at when neither `--ef` nor `--recall` is given.
+pub const DEFAULT_RECALL: f64 = 0.95;
 
 /// `--ef` and `--exact`, shared by the commands that search scenarios.
 #[derive(Clone, Debug, clap::Args)]
 pub struct SearchArgs {
-    /// Search breadth on the index graph (≥ k; larger is slower and more exact).
-    /// Default: 128. On 100k vectors made from real daily returns that gives recall@10 0.91;
-    /// 256 gives 0.95 (README, Benchmarks). Any value is accepted: one at or above the
-    /// partition's row count (clamped to it) visits every row the graph reaches.
+    /// Target recall@10 of the graph search, between 0 and 1 (default 0.95). The breadth
+    /// used is the smallest that reached it when this partition was built, measured against
+    /// an exact scan with some of its own rows as held-out queries (`stabspace index status`
+    /// shows the breadth per target); the query prints the breadth chosen. Partitions in
+    /// format version 1 were not calibrated: they use ef 128 until rebuilt.
+    #[arg(long, value_name = "R", value_parser = parse_recall, conflicts_with = "ef")]
+    pub recall: Option<f64>,
+    /// Search breadth on the index graph, for experts: overrides --recall (≥ k; larger is
+    /// slower and more exact). Any value is accepted: one at or above the partition's row
+    /// count (clamped to it) scans every row exactly.
     #[arg(long, value_name = "N", value_parser = crate::cli::parse_clamped)]
     pub ef: Option<usize>,
     /// Scan every scenario vector of the database exactly (never a partition file) instead of
     /// searching the index graph.
-    #[arg(long, conflicts_with = "ef")]
+    #[arg(long, conflicts_with_all = ["ef", "recall"])]
     pub exact: bool,
 }
 
@@ -51,7 +62,50 @@ impl SearchArgs {
         SearchOpts {
             index_dir: Some(partitions::index_dir(data_dir)),
             ef: self.ef,
+            recall: self.recall,
             exact: self.exact,
+        }
+    }
+}
+
+/// clap value parser for `--recall`: a number in (0, 1].
+fn parse_recall(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if r > 0.0 && r <= 1.0 => Ok(r),
+        Ok(r) => Err(format!("{r} is not a recall between 0 (exclusive) and 1")),
+        Err(_) => Err(format!("{s:?} is not a number")),
+    }
+}
+
+/// The breadth that meets `recall` on partition `p` by its build-time
+/// calibration, and a note when it cannot be met or was not measured.
+pub fn calibrated_ef(p: &Partition, recall: f64) -> Result<(usize, Option<String>)> {
+    let Some(c) = p.calibration()? else {
+        return Ok((
+            DEFAULT_EF,
+            p.has_graph().then(|| {
+                format!(
+                    "note: index partition {} records no recall calibration (format version {}); searching \
+                     with ef {DEFAULT_EF} — rebuild it with `stabspace index rebuild --full` to calibrate",
+                    p.path().display(),
+                    p.info().version
+                )
+            }),
+        ));
+    };
+    match c.ef_for(recall) {
+        Some(ef) => Ok((ef, None)),
+        None => {
+            let (ef, best) = c.points.last().copied().unwrap_or((DEFAULT_EF, 0.0));
+            Ok((
+                ef,
+                Some(format!(
+                    "warning: no breadth measured on index partition {} reaches recall@{} {recall} (the best, ef \
+                     {ef}, reached {best:.3}); searching with ef {ef} — pass --exact for exact answers",
+                    p.path().display(),
+                    c.k
+                )),
+            ))
         }
     }
 }
@@ -76,6 +130,8 @@ pub struct ScenarioSpace {
     pub set_id: String,
     engine: Engine,
     ef: Option<usize>,
+    /// The recall the breadth was chosen for (`None`: `--ef` given).
+    recall: Option<f64>,
     /// Scenarios left out because their vector is all zeros (no direction).
     pub zero_vectors: Vec<String>,
     /// The feature space of the scenario vectors (`None`: not recorded).
@@ -143,6 +199,17 @@ impl ScenarioSpace {
                         now
                     );
                 }
+                // The breadth: --ef, else the calibrated one for the recall asked.
+                let ef = match ef {
+                    Some(_) if opts.ef.is_none() => {
+                        let (ef, note) = calibrated_ef(&p, opts.recall.unwrap_or(DEFAULT_RECALL))?;
+                        if let Some(note) = note {
+                            eprintln!("{note}");
+                        }
+                        Some(ef)
+                    }
+                    ef => ef,
+                };
                 // A graph search touches a few thousand rows scattered over the
                 // file: read those pages, not the read-around window.
                 if ef.is_some() && p.has_graph() {
@@ -166,6 +233,7 @@ impl ScenarioSpace {
                     set_id: set.to_string(),
                     engine: Engine::Partition(Box::new(p)),
                     ef,
+                    recall: opts.ef.is_none().then(|| opts.recall.unwrap_or(DEFAULT_RECALL)),
                     zero_vectors: prov.skipped_zero,
                     feature_space,
                 })
@@ -210,6 +278,7 @@ impl ScenarioSpace {
             set_id: set.to_string(),
             engine: Engine::Flat { index, as_of },
             ef,
+            recall: None,
             zero_vectors,
             feature_space,
         })
@@ -241,9 +310,13 @@ impl ScenarioSpace {
     /// How queries run, for summaries.
     pub fn describe(&self) -> String {
         match (&self.engine, self.ef) {
-            (Engine::Partition(p), Some(ef)) if p.has_graph() => {
-                format!("index partition, ef {}", ef.min(p.len()))
-            }
+            (Engine::Partition(p), Some(ef)) if p.has_graph() => match self.recall {
+                Some(r) => format!(
+                    "index partition, ef {} (calibrated for recall@10 {r})",
+                    ef.min(p.len())
+                ),
+                None => format!("index partition, ef {}", ef.min(p.len())),
+            },
             (Engine::Partition(_), _) => "index partition, exact scan".into(),
             (Engine::Flat { .. }, _) => "exact scan from the database".into(),
         }

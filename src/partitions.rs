@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use stabspace_index::{BuildParams, Partition, PartitionBuilder};
+use stabspace_index::{BuildParams, Calibration, GraphBuilder, Partition, PartitionBuilder, RECALL_TARGETS};
 
 use crate::error::{Error, Result};
 use crate::joint::STAB_JOINT_TYPE;
@@ -195,6 +195,79 @@ pub struct RecordedParams {
     pub ef_construction: usize,
     pub seed: u64,
     pub deterministic: bool,
+    /// `stabspace` or `hnsw_rs` (`None`: built before it was recorded, by hnsw_rs).
+    #[serde(default)]
+    pub builder: Option<String>,
+}
+
+impl RecordedParams {
+    pub fn of(p: &BuildParams) -> RecordedParams {
+        RecordedParams {
+            m: p.m,
+            ef_construction: p.ef_construction,
+            seed: p.seed,
+            deterministic: p.deterministic,
+            builder: Some(p.builder.name().to_string()),
+        }
+    }
+}
+
+/// How a partition was made from its predecessor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildKind {
+    /// Every row inserted into a new graph.
+    Full,
+    /// The rows new since the previous partition inserted into its graph.
+    Append,
+}
+
+/// The recall calibration as the provenance records it: the smallest
+/// measured `ef` reaching each target recall@k (`None`: not reached by the
+/// largest breadth measured), and every measured point.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationRecord {
+    pub k: usize,
+    /// Rows of the partition used as held-out queries.
+    pub sample: usize,
+    /// Rows in the graph when it was measured (a small append keeps the
+    /// calibration of the graph it extends).
+    #[serde(default)]
+    pub rows: usize,
+    /// Target recall ("0.90") → smallest ef reaching it.
+    pub ef_for_recall: std::collections::BTreeMap<String, Option<usize>>,
+    /// (ef, recall) measured.
+    pub points: Vec<(usize, f64)>,
+}
+
+impl CalibrationRecord {
+    pub fn of(c: &Calibration) -> CalibrationRecord {
+        CalibrationRecord {
+            k: c.k,
+            sample: c.sample,
+            rows: c.rows,
+            ef_for_recall: RECALL_TARGETS
+                .iter()
+                .map(|&t| (format!("{t:.2}"), c.ef_for(t)))
+                .collect(),
+            points: c
+                .points
+                .iter()
+                .map(|&(ef, r)| (ef, (r * 1e4).round() / 1e4))
+                .collect(),
+        }
+    }
+
+    /// "ef 24 / 48 / 128 / 256 for recall@10 0.90 / 0.95 / 0.98 / 0.99".
+    pub fn summary(&self) -> String {
+        let efs: Vec<String> = self
+            .ef_for_recall
+            .values()
+            .map(|e| e.map_or("-".into(), |e| e.to_string()))
+            .collect();
+        let targets: Vec<&str> = self.ef_for_recall.keys().map(String::as_str).collect();
+        format!("ef {} for recall@{} {}", efs.join("/"), self.k, targets.join("/"))
+    }
 }
 
 /// The provenance JSON stored in each partition's header.
@@ -225,6 +298,18 @@ pub struct Provenance {
     /// in partitions built before it was recorded, which are never used.
     #[serde(default)]
     pub database_id: Option<String>,
+    /// Full build or append (`None`: built before it was recorded, full).
+    #[serde(default)]
+    pub build: Option<BuildKind>,
+    /// Rows inserted by an append.
+    #[serde(default)]
+    pub appended_rows: Option<usize>,
+    /// Why the build was full when an append was allowed.
+    #[serde(default)]
+    pub full_build_reason: Option<String>,
+    /// Recall of the graph per search breadth, measured at build time.
+    #[serde(default)]
+    pub calibration: Option<CalibrationRecord>,
 }
 
 impl Provenance {
@@ -322,14 +407,24 @@ pub fn swept_note(removed: &[PathBuf]) -> Option<String> {
 /// that keeps them. `None` when there is no file or it cannot be opened.
 pub fn recorded_params(path: &Path) -> Option<BuildParams> {
     let p = Partition::open(path).ok()?;
-    let (m, ef_construction, seed, deterministic) = match Provenance::of(&p) {
+    let (m, ef_construction, seed, deterministic, builder) = match Provenance::of(&p) {
         Ok(prov) => {
             let r = prov.params;
-            (r.m, r.ef_construction, r.seed, r.deterministic)
+            let builder = match r.builder.as_deref() {
+                Some("hnsw_rs") => GraphBuilder::HnswRs,
+                _ => GraphBuilder::Native,
+            };
+            (r.m, r.ef_construction, r.seed, r.deterministic, builder)
         }
         Err(_) => {
             let i = p.info();
-            (i.m as usize, i.ef_construction as usize, i.seed, i.deterministic)
+            (
+                i.m as usize,
+                i.ef_construction as usize,
+                i.seed,
+                i.deterministic,
+                GraphBuilder::Native,
+            )
         }
     };
     let usable = (2..=stabspace_index::MAX_M).contains(&m) && ef_construction >= 1;
@@ -338,18 +433,83 @@ pub fn recorded_params(path: &Path) -> Option<BuildParams> {
         ef_construction,
         seed,
         deterministic,
+        builder,
         ..BuildParams::default()
     })
 }
 
-/// Read every STAB scenario vector of (model, set) and write its partition
+/// Whether a rebuild may insert only the new rows into the existing graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuildMode {
+    /// Build the graph from every row.
+    Full,
+    /// Append when the set has only gained rows since the partition was
+    /// built (see [`build`]); else build in full.
+    AppendIfOnlyGained,
+}
+
+/// Why the existing partition at `path` cannot be extended with `params`;
+/// `None` when it can (its rows must still be compared with the database's).
+fn not_extendable(
+    p: &Partition,
+    prov: &Provenance,
+    database_id: &str,
+    params: &BuildParams,
+) -> Option<String> {
+    let recorded = &prov.params;
+    if !prov.is_from(database_id) {
+        Some("the partition was built from another database".into())
+    } else if p.row_hashes().is_none() {
+        Some(format!(
+            "the partition is in format version {}, without row hashes",
+            p.info().version
+        ))
+    } else if !p.has_graph() {
+        Some("the partition has no graph (it was below the graph threshold)".into())
+    } else if params.builder != GraphBuilder::Native {
+        Some(format!(
+            "the {} builder always builds in full",
+            params.builder.name()
+        ))
+    } else if recorded.m != params.m
+        || recorded.ef_construction != params.ef_construction
+        || recorded.deterministic != params.deterministic
+        || recorded.seed != params.seed
+    {
+        Some(format!(
+            "the build parameters changed (M {} ef_construction {} deterministic {} → M {} ef_construction {} \
+             deterministic {})",
+            recorded.m,
+            recorded.ef_construction,
+            recorded.deterministic,
+            params.m,
+            params.ef_construction,
+            params.deterministic
+        ))
+    } else {
+        None
+    }
+}
+
+/// Read the STAB scenario vectors of (model, set) and write its partition
 /// atomically. `progress(done, total)` follows the graph insertions.
+///
+/// With [`BuildMode::AppendIfOnlyGained`] and an existing partition of this
+/// database built with the same parameters, every row read is hashed
+/// ([`stabspace_index::row_hash`] of its id, date and vector) and compared
+/// with the hashes the partition stores. When every stored row is still
+/// there, unchanged, the rows the partition lacks are inserted into its graph
+/// and the whole file is written anew (atomically); when any stored row was
+/// changed or removed, the graph is built in full, so a changed or deleted
+/// vector never survives. The change counters only predict which it will be
+/// (`index status`); the hashes decide.
 pub async fn build(
     db: &Db,
     index_dir: &Path,
     model: &str,
     set: &str,
     params: &BuildParams,
+    mode: BuildMode,
     progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<Built> {
     let started = Instant::now();
@@ -358,14 +518,76 @@ pub async fn build(
     // The fingerprint first: a write during the read makes the partition look
     // stale (and be rebuilt), never fresh with old content.
     let fp = fingerprint(db, model, set).await?;
-    let mut b = PartitionBuilder::with_capacity(DIM, fp.rows.max(0) as usize)?;
-    let scan = crate::nearest::scan_scenarios(db, model, set, |id, as_of, v| {
-        b.add(id, v, as_of.to_string().as_bytes()).map(|_| ())
-    })
-    .await?;
-    let (skipped_zero, skipped_unusable, feature_space) = (scan.zero, scan.unusable, scan.feature_space);
-    crate::faults::pause_point(crate::faults::INDEX_BEFORE_WRITE);
     let path = partition_path(index_dir, model, set);
+    let mut full_reason = None;
+    let existing = match mode {
+        BuildMode::Full => None,
+        BuildMode::AppendIfOnlyGained if !path.exists() => None,
+        BuildMode::AppendIfOnlyGained => {
+            match Partition::open(&path).map_err(Error::from).and_then(|p| {
+                let prov = Provenance::of(&p)?;
+                Ok((p, prov))
+            }) {
+                Err(e) => {
+                    full_reason = Some(format!("the partition cannot be read ({e})"));
+                    None
+                }
+                Ok((p, prov)) => match not_extendable(&p, &prov, &database_id, params) {
+                    Some(why) => {
+                        full_reason = Some(why);
+                        None
+                    }
+                    None => Some(p),
+                },
+            }
+        }
+    };
+
+    let mut b = None;
+    let mut scan = None;
+    if let Some(p) = existing {
+        // Rows of the partition still in the database unchanged, and the new ones.
+        let stored: std::collections::HashSet<u64> =
+            p.row_hashes().expect("checked").iter().copied().collect();
+        let mut matched = 0usize;
+        let mut fresh: Vec<(String, String, Vec<f32>)> = Vec::new();
+        let s = crate::nearest::scan_scenarios(db, model, set, |id, as_of, v| {
+            let date = as_of.to_string();
+            if stored.contains(&stabspace_index::row_hash(id, v, date.as_bytes())) {
+                matched += 1;
+            } else {
+                fresh.push((id.to_string(), date, v.to_vec()));
+            }
+            Ok(())
+        })
+        .await?;
+        if matched == p.len() && stored.len() == p.len() {
+            let mut ext = PartitionBuilder::extending(&p, fresh.len())?;
+            for (id, date, v) in &fresh {
+                ext.add(id, v, date.as_bytes())?;
+            }
+            b = Some(ext);
+            scan = Some(s);
+        } else {
+            full_reason = Some(format!(
+                "{} of the partition's {} rows were changed or removed in the database",
+                p.len() - matched.min(p.len()),
+                p.len()
+            ));
+        }
+    }
+    let (b, scan) = match (b, scan) {
+        (Some(b), Some(s)) => (b, s),
+        _ => {
+            let mut b = PartitionBuilder::with_capacity(DIM, fp.rows.max(0) as usize)?;
+            let s = crate::nearest::scan_scenarios(db, model, set, |id, as_of, v| {
+                b.add(id, v, as_of.to_string().as_bytes()).map(|_| ())
+            })
+            .await?;
+            (b, s)
+        }
+    };
+    crate::faults::pause_point(crate::faults::INDEX_BEFORE_WRITE);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
@@ -373,28 +595,46 @@ pub async fn build(
         model_id: model.to_string(),
         scenario_set_id: set.to_string(),
         rows: b.len(),
-        skipped_zero,
-        skipped_unusable,
-        feature_space,
+        skipped_zero: scan.zero,
+        skipped_unusable: scan.unusable,
+        feature_space: scan.feature_space,
         spaces_read: true,
         fingerprint: fp,
-        params: RecordedParams {
-            m: params.m,
-            ef_construction: params.ef_construction,
-            seed: params.seed,
-            deterministic: params.deterministic,
-        },
+        params: RecordedParams::of(params),
         built_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         build_seconds: 0.0,
         database_id: Some(database_id),
+        build: None,
+        appended_rows: None,
+        full_build_reason: None,
+        calibration: None,
     };
     let (path2, params2) = (path.clone(), params.clone());
-    let json = serde_json::to_string(&provenance).expect("provenance serialises");
+    let mut record = provenance.clone();
+    let build_started = started;
+    let provenance_of = |outcome: &stabspace_index::BuildOutcome<'_>| {
+        record.build = Some(if outcome.appended.is_some() {
+            BuildKind::Append
+        } else {
+            BuildKind::Full
+        });
+        record.appended_rows = outcome.appended;
+        record.full_build_reason = match (outcome.appended, mode) {
+            (None, BuildMode::AppendIfOnlyGained) => full_reason
+                .clone()
+                .or_else(|| Some("there was no partition to extend".into())),
+            _ => None,
+        };
+        record.calibration = outcome.calibration.map(CalibrationRecord::of);
+        record.build_seconds = build_started.elapsed().as_secs_f64();
+        let json = serde_json::to_string(&record).expect("provenance serialises");
+        provenance = record.clone();
+        json
+    };
     // The graph build is CPU-bound: off the async runtime.
-    let stats = tokio::task::block_in_place(|| b.write(&path2, &params2, &json, progress))?;
+    tokio::task::block_in_place(|| b.write_with(&path2, &params2, provenance_of, progress))?;
     crate::faults::pause_point(crate::faults::INDEX_RENAMED);
     provenance.build_seconds = started.elapsed().as_secs_f64();
-    let _ = stats;
     let file_bytes = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
     Ok(Built {
         path,
@@ -487,6 +727,11 @@ pub struct Status {
     pub file_bytes: Option<u64>,
     pub database: Option<Fingerprint>,
     pub detail: String,
+    /// Format version of the file.
+    pub format_version: Option<u32>,
+    /// What `index rebuild` (without `--full`) will do: "none", "append N
+    /// rows" or "full: why".
+    pub next_rebuild: String,
 }
 
 /// The state of one (model, set) partition against the database.
@@ -503,6 +748,8 @@ pub async fn status_of(db: &Db, index_dir: &Path, model: &str, set: &str) -> Res
         file_bytes: None,
         database: Some(now.clone()),
         detail: String::new(),
+        format_version: None,
+        next_rebuild: "full: no partition".into(),
     };
     if !path.exists() {
         st.detail = format!("no file; the database has {}", now);
@@ -512,14 +759,16 @@ pub async fn status_of(db: &Db, index_dir: &Path, model: &str, set: &str) -> Res
     match Partition::open(&path).map_err(Error::from).and_then(|p| {
         p.verify()?;
         let prov = Provenance::of(&p)?;
-        Ok((p.info().file_bytes, prov))
+        Ok((p, prov))
     }) {
         Err(e) => {
             st.state = Freshness::Unreadable;
             st.detail = e.to_string();
+            st.next_rebuild = "full: the file cannot be read".into();
         }
-        Ok((bytes, prov)) => {
-            st.file_bytes = Some(bytes);
+        Ok((p, prov)) => {
+            st.file_bytes = Some(p.info().file_bytes);
+            st.format_version = Some(p.info().version);
             st.state = if !prov.is_from(&database_id) {
                 Freshness::Foreign
             } else if now.rows == 0 {
@@ -539,10 +788,35 @@ pub async fn status_of(db: &Db, index_dir: &Path, model: &str, set: &str) -> Res
                 ),
                 _ => format!("built from {}; the database has {}", prov.fingerprint, now),
             };
+            st.next_rebuild = next_rebuild(&p, &prov, st.state, &now);
             st.provenance = Some(prov);
         }
     }
     Ok(st)
+}
+
+/// What `index rebuild` will do with a readable partition in `state`,
+/// predicted from the change counters in O(1) (the rebuild itself decides by
+/// comparing row hashes).
+fn next_rebuild(p: &Partition, prov: &Provenance, state: Freshness, now: &Fingerprint) -> String {
+    let counters = Counters {
+        version: now.version,
+        rewrites: now.rewrites.unwrap_or(0),
+    };
+    let full = |why: &str| format!("full: {why}");
+    match state {
+        Freshness::Fresh => "none".into(),
+        Freshness::Orphaned => "none: no rows left (drop it with `index drop`)".into(),
+        Freshness::Foreign => full("built from another database"),
+        _ if p.row_hashes().is_none() => full(&format!("format version {}", p.info().version)),
+        _ if !p.has_graph() => full("no graph to extend"),
+        _ if prov.params.builder.as_deref() != Some(GraphBuilder::Native.name()) => full("built by hnsw_rs"),
+        _ => match prov.fingerprint.change_since(counters) {
+            Change::None => "none".into(),
+            Change::OnlyAdded => format!("append {} row(s)", (now.rows - prov.fingerprint.rows).max(0)),
+            Change::Rewritten => full("rows were changed or removed"),
+        },
+    }
 }
 
 /// Why a partition is not this database's: "built from another database (…)".
@@ -585,6 +859,8 @@ pub async fn status_all(db: &Db, index_dir: &Path) -> Result<Vec<Status>> {
                 file_bytes: None,
                 database: None,
                 detail: e,
+                format_version: None,
+                next_rebuild: "none: not a partition of this database".into(),
             });
         }
     }
@@ -598,6 +874,7 @@ pub async fn build_with_progress(
     model: &str,
     set: &str,
     params: &BuildParams,
+    mode: BuildMode,
 ) -> Result<Built> {
     let pb = crate::progress::items(0, "vectors");
     pb.set_message(format!("index {model} / {set}: reading the vectors"));
@@ -611,7 +888,7 @@ pub async fn build_with_progress(
         }
         bar.set_position(done as u64);
     };
-    let built = build(db, index_dir, model, set, params, &mut progress).await;
+    let built = build(db, index_dir, model, set, params, mode, &mut progress).await;
     pb.finish_and_clear();
     built
 }
@@ -634,6 +911,22 @@ impl std::fmt::Display for Built {
             p.build_seconds,
             self.path.display()
         )?;
+        match (p.build, p.appended_rows, &p.full_build_reason) {
+            (Some(BuildKind::Append), Some(n), _) => writeln!(
+                f,
+                "  appended {n} new row(s) to the existing graph (no row of it was changed or removed)"
+            )?,
+            (_, _, Some(why)) => writeln!(f, "  full build: {why}")?,
+            _ => {}
+        }
+        if let Some(c) = &p.calibration {
+            writeln!(
+                f,
+                "  recall calibration ({} rows as held-out queries): {}",
+                c.sample,
+                c.summary()
+            )?;
+        }
         if !p.skipped_zero.is_empty() {
             writeln!(f, "  left out {} all-zero vector(s)", p.skipped_zero.len())?;
         }

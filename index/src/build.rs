@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use crate::calibrate::{calibrate, Calibration};
+use crate::calibrate::{calibrate, Calibration, RECALIBRATE_AFTER};
 use crate::error::{IndexError, Result};
 use crate::format::{kind, Header, FLAG_DETERMINISTIC, FLAG_GRAPH, METRIC_COSINE, SECTION_OPTIONAL};
 use crate::graph::Graph;
@@ -126,6 +126,15 @@ pub fn row_hash(id: &str, vector: &[f32], payload: &[u8]) -> u64 {
     h.digest()
 }
 
+/// What a build did, for the provenance made by [`PartitionBuilder::write_with`].
+#[derive(Clone, Copy, Debug)]
+pub struct BuildOutcome<'a> {
+    /// Rows inserted into the extended partition's graph (`None`: a full build).
+    pub appended: Option<usize>,
+    /// The graph's recall calibration (`None` without a graph).
+    pub calibration: Option<&'a Calibration>,
+}
+
 /// Collects rows, then builds and writes one partition file.
 pub struct PartitionBuilder {
     dim: usize,
@@ -138,6 +147,8 @@ pub struct PartitionBuilder {
     payload_bytes: Vec<u8>,
     /// The graph of the first rows, when extending a partition.
     base: Option<Graph>,
+    /// The calibration of the partition extended.
+    base_calibration: Option<Calibration>,
 }
 
 impl PartitionBuilder {
@@ -157,6 +168,7 @@ impl PartitionBuilder {
             payload_offsets: vec![0],
             payload_bytes: Vec::new(),
             base: None,
+            base_calibration: None,
         })
     }
 
@@ -194,6 +206,7 @@ impl PartitionBuilder {
             b.payload_offsets.push(b.payload_bytes.len() as u64);
         }
         b.base = p.graph().map(|g| Graph::of(&g));
+        b.base_calibration = p.calibration()?;
         Ok(b)
     }
 
@@ -244,10 +257,22 @@ impl PartitionBuilder {
     /// `params` keep its M and ask for our builder, and the partition is still
     /// above the flat threshold. Otherwise the graph is built from scratch.
     pub fn write(
-        mut self,
+        self,
         path: &Path,
         params: &BuildParams,
         provenance: &str,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<BuildStats> {
+        self.write_with(path, params, |_| provenance.to_string(), progress)
+    }
+
+    /// [`PartitionBuilder::write`], with the provenance made once the graph
+    /// is built and calibrated, so that it can record what the build did.
+    pub fn write_with(
+        mut self,
+        path: &Path,
+        params: &BuildParams,
+        provenance: impl FnOnce(&BuildOutcome<'_>) -> String,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<BuildStats> {
         let started = Instant::now();
@@ -299,11 +324,23 @@ impl PartitionBuilder {
         };
         let graph_seconds = graph_started.elapsed().as_secs_f64();
         let calibration_started = Instant::now();
-        let calibration = layout
-            .as_ref()
-            .and_then(|g| calibrate(g, &self.vectors, self.dim, params.seed));
+        // An append adding under RECALIBRATE_AFTER of the rows calibrated keeps
+        // that calibration; anything else is measured anew.
+        let carried = self.base_calibration.take().filter(|c| {
+            appended.is_some() && (n - c.rows.min(n)) as f64 <= RECALIBRATE_AFTER * c.rows as f64
+        });
+        let calibration = match carried {
+            Some(c) => Some(c),
+            None => layout
+                .as_ref()
+                .and_then(|g| calibrate(g, &self.vectors, self.dim, params.seed)),
+        };
         let calibration_seconds = calibration_started.elapsed().as_secs_f64();
         let calibration_bytes = calibration.as_ref().map(Calibration::encode);
+        let provenance = provenance(&BuildOutcome {
+            appended,
+            calibration: calibration.as_ref(),
+        });
 
         let mut sections = vec![
             Section {

@@ -38,8 +38,10 @@ pub mod tempfiles;
 pub mod vecfile;
 mod write;
 
-pub use build::{row_hash, BuildParams, BuildStats, GraphBuilder, PartitionBuilder, FLAT_THRESHOLD, MAX_M};
-pub use calibrate::{Calibration, CALIBRATION_K, CALIBRATION_SAMPLE, RECALL_TARGETS};
+pub use build::{
+    row_hash, BuildOutcome, BuildParams, BuildStats, GraphBuilder, PartitionBuilder, FLAT_THRESHOLD, MAX_M,
+};
+pub use calibrate::{Calibration, CALIBRATION_K, CALIBRATION_SAMPLE, RECALIBRATE_AFTER, RECALL_TARGETS};
 pub use error::{IndexError, Result};
 pub use flat::FlatIndex;
 pub use partition::{Partition, PartitionInfo};

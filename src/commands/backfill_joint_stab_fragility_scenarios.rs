@@ -57,6 +57,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             &a.joint_model_id,
             &a.scenario_set_id,
             &a.params.params(),
+            crate::partitions::BuildMode::AppendIfOnlyGained,
         )
         .await?;
         print!("{built}");

@@ -71,6 +71,21 @@ pub struct Args {
     /// A peer_ann.py CSV whose engines are drawn beside ours in --plot.
     #[arg(long, value_name = "FILE", requires = "plot")]
     pub compare: Option<PathBuf>,
+    /// Also measure appends (--base only): build the base without its last N × F rows, append
+    /// them in N steps of F of the base each, time every append against the full build, and
+    /// sweep --ef on the result (engine `stabspace+Nappends`), beside the fresh build.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "base")]
+    pub appends: usize,
+    /// Fraction of the base each append adds (with --appends).
+    #[arg(long, value_name = "F", default_value_t = 0.01, value_parser = parse_fraction)]
+    pub append_fraction: f64,
+}
+
+fn parse_fraction(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(f) if f > 0.0 && f < 1.0 => Ok(f),
+        _ => Err(format!("{s:?} is not a fraction between 0 and 1 (exclusive)")),
+    }
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
@@ -160,6 +175,10 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         }
         _ => unreachable!("clap requires a query source"),
     };
+    let append_rows = match &base {
+        Base::Vectors { rows, .. } => ((rows.len() as f64 * a.append_fraction).round() as usize).max(1),
+        Base::Partition(_) => 0,
+    };
     let spec = BenchSpec {
         base,
         queries,
@@ -167,9 +186,14 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         efs: a.ef.clone(),
         params,
         scratch: scratch.clone(),
+        appends: a.appends,
+        append_rows,
     };
     // Steps: the build (vector files only), the exact top-k, one per ef.
-    let steps = u64::from(matches!(spec.base, Base::Vectors { .. })) + 1 + spec.efs.len() as u64;
+    let steps = u64::from(matches!(spec.base, Base::Vectors { .. }))
+        + 1
+        + spec.efs.len() as u64
+        + u64::from(spec.appends > 0) * (1 + spec.appends + spec.efs.len()) as u64;
     let pb = crate::progress::steps(steps);
     let bar = pb.clone();
     let mut started = 0u64;
@@ -182,7 +206,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     });
     pb.finish_and_clear();
     let _ = std::fs::remove_file(&scratch);
-    let rows = rows?;
+    let (rows, appended) = rows?;
 
     let first = &rows[0];
     println!(
@@ -190,6 +214,9 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         first.n, first.dim, first.k, first.m, first.efc, first.build_s, first.open_us, first.bytes_per_vector
     );
     table(&rows).emit_to(Format::Text, None)?;
+    if let Some(report) = &appended {
+        println!("{report}");
+    }
     if let Some(path) = &a.csv {
         let mut w = csv::Writer::from_writer(Vec::new());
         let _ = w.write_record(CSV_COLUMNS);

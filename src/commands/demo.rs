@@ -236,6 +236,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             JOINT_MODEL,
             set,
             &BuildParams::default(),
+            crate::partitions::BuildMode::Full,
         )
         .await?;
         println!(

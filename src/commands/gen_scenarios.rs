@@ -63,6 +63,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             &a.model_id,
             &a.scenario_set_id,
             &a.params.params(),
+            crate::partitions::BuildMode::Full,
         )
         .await?;
         print!("{built}");

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::output::{Cell, Format, Table};
 use crate::partitions::{
     build_with_progress, files, index_dir, partition_path, recorded_params, sources, status_all, status_of,
-    sweep_temp_files, swept_note, Freshness, Status,
+    sweep_temp_files, swept_note, BuildMode, Freshness, Status,
 };
 
 #[derive(Debug, clap::Args)]
@@ -103,12 +103,22 @@ pub struct BuildArgs {
     after_help = "Each partition is rebuilt with the M, ef_construction, seed and deterministic \
 setting recorded in the file it replaces; a flag given here overrides that one setting for every \
 partition rebuilt. A (model, set) without a readable partition gets the defaults of `index build` \
-(M 16, ef_construction 200, parallel). The output says which parameters each build used and why."
+(M 16, ef_construction 200, parallel). The output says which parameters each build used and why.\n\n\
+Append or full: when a set has only gained rows since its partition was built (no row changed or \
+removed) and the parameters are kept, only the new rows are inserted into the existing graph and the \
+file is written anew atomically; a changed or removed row (found by comparing each row's content hash \
+with the hashes stored in the file), other parameters, a partition without a graph or in format \
+version 1, or --full build the graph from all rows. `index status` says which the next rebuild will \
+do; the output says which each did and why."
 )]
 pub struct RebuildArgs {
     /// Every (model, set) in the database, fresh or not.
     #[arg(long)]
     pub all: bool,
+    /// Build every graph from all its rows, even where the set has only gained
+    /// rows and the new ones could be appended to the existing graph.
+    #[arg(long)]
+    pub full: bool,
     #[command(flatten)]
     pub params: RebuildParamArgs,
 }
@@ -188,8 +198,15 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     match a.command {
         IndexCommand::Build(b) => {
             let db = g.open_db_read().await?;
-            let built =
-                build_with_progress(&db, &dir, &b.model_id, &b.scenario_set_id, &b.params.params()).await?;
+            let built = build_with_progress(
+                &db,
+                &dir,
+                &b.model_id,
+                &b.scenario_set_id,
+                &b.params.params(),
+                BuildMode::Full,
+            )
+            .await?;
             print!("{built}");
         }
         IndexCommand::Rebuild(r) => {
@@ -214,7 +231,15 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
                 let recorded = recorded_params(&partition_path(&dir, &model, &set));
                 let (params, words) = r.params.resolve(recorded.as_ref());
                 println!("index {model} / {set}: rebuilding with {words}");
-                print!("{}", build_with_progress(&db, &dir, &model, &set, &params).await?);
+                let mode = if r.full {
+                    BuildMode::Full
+                } else {
+                    BuildMode::AppendIfOnlyGained
+                };
+                print!(
+                    "{}",
+                    build_with_progress(&db, &dir, &model, &set, &params, mode).await?
+                );
                 rebuilt += 1;
             }
             println!("{rebuilt} partition(s) rebuilt");
@@ -298,6 +323,10 @@ fn status_table(rows: &[Status]) -> Table {
         "ef_construction",
         "feature_space",
         "built_at",
+        "format",
+        "build",
+        "recall_calibration",
+        "next_rebuild",
         "detail",
     ]);
     for s in rows {
@@ -312,6 +341,20 @@ fn status_table(rows: &[Status]) -> Table {
             p.map_or(Cell::Null, |p| p.params.ef_construction.into()),
             p.and_then(|p| p.feature_space.clone()).into(),
             p.map_or(Cell::Null, |p| p.built_at.clone().into()),
+            s.format_version.map_or(Cell::Null, |v| {
+                if v < stabspace_index::format::VERSION {
+                    format!("v{v} (old: rebuild to upgrade)").into()
+                } else {
+                    format!("v{v}").into()
+                }
+            }),
+            p.map_or(Cell::Null, |p| match (p.build, p.appended_rows) {
+                (Some(crate::partitions::BuildKind::Append), Some(n)) => format!("append +{n}").into(),
+                _ => "full".into(),
+            }),
+            p.and_then(|p| p.calibration.as_ref())
+                .map_or(Cell::Null, |c| c.summary().into()),
+            s.next_rebuild.clone().into(),
             s.detail.clone().into(),
         ]);
     }

@@ -41,6 +41,7 @@ const WINDOW: usize = 20;
 pub(crate) const DB_SCAN: SearchOpts = SearchOpts {
     index_dir: None,
     ef: None,
+    recall: None,
     exact: false,
 };
 pub(crate) const JOINT: &str = "joint-stab-fragility-v1";

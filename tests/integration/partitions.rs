@@ -9,7 +9,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use stabspace::gen_scenarios::{gen_scenarios, GenScenarios, Market};
 use stabspace::nearest::{open_checked, ScenarioSpace, SearchOpts};
-use stabspace::partitions::{build, counters, partition_path, status_of, Change, Counters, Freshness};
+use stabspace::partitions::{
+    build, counters, partition_path, status_of, BuildKind, BuildMode, Change, Counters, Freshness,
+};
 use stabspace::storage::Db;
 use stabspace::with_pool;
 use stabspace_index::BuildParams;
@@ -22,6 +24,8 @@ both_backends!(
     stale_after_adding_changing_or_deleting_a_scenario_and_fresh_after_rebuild,
     inserts_bump_only_version_and_updates_or_deletes_bump_rewrites_too,
     a_query_of_a_fresh_partition_reads_no_row_of_the_set,
+    a_rebuild_appends_what_a_set_only_gained_and_builds_in_full_after_a_change_or_delete,
+    queries_search_with_the_calibrated_breadth_for_the_recall_asked,
 );
 
 const MODEL: &str = "joint-stab-fragility-v1";
@@ -37,15 +41,24 @@ fn scenarios(set: &str, count: usize) -> GenScenarios {
 }
 
 async fn build_default(db: &Db, dir: &Path, set: &str) {
-    build(db, dir, MODEL, set, &BuildParams::default(), &mut |_, _| {})
-        .await
-        .unwrap();
+    build(
+        db,
+        dir,
+        MODEL,
+        set,
+        &BuildParams::default(),
+        BuildMode::Full,
+        &mut |_, _| {},
+    )
+    .await
+    .unwrap();
 }
 
 fn opts(dir: &Path, ef: Option<usize>, exact: bool) -> SearchOpts {
     SearchOpts {
         index_dir: Some(dir.to_path_buf()),
         ef,
+        recall: None,
         exact,
     }
 }
@@ -638,5 +651,171 @@ fn rebuild_keeps_each_partitions_recorded_parameters_unless_a_flag_overrides_one
     assert_eq!(
         (p.m, p.ef_construction, p.deterministic),
         (d.m, d.ef_construction, false)
+    );
+}
+
+/// The rows of a partition file by id: (row, normalised vector).
+fn rows_by_id(p: &stabspace_index::Partition) -> std::collections::HashMap<String, Vec<f32>> {
+    (0..p.len())
+        .map(|r| (p.id(r).unwrap().to_string(), p.vector(r).to_vec()))
+        .collect()
+}
+
+/// A rebuild that may append inserts only the rows a set gained into the
+/// existing graph (`index status` predicts it, the provenance records it),
+/// and builds in full as soon as a stored row was changed or deleted, so
+/// neither survives in the file.
+async fn a_rebuild_appends_what_a_set_only_gained_and_builds_in_full_after_a_change_or_delete(t: TestDb) {
+    let dir = t.path("index");
+    // A graph even at a few hundred rows.
+    let params = BuildParams {
+        flat_threshold: 0,
+        ..BuildParams::default()
+    };
+    let rebuild = || async {
+        build(
+            &t.db,
+            &dir,
+            MODEL,
+            "A",
+            &params,
+            BuildMode::AppendIfOnlyGained,
+            &mut |_, _| {},
+        )
+        .await
+        .unwrap()
+        .provenance
+    };
+    let next = || async { status_of(&t.db, &dir, MODEL, "A").await.unwrap().next_rebuild };
+    gen_scenarios(&t.db, &scenarios("A", 300)).await.unwrap();
+    let first = rebuild().await;
+    assert_eq!(first.build, Some(BuildKind::Full));
+    assert_eq!(
+        first.full_build_reason.as_deref(),
+        Some("there was no partition to extend")
+    );
+    assert_eq!(next().await, "none");
+
+    // 30 new scenarios, the 300 rewritten identical: an append of 30.
+    gen_scenarios(&t.db, &scenarios("A", 330)).await.unwrap();
+    assert_eq!(next().await, "append 30 row(s)");
+    let appended = rebuild().await;
+    assert_eq!(
+        (appended.build, appended.appended_rows),
+        (Some(BuildKind::Append), Some(30))
+    );
+    assert_eq!(appended.rows, 330);
+    assert!(appended.calibration.is_some(), "an append is calibrated again");
+    let path = partition_path(&dir, MODEL, "A");
+    let p = stabspace_index::Partition::open(&path).unwrap();
+    for row in 300..330 {
+        let hit = &p.search(p.vector(row), 1, 64).unwrap()[0];
+        assert_eq!(
+            hit.row as usize, row,
+            "appended row {row} is found by its own vector"
+        );
+    }
+    assert_eq!(state(&t, &dir, "A").await, Freshness::Fresh);
+
+    // One vector changed by another tool: a full build, with the new vector.
+    with_pool!(t.db, p => sqlx::query(
+        "UPDATE joint_embeddings SET vector = (SELECT vector FROM joint_embeddings WHERE entity_id = 'SYN_000001' \
+         AND scope_id = 'A') WHERE entity_id = 'SYN_000005' AND scope_id = 'A'")
+        .execute(p).await.map(|_| ()))
+    .unwrap();
+    assert_eq!(next().await, "full: rows were changed or removed");
+    let changed = rebuild().await;
+    assert_eq!(changed.build, Some(BuildKind::Full));
+    assert!(
+        changed
+            .full_build_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("1 of the partition's 330 rows"),
+        "{:?}",
+        changed.full_build_reason
+    );
+    let rows = rows_by_id(&stabspace_index::Partition::open(&path).unwrap());
+    assert_eq!(
+        rows["SYN_000005"], rows["SYN_000001"],
+        "the changed vector is the one in the file"
+    );
+
+    // New rows and a deleted one: a full build without the deleted row.
+    gen_scenarios(&t.db, &scenarios("A", 340)).await.unwrap();
+    with_pool!(t.db, p => sqlx::query("DELETE FROM joint_embeddings WHERE entity_id = 'SYN_000007' AND scope_id = 'A'")
+        .execute(p).await.map(|_| ()))
+    .unwrap();
+    assert_eq!(next().await, "full: rows were changed or removed");
+    let deleted = rebuild().await;
+    assert_eq!((deleted.build, deleted.rows), (Some(BuildKind::Full), 339));
+    let rows = rows_by_id(&stabspace_index::Partition::open(&path).unwrap());
+    assert!(!rows.contains_key("SYN_000007"), "the deleted row is gone");
+
+    // Other parameters: full, and said why.
+    gen_scenarios(&t.db, &scenarios("A", 345)).await.unwrap();
+    let other = BuildParams {
+        m: 8,
+        ..params.clone()
+    };
+    let b = build(
+        &t.db,
+        &dir,
+        MODEL,
+        "A",
+        &other,
+        BuildMode::AppendIfOnlyGained,
+        &mut |_, _| {},
+    )
+    .await
+    .unwrap()
+    .provenance;
+    assert_eq!(b.build, Some(BuildKind::Full));
+    assert!(b.full_build_reason.unwrap().contains("build parameters changed"));
+}
+
+/// Without --ef, a query searches with the breadth the partition's
+/// calibration gives for the recall asked (0.95 by default); a higher target
+/// never gets a smaller breadth.
+async fn queries_search_with_the_calibrated_breadth_for_the_recall_asked(t: TestDb) {
+    let dir = t.path("index");
+    gen_scenarios(&t.db, &scenarios("C", 400)).await.unwrap();
+    let params = BuildParams {
+        flat_threshold: 0,
+        ..BuildParams::default()
+    };
+    let built = build(&t.db, &dir, MODEL, "C", &params, BuildMode::Full, &mut |_, _| {})
+        .await
+        .unwrap();
+    let c = built.provenance.calibration.expect("calibrated");
+    assert_eq!(c.ef_for_recall.len(), 4);
+    let p = stabspace_index::Partition::open(partition_path(&dir, MODEL, "C")).unwrap();
+    let mut efs = Vec::new();
+    for recall in [0.5, 0.9, 0.95, 0.99] {
+        let (ef, _) = stabspace::nearest::calibrated_ef(&p, recall).unwrap();
+        let o = SearchOpts {
+            recall: Some(recall),
+            ..opts(&dir, None, false)
+        };
+        let space = ScenarioSpace::open(&t.db, &o, MODEL, "C").await.unwrap();
+        assert_eq!(
+            space.describe(),
+            format!(
+                "index partition, ef {} (calibrated for recall@10 {recall})",
+                ef.min(400)
+            )
+        );
+        efs.push(ef);
+    }
+    assert!(efs.windows(2).all(|w| w[0] <= w[1]), "breadths {efs:?}");
+    assert_eq!(Some(efs[2]), c.ef_for_recall["0.95"].or(Some(efs[2])));
+    // The default is 0.95.
+    let space = ScenarioSpace::open(&t.db, &opts(&dir, None, false), MODEL, "C")
+        .await
+        .unwrap();
+    assert!(
+        space.describe().ends_with("(calibrated for recall@10 0.95)"),
+        "{}",
+        space.describe()
     );
 }

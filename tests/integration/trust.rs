@@ -12,7 +12,7 @@ use stabspace::joint::{
     backfill_joint_profiles, backfill_joint_states, ProfileBackfill, StateBackfill, Weights, STAB_JOINT_TYPE,
 };
 use stabspace::nearest::{ScenarioSpace, SearchOpts};
-use stabspace::partitions::{build, status_of, Freshness};
+use stabspace::partitions::{build, status_of, BuildMode, Freshness};
 use stabspace::storage::{Backend, Db};
 use stabspace::{vector, with_pool};
 use stabspace_index::BuildParams;
@@ -44,14 +44,23 @@ fn opts(dir: &Path, exact: bool) -> SearchOpts {
     SearchOpts {
         index_dir: Some(dir.to_path_buf()),
         ef: None,
+        recall: None,
         exact,
     }
 }
 
 async fn build_here(db: &Db, dir: &Path) {
-    build(db, dir, JOINT, SET, &BuildParams::default(), &mut |_, _| {})
-        .await
-        .unwrap();
+    build(
+        db,
+        dir,
+        JOINT,
+        SET,
+        &BuildParams::default(),
+        BuildMode::Full,
+        &mut |_, _| {},
+    )
+    .await
+    .unwrap();
 }
 
 /// The best cosine of `q` over every scenario vector of the set, computed here.

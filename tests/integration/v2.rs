@@ -40,6 +40,7 @@ const V2_SPACE: &str = "stab-v2-signature-h20";
 const DB_SCAN: SearchOpts = SearchOpts {
     index_dir: None,
     ef: None,
+    recall: None,
     exact: false,
 };
 

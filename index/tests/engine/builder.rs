@@ -99,6 +99,8 @@ fn ten_one_percent_appends_keep_the_recall_of_a_fresh_build() {
         let first = 10_000 + (step - 1) * 100;
         let stats = append(&path, &next, &rows[first..first + 100], first, &params(true));
         assert_eq!(stats.appended, Some(100), "step {step} inserts only the new rows");
+        // Up to a tenth more rows than calibrated, the calibration is carried.
+        assert_eq!(stats.calibration.map(|c| c.rows), Some(10_000), "step {step}");
         path = next;
     }
     let fresh = dir.path().join("fresh");
@@ -126,6 +128,8 @@ fn an_append_keeps_rows_ids_and_payloads_and_hashes_the_new_rows() {
     build(&a, &all[..2_500], &params(true));
     let stats = append(&a, &b, &all[2_500..], 2_500, &params(true));
     assert_eq!(stats.appended, Some(500));
+    // A fifth more rows: calibrated anew.
+    assert_eq!(stats.calibration.map(|c| c.rows), Some(3_000));
     let (old, new) = (Partition::open(&a).unwrap(), Partition::open(&b).unwrap());
     assert_eq!(new.len(), 3_000);
     assert_eq!(&new.vectors()[..old.vectors().len()], old.vectors());

@@ -112,5 +112,5 @@ fn golden_v2_file_opens_verifies_and_answers_as_recorded() {
     let v = &vectors()[7];
     assert_eq!(hashes[7], row_hash("S007", v, b"p7"), "row hash of row 7");
     let c = p.calibration().unwrap().expect("a graph has a calibration");
-    assert_eq!((c.k, c.sample), (10, 256));
+    assert_eq!((c.k, c.sample, c.rows), (10, 200, 300));
 }
