@@ -29,9 +29,10 @@ use crate::with_pool;
 
 /// File extension of partition files.
 pub const EXTENSION: &str = "stabidx";
-/// Search breadth used when `--ef` is not given: recall@10 0.91 on 100k
-/// vectors made from real daily returns, 0.98 on the synthetic generator
-/// (README, Benchmarks).
+/// Search breadth used when `--ef` is not given and the partition records no
+/// recall calibration (format version 1): recall@10 0.91 on 100k vectors made
+/// from real daily returns, 0.98 on the synthetic generator (README,
+/// Benchmarks). Calibrated partitions use the breadth of `--recall`.
 pub const DEFAULT_EF: usize = 128;
 
 /// Where partitions live.
@@ -258,7 +259,7 @@ impl CalibrationRecord {
         }
     }
 
-    /// "ef 24 / 48 / 128 / 256 for recall@10 0.90 / 0.95 / 0.98 / 0.99".
+    /// "ef 24/48/128/256 for recall@10 0.90/0.95/0.98/0.99".
     pub fn summary(&self) -> String {
         let efs: Vec<String> = self
             .ef_for_recall

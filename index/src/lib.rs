@@ -3,7 +3,9 @@
 //! It knows vectors, string ids, opaque per-row payloads and files, and nothing
 //! of SQL or finance. A *partition* is one memory-mapped file (format in
 //! `FORMAT.md`): L2-normalised f32 vectors, their original norms, an HNSW graph
-//! built with `hnsw_rs` and stored in our own layout, ids and payloads.
+//! built by our own parallel builder (`insert.rs`; hnsw_rs is kept as the
+//! reference, `reference.rs`), ids, payloads, row hashes for appends and the
+//! graph's recall calibration.
 //!
 //! ```no_run
 //! use stabspace_index::{BuildParams, Partition, PartitionBuilder};
