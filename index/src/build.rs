@@ -393,11 +393,6 @@ impl PartitionBuilder {
                 bytes: &self.payload_bytes,
             },
             Section {
-                kind: kind::PROVENANCE,
-                flags: 0,
-                bytes: provenance.as_bytes(),
-            },
-            Section {
                 kind: kind::ROW_HASHES,
                 flags: 0,
                 bytes: bytemuck::cast_slice(&self.hashes),
@@ -410,6 +405,13 @@ impl PartitionBuilder {
                 bytes,
             });
         }
+        // Last: the caller's provenance varies in length (times, durations),
+        // and no other section's offset should move with it.
+        sections.push(Section {
+            kind: kind::PROVENANCE,
+            flags: 0,
+            bytes: provenance.as_bytes(),
+        });
         debug_assert!(sections.iter().all(|s| s.flags & SECTION_OPTIONAL == 0));
         let file_bytes = write_partition(path, header, &sections)?;
         Ok(BuildStats {
