@@ -167,6 +167,18 @@ pub fn run(
                 stats.graph_seconds,
                 stats.calibration_seconds
             );
+            if let Some(c) = &stats.calibration {
+                let efs: Vec<String> = stabspace_index::RECALL_TARGETS
+                    .iter()
+                    .map(|&t| c.ef_for(t).map_or("-".into(), |ef| ef.to_string()))
+                    .collect();
+                eprintln!(
+                    "recall calibration ({} rows held out): ef {} for recall@{} 0.90/0.95/0.98/0.99",
+                    c.sample,
+                    efs.join("/"),
+                    c.k
+                );
+            }
             (spec.scratch.clone(), started.elapsed().as_secs_f64())
         }
     };
