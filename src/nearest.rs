@@ -202,9 +202,16 @@ impl ScenarioSpace {
                 // The breadth: --ef, else the calibrated one for the recall asked.
                 let ef = match ef {
                     Some(_) if opts.ef.is_none() => {
-                        let (ef, note) = calibrated_ef(&p, opts.recall.unwrap_or(DEFAULT_RECALL))?;
-                        if let Some(note) = note {
-                            eprintln!("{note}");
+                        let recall = opts.recall.unwrap_or(DEFAULT_RECALL);
+                        let (ef, note) = calibrated_ef(&p, recall)?;
+                        match note {
+                            Some(note) => eprintln!("{note}"),
+                            // On a terminal, say what the default means here.
+                            None if std::io::IsTerminal::is_terminal(&std::io::stderr()) => eprintln!(
+                                "note: searching with ef {ef}, the smallest breadth that reached recall@10 \
+                                 {recall} when this partition was built (--recall R, or --ef N)"
+                            ),
+                            None => {}
                         }
                         Some(ef)
                     }
