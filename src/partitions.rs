@@ -202,6 +202,21 @@ pub struct RecordedParams {
 }
 
 impl RecordedParams {
+    /// The parameters to build with again (an unrecorded builder: ours).
+    pub fn build_params(&self) -> BuildParams {
+        BuildParams {
+            m: self.m,
+            ef_construction: self.ef_construction,
+            seed: self.seed,
+            deterministic: self.deterministic,
+            builder: match self.builder.as_deref() {
+                Some("hnsw_rs") => GraphBuilder::HnswRs,
+                _ => GraphBuilder::Native,
+            },
+            ..BuildParams::default()
+        }
+    }
+
     pub fn of(p: &BuildParams) -> RecordedParams {
         RecordedParams {
             m: p.m,
@@ -408,35 +423,21 @@ pub fn swept_note(removed: &[PathBuf]) -> Option<String> {
 /// that keeps them. `None` when there is no file or it cannot be opened.
 pub fn recorded_params(path: &Path) -> Option<BuildParams> {
     let p = Partition::open(path).ok()?;
-    let (m, ef_construction, seed, deterministic, builder) = match Provenance::of(&p) {
-        Ok(prov) => {
-            let r = prov.params;
-            let builder = match r.builder.as_deref() {
-                Some("hnsw_rs") => GraphBuilder::HnswRs,
-                _ => GraphBuilder::Native,
-            };
-            (r.m, r.ef_construction, r.seed, r.deterministic, builder)
-        }
+    let params = match Provenance::of(&p) {
+        Ok(prov) => prov.params.build_params(),
         Err(_) => {
             let i = p.info();
-            (
-                i.m as usize,
-                i.ef_construction as usize,
-                i.seed,
-                i.deterministic,
-                GraphBuilder::Native,
-            )
+            BuildParams {
+                m: i.m as usize,
+                ef_construction: i.ef_construction as usize,
+                seed: i.seed,
+                deterministic: i.deterministic,
+                ..BuildParams::default()
+            }
         }
     };
-    let usable = (2..=stabspace_index::MAX_M).contains(&m) && ef_construction >= 1;
-    usable.then(|| BuildParams {
-        m,
-        ef_construction,
-        seed,
-        deterministic,
-        builder,
-        ..BuildParams::default()
-    })
+    let usable = (2..=stabspace_index::MAX_M).contains(&params.m) && params.ef_construction >= 1;
+    usable.then_some(params)
 }
 
 /// Whether a rebuild may insert only the new rows into the existing graph.
@@ -611,26 +612,24 @@ pub async fn build(
         calibration: None,
     };
     let (path2, params2) = (path.clone(), params.clone());
-    let mut record = provenance.clone();
-    let build_started = started;
+    // Filled in once the engine has built (or extended) and calibrated the graph.
     let provenance_of = |outcome: &stabspace_index::BuildOutcome<'_>| {
-        record.build = Some(if outcome.appended.is_some() {
+        let p = &mut provenance;
+        p.build = Some(if outcome.appended.is_some() {
             BuildKind::Append
         } else {
             BuildKind::Full
         });
-        record.appended_rows = outcome.appended;
-        record.full_build_reason = match (outcome.appended, mode) {
-            (None, BuildMode::AppendIfOnlyGained) => full_reason
-                .clone()
-                .or_else(|| Some("there was no partition to extend".into())),
+        p.appended_rows = outcome.appended;
+        p.full_build_reason = match (outcome.appended, mode) {
+            (None, BuildMode::AppendIfOnlyGained) => {
+                full_reason.or_else(|| Some("there was no partition to extend".into()))
+            }
             _ => None,
         };
-        record.calibration = outcome.calibration.map(CalibrationRecord::of);
-        record.build_seconds = build_started.elapsed().as_secs_f64();
-        let json = serde_json::to_string(&record).expect("provenance serialises");
-        provenance = record.clone();
-        json
+        p.calibration = outcome.calibration.map(CalibrationRecord::of);
+        p.build_seconds = started.elapsed().as_secs_f64();
+        serde_json::to_string(p).expect("provenance serialises")
     };
     // The graph build is CPU-bound: off the async runtime.
     tokio::task::block_in_place(|| b.write_with(&path2, &params2, provenance_of, progress))?;
@@ -789,7 +788,7 @@ pub async fn status_of(db: &Db, index_dir: &Path, model: &str, set: &str) -> Res
                 ),
                 _ => format!("built from {}; the database has {}", prov.fingerprint, now),
             };
-            st.next_rebuild = next_rebuild(&p, &prov, st.state, &now);
+            st.next_rebuild = next_rebuild(&p, &prov, st.state, &now, &database_id);
             st.provenance = Some(prov);
         }
     }
@@ -799,23 +798,27 @@ pub async fn status_of(db: &Db, index_dir: &Path, model: &str, set: &str) -> Res
 /// What `index rebuild` will do with a readable partition in `state`,
 /// predicted from the change counters in O(1) (the rebuild itself decides by
 /// comparing row hashes).
-fn next_rebuild(p: &Partition, prov: &Provenance, state: Freshness, now: &Fingerprint) -> String {
+fn next_rebuild(
+    p: &Partition,
+    prov: &Provenance,
+    state: Freshness,
+    now: &Fingerprint,
+    database_id: &str,
+) -> String {
     let counters = Counters {
         version: now.version,
         rewrites: now.rewrites.unwrap_or(0),
     };
-    let full = |why: &str| format!("full: {why}");
-    match state {
-        Freshness::Fresh => "none".into(),
-        Freshness::Orphaned => "none: no rows left (drop it with `index drop`)".into(),
-        Freshness::Foreign => full("built from another database"),
-        _ if p.row_hashes().is_none() => full(&format!("format version {}", p.info().version)),
-        _ if !p.has_graph() => full("no graph to extend"),
-        _ if prov.params.builder.as_deref() != Some(GraphBuilder::Native.name()) => full("built by hnsw_rs"),
-        _ => match prov.fingerprint.change_since(counters) {
+    // `index rebuild` keeps the recorded parameters: the rules of `build`.
+    let not_extendable = not_extendable(p, prov, database_id, &prov.params.build_params());
+    match (state, not_extendable) {
+        (Freshness::Fresh, _) => "none".into(),
+        (Freshness::Orphaned, _) => "none: no rows left (drop it with `index drop`)".into(),
+        (_, Some(why)) => format!("full: {why}"),
+        (_, None) => match prov.fingerprint.change_since(counters) {
             Change::None => "none".into(),
             Change::OnlyAdded => format!("append {} row(s)", (now.rows - prov.fingerprint.rows).max(0)),
-            Change::Rewritten => full("rows were changed or removed"),
+            Change::Rewritten => "full: rows were changed or removed".into(),
         },
     }
 }

@@ -150,7 +150,8 @@ pub(crate) fn calibrate(graph: &Graph, vectors: &[f32], dim: usize, seed: u64) -
                     // Marked as seen, the row is neither scored nor expanded:
                     // its own links are no shortcut to its neighbours.
                     visited.insert(q as u32);
-                    let pool = hnsw(&view, row(q), ef.max(k + 1), visited).unwrap_or_default();
+                    let pool = hnsw(&view, row(q), ef.max(k + 1), visited)
+                        .expect("a graph built here links only its own rows");
                     pool.iter()
                         .filter(|s| s.1 as usize != q)
                         .take(k)

@@ -92,6 +92,9 @@ struct Scratch {
     links: Vec<u32>,
     fresh: Vec<u32>,
     pool: Vec<Scored>,
+    /// A full list and the new row, scored against the list's owner.
+    shrinking: Vec<Scored>,
+    kept: Vec<u32>,
 }
 
 impl Scratch {
@@ -103,63 +106,50 @@ impl Scratch {
             links: Vec::new(),
             fresh: Vec::new(),
             pool: Vec::new(),
+            shrinking: Vec::new(),
+            kept: Vec::new(),
         }
     }
 }
 
-/// The (start, capacity) of a row's list on `level` in a layout with `cap`
-/// slots per upper level and `cap0` on level 0: into `level0` for level 0,
-/// into `upper` above.
+/// The (start, capacity) of a row's list on `level`: into `level0` for
+/// level 0 (`m0` slots), into `upper` above (`m` slots).
 #[inline]
-fn slot(upper_index: &[u32], cap: usize, cap0: usize, row: u32, level: usize) -> (usize, usize) {
+fn slot(upper_index: &[u32], m: usize, m0: usize, row: u32, level: usize) -> (usize, usize) {
     if level == 0 {
-        (row as usize * (cap0 + 1), cap0)
+        (row as usize * (m0 + 1), m0)
     } else {
-        (
-            upper_index[row as usize] as usize + 1 + (level - 1) * (cap + 1),
-            cap,
-        )
+        (upper_index[row as usize] as usize + 1 + (level - 1) * (m + 1), m)
     }
 }
 
 impl<'v> Links<'v> {
     /// An empty graph over `levels.len()` rows, or `base` (the graph of the
-    /// first `base.len()` rows, in the file's layout) extended to them.
+    /// first `base.len()` rows, in the same layout) extended to them.
     fn new(
         vectors: &'v [f32],
         dim: usize,
         p: &InsertParams,
         levels: &[usize],
-        base: Option<&Graph>,
+        base: Option<Graph>,
     ) -> Links<'v> {
-        let m = p.m;
+        let (m, m0) = (p.m, 2 * p.m);
         let n = levels.len();
-        let m0 = 2 * m;
-        let (cap, cap0) = (m, m0);
-        let mut level0 = vec![0u32; n * (cap0 + 1)];
-        let mut upper_index = Vec::with_capacity(n);
-        let mut upper: Vec<u32> = Vec::new();
-        for (row, &l) in levels.iter().enumerate() {
+        let entry = base.as_ref().map(|g| (g.entry_point, g.max_level as usize));
+        let (mut level0, mut upper_index, mut upper) = match base {
+            Some(g) => (g.level0, g.upper_index, g.upper),
+            None => (Vec::new(), Vec::new(), Vec::new()),
+        };
+        level0.resize(n * (m0 + 1), 0);
+        for &l in &levels[upper_index.len()..] {
             if l == 0 {
                 upper_index.push(u32::MAX);
             } else {
                 upper_index.push(upper.len() as u32);
                 upper.push(l as u32);
-                upper.extend(std::iter::repeat_n(0, l * (cap + 1)));
-            }
-            // The base graph's lists.
-            if let Some(g) = base.filter(|g| row < g.len()) {
-                for level in 0..=l {
-                    let (from, _) = slot(&g.upper_index, g.m, g.m0, row as u32, level);
-                    let (to, _) = slot(&upper_index, cap, cap0, row as u32, level);
-                    let words = if level == 0 { &g.level0 } else { &g.upper };
-                    let deg = words[from] as usize;
-                    let dst = if level == 0 { &mut level0 } else { &mut upper };
-                    dst[to..=to + deg].copy_from_slice(&words[from..=from + deg]);
-                }
+                upper.extend(std::iter::repeat_n(0, l * (m + 1)));
             }
         }
-        let entry = base.map(|g| (g.entry_point, g.max_level as usize));
         Links {
             m,
             m0,
@@ -317,8 +307,6 @@ impl<'v> Links<'v> {
             let _guard = self.lock(row);
             self.write_locked(row, level, &selected);
         }
-        let mut cands: Vec<Scored> = Vec::with_capacity(cap + 1);
-        let mut kept: Vec<u32> = Vec::with_capacity(cap);
         for &nb in &selected {
             let _guard = self.lock(nb);
             self.read_locked(nb, level, &mut s.links);
@@ -330,29 +318,17 @@ impl<'v> Links<'v> {
                 self.write_locked(nb, level, &s.links);
                 continue;
             }
-            self.shrink(nb, &s.links, Some((row, q)), cap, &mut cands, &mut kept);
-            self.write_locked(nb, level, &kept);
+            // Full: the heuristic keeps `cap` of the list and the new row.
+            let v = self.vector(nb);
+            s.shrinking.clear();
+            s.shrinking.push(Scored(kernel::dot(v, q), row));
+            s.shrinking
+                .extend(s.links.iter().map(|&x| Scored(kernel::dot(v, self.vector(x)), x)));
+            s.shrinking.sort_unstable_by(|a, b| b.cmp(a));
+            self.select(&s.shrinking, cap, &mut s.kept);
+            self.write_locked(nb, level, &s.kept);
         }
         s.fresh = selected;
-    }
-
-    /// The heuristic's choice of at most `keep` of `row`'s `links` (and
-    /// `extra`, a new row and its vector), into `kept`.
-    fn shrink(
-        &self,
-        row: u32,
-        links: &[u32],
-        extra: Option<(u32, &[f32])>,
-        keep: usize,
-        cands: &mut Vec<Scored>,
-        kept: &mut Vec<u32>,
-    ) {
-        let v = self.vector(row);
-        cands.clear();
-        cands.extend(extra.map(|(r, q)| Scored(kernel::dot(v, q), r)));
-        cands.extend(links.iter().map(|&x| Scored(kernel::dot(v, self.vector(x)), x)));
-        cands.sort_unstable_by(|a, b| b.cmp(a));
-        self.select(cands, keep, kept);
     }
 
     /// Insert one row (its level is already laid out).
@@ -432,8 +408,7 @@ pub(crate) fn build(
             _ => level_of(p.seed, r, p.m),
         })
         .collect();
-    let links = Links::new(vectors, dim, p, &levels, base.as_ref());
-    drop(base);
+    let links = Links::new(vectors, dim, p, &levels, base);
     let pool: Mutex<Vec<Scratch>> = Mutex::new(Vec::new());
     let ef = p.ef_construction.max(p.m);
     let insert = |row: usize| {
