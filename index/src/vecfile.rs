@@ -180,22 +180,26 @@ fn read_npy(path: &Path, bytes: &[u8]) -> Result<Matrix> {
     Ok(Matrix { dim, data })
 }
 
-/// Write a float32 `.npy` file (version 1.0), atomically.
-pub fn write_npy(path: &Path, m: &Matrix) -> Result<()> {
-    let mut header = format!(
-        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}",
-        m.rows(),
-        m.dim
-    );
-    // Pad so the data starts on a 64-byte boundary; the header ends with a newline.
+/// The bytes before the data of a float32 `.npy` file (version 1.0) whose
+/// header declares `shape` (a Python tuple, e.g. `(10, 4)`): magic, version,
+/// header length and header, padded so the data starts on a 64-byte boundary.
+pub fn npy_prefix(shape: &str) -> Vec<u8> {
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
     header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes
+}
+
+/// Write a float32 `.npy` file (version 1.0), atomically.
+pub fn write_npy(path: &Path, m: &Matrix) -> Result<()> {
+    let prefix = npy_prefix(&format!("({}, {})", m.rows(), m.dim));
     write_atomic(path, |w| {
-        w.write_all(b"\x93NUMPY\x01\x00")?;
-        w.write_all(&(header.len() as u16).to_le_bytes())?;
-        w.write_all(header.as_bytes())?;
+        w.write_all(&prefix)?;
         w.write_all(bytemuck::cast_slice(&m.data))
     })
 }
@@ -231,14 +235,7 @@ mod tests {
 
     /// A float32 `.npy` of any declared shape and `values` as its data.
     fn npy_with_shape(path: &Path, shape: &str, values: &[f32]) {
-        let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-        bytes.extend_from_slice(header.as_bytes());
+        let mut bytes = npy_prefix(shape);
         bytes.extend_from_slice(bytemuck::cast_slice(values));
         std::fs::write(path, bytes).unwrap();
     }

@@ -721,14 +721,7 @@ fn every_argument_has_help_and_joint_model_flags_say_so() {
 
 /// A float32 `.npy` with a declared shape and `values` as data.
 fn npy(path: &Path, shape: &str, values: &[f32]) {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
+    let mut bytes = stabspace_index::vecfile::npy_prefix(shape);
     for v in values {
         bytes.extend_from_slice(&v.to_le_bytes());
     }
