@@ -67,6 +67,42 @@ pub fn clustered(rng: &mut ChaCha8Rng, n: usize, dim: usize) -> Vec<f32> {
     out
 }
 
+/// `n` unit vectors shaped like sentence embeddings (synthetic): a component
+/// shared by every row (pairwise cosines around 0.3, as one model's
+/// embeddings have), 48 topic directions with decaying weight, four
+/// "outlier" dimensions that carry large values of the same sign in every row
+/// (as BERT-family embeddings do), and isotropic noise.
+pub fn text_like(rng: &mut ChaCha8Rng, n: usize, dim: usize) -> Vec<f32> {
+    let unit = |rng: &mut ChaCha8Rng| {
+        let v: Vec<f32> = (0..dim).map(|_| StandardNormal.sample(rng)).collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.into_iter().map(|x| x / norm).collect::<Vec<f32>>()
+    };
+    let mean = unit(rng);
+    let topics: Vec<Vec<f32>> = (0..48).map(|_| unit(rng)).collect();
+    let outliers: Vec<usize> = [17, 101, 233, 300].iter().map(|d| d % dim).collect();
+    let mut out = Vec::with_capacity(n * dim);
+    for _ in 0..n {
+        let mut v: Vec<f32> = mean.iter().map(|x| 0.55 * x).collect();
+        for (t, topic) in topics.iter().enumerate() {
+            let z: f32 = StandardNormal.sample(rng);
+            let w = 0.45 * z / (1.0 + t as f32).sqrt();
+            v.iter_mut().zip(topic).for_each(|(x, y)| *x += w * y);
+        }
+        for x in v.iter_mut() {
+            let z: f32 = StandardNormal.sample(rng);
+            *x += 0.25 * z / (dim as f32).sqrt();
+        }
+        for &d in &outliers {
+            let z: f32 = StandardNormal.sample(rng);
+            v[d] += (6.0 + 0.6 * z) / (dim as f32).sqrt();
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        out.extend(v.iter().map(|x| x / norm));
+    }
+    out
+}
+
 /// `n` iid Gaussian vectors.
 pub fn iid(rng: &mut ChaCha8Rng, n: usize, dim: usize) -> Vec<f32> {
     (0..n * dim).map(|_| StandardNormal.sample(rng)).collect()

@@ -63,7 +63,8 @@ fn queries() -> Vec<Vec<f32>> {
 
 /// Our partition of the first `n` scenario vectors (graph always), cached.
 fn partition(n: usize, flat_threshold: usize) -> Partition {
-    let path = fixtures().join(format!("scenario-{n}-ft{flat_threshold}.stabidx"));
+    // "-q": written with int8 codes (fixtures cached before them lack the section).
+    let path = fixtures().join(format!("scenario-{n}-ft{flat_threshold}-q.stabidx"));
     if !path.exists() {
         let m = vectors(n.max(10_000));
         let mut b = PartitionBuilder::with_capacity(DIM, n).unwrap();
@@ -77,6 +78,13 @@ fn partition(n: usize, flat_threshold: usize) -> Partition {
         b.write(&path, &params, "{}", &mut |_, _| {}).unwrap();
     }
     Partition::open(&path).unwrap()
+}
+
+/// The same partition, searched on the f32 vectors rather than the int8 codes.
+fn partition_f32(n: usize, flat_threshold: usize) -> Partition {
+    let mut p = partition(n, flat_threshold);
+    p.set_quantized(false);
+    p
 }
 
 /// hnsw_rs's own dump of the same vectors, cached; returns (dir, basename).
@@ -114,6 +122,21 @@ fn bench_kernels(c: &mut Criterion) {
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         g.bench_function("avx2_fma", |bn| {
             bn.iter(|| kernel::x86::dot_avx2_fma(std::hint::black_box(&a), &b))
+        });
+    }
+    // Quantised traversal: 384 codes against i16 weights.
+    let codes: Vec<u8> = (0..DIM).map(|i| (i * 37 % 256) as u8).collect();
+    let w: Vec<i16> = (0..DIM).map(|i| (i as i16 * 53) % 20_000 - 10_000).collect();
+    g.bench_function("u8_i16_scalar", |bn| {
+        bn.iter(|| scalar::dot_u8_i16(std::hint::black_box(&codes), &w))
+    });
+    g.bench_function("u8_i16_unrolled", |bn| {
+        bn.iter(|| scalar::dot_u8_i16_unrolled(std::hint::black_box(&codes), &w))
+    });
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") {
+        g.bench_function("u8_i16_avx2", |bn| {
+            bn.iter(|| kernel::x86::dot_u8_i16_avx2(std::hint::black_box(&codes), &w))
         });
     }
     g.finish();
@@ -173,22 +196,38 @@ fn bench_exact_batch(c: &mut Criterion) {
     g.bench_function("batched", |b| {
         b.iter(|| one.install(|| p.search_batch(&qs, 10, None).unwrap().len()))
     });
+    // The graph at the breadth calibrated for recall@10 0.95, on each traversal:
+    // where the batched exact scan stops paying.
+    let ef = p
+        .calibration()
+        .unwrap()
+        .and_then(|c| c.ef_for(0.95))
+        .unwrap_or(128);
+    let f32_path = partition_f32(100_000, 0);
+    g.bench_function(format!("graph_int8_ef{ef}"), |b| {
+        b.iter(|| one.install(|| p.search_batch(&qs, 10, Some(ef)).unwrap().len()))
+    });
+    g.bench_function(format!("graph_f32_ef{ef}"), |b| {
+        b.iter(|| one.install(|| f32_path.search_batch(&qs, 10, Some(ef)).unwrap().len()))
+    });
     g.finish();
 }
 
 fn bench_search(c: &mut Criterion) {
     let mut g = c.benchmark_group("search_100k");
-    let p = partition(100_000, 0);
+    let (p, f32_path) = (partition(100_000, 0), partition_f32(100_000, 0));
     let qs = queries();
     for ef in [16, 64, 256] {
         g.throughput(Throughput::Elements(qs.len() as u64));
-        g.bench_with_input(BenchmarkId::new("ef", ef), &ef, |b, &ef| {
-            b.iter(|| {
-                qs.iter()
-                    .map(|q| p.search(q, 10, ef).unwrap().len())
-                    .sum::<usize>()
-            })
-        });
+        for (name, p) in [("int8_ef", &p), ("f32_ef", &f32_path)] {
+            g.bench_with_input(BenchmarkId::new(name, ef), &ef, |b, &ef| {
+                b.iter(|| {
+                    qs.iter()
+                        .map(|q| p.search(q, 10, ef).unwrap().len())
+                        .sum::<usize>()
+                })
+            });
+        }
     }
     g.finish();
 }
@@ -199,15 +238,17 @@ fn bench_crossover(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(3));
     let qs = queries();
     for n in [500, 1_000, 2_000, 4_000, 8_000] {
-        let p = partition(n, 0);
+        let (p, f32_path) = (partition(n, 0), partition_f32(n, 0));
         g.throughput(Throughput::Elements(qs.len() as u64));
-        g.bench_with_input(BenchmarkId::new("graph_ef64", n), &n, |b, _| {
-            b.iter(|| {
-                qs.iter()
-                    .map(|q| p.search(q, 10, 64).unwrap().len())
-                    .sum::<usize>()
-            })
-        });
+        for (name, p) in [("graph_int8_ef64", &p), ("graph_f32_ef64", &f32_path)] {
+            g.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
+                b.iter(|| {
+                    qs.iter()
+                        .map(|q| p.search(q, 10, 64).unwrap().len())
+                        .sum::<usize>()
+                })
+            });
+        }
         g.bench_with_input(BenchmarkId::new("exact", n), &n, |b, _| {
             b.iter(|| {
                 qs.iter()

@@ -5,13 +5,21 @@
 //!       --kind scenario --n 100000 --queries 1000 --seed 1 --out /tmp/scen100k
 //! kinds: `scenario` (20-day x 20-instrument return panels bootstrapped from a
 //! fat-tailed, volatility-clustered synthetic return series, flattened, cut to
-//! 384), `clustered` (200 Gaussian clusters, spread 0.35), `iid` (Gaussian).
+//! 384), `clustered` (200 Gaussian clusters, spread 0.35), `iid` (Gaussian),
+//! `text` (shaped like sentence embeddings: a shared component, 48 topics,
+//! four outlier dimensions; synthetic).
 //!
 //! Measure (CSV on stdout, the columns of peer_ann.py; build/open on stderr):
 //!   cargo run --release -p stabspace-index --example annbench -- sweep \
 //!       --base /tmp/scen100k/base.npy --queries /tmp/scen100k/queries.npy \
 //!       --k 10 --m 16 --efc 200 --ef 16,32,64,128,256 [--index FILE] [--reuse]
 //!       [--flat] [--open-only]   (write no graph; stop after timing the open)
+//!       [--quant per-dimension|global|none] [--rotate SEED] [--traversal f32|i8]
+//! Graph searches are measured twice when the partition has quantised codes:
+//! on the f32 vectors (`stabspace`) and on the codes (`stabspace-i8`).
+//! `--rotate SEED` applies one random orthogonal rotation (seeded) to the base
+//! and query vectors first: cosines are unchanged, the spread of the
+//! components over dimensions is not (the quantisation study in FORMAT.md).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -21,7 +29,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use stabspace_index::sweep::{measure, truth};
 use stabspace_index::vecfile::{read_matrix, write_npy, Matrix};
-use stabspace_index::{kernel, BuildParams, Partition, PartitionBuilder};
+use stabspace_index::{kernel, BuildParams, Partition, PartitionBuilder, Quantization};
 
 #[path = "../benches/data.rs"]
 mod data;
@@ -65,6 +73,7 @@ fn gen(f: &HashMap<String, String>) {
         "scenario" => scenario_like(&mut rng, n + nq, dim),
         "clustered" => clustered(&mut rng, n + nq, dim),
         "iid" => data::iid(&mut rng, n + nq, dim),
+        "text" => data::text_like(&mut rng, n + nq, dim),
         other => panic!("unknown --kind {other}"),
     };
     let (base, queries) = all.split_at(n * dim);
@@ -97,7 +106,16 @@ fn sweep(f: &HashMap<String, String>) {
     )
     .unwrap();
     let queries = read_matrix(f.get("queries").expect("--queries").as_ref(), Some(base.dim)).unwrap();
-    let queries = queries.to_rows();
+    let mut queries = queries.to_rows();
+    let mut base = base;
+    if let Some(seed) = f.get("rotate").and_then(|s| s.parse::<u64>().ok()) {
+        let r = rotation(base.dim, seed);
+        base.data = base.data.chunks(base.dim).flat_map(|v| rotate(&r, v)).collect();
+        queries = queries.iter().map(|q| rotate(&r, q)).collect();
+    }
+    let quantization = f.get("quant").map_or(Quantization::default(), |s| {
+        Quantization::parse(s).unwrap_or_else(|| panic!("unknown --quant {s}"))
+    });
     let (k, m, efc): (usize, usize, usize) = (get(f, "k", 10), get(f, "m", 16), get(f, "efc", 200));
     let efs: Vec<usize> = f
         .get("ef")
@@ -122,6 +140,7 @@ fn sweep(f: &HashMap<String, String>) {
             m,
             ef_construction: efc,
             flat_threshold,
+            quantization,
             ..BuildParams::default()
         };
         let stats = b.write(&path, &params, "{}", &mut |_, _| {}).unwrap();
@@ -158,15 +177,24 @@ fn sweep(f: &HashMap<String, String>) {
     let tr = truth(&p, &queries, k).unwrap();
     println!("engine,n,dim,k,M,efc,ef,recall,qps,p50_us,p99_us,build_s,threads");
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-    let mut rows = vec![None];
-    rows.extend(efs.iter().map(|&e| Some(e)));
-    for ef in rows {
-        let r = one.install(|| measure(&p, &queries, &tr, ef)).unwrap();
-        let engine = if ef.is_some() {
-            "stabspace"
-        } else {
-            "stabspace-exact"
-        };
+    let mut f32_path = Partition::open(&path).unwrap();
+    f32_path.set_quantized(false);
+    // --traversal f32|i8 measures one path only (and skips the exact scan).
+    let only = f.get("traversal").map(String::as_str);
+    let mut runs: Vec<(&str, &Partition, Option<usize>)> = Vec::new();
+    if only.is_none() {
+        runs.push(("stabspace-exact", &p, None));
+    }
+    for ef in efs.iter().map(|&e| Some(e)) {
+        if only != Some("i8") {
+            runs.push(("stabspace", &f32_path, ef));
+        }
+        if p.quantized_traversal() && only != Some("f32") {
+            runs.push(("stabspace-i8", &p, ef));
+        }
+    }
+    for (engine, p, ef) in runs {
+        let r = one.install(|| measure(p, &queries, &tr, ef)).unwrap();
         println!(
             "{engine},{},{},{k},{m},{efc},{},{:.4},{:.1},{:.1},{:.1},{:.2},1",
             p.len(),
@@ -178,14 +206,39 @@ fn sweep(f: &HashMap<String, String>) {
             r.p99_us,
             build_s
         );
-        let par = measure(&p, &queries, &tr, ef).unwrap();
+        let par = measure(p, &queries, &tr, ef).unwrap();
         eprintln!(
-            "#   ef {:>5}: {:.1} QPS on {threads} threads, p95 {:.1} us",
+            "#   {engine} ef {:>5}: {:.1} QPS on {threads} threads, p95 {:.1} us",
             ef.map_or("exact".into(), |e| e.to_string()),
             par.qps_all_threads,
             r.p95_us
         );
     }
+}
+
+/// A random orthogonal matrix (rows): Gram–Schmidt on seeded Gaussian rows.
+fn rotation(dim: usize, seed: u64) -> Vec<Vec<f64>> {
+    use rand_distr::{Distribution, StandardNormal};
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rows: Vec<Vec<f64>> = Vec::with_capacity(dim);
+    while rows.len() < dim {
+        let mut v: Vec<f64> = (0..dim).map(|_| StandardNormal.sample(&mut rng)).collect();
+        for r in &rows {
+            let d: f64 = v.iter().zip(r).map(|(a, b)| a * b).sum();
+            v.iter_mut().zip(r).for_each(|(a, b)| *a -= d * b);
+        }
+        let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if n > 1e-6 {
+            rows.push(v.iter().map(|x| x / n).collect());
+        }
+    }
+    rows
+}
+
+fn rotate(r: &[Vec<f64>], v: &[f32]) -> Vec<f32> {
+    r.iter()
+        .map(|row| row.iter().zip(v).map(|(a, &b)| a * f64::from(b)).sum::<f64>() as f32)
+        .collect()
 }
 
 fn main() {

@@ -11,6 +11,7 @@ use crate::format::{kind, Header, FLAG_DETERMINISTIC, FLAG_GRAPH, METRIC_COSINE,
 use crate::graph::Graph;
 use crate::insert::{self, InsertParams};
 use crate::partition::Partition;
+use crate::quantize::{Quantization, Quantized};
 use crate::write::{write_partition, Section};
 
 /// Below this many rows a partition is written flat (no graph) and searched by
@@ -55,6 +56,9 @@ pub struct BuildParams {
     pub flat_threshold: usize,
     /// Which code builds the graph.
     pub builder: GraphBuilder,
+    /// The quantised copy of the vectors that graph searches traverse
+    /// (graphs only; `Quantization::None` writes none).
+    pub quantization: Quantization,
 }
 
 impl Default for BuildParams {
@@ -66,6 +70,7 @@ impl Default for BuildParams {
             deterministic: false,
             flat_threshold: FLAT_THRESHOLD,
             builder: GraphBuilder::Native,
+            quantization: Quantization::PerDimension,
         }
     }
 }
@@ -323,6 +328,11 @@ impl PartitionBuilder {
             None
         };
         let graph_seconds = graph_started.elapsed().as_secs_f64();
+        // Refitted on every write (appends too): the codes do not shape the
+        // graph, and encoding is a small fraction of a build.
+        let quantized = layout
+            .as_ref()
+            .and_then(|_| Quantized::fit(&self.vectors, self.dim, params.quantization));
         let calibration_started = Instant::now();
         // An append adding under RECALIBRATE_AFTER of the rows calibrated keeps
         // that calibration; anything else is measured anew.
@@ -333,10 +343,11 @@ impl PartitionBuilder {
             Some(c) => Some(c),
             None => layout
                 .as_ref()
-                .and_then(|g| calibrate(g, &self.vectors, self.dim, params.seed)),
+                .and_then(|g| calibrate(g, &self.vectors, self.dim, quantized.as_ref(), params.seed)),
         };
         let calibration_seconds = calibration_started.elapsed().as_secs_f64();
         let calibration_bytes = calibration.as_ref().map(Calibration::encode);
+        let quantized_bytes = quantized.as_ref().map(Quantized::section);
         let provenance = provenance(&BuildOutcome {
             appended,
             calibration: calibration.as_ref(),
@@ -369,6 +380,13 @@ impl PartitionBuilder {
                 kind: kind::UPPER,
                 flags: 0,
                 bytes: bytemuck::cast_slice(&g.upper),
+            });
+        }
+        if let Some(bytes) = &quantized_bytes {
+            sections.push(Section {
+                kind: kind::QUANTIZED,
+                flags: SECTION_OPTIONAL,
+                bytes,
             });
         }
         sections.extend([
@@ -412,7 +430,6 @@ impl PartitionBuilder {
             flags: 0,
             bytes: provenance.as_bytes(),
         });
-        debug_assert!(sections.iter().all(|s| s.flags & SECTION_OPTIONAL == 0));
         let file_bytes = write_partition(path, header, &sections)?;
         Ok(BuildStats {
             rows: n,

@@ -20,7 +20,8 @@ use rayon::prelude::*;
 use crate::graph::Graph;
 use crate::insert::splitmix64;
 use crate::kernel;
-use crate::search::{hnsw, Visited};
+use crate::quantize::Quantized;
+use crate::search::{rerank_breadth, traverse, Visited};
 
 /// Neighbours per query in the calibration.
 pub const CALIBRATION_K: usize = 10;
@@ -110,7 +111,16 @@ impl Calibration {
 }
 
 /// Measure `graph` over its normalised `vectors`. Needs more than k + 1 rows.
-pub(crate) fn calibrate(graph: &Graph, vectors: &[f32], dim: usize, seed: u64) -> Option<Calibration> {
+/// The graph is searched as queries search it: on the quantised codes when
+/// given, and the pool (as much of it as queries re-rank) re-ranked by the
+/// exact (f32) similarity.
+pub(crate) fn calibrate(
+    graph: &Graph,
+    vectors: &[f32],
+    dim: usize,
+    codes: Option<&Quantized>,
+    seed: u64,
+) -> Option<Calibration> {
     let n = graph.len();
     let k = CALIBRATION_K;
     if n <= k + 1 {
@@ -150,13 +160,16 @@ pub(crate) fn calibrate(graph: &Graph, vectors: &[f32], dim: usize, seed: u64) -
                     // Marked as seen, the row is neither scored nor expanded:
                     // its own links are no shortcut to its neighbours.
                     visited.insert(q as u32);
-                    let pool = hnsw(&view, row(q), ef.max(k + 1), visited)
+                    let pool = traverse(&view, codes.map(Quantized::view), row(q), ef.max(k + 1), visited)
                         .expect("a graph built here links only its own rows");
-                    pool.iter()
+                    let mut exact: Vec<f32> = pool
+                        .iter()
+                        .take(rerank_breadth(codes.is_some(), k, pool.len()))
                         .filter(|s| s.1 as usize != q)
-                        .take(k)
-                        .filter(|s| s.0 >= kth - 1e-6)
-                        .count()
+                        .map(|s| kernel::dot(row(q), row(s.1 as usize)))
+                        .collect();
+                    exact.sort_by(|a, b| b.total_cmp(a));
+                    exact.iter().take(k).filter(|&&s| s >= kth - 1e-6).count()
                 },
             )
             .sum();

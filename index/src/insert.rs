@@ -14,7 +14,7 @@
 //!   from real daily returns this raised recall@10 at ef 64 from 0.884 to
 //!   0.909 (20,000 rows, M 16, ef_construction 200) for about a quarter more
 //!   build time (`InsertParams::new_links0`);
-//! * visited sets marked by epoch and candidate heaps pooled per thread, so a
+//! * visited sets (one bit per row) and candidate heaps pooled per thread, so a
 //!   layer search allocates nothing;
 //! * similarities by the SIMD dot kernel over the normalised rows held in one
 //!   contiguous array.

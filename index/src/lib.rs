@@ -33,6 +33,7 @@ mod graph;
 mod insert;
 pub mod kernel;
 mod partition;
+mod quantize;
 mod reference;
 mod search;
 pub mod sweep;
@@ -47,6 +48,7 @@ pub use calibrate::{Calibration, CALIBRATION_K, CALIBRATION_SAMPLE, RECALIBRATE_
 pub use error::{IndexError, Result};
 pub use flat::FlatIndex;
 pub use partition::{Partition, PartitionInfo};
+pub use quantize::Quantization;
 pub use search::Hit;
 pub use write::write_atomic;
 

@@ -13,6 +13,7 @@ use crate::error::{IndexError, Result};
 use crate::format::{
     kind, Header, FLAG_GRAPH, HEADER_LEN_V1, MAGIC, METRIC_COSINE, MIN_VERSION, SECTION_OPTIONAL, VERSION,
 };
+use crate::quantize::{self, Parsed, Quantization, QuantizedView};
 use crate::search::Visited;
 
 /// An open, memory-mapped partition. `Send + Sync`: many threads may search it at once.
@@ -34,8 +35,19 @@ pub struct Partition {
     row_hashes: Option<Range<usize>>,
     /// Version 2 on, graphs only: the recall calibration.
     calibration: Option<Range<usize>>,
+    /// The quantised codes and their parameters (optional section, graphs only).
+    quantized: Option<QuantizedRanges>,
+    /// Whether graph searches traverse the quantised codes when there are some.
+    use_quantized: bool,
     /// Reusable visited sets, one per concurrent search.
     pub(crate) visited: Mutex<Vec<Visited>>,
+}
+
+#[derive(Clone, Debug)]
+struct QuantizedRanges {
+    scheme: Quantization,
+    scale: Range<usize>,
+    codes: Range<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -72,6 +84,9 @@ pub struct PartitionInfo {
     pub seed: u64,
     pub version: u32,
     pub file_bytes: u64,
+    /// The quantisation of the codes graph searches traverse (`None`: no
+    /// quantised section; searches read the f32 vectors).
+    pub quantized: Option<&'static str>,
 }
 
 impl Partition {
@@ -211,6 +226,22 @@ impl Partition {
         let calibration = header
             .section(kind::CALIBRATION)
             .map(|s| s.offset as usize..(s.offset + s.len) as usize);
+        // Optional: an unknown scheme is skipped, as an unknown optional
+        // section is; a known one must have the partition's shape.
+        let quantized = match header.section(kind::QUANTIZED) {
+            None => None,
+            Some(s) => {
+                let at = s.offset as usize;
+                match quantize::parse(&map[at..at + s.len as usize], dim, count).map_err(corrupt)? {
+                    Parsed::Known { scheme, scale, codes } => Some(QuantizedRanges {
+                        scheme,
+                        scale: at + scale.start..at + scale.end,
+                        codes: at + codes.start..at + codes.end,
+                    }),
+                    Parsed::UnknownScheme => None,
+                }
+            }
+        };
         let graph = if header.flags & FLAG_GRAPH != 0 {
             if header.m < 2 || header.m > 256 || header.m0 < header.m || header.m0 > 512 {
                 return Err(corrupt(format!(
@@ -252,6 +283,8 @@ impl Partition {
             provenance,
             row_hashes,
             calibration,
+            quantized,
+            use_quantized: true,
             visited: Mutex::new(Vec::new()),
         };
         // Ends of the variable-length sections (constant work).
@@ -325,6 +358,7 @@ impl Partition {
             seed: self.header.seed,
             version: self.header.version,
             file_bytes: self.map.len() as u64,
+            quantized: self.quantized.as_ref().map(|q| q.scheme.name()),
         }
     }
 
@@ -396,6 +430,35 @@ impl Partition {
                 .map(Some)
                 .ok_or_else(|| self.corrupt("calibration section is malformed".into())),
         }
+    }
+
+    /// Whether the file has a quantised copy of its vectors (the `QUANTIZED`
+    /// section, in a scheme this build knows).
+    pub fn has_quantized(&self) -> bool {
+        self.quantized.is_some()
+    }
+
+    /// Turn quantised traversal on (the default) or off for graph searches
+    /// through this handle. Off, the beam scores rows with the f32 vectors,
+    /// as partitions without the section always do. Answers are re-ranked
+    /// exactly either way.
+    pub fn set_quantized(&mut self, on: bool) {
+        self.use_quantized = on;
+    }
+
+    /// Whether graph searches through this handle traverse quantised codes.
+    pub fn quantized_traversal(&self) -> bool {
+        self.use_quantized && self.has_graph() && self.has_quantized()
+    }
+
+    /// The codes graph searches traverse, if they traverse codes.
+    pub(crate) fn traversal_codes(&self) -> Option<QuantizedView<'_>> {
+        let r = self.quantized.as_ref().filter(|_| self.use_quantized)?;
+        Some(QuantizedView {
+            dim: self.dim,
+            scale: bytemuck::cast_slice(&self.map[r.scale.clone()]),
+            codes: &self.map[r.codes.clone()],
+        })
     }
 
     pub(crate) fn graph(&self) -> Option<GraphView<'_>> {

@@ -129,6 +129,27 @@ pub fn dot_and_norm_f64_portable(a: &[f32], b: &[f64]) -> (f64, f64) {
     (ds, ns)
 }
 
+type DotU8Fn = fn(&[u8], &[i16]) -> i32;
+
+fn select_u8() -> DotU8Fn {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if simd_available() {
+            return x86::dot_u8_i16_avx2;
+        }
+    }
+    scalar::dot_u8_i16_unrolled
+}
+
+/// `Σ codes[i] · w[i]` in i32 (quantised traversal: a row's codes against a
+/// query's weights), on the fastest available path. The sum wraps on overflow;
+/// `quantize.rs` scales the weights so that it cannot.
+#[inline]
+pub fn dot_u8_i16(codes: &[u8], w: &[i16]) -> i32 {
+    static F: OnceLock<DotU8Fn> = OnceLock::new();
+    (F.get_or_init(select_u8))(codes, w)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +235,35 @@ mod tests {
         }
     }
 
+    fn check_u8_paths(codes: &[u8], w: &[i16]) {
+        let want = scalar::dot_u8_i16(codes, w);
+        assert!(i32::try_from(want).is_ok(), "test inputs stay within i32");
+        let mut paths: Vec<DotU8Fn> = vec![scalar::dot_u8_i16_unrolled, dot_u8_i16];
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") {
+            paths.push(x86::dot_u8_i16_avx2);
+        }
+        for f in paths {
+            assert_eq!(i64::from(f(codes, w)), want, "len {}", codes.len());
+        }
+    }
+
+    #[test]
+    fn quantised_kernels_match_the_reference_at_the_extremes() {
+        for len in [0, 1, 15, 16, 17, 31, 32, 33, 47, 383, 384, 385, 1000] {
+            // The largest weights the callers use for this length, at both signs.
+            let limit = (i32::MAX as usize / (255 * len.max(1))).min(i16::MAX as usize) as i16;
+            let codes = vec![255u8; len];
+            check_u8_paths(&codes, &vec![limit; len]);
+            check_u8_paths(&codes, &vec![-limit; len]);
+            let mixed: Vec<i16> = (0..len)
+                .map(|i| if i % 3 == 0 { -limit } else { limit / 2 })
+                .collect();
+            let some: Vec<u8> = (0..len).map(|i| (i * 37 % 256) as u8).collect();
+            check_u8_paths(&some, &mixed);
+        }
+    }
+
     proptest! {
         #[test]
         fn random_inputs_match_the_scalar_reference(
@@ -221,6 +271,16 @@ mod tests {
         ) {
             let (a, b): (Vec<f32>, Vec<f32>) = pairs.into_iter().unzip();
             check_all_paths(&a, &b);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn quantised_kernels_match_the_reference(
+            pairs in proptest::collection::vec((0u8..=255, -14_035i16..=14_035), 0..600)
+        ) {
+            let (codes, w): (Vec<u8>, Vec<i16>) = pairs.into_iter().unzip();
+            check_u8_paths(&codes, &w);
         }
     }
 }

@@ -29,3 +29,33 @@ pub fn dot_unrolled(a: &[f32], b: &[f32]) -> f32 {
     }
     s
 }
+
+/// The reference for quantised traversal: `Σ codes[i] · w[i]`, in order, in i64
+/// (the callers' weights keep the sum within i32; see `quantize.rs`).
+pub fn dot_u8_i16(codes: &[u8], w: &[i16]) -> i64 {
+    assert_eq!(codes.len(), w.len(), "dot of slices of different lengths");
+    codes
+        .iter()
+        .zip(w)
+        .map(|(&c, &x)| i64::from(c) * i64::from(x))
+        .sum()
+}
+
+/// Eight i32 accumulators over `chunks_exact(8)`, which the compiler
+/// vectorises with whatever the build target allows.
+pub fn dot_u8_i16_unrolled(codes: &[u8], w: &[i16]) -> i32 {
+    assert_eq!(codes.len(), w.len(), "dot of slices of different lengths");
+    let mut acc = [0i32; 8];
+    let (cc, cw) = (codes.chunks_exact(8), w.chunks_exact(8));
+    let (tc, tw) = (cc.remainder(), cw.remainder());
+    for (c, x) in cc.zip(cw) {
+        for i in 0..8 {
+            acc[i] = acc[i].wrapping_add(i32::from(c[i]) * i32::from(x[i]));
+        }
+    }
+    let mut s = acc.iter().fold(0i32, |a, &x| a.wrapping_add(x));
+    for (&c, &x) in tc.iter().zip(tw) {
+        s = s.wrapping_add(i32::from(c) * i32::from(x));
+    }
+    s
+}

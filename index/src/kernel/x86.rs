@@ -158,6 +158,55 @@ unsafe fn dot_and_norm_f64_unchecked(a: &[f32], b: &[f64]) -> (f64, f64) {
     (d, nn)
 }
 
+/// `Σ codes[i] · w[i]` with AVX2: 16 codes widened to i16 (`vpmovzxbw`), then
+/// multiplied and summed in pairs into i32 lanes (`vpmaddwd`), two accumulators.
+/// The sum wraps like the portable path; callers keep it within i32.
+/// Callers must have checked that the CPU has AVX2; `kernel::dot_u8_i16` does.
+pub fn dot_u8_i16_avx2(codes: &[u8], w: &[i16]) -> i32 {
+    assert_eq!(codes.len(), w.len(), "dot of slices of different lengths");
+    assert!(is_x86_feature_detected!("avx2"), "dot_u8_i16_avx2 needs AVX2");
+    // SAFETY: the CPU supports AVX2 (asserted above; the check is a cached
+    // load), and both slices have the same length (asserted above).
+    unsafe { dot_u8_i16_unchecked(codes, w) }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn dot_u8_i16_unchecked(codes: &[u8], w: &[i16]) -> i32 {
+    let n = codes.len();
+    let (pc, pw) = (codes.as_ptr(), w.as_ptr());
+    let (mut a0, mut a1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+    let mut i = 0;
+    // SAFETY: every load below reads codes[i..i+16] (16 bytes) and
+    // w[i..i+16] (32 bytes) with i + 16 <= n (the loop bounds), inside both
+    // slices of length n; unaligned loads.
+    unsafe {
+        while i + 32 <= n {
+            let c0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(pc.add(i).cast()));
+            let c1 = _mm256_cvtepu8_epi16(_mm_loadu_si128(pc.add(i + 16).cast()));
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(c0, _mm256_loadu_si256(pw.add(i).cast())));
+            a1 = _mm256_add_epi32(
+                a1,
+                _mm256_madd_epi16(c1, _mm256_loadu_si256(pw.add(i + 16).cast())),
+            );
+            i += 32;
+        }
+        while i + 16 <= n {
+            let c0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(pc.add(i).cast()));
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(c0, _mm256_loadu_si256(pw.add(i).cast())));
+            i += 16;
+        }
+    }
+    let s = _mm256_add_epi32(a0, a1);
+    let x = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    let x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0b01_00_11_10));
+    let x = _mm_add_epi32(x, _mm_shuffle_epi32(x, 0b10_11_00_01));
+    let mut sum = _mm_cvtsi128_si32(x);
+    for j in i..n {
+        sum = sum.wrapping_add(i32::from(codes[j]) * i32::from(w[j]));
+    }
+    sum
+}
+
 /// Hint the CPU to fetch the cache line holding `p` (a no-op for correctness).
 #[inline(always)]
 pub fn prefetch<T>(p: *const T) {

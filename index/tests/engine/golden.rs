@@ -1,12 +1,17 @@
 //! Format files committed to the repository (version 1, written by the
-//! hnsw_rs-based builder, and version 2) must keep opening and answering the
-//! same way. Regenerate the current version's (only on purpose, with a format
-//! bump) with `cargo test -p stabspace-index --test engine -- --ignored regenerate_golden`.
+//! hnsw_rs-based builder; version 2 without quantised codes; version 2 with
+//! the optional `QUANTIZED` section) must keep opening and answering the
+//! same way. Regenerate the current writer's file, [`CURRENT`] (only on
+//! purpose, when the format changes; then name it after the change and keep
+//! the old one) with
+//! `cargo test -p stabspace-index --test engine -- --ignored regenerate_golden`.
 
 use std::path::PathBuf;
 
-use stabspace_index::format::VERSION;
 use stabspace_index::{row_hash, BuildParams, Partition, PartitionBuilder};
+
+/// The file the current writer makes.
+const CURRENT: &str = "golden_v2_quantized";
 
 fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data")
@@ -43,13 +48,13 @@ fn regenerate_golden() {
         ..BuildParams::default()
     };
     b.write(
-        &data_dir().join(format!("golden_v{VERSION}.stabidx")),
+        &data_dir().join(format!("{CURRENT}.stabidx")),
         &params,
         r#"{"golden":1}"#,
         &mut |_, _| {},
     )
     .unwrap();
-    let p = Partition::open(data_dir().join(format!("golden_v{VERSION}.stabidx"))).unwrap();
+    let p = Partition::open(data_dir().join(format!("{CURRENT}.stabidx"))).unwrap();
     let ids: Vec<String> = p
         .search(&query(), 5, 32)
         .unwrap()
@@ -57,15 +62,15 @@ fn regenerate_golden() {
         .map(|h| h.id)
         .collect();
     std::fs::write(
-        data_dir().join(format!("golden_v{VERSION}.expected.json")),
+        data_dir().join(format!("{CURRENT}.expected.json")),
         serde_json::to_string_pretty(&ids).unwrap(),
     )
     .unwrap();
 }
 
-fn check_golden(version: u32) -> Partition {
-    let file = data_dir().join(format!("golden_v{version}.stabidx"));
-    let p = Partition::open(&file).unwrap_or_else(|e| panic!("format v{version} must stay readable: {e}"));
+fn check_golden(stem: &str, version: u32) -> Partition {
+    let file = data_dir().join(format!("{stem}.stabidx"));
+    let p = Partition::open(&file).unwrap_or_else(|e| panic!("{stem} must stay readable: {e}"));
     p.verify().unwrap();
     assert_eq!(p.header().version, version);
     assert!(p.has_graph());
@@ -73,7 +78,7 @@ fn check_golden(version: u32) -> Partition {
     assert_eq!(p.provenance().unwrap(), r#"{"golden":1}"#);
     assert_eq!((p.id(7).unwrap(), p.payload(7).unwrap()), ("S007", &b"p7"[..]));
     let expected: Vec<String> = serde_json::from_str(
-        &std::fs::read_to_string(data_dir().join(format!("golden_v{version}.expected.json"))).unwrap(),
+        &std::fs::read_to_string(data_dir().join(format!("{stem}.expected.json"))).unwrap(),
     )
     .unwrap();
     let ids: Vec<String> = p
@@ -96,7 +101,8 @@ fn check_golden(version: u32) -> Partition {
 
 #[test]
 fn golden_v1_file_opens_verifies_and_answers_as_recorded() {
-    let p = check_golden(1);
+    let p = check_golden("golden_v1", 1);
+    assert!(!p.has_quantized());
     assert!(p.row_hashes().is_none(), "version 1 has no row hashes");
     assert!(p.calibration().unwrap().is_none());
     assert!(
@@ -107,10 +113,25 @@ fn golden_v1_file_opens_verifies_and_answers_as_recorded() {
 
 #[test]
 fn golden_v2_file_opens_verifies_and_answers_as_recorded() {
-    let p = check_golden(2);
+    // Written before quantised codes: searched on the f32 vectors, as then.
+    let p = check_golden("golden_v2", 2);
+    assert!(!p.has_quantized() && !p.quantized_traversal());
     let hashes = p.row_hashes().expect("version 2 has row hashes");
     let v = &vectors()[7];
     assert_eq!(hashes[7], row_hash("S007", v, b"p7"), "row hash of row 7");
     let c = p.calibration().unwrap().expect("a graph has a calibration");
     assert_eq!((c.k, c.sample, c.rows), (10, 200, 300));
+}
+
+#[test]
+fn golden_v2_file_with_codes_opens_verifies_and_answers_as_recorded() {
+    let p = check_golden(CURRENT, 2);
+    assert!(p.quantized_traversal());
+    assert_eq!(p.info().quantized, Some("int8-per-dimension"));
+    let mut f32_path = Partition::open(data_dir().join(format!("{CURRENT}.stabidx"))).unwrap();
+    f32_path.set_quantized(false);
+    assert_eq!(
+        p.search(&query(), 5, 32).unwrap(),
+        f32_path.search(&query(), 5, 32).unwrap()
+    );
 }

@@ -7,4 +7,5 @@ mod builder;
 mod corruption;
 mod exact;
 mod golden;
+mod quantized;
 mod recall;
