@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use stabspace_index::sweep::{measure, truth, SweepRow};
 use stabspace_index::vecfile::read_matrix;
-use stabspace_index::{BuildParams, Partition, PartitionBuilder};
+use stabspace_index::{BuildParams, Partition, PartitionBuilder, Quantization};
 
 use crate::error::{Error, Result};
 
@@ -220,14 +220,38 @@ pub fn run(
     };
     let mut out = vec![row("stabspace-exact", 0, measure(&p, &spec.queries, &t, None)?)];
     if p.has_graph() {
+        // Each breadth on both traversals, when there are codes and
+        // --no-quantized did not turn them off: the f32 vectors (`engine`)
+        // and the int8 codes (`engine-i8`), each re-ranked exactly.
+        let quantized = p.has_quantized() && spec.params.quantization != Quantization::None;
+        let mut on_f32 = Partition::open(&path)?;
+        on_f32.set_quantized(false);
+        let i8_engine = format!("{engine}-i8");
         for &ef in &spec.efs {
             progress(&format!("ef {ef}"));
-            out.push(row(engine, ef, measure(&p, &spec.queries, &t, Some(ef.max(k)))?));
+            out.push(row(
+                engine,
+                ef,
+                measure(&on_f32, &spec.queries, &t, Some(ef.max(k)))?,
+            ));
+            if quantized {
+                progress(&format!("ef {ef}, int8 traversal"));
+                out.push(row(
+                    &i8_engine,
+                    ef,
+                    measure(&p, &spec.queries, &t, Some(ef.max(k)))?,
+                ));
+            }
         }
         if let (Base::Vectors { dim, rows }, true) = (&spec.base, spec.appends > 0) {
             let report = appends(&spec, *dim, rows, build_s, progress)?;
             let a = Partition::open(&spec.scratch)?;
-            let label = format!("{engine}+{}appends", spec.appends);
+            let on = if a.quantized_traversal() {
+                &i8_engine
+            } else {
+                engine
+            };
+            let label = format!("{on}+{}appends", spec.appends);
             for &ef in &spec.efs {
                 progress(&format!("ef {ef} after the appends"));
                 let mut r = row(&label, ef, measure(&a, &spec.queries, &t, Some(ef.max(k)))?);

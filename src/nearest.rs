@@ -31,6 +31,8 @@ pub struct SearchOpts {
     /// Target recall@10 when `ef` is not given (`None`: [`DEFAULT_RECALL`]).
     pub recall: Option<f64>,
     pub exact: bool,
+    /// Traverse the graph on the f32 vectors even where the partition has int8 codes.
+    pub no_quantized: bool,
 }
 
 /// The recall@10 a graph search aims at when neither `--ef` nor `--recall` is given.
@@ -55,6 +57,11 @@ pub struct SearchArgs {
     /// searching the index graph.
     #[arg(long, conflicts_with_all = ["ef", "recall"])]
     pub exact: bool,
+    /// Run the graph search on the f32 vectors instead of the partition's int8 codes (slower;
+    /// for comparison). Either way the candidates are re-ranked exactly, so cosines and
+    /// distances are exact; only which candidates the beam finds can differ.
+    #[arg(long, conflicts_with = "exact")]
+    pub no_quantized: bool,
 }
 
 impl SearchArgs {
@@ -64,6 +71,7 @@ impl SearchArgs {
             ef: self.ef,
             recall: self.recall,
             exact: self.exact,
+            no_quantized: self.no_quantized,
         }
     }
 }
@@ -173,7 +181,8 @@ impl ScenarioSpace {
                 eprintln!("warning: {e}; scanning exactly from the database instead");
                 Self::load(db, model, set, ef).await
             }
-            Ok((p, prov)) => {
+            Ok((mut p, prov)) => {
+                p.set_quantized(!opts.no_quantized);
                 let database_id = crate::storage::meta::database_id(db).await?;
                 if !prov.is_from(&database_id) {
                     eprintln!(
@@ -317,13 +326,20 @@ impl ScenarioSpace {
     /// How queries run, for summaries.
     pub fn describe(&self) -> String {
         match (&self.engine, self.ef) {
-            (Engine::Partition(p), Some(ef)) if p.has_graph() => match self.recall {
-                Some(r) => format!(
-                    "index partition, ef {} (calibrated for recall@10 {r})",
-                    ef.min(p.len())
-                ),
-                None => format!("index partition, ef {}", ef.min(p.len())),
-            },
+            (Engine::Partition(p), Some(ef)) if p.has_graph() => {
+                let on = if p.quantized_traversal() {
+                    "int8 traversal, exact re-rank"
+                } else {
+                    "f32 traversal, exact re-rank"
+                };
+                match self.recall {
+                    Some(r) => format!(
+                        "index partition, ef {} (calibrated for recall@10 {r}), {on}",
+                        ef.min(p.len())
+                    ),
+                    None => format!("index partition, ef {}, {on}", ef.min(p.len())),
+                }
+            }
             (Engine::Partition(_), _) => "index partition, exact scan".into(),
             (Engine::Flat { .. }, _) => "exact scan from the database".into(),
         }

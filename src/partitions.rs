@@ -19,7 +19,9 @@ use std::time::Instant;
 
 use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use stabspace_index::{BuildParams, Calibration, GraphBuilder, Partition, PartitionBuilder, RECALL_TARGETS};
+use stabspace_index::{
+    BuildParams, Calibration, GraphBuilder, Partition, PartitionBuilder, Quantization, RECALL_TARGETS,
+};
 
 use crate::error::{Error, Result};
 use crate::joint::STAB_JOINT_TYPE;
@@ -199,6 +201,10 @@ pub struct RecordedParams {
     /// `stabspace` or `hnsw_rs` (`None`: built before it was recorded, by hnsw_rs).
     #[serde(default)]
     pub builder: Option<String>,
+    /// `int8-per-dimension`, `int8-global` or `none` (`None`: built before it
+    /// was recorded, without quantised codes; rebuilt with the default).
+    #[serde(default)]
+    pub quantization: Option<String>,
 }
 
 impl RecordedParams {
@@ -213,6 +219,11 @@ impl RecordedParams {
                 Some("hnsw_rs") => GraphBuilder::HnswRs,
                 _ => GraphBuilder::Native,
             },
+            quantization: self
+                .quantization
+                .as_deref()
+                .and_then(Quantization::parse)
+                .unwrap_or_default(),
             ..BuildParams::default()
         }
     }
@@ -224,6 +235,7 @@ impl RecordedParams {
             seed: p.seed,
             deterministic: p.deterministic,
             builder: Some(p.builder.name().to_string()),
+            quantization: Some(p.quantization.name().to_string()),
         }
     }
 }
@@ -729,6 +741,9 @@ pub struct Status {
     pub detail: String,
     /// Format version of the file.
     pub format_version: Option<u32>,
+    /// What graph searches traverse: the quantisation of the file's codes,
+    /// or `f32` without them (`None`: no readable file, or no graph).
+    pub traversal: Option<&'static str>,
     /// What `index rebuild` (without `--full`) will do: "none", "append N
     /// rows" or "full: why".
     pub next_rebuild: String,
@@ -749,6 +764,7 @@ pub async fn status_of(db: &Db, index_dir: &Path, model: &str, set: &str) -> Res
         database: Some(now.clone()),
         detail: String::new(),
         format_version: None,
+        traversal: None,
         next_rebuild: "full: no partition".into(),
     };
     if !path.exists() {
@@ -769,6 +785,7 @@ pub async fn status_of(db: &Db, index_dir: &Path, model: &str, set: &str) -> Res
         Ok((p, prov)) => {
             st.file_bytes = Some(p.info().file_bytes);
             st.format_version = Some(p.info().version);
+            st.traversal = p.has_graph().then(|| p.info().quantized.unwrap_or("f32"));
             st.state = if !prov.is_from(&database_id) {
                 Freshness::Foreign
             } else if now.rows == 0 {
@@ -864,6 +881,7 @@ pub async fn status_all(db: &Db, index_dir: &Path) -> Result<Vec<Status>> {
                 database: None,
                 detail: e,
                 format_version: None,
+                traversal: None,
                 next_rebuild: "none: not a partition of this database".into(),
             });
         }

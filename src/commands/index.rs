@@ -1,7 +1,7 @@
 //! `stabspace index …`: build, rebuild, inspect, verify and drop the index
 //! partitions under `<data-dir>/index/`.
 
-use stabspace_index::{BuildParams, GraphBuilder, Partition, MAX_M};
+use stabspace_index::{BuildParams, GraphBuilder, Partition, Quantization, MAX_M};
 
 use crate::cli::GlobalOpts;
 use crate::error::{Error, Result};
@@ -50,6 +50,11 @@ pub struct ParamArgs {
     /// (always a full build).
     #[arg(long, value_enum, default_value_t = BuilderArg::Stabspace)]
     pub builder: BuilderArg,
+    /// Write no int8 copy of the vectors: graph searches then read the f32
+    /// vectors (slower; the file is about a fifth smaller). By default the
+    /// beam runs on int8 codes and the answers are re-ranked exactly.
+    #[arg(long)]
+    pub no_quantized: bool,
 }
 
 /// `--builder` values.
@@ -76,6 +81,11 @@ impl ParamArgs {
             ef_construction: self.ef_construction.max(1),
             deterministic: self.deterministic,
             builder: self.builder.into(),
+            quantization: if self.no_quantized {
+                Quantization::None
+            } else {
+                Quantization::default()
+            },
             ..BuildParams::default()
         }
     }
@@ -137,6 +147,10 @@ pub struct RebuildParamArgs {
     /// inserts in parallel (default: each partition's recorded setting; parallel without one).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub deterministic: Option<bool>,
+    /// Write the int8 copy of the vectors that graph searches traverse; `--quantized false` writes
+    /// none (default: each partition's recorded setting; on without one).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub quantized: Option<bool>,
 }
 
 impl RebuildParamArgs {
@@ -152,6 +166,13 @@ impl RebuildParamArgs {
             ef_construction: self.ef_construction.map_or(base.ef_construction, |e| e.max(1)),
             seed: base.seed,
             deterministic: self.deterministic.unwrap_or(base.deterministic),
+            builder: base.builder,
+            quantization: match self.quantized {
+                Some(true) if base.quantization == Quantization::None => Quantization::default(),
+                Some(true) => base.quantization,
+                Some(false) => Quantization::None,
+                None => base.quantization,
+            },
             ..default.clone()
         };
         let words = format!(
@@ -167,6 +188,11 @@ impl RebuildParamArgs {
                 "parallel"
             },
             from(self.deterministic.is_some(), "--deterministic"),
+        ) + &format!(
+            ", builder {} ({kept}), quantisation {} ({})",
+            params.builder.name(),
+            params.quantization.name(),
+            from(self.quantized.is_some(), "--quantized"),
         );
         (params, words)
     }
@@ -324,6 +350,7 @@ fn status_table(rows: &[Status]) -> Table {
         "feature_space",
         "built_at",
         "format",
+        "traversal",
         "build",
         "recall_calibration",
         "next_rebuild",
@@ -348,6 +375,7 @@ fn status_table(rows: &[Status]) -> Table {
                     format!("v{v}").into()
                 }
             }),
+            s.traversal.map_or(Cell::Null, |t| t.into()),
             p.map_or(Cell::Null, |p| match (p.build, p.appended_rows) {
                 (Some(crate::partitions::BuildKind::Append), Some(n)) => format!("append +{n}").into(),
                 _ => "full".into(),

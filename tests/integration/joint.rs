@@ -43,6 +43,7 @@ pub(crate) const DB_SCAN: SearchOpts = SearchOpts {
     ef: None,
     recall: None,
     exact: false,
+    no_quantized: false,
 };
 pub(crate) const JOINT: &str = "joint-stab-fragility-v1";
 pub(crate) const STAB: &str = "num-stab-core-v1";

@@ -60,6 +60,7 @@ fn opts(dir: &Path, ef: Option<usize>, exact: bool) -> SearchOpts {
         ef,
         recall: None,
         exact,
+        no_quantized: false,
     }
 }
 
@@ -85,7 +86,10 @@ async fn partition_answers_match_the_exact_scan(t: TestDb) {
     let graph = ScenarioSpace::open(&t.db, &opts(&dir, Some(128), false), MODEL, "BIG")
         .await
         .unwrap();
-    assert_eq!(graph.describe(), "index partition, ef 128");
+    assert_eq!(
+        graph.describe(),
+        "index partition, ef 128, int8 traversal, exact re-rank"
+    );
     let got = graph.search_batch(&qs, k).unwrap();
     let found: usize = got
         .iter()
@@ -272,6 +276,63 @@ fn state_of_scenario(data_dir: &Path, set: &str, scenario: &str) {
 /// scan of the partition and on an exact scan of the database, and a number
 /// beyond 64 bits is accepted as "all".
 #[test]
+fn queries_traverse_int8_codes_by_default_and_f32_on_request_with_the_same_exact_cosines() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let o = stabspace(args, dir.path());
+        assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    run(&["gen-scenarios", "--scenario-set-id", "Q", "--count", "2100"]);
+    state_of_scenario(dir.path(), "Q", "SYN_000011");
+    let traversal = || {
+        let status = run(&["index", "status", "--format", "json"]);
+        let rows: serde_json::Value = serde_json::from_str(&status).unwrap();
+        rows[0]["traversal"].as_str().unwrap_or("null").to_string()
+    };
+    assert_eq!(traversal(), "int8-per-dimension");
+    let query = [
+        "find-similar-stab-scenarios",
+        "--instrument-id",
+        "X.US",
+        "--as-of",
+        "2025-01-31",
+        "--scenario-set-id",
+        "Q",
+        "--top-k",
+        "10",
+    ];
+    // id -> cosine text, per answer.
+    let answer = |extra: &[&str]| -> Vec<(String, String)> {
+        run(&[&query[..], extra].concat())
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (f[4].to_string(), f[1].to_string())
+            })
+            .collect()
+    };
+    let (int8, f32_path) = (answer(&[]), answer(&["--no-quantized"]));
+    assert_eq!(int8.len(), 10);
+    assert_eq!(int8[0], ("SYN_000011".to_string(), "1.000000".to_string()));
+    assert_eq!(f32_path[0], int8[0]);
+    for (id, cos) in &int8 {
+        if let Some((_, c)) = f32_path.iter().find(|(i, _)| i == id) {
+            assert_eq!(c, cos, "{id}: exact cosine either way");
+        }
+    }
+    let shared = int8.iter().filter(|a| f32_path.contains(a)).count();
+    assert!(shared >= 9, "the two traversals agree on {shared} of 10");
+    // A partition built without codes: traversed on f32, same answers as --no-quantized.
+    run(&["index", "build", "--scenario-set-id", "Q", "--no-quantized"]);
+    assert_eq!(traversal(), "f32");
+    assert_eq!(answer(&[]).len(), 10);
+    let o = stabspace(&[&query[..], &["--no-quantized", "--exact"]].concat(), dir.path());
+    assert!(!o.status.success(), "--no-quantized has no meaning with --exact");
+}
+
+#[test]
 fn huge_top_k_and_ef_list_every_scenario_of_the_set() {
     let dir = tempfile::tempdir().unwrap();
     let count = 2100; // above the flat threshold: the partition has a graph
@@ -417,7 +478,8 @@ fn bench_on_a_generated_partition_reports_exact_recall_and_the_ef_sweep() {
         "{table}"
     );
     let rows = crate::support::read_csv(&csv);
-    assert_eq!(rows.len(), 4, "{rows:?}");
+    // The exact scan, then each ef on the f32 vectors and on the int8 codes.
+    assert_eq!(rows.len(), 7, "{rows:?}");
     let first_line = std::fs::read_to_string(&csv).unwrap();
     assert!(
         first_line.starts_with("engine,n,dim,k,M,efc,ef,recall,qps,p50_us,p99_us,build_s,threads"),
@@ -427,10 +489,11 @@ fn bench_on_a_generated_partition_reports_exact_recall_and_the_ef_sweep() {
     assert_eq!(exact["engine"], "stabspace-exact");
     assert_eq!(exact["recall"].parse::<f64>().unwrap(), 1.0);
     assert_eq!(exact["n"], "2500", "100 held out of 2600");
-    let top = &rows[3];
-    assert_eq!((top["engine"].as_str(), top["ef"].as_str()), ("stabspace", "256"));
-    let recall: f64 = top["recall"].parse().unwrap();
-    assert!(recall >= 0.95, "recall at ef 256: {recall}");
+    for (top, engine) in [(&rows[5], "stabspace"), (&rows[6], "stabspace-i8")] {
+        assert_eq!((top["engine"].as_str(), top["ef"].as_str()), (engine, "256"));
+        let recall: f64 = top["recall"].parse().unwrap();
+        assert!(recall >= 0.95, "{engine} recall at ef 256: {recall}");
+    }
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(
         plot.starts_with("<svg") && plot.contains("stabspace-exact"),
@@ -596,13 +659,27 @@ fn rebuild_keeps_each_partitions_recorded_parameters_unless_a_flag_overrides_one
     let gen = ["gen-scenarios", "--scenario-set-id", "K", "--count"];
     run(&[
         &gen[..],
-        &["60", "--m", "8", "--ef-construction", "40", "--deterministic"],
+        &[
+            "60",
+            "--m",
+            "8",
+            "--ef-construction",
+            "40",
+            "--deterministic",
+            "--builder",
+            "hnsw_rs",
+            "--no-quantized",
+        ],
     ]
     .concat());
     let (built, _) = params();
     assert_eq!(
         (built.m, built.ef_construction, built.deterministic),
         (8, 40, true)
+    );
+    assert_eq!(
+        (built.builder.as_deref(), built.quantization.as_deref()),
+        (Some("hnsw_rs"), Some("none"))
     );
     // More vectors (the same seed keeps the first 60): the partition is stale.
     run(&[&gen[..], &["75", "--no-index"]].concat());
@@ -611,7 +688,7 @@ fn rebuild_keeps_each_partitions_recorded_parameters_unless_a_flag_overrides_one
     assert!(
         out.contains(&format!(
             "index {MODEL} / K: rebuilding with M 8 (recorded), ef_construction 40 (recorded), seed {} \
-             (recorded), deterministic (recorded)",
+             (recorded), deterministic (recorded), builder hnsw_rs (recorded), quantisation none (recorded)",
             built.seed
         )),
         "{out}"
@@ -635,6 +712,22 @@ fn rebuild_keeps_each_partitions_recorded_parameters_unless_a_flag_overrides_one
     );
     let (p, _) = params();
     assert_eq!((p.m, p.ef_construction, p.deterministic), (12, 40, false));
+    // Codes on, then off again; the builder stays the recorded one.
+    let out = run(&["index", "rebuild", "--all", "--quantized"]);
+    assert!(
+        out.contains("builder hnsw_rs (recorded), quantisation int8-per-dimension (--quantized)"),
+        "{out}"
+    );
+    // (75 rows: a flat file, so no codes are written; the setting is recorded.)
+    let (p, _) = params();
+    assert_eq!(p.quantization.as_deref(), Some("int8-per-dimension"));
+    let out = run(&["index", "rebuild", "--all", "--quantized", "false"]);
+    assert!(out.contains("quantisation none (--quantized)"), "{out}");
+    let (p, _) = params();
+    assert_eq!(
+        (p.builder.as_deref(), p.quantization.as_deref()),
+        (Some("hnsw_rs"), Some("none"))
+    );
 
     // No partition: the defaults of `index build`.
     run(&["index", "drop", "--scenario-set-id", "K"]);
@@ -642,7 +735,8 @@ fn rebuild_keeps_each_partitions_recorded_parameters_unless_a_flag_overrides_one
     let d = BuildParams::default();
     assert!(
         out.contains(&format!(
-            "rebuilding with M {} (default), ef_construction {} (default), seed {} (default), parallel (default)",
+            "rebuilding with M {} (default), ef_construction {} (default), seed {} (default), parallel \
+             (default), builder stabspace (default), quantisation int8-per-dimension (default)",
             d.m, d.ef_construction, d.seed
         )),
         "{out}"
@@ -801,7 +895,7 @@ async fn queries_search_with_the_calibrated_breadth_for_the_recall_asked(t: Test
         assert_eq!(
             space.describe(),
             format!(
-                "index partition, ef {} (calibrated for recall@10 {recall})",
+                "index partition, ef {} (calibrated for recall@10 {recall}), int8 traversal, exact re-rank",
                 ef.min(400)
             )
         );
@@ -814,7 +908,7 @@ async fn queries_search_with_the_calibrated_breadth_for_the_recall_asked(t: Test
         .await
         .unwrap();
     assert!(
-        space.describe().ends_with("(calibrated for recall@10 0.95)"),
+        space.describe().contains("(calibrated for recall@10 0.95), int8 traversal"),
         "{}",
         space.describe()
     );

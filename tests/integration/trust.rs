@@ -46,6 +46,7 @@ fn opts(dir: &Path, exact: bool) -> SearchOpts {
         ef: None,
         recall: None,
         exact,
+        no_quantized: false,
     }
 }
 

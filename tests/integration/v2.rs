@@ -42,6 +42,7 @@ const DB_SCAN: SearchOpts = SearchOpts {
     ef: None,
     recall: None,
     exact: false,
+    no_quantized: false,
 };
 
 /// 30 instruments with 16 planted crashes, so that chance hit@3 is 3/16.
