@@ -15,8 +15,11 @@ use crate::quantize::{Quantization, Quantized};
 use crate::write::{write_partition, Section};
 
 /// Below this many rows a partition is written flat (no graph) and searched by
-/// exact scan: the measured crossover (`cargo bench -p stabspace-index --bench
-/// engine -- crossover`; 384 dims, M 16, ef 64), table in `index/FORMAT.md`.
+/// exact scan: near the measured crossover of a single query (the int8 graph
+/// is 1.3× faster at 1,000–2,000 rows, under 0.1 ms either way) and of a
+/// batch (the blocked exact scan wins below about 2,500 rows); `cargo bench
+/// -p stabspace-index --bench engine -- "crossover|exact_batch"`, table in
+/// `index/FORMAT.md`.
 pub const FLAT_THRESHOLD: usize = 2_000;
 
 /// Largest M accepted (hnsw_rs allows at most 256 slots per level).

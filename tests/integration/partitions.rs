@@ -908,7 +908,9 @@ async fn queries_search_with_the_calibrated_breadth_for_the_recall_asked(t: Test
         .await
         .unwrap();
     assert!(
-        space.describe().contains("(calibrated for recall@10 0.95), int8 traversal"),
+        space
+            .describe()
+            .contains("(calibrated for recall@10 0.95), int8 traversal"),
         "{}",
         space.describe()
     );
