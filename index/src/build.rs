@@ -157,6 +157,8 @@ pub struct PartitionBuilder {
     base: Option<Graph>,
     /// The calibration of the partition extended.
     base_calibration: Option<Calibration>,
+    /// The quantisation of the partition extended (`None` without codes).
+    base_quantization: Quantization,
 }
 
 impl PartitionBuilder {
@@ -177,6 +179,7 @@ impl PartitionBuilder {
             payload_bytes: Vec::new(),
             base: None,
             base_calibration: None,
+            base_quantization: Quantization::None,
         })
     }
 
@@ -215,6 +218,7 @@ impl PartitionBuilder {
         }
         b.base = p.graph().map(|g| Graph::of(&g));
         b.base_calibration = p.calibration()?;
+        b.base_quantization = p.quantization();
         Ok(b)
     }
 
@@ -338,9 +342,12 @@ impl PartitionBuilder {
             .and_then(|_| Quantized::fit(&self.vectors, self.dim, params.quantization));
         let calibration_started = Instant::now();
         // An append adding under RECALIBRATE_AFTER of the rows calibrated keeps
-        // that calibration; anything else is measured anew.
+        // that calibration if queries traverse the graph as they did when it
+        // was measured (the same quantisation); anything else is measured anew.
+        let same_path =
+            self.base_quantization == quantized.as_ref().map_or(Quantization::None, Quantized::how);
         let carried = self.base_calibration.take().filter(|c| {
-            appended.is_some() && (n - c.rows.min(n)) as f64 <= RECALIBRATE_AFTER * c.rows as f64
+            appended.is_some() && same_path && (n - c.rows.min(n)) as f64 <= RECALIBRATE_AFTER * c.rows as f64
         });
         let calibration = match carried {
             Some(c) => Some(c),

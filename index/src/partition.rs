@@ -438,6 +438,11 @@ impl Partition {
         self.quantized.is_some()
     }
 
+    /// The quantisation of the file's codes (`Quantization::None` without codes).
+    pub fn quantization(&self) -> Quantization {
+        self.quantized.as_ref().map_or(Quantization::None, |q| q.scheme)
+    }
+
     /// Turn quantised traversal on (the default) or off for graph searches
     /// through this handle. Off, the beam scores rows with the f32 vectors,
     /// as partitions without the section always do. Answers are re-ranked

@@ -119,6 +119,15 @@ impl Quantized {
         Some(q)
     }
 
+    /// The fit that made these codes.
+    pub fn how(&self) -> Quantization {
+        if self.scheme == SCHEME_GLOBAL {
+            Quantization::Global
+        } else {
+            Quantization::PerDimension
+        }
+    }
+
     /// A view for searching.
     pub fn view(&self) -> QuantizedView<'_> {
         QuantizedView {

@@ -196,3 +196,41 @@ fn a_malformed_quantised_section_is_refused_and_an_unknown_scheme_skipped() {
         assert_eq!(p.search(q, 5, 32).unwrap(), f32_path.search(q, 5, 32).unwrap());
     }
 }
+
+#[test]
+fn an_append_keeps_its_calibration_only_if_the_quantisation_is_unchanged() {
+    let all = factor_model(SEED + 5, 3_100, 32, 8);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.stabidx");
+    build(&path, &all[..3_000], &params());
+    let append = |how: Quantization| {
+        let p = Partition::open(&path).unwrap();
+        let mut b = stabspace_index::PartitionBuilder::extending(&p, 100).unwrap();
+        drop(p);
+        for (i, v) in all[3_000..].iter().enumerate() {
+            b.add(&format!("r{}", 3_000 + i), v, &[]).unwrap();
+        }
+        let to = dir.path().join(format!("{how:?}.stabidx"));
+        let stats = b
+            .write(
+                &to,
+                &BuildParams {
+                    quantization: how,
+                    ..params()
+                },
+                "{}",
+                &mut |_, _| {},
+            )
+            .unwrap();
+        assert_eq!(stats.appended, Some(100), "{how:?}");
+        (stats.calibration.unwrap().rows, Partition::open(&to).unwrap())
+    };
+    // Same codes: the 3,000-row calibration is carried (a 3% append).
+    let (rows, p) = append(Quantization::PerDimension);
+    assert_eq!(rows, 3_000);
+    assert!(p.has_quantized());
+    // Codes dropped: queries now take the f32 path, so it is measured again.
+    let (rows, p) = append(Quantization::None);
+    assert_eq!(rows, 3_100);
+    assert_eq!(p.quantization(), Quantization::None);
+}
