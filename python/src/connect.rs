@@ -1,0 +1,288 @@
+//! `stabspace.connect`: the database and partitions the CLI uses, and the
+//! query workflows a researcher calls in a loop, answered as the CLI's CSV
+//! rows (a pandas DataFrame when pandas is installed).
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use stabspace::cli::{parse_date, GlobalOpts};
+use stabspace::diagnostics::{find_similar, portfolio_exposure};
+use stabspace::nearest::SearchOpts;
+use stabspace::partitions::index_dir;
+use stabspace::portfolio::DEFAULT_MIN_COVERAGE;
+use stabspace::storage::{redact, Db};
+
+use crate::arrays;
+use crate::errors;
+
+const JOINT_MODEL: &str = "joint-stab-fragility-v1";
+
+const SIMILAR_COLUMNS: [&str; 8] = [
+    "rank",
+    "cosine",
+    "euclidean",
+    "scenario_set_id",
+    "scenario_id",
+    "scenario_as_of",
+    "instrument_id",
+    "as_of_date",
+];
+
+const EXPOSURE_COLUMNS: [&str; 9] = [
+    "cosine",
+    "euclidean",
+    "scenario_set_id",
+    "scenario_id",
+    "scenario_as_of",
+    "portfolio_id",
+    "portfolio_ctx_norm",
+    "num_instruments_used",
+    "weight_covered",
+];
+
+/// Open the database the CLI would use: `database_url` (postgres://… or sqlite://…), else
+/// the DATABASE_URL environment variable, else the embedded SQLite file
+/// `<data_dir>/stabspace.db`; `data_dir` (else STABSPACE_DATA_DIR, else ./stabspace-data) also
+/// holds the index partitions. The database must exist: this only reads.
+#[pyfunction]
+#[pyo3(signature = (database_url = None, data_dir = None))]
+pub fn connect(
+    py: Python<'_>,
+    database_url: Option<String>,
+    data_dir: Option<PathBuf>,
+) -> PyResult<Connection> {
+    let from_env = database_url.is_none();
+    let database_url = database_url.or_else(|| std::env::var("DATABASE_URL").ok());
+    let data_dir = data_dir
+        .or_else(|| std::env::var_os("STABSPACE_DATA_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("./stabspace-data"));
+    let g = GlobalOpts {
+        database_url_from_env: from_env && database_url.is_some(),
+        database_url,
+        data_dir,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| errors::DatabaseError::new_err(format!("cannot start the async runtime: {e}")))?;
+    let db = py
+        .detach(|| rt.block_on(g.open_db_read()))
+        .map_err(errors::library)?;
+    Ok(Connection { rt, db, g })
+}
+
+/// An open database (and the partitions under its data directory). Its methods release the
+/// GIL while they query; the connection may be shared between threads.
+#[pyclass(frozen, module = "stabspace")]
+pub struct Connection {
+    rt: tokio::runtime::Runtime,
+    db: Db,
+    g: GlobalOpts,
+}
+
+#[pymethods]
+impl Connection {
+    fn __repr__(&self) -> String {
+        format!(
+            "stabspace.Connection({}, data_dir={:?})",
+            redact(&self.g.url()),
+            self.g.data_dir.display().to_string()
+        )
+    }
+
+    /// The database in use (password redacted).
+    #[getter]
+    fn database(&self) -> String {
+        redact(&self.g.url())
+    }
+
+    /// Where the index partitions are read from.
+    #[getter]
+    fn index_dir(&self) -> PathBuf {
+        index_dir(&self.g.data_dir)
+    }
+
+    /// `find-similar-stab-scenarios`: the instrument's STAB state on `as_of` (its latest on or
+    /// before it) and the `top_k` scenarios of the set nearest to it by cosine. Columns: rank,
+    /// cosine, euclidean, scenario_set_id, scenario_id, scenario_as_of, instrument_id,
+    /// as_of_date. `ef`, `recall`, `exact` and `quantized=False` are the CLI's --ef, --recall,
+    /// --exact and --no-quantized.
+    #[pyo3(signature = (instrument_id, as_of, model_id = JOINT_MODEL.to_string(), scenario_set_id = None, top_k = 20, *, ef = None, recall = None, exact = false, quantized = true))]
+    #[allow(clippy::too_many_arguments, reason = "the CLI's flags, one to one")]
+    fn similar_scenarios<'py>(
+        &self,
+        py: Python<'py>,
+        instrument_id: String,
+        as_of: &Bound<'py, PyAny>,
+        model_id: String,
+        scenario_set_id: Option<String>,
+        top_k: i64,
+        ef: Option<i64>,
+        recall: Option<f64>,
+        exact: bool,
+        quantized: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let as_of = date(as_of)?;
+        let set = required(scenario_set_id)?;
+        let k = arrays::positive("top_k", top_k)?;
+        let search = self.search_opts(ef, recall, exact, quantized)?;
+        let found = py
+            .detach(|| {
+                self.rt.block_on(find_similar(
+                    &self.db,
+                    &search,
+                    &instrument_id,
+                    as_of,
+                    &model_id,
+                    &set,
+                    k,
+                ))
+            })
+            .map_err(errors::library)?;
+        let rows = PyList::empty(py);
+        for (i, h) in found.hits.into_iter().enumerate() {
+            let r = PyDict::new(py);
+            r.set_item("rank", i + 1)?;
+            r.set_item("cosine", h.cosine)?;
+            r.set_item("euclidean", h.euclidean)?;
+            r.set_item("scenario_set_id", &set)?;
+            r.set_item("scenario_id", h.scenario_id)?;
+            r.set_item("scenario_as_of", py_date(py, h.scenario_as_of)?)?;
+            r.set_item("instrument_id", &instrument_id)?;
+            r.set_item("as_of_date", py_date(py, as_of)?)?;
+            rows.append(r)?;
+        }
+        frame(py, rows, &SIMILAR_COLUMNS)
+    }
+
+    /// `show-portfolio-stab-scenario-exposure`: the portfolio's STAB vector on `as_of`
+    /// (Σ wᵢ·zᵢ / Σ |wᵢ| over holdings with a state) and the `top_k` nearest scenarios.
+    /// Columns: cosine, euclidean, scenario_set_id, scenario_id, scenario_as_of, portfolio_id,
+    /// portfolio_ctx_norm, num_instruments_used, weight_covered. Below `min_coverage` of the
+    /// absolute weight covered by states it raises ValueError, as the CLI fails.
+    #[pyo3(signature = (portfolio_id, as_of, scenario_set_id, stab_model_id = JOINT_MODEL.to_string(), top_k = 20, *, ef = None, recall = None, exact = false, quantized = true, min_coverage = DEFAULT_MIN_COVERAGE))]
+    #[allow(clippy::too_many_arguments, reason = "the CLI's flags, one to one")]
+    fn portfolio_exposure<'py>(
+        &self,
+        py: Python<'py>,
+        portfolio_id: String,
+        as_of: &Bound<'py, PyAny>,
+        scenario_set_id: String,
+        stab_model_id: String,
+        top_k: i64,
+        ef: Option<i64>,
+        recall: Option<f64>,
+        exact: bool,
+        quantized: bool,
+        min_coverage: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let as_of = date(as_of)?;
+        let k = arrays::positive("top_k", top_k)?;
+        if !(0.0..=1.0).contains(&min_coverage) {
+            return Err(PyValueError::new_err(format!(
+                "min_coverage must be between 0 and 1, got {min_coverage}"
+            )));
+        }
+        let search = self.search_opts(ef, recall, exact, quantized)?;
+        let e = py
+            .detach(|| {
+                self.rt.block_on(portfolio_exposure(
+                    &self.db,
+                    &search,
+                    &portfolio_id,
+                    as_of,
+                    &scenario_set_id,
+                    &stab_model_id,
+                    k,
+                    min_coverage,
+                ))
+            })
+            .map_err(errors::library)?;
+        let rows = PyList::empty(py);
+        for h in e.hits {
+            let r = PyDict::new(py);
+            r.set_item("cosine", h.cosine)?;
+            r.set_item("euclidean", h.euclidean)?;
+            r.set_item("scenario_set_id", &scenario_set_id)?;
+            r.set_item("scenario_id", h.scenario_id)?;
+            r.set_item("scenario_as_of", py_date(py, h.scenario_as_of)?)?;
+            r.set_item("portfolio_id", &portfolio_id)?;
+            r.set_item("portfolio_ctx_norm", e.vector.ctx_norm)?;
+            r.set_item("num_instruments_used", e.vector.used)?;
+            r.set_item("weight_covered", e.vector.weight_covered)?;
+            rows.append(r)?;
+        }
+        frame(py, rows, &EXPOSURE_COLUMNS)
+    }
+}
+
+impl Connection {
+    fn search_opts(
+        &self,
+        ef: Option<i64>,
+        recall: Option<f64>,
+        exact: bool,
+        quantized: bool,
+    ) -> PyResult<SearchOpts> {
+        if exact && (ef.is_some() || recall.is_some()) {
+            return Err(PyValueError::new_err(
+                "exact=True scans every scenario: give it without ef or recall",
+            ));
+        }
+        if ef.is_some() && recall.is_some() {
+            return Err(PyValueError::new_err("give ef or recall, not both"));
+        }
+        Ok(SearchOpts {
+            index_dir: Some(index_dir(&self.g.data_dir)),
+            ef: ef.map(|e| arrays::positive("ef", e)).transpose()?,
+            recall: recall.map(arrays::recall).transpose()?,
+            exact,
+            no_quantized: !quantized,
+        })
+    }
+}
+
+fn required(set: Option<String>) -> PyResult<String> {
+    set.ok_or_else(|| PyValueError::new_err("scenario_set_id is required: the scenario set to search"))
+}
+
+/// A date given as "YYYY-MM-DD" or as a datetime.date (or anything with `isoformat()`:
+/// datetime, pandas Timestamp, numpy datetime64 through pandas).
+fn date(v: &Bound<'_, PyAny>) -> PyResult<NaiveDate> {
+    let text: String = match v.extract::<String>() {
+        Ok(s) => s,
+        Err(_) => v
+            .call_method0("isoformat")
+            .and_then(|s| s.extract::<String>())
+            .map_err(|_| {
+                PyValueError::new_err(format!(
+                    "as_of must be a date or a \"YYYY-MM-DD\" string, got {}",
+                    v.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                ))
+            })?,
+    };
+    let day = text.get(..10).unwrap_or(&text);
+    parse_date(day).map_err(|e| PyValueError::new_err(format!("as_of: {e}")))
+}
+
+fn py_date(py: Python<'_>, d: NaiveDate) -> PyResult<Bound<'_, PyAny>> {
+    use chrono::Datelike;
+    py.import("datetime")?
+        .getattr("date")?
+        .call1((d.year(), d.month(), d.day()))
+}
+
+/// The rows as a pandas DataFrame with `columns` when pandas is installed, else as they are.
+fn frame<'py>(py: Python<'py>, rows: Bound<'py, PyList>, columns: &[&str]) -> PyResult<Bound<'py, PyAny>> {
+    match py.import("pandas") {
+        Ok(pd) => {
+            let kw = PyDict::new(py);
+            kw.set_item("columns", columns.to_vec())?;
+            pd.getattr("DataFrame")?.call((rows,), Some(&kw))
+        }
+        Err(_) => Ok(rows.into_any()),
+    }
+}

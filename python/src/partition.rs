@@ -1,0 +1,370 @@
+//! `stabspace.Partition`: one memory-mapped index partition, searched from
+//! numpy with the GIL released; and `stabspace.Hits`, what a search returns.
+
+use std::ffi::CString;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray1};
+use pyo3::exceptions::{PyUserWarning, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use rayon::prelude::*;
+use stabspace::nearest::{calibrated_ef, DEFAULT_RECALL};
+use stabspace_index::{Hit, Partition as Engine};
+
+use crate::arrays::{self, Shape};
+use crate::errors;
+
+/// An index partition file, memory-mapped (opening it reads only its header
+/// and section table). Safe to share between threads; searches release the GIL.
+#[pyclass(frozen, module = "stabspace")]
+pub struct Partition {
+    inner: Engine,
+    /// The breadth for the default recall target, and a note when the
+    /// partition cannot promise it.
+    default_ef: (usize, Option<String>),
+}
+
+/// How one search call searches.
+#[derive(Clone, Copy)]
+enum How {
+    Graph(usize),
+    Exact,
+}
+
+#[pymethods]
+impl Partition {
+    /// Open the partition file at `path`. `quantized=False` traverses the graph on the f32
+    /// vectors even where the file has int8 codes (slower; for comparison: the hits'
+    /// cosines are exact either way).
+    #[new]
+    #[pyo3(signature = (path, quantized = true))]
+    fn new(py: Python<'_>, path: PathBuf, quantized: bool) -> PyResult<Self> {
+        let mut inner = py.detach(|| Engine::open(&path)).map_err(errors::engine)?;
+        inner.set_quantized(quantized);
+        let default_ef = calibrated_ef(&inner, DEFAULT_RECALL).map_err(errors::library)?;
+        Ok(Partition { inner, default_ef })
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "stabspace.Partition({:?}, rows={}, dim={}, {})",
+            self.inner.path().display().to_string(),
+            self.inner.len(),
+            self.inner.dim(),
+            if self.inner.has_graph() {
+                if self.inner.quantized_traversal() {
+                    "graph, int8 traversal"
+                } else {
+                    "graph, f32 traversal"
+                }
+            } else {
+                "flat (exact scans)"
+            }
+        )
+    }
+
+    /// Components per vector.
+    #[getter]
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+
+    /// The file this partition was opened from.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.inner.path().to_path_buf()
+    }
+
+    /// The rows' ids, in row order.
+    #[getter]
+    fn ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let ids = (0..self.inner.len())
+            .map(|r| self.inner.id(r))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(errors::engine)?;
+        PyList::new(py, ids)
+    }
+
+    /// What the builder recorded about the partition's source (a dict).
+    #[getter]
+    fn provenance<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let text = self.inner.provenance().map_err(errors::engine)?;
+        py.import("json")?.call_method1("loads", (text,))
+    }
+
+    /// The file's build parameters and recall calibration (a dict).
+    #[getter]
+    fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let i = self.inner.info();
+        let d = PyDict::new(py);
+        d.set_item("rows", i.rows)?;
+        d.set_item("dim", i.dim)?;
+        d.set_item("graph", i.graph)?;
+        d.set_item("m", i.m)?;
+        d.set_item("ef_construction", i.ef_construction)?;
+        d.set_item("max_level", i.max_level)?;
+        d.set_item("deterministic", i.deterministic)?;
+        d.set_item("seed", i.seed)?;
+        d.set_item("format_version", i.version)?;
+        d.set_item("file_bytes", i.file_bytes)?;
+        d.set_item("quantized", i.quantized)?;
+        d.set_item("traversal", self.traversal())?;
+        let calibration = self.inner.calibration().map_err(errors::engine)?;
+        d.set_item("calibration", calibration.map(|c| crate::build::points(&c)))?;
+        d.set_item("default_ef", self.inner.has_graph().then_some(self.default_ef.0))?;
+        Ok(d)
+    }
+
+    /// How graph searches traverse: "int8-per-dimension", "f32", or None for a flat partition.
+    #[getter]
+    fn traversal(&self) -> Option<&'static str> {
+        if !self.inner.has_graph() {
+            None
+        } else if self.inner.quantized_traversal() {
+            self.inner.info().quantized
+        } else {
+            Some("f32")
+        }
+    }
+
+    /// Check every section's checksum (reads the whole file). Raises stabspace.IndexError
+    /// naming the file and the damage.
+    fn verify(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.inner.verify()).map_err(errors::engine)
+    }
+
+    /// The smallest breadth that reached `recall` (recall@10) when the partition was built, or
+    /// None for a flat partition (searches on it are exact).
+    fn ef_for(&self, recall: f64) -> PyResult<Option<usize>> {
+        let recall = arrays::recall(recall)?;
+        if !self.inner.has_graph() {
+            return Ok(None);
+        }
+        Ok(Some(
+            calibrated_ef(&self.inner, recall).map_err(errors::library)?.0,
+        ))
+    }
+
+    /// The `k` nearest rows to one vector `q` (1-D, float32 or float64): approximate top-k on
+    /// the graph with breadth `ef`, then an exact re-rank. Without `ef`, the breadth is the
+    /// one calibrated for `recall` (default 0.95). Returns Hits with 1-D arrays.
+    #[pyo3(signature = (q, k = 10, ef = None, recall = None))]
+    fn search(
+        &self,
+        py: Python<'_>,
+        q: &Bound<'_, PyAny>,
+        k: i64,
+        ef: Option<i64>,
+        recall: Option<f64>,
+    ) -> PyResult<Hits> {
+        let how = self.how(py, ef, recall)?;
+        let k = arrays::positive("k", k)?;
+        let v = arrays::read(q, "q", Shape::One, Some(self.inner.dim()), true)?;
+        let q = v.flat();
+        let hits = py
+            .detach(|| match how {
+                How::Graph(ef) => self.inner.search(q, k, ef),
+                How::Exact => self.inner.search_exact(q, k),
+            })
+            .map_err(errors::engine)?;
+        Hits::new(py, vec![hits], k.min(self.inner.len()), false, how)
+    }
+
+    /// The `k` nearest rows to each row of `Q` (2-D, n × dim), searched in parallel on the
+    /// thread pool (RAYON_NUM_THREADS sets its size) with the GIL released. Returns Hits with
+    /// `ids` a list of n lists and `rows`, `cosine`, `euclidean` arrays of shape (n, k).
+    #[pyo3(signature = (Q, k = 10, ef = None, recall = None))]
+    #[allow(non_snake_case, reason = "a matrix, as numpy users write it")]
+    fn search_batch(
+        &self,
+        py: Python<'_>,
+        Q: &Bound<'_, PyAny>,
+        k: i64,
+        ef: Option<i64>,
+        recall: Option<f64>,
+    ) -> PyResult<Hits> {
+        let how = self.how(py, ef, recall)?;
+        let k = arrays::positive("k", k)?;
+        let v = arrays::read(Q, "Q", Shape::Many, Some(self.inner.dim()), true)?;
+        let flat = v.flat();
+        let hits = py.detach(|| self.batch(flat, k, how)).map_err(errors::engine)?;
+        Hits::new(py, hits, k.min(self.inner.len()), true, how)
+    }
+
+    /// Exact top-k by scanning every row: for one vector (1-D, like `search`) or a matrix of
+    /// them (2-D, like `search_batch`, scanned in blocks of queries that share each pass).
+    #[pyo3(signature = (q, k = 10))]
+    fn search_exact(&self, py: Python<'_>, q: &Bound<'_, PyAny>, k: i64) -> PyResult<Hits> {
+        let k = arrays::positive("k", k)?;
+        let v = arrays::read(q, "q", Shape::Either, Some(self.inner.dim()), true)?;
+        let flat = v.flat();
+        let hits = py
+            .detach(|| self.batch(flat, k, How::Exact))
+            .map_err(errors::engine)?;
+        Hits::new(py, hits, k.min(self.inner.len()), v.matrix, How::Exact)
+    }
+
+    /// For benchmarks: seconds that `repeat` searches of `q` take inside Rust, with no Python
+    /// in the loop (what `search` costs without the binding).
+    #[pyo3(signature = (q, k = 10, ef = None, repeat = 1000))]
+    fn _time_search(
+        &self,
+        py: Python<'_>,
+        q: &Bound<'_, PyAny>,
+        k: i64,
+        ef: Option<i64>,
+        repeat: u32,
+    ) -> PyResult<f64> {
+        let how = self.how(py, ef, None)?;
+        let k = arrays::positive("k", k)?;
+        let v = arrays::read(q, "q", Shape::One, Some(self.inner.dim()), true)?;
+        let q = v.flat();
+        py.detach(|| {
+            let started = Instant::now();
+            for _ in 0..repeat {
+                match how {
+                    How::Graph(ef) => std::hint::black_box(self.inner.search(q, k, ef)?),
+                    How::Exact => std::hint::black_box(self.inner.search_exact(q, k)?),
+                };
+            }
+            Ok(started.elapsed().as_secs_f64())
+        })
+        .map_err(errors::engine)
+    }
+}
+
+impl Partition {
+    /// The search breadth from `ef` or `recall` (a flat partition: exact).
+    fn how(&self, py: Python<'_>, ef: Option<i64>, recall: Option<f64>) -> PyResult<How> {
+        if ef.is_some() && recall.is_some() {
+            return Err(PyValueError::new_err("give ef or recall, not both"));
+        }
+        let ef = ef.map(|e| arrays::positive("ef", e)).transpose()?;
+        let recall = recall.map(arrays::recall).transpose()?;
+        if !self.inner.has_graph() {
+            return Ok(How::Exact);
+        }
+        let (ef, note) = match (ef, recall) {
+            (Some(ef), _) => (ef, None),
+            (None, Some(r)) => calibrated_ef(&self.inner, r).map_err(errors::library)?,
+            (None, None) => self.default_ef.clone(),
+        };
+        if let Some(note) = note {
+            let msg = CString::new(note).unwrap_or_default();
+            PyErr::warn(py, &py.get_type::<PyUserWarning>(), &msg, 2)?;
+        }
+        Ok(How::Graph(ef))
+    }
+
+    /// Search each of the vectors laid end to end in `flat` (the partition's dimension each).
+    fn batch(&self, flat: &[f32], k: usize, how: How) -> stabspace_index::Result<Vec<Vec<Hit>>> {
+        let rows = flat.par_chunks_exact(self.inner.dim().max(1));
+        match how {
+            How::Graph(ef) => rows.map(|q| self.inner.search(q, k, ef)).collect(),
+            How::Exact => {
+                let queries: Vec<Vec<f32>> = rows.map(<[f32]>::to_vec).collect();
+                self.inner.search_batch(&queries, k, None)
+            }
+        }
+    }
+}
+
+/// What a search returns: the hits' `ids`, `rows` (row numbers in the file, int64),
+/// `cosine` and `euclidean` (float64, on the vectors as given), best first. One query gives
+/// 1-D arrays of length k; a batch gives arrays of shape (n, k) and a list of n id lists.
+/// Where fewer than k rows were found, the missing places hold None, -1 and NaN.
+#[pyclass(frozen, module = "stabspace")]
+pub struct Hits {
+    #[pyo3(get)]
+    ids: Py<PyAny>,
+    #[pyo3(get)]
+    rows: Py<PyAny>,
+    #[pyo3(get)]
+    cosine: Py<PyAny>,
+    #[pyo3(get)]
+    euclidean: Py<PyAny>,
+    /// The breadth the graph search used, or None for an exact scan.
+    #[pyo3(get)]
+    ef: Option<usize>,
+    queries: usize,
+}
+
+impl Hits {
+    fn new(py: Python<'_>, hits: Vec<Vec<Hit>>, k: usize, matrix: bool, how: How) -> PyResult<Hits> {
+        let n = hits.len();
+        let mut rows = vec![-1i64; n * k];
+        let mut cosine = vec![f64::NAN; n * k];
+        let mut euclidean = vec![f64::NAN; n * k];
+        let ids = PyList::empty(py);
+        for (i, hs) in hits.iter().enumerate() {
+            let mut names: Vec<Option<&str>> = vec![None; k];
+            for (j, h) in hs.iter().take(k).enumerate() {
+                rows[i * k + j] = i64::from(h.row);
+                cosine[i * k + j] = h.cosine;
+                euclidean[i * k + j] = h.euclidean;
+                names[j] = Some(&h.id);
+            }
+            let names = PyList::new(py, names)?;
+            if matrix {
+                ids.append(names)?;
+            } else {
+                return Ok(Hits {
+                    ids: names.into_any().unbind(),
+                    rows: PyArray1::from_vec(py, rows).into_any().unbind(),
+                    cosine: PyArray1::from_vec(py, cosine).into_any().unbind(),
+                    euclidean: PyArray1::from_vec(py, euclidean).into_any().unbind(),
+                    ef: ef_of(how),
+                    queries: 1,
+                });
+            }
+        }
+        let shaped = |v: Vec<f64>| {
+            Array2::from_shape_vec((n, k), v)
+                .expect("n × k values")
+                .into_pyarray(py)
+        };
+        Ok(Hits {
+            ids: ids.into_any().unbind(),
+            rows: Array2::from_shape_vec((n, k), rows)
+                .expect("n × k rows")
+                .into_pyarray(py)
+                .into_any()
+                .unbind(),
+            cosine: shaped(cosine).into_any().unbind(),
+            euclidean: shaped(euclidean).into_any().unbind(),
+            ef: ef_of(how),
+            queries: n,
+        })
+    }
+}
+
+fn ef_of(how: How) -> Option<usize> {
+    match how {
+        How::Graph(ef) => Some(ef),
+        How::Exact => None,
+    }
+}
+
+#[pymethods]
+impl Hits {
+    /// Queries answered (1 for a single vector).
+    fn __len__(&self) -> usize {
+        self.queries
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "stabspace.Hits(ids={}, cosine={}, ef={})",
+            self.ids.bind(py).repr()?,
+            self.cosine.bind(py).repr()?,
+            self.ef.map_or("None (exact)".to_string(), |e| e.to_string())
+        ))
+    }
+}
