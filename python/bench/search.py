@@ -11,7 +11,7 @@
 
     python -m venv .venv && .venv/bin/pip install ./python hnswlib numpy
     .venv/bin/python ../shared/bench/scenario_vectors.py --out /tmp/bench-data --n 100000 --queries 1000
-    RAYON_NUM_THREADS=2 .venv/bin/python python/bench/search.py \\
+    .venv/bin/python python/bench/search.py \\
         --base /tmp/bench-data/scen_100000.f32 --queries /tmp/bench-data/scen_q_1000.f32 --threads 2
 
 Inputs: raw little-endian float32 (.f32, give --dim), .npy or .fvecs. Figures
@@ -68,6 +68,10 @@ def main() -> None:
     ap.add_argument("--partition", help="an existing partition of --base to use (default: build one)")
     ap.add_argument("--json", help="write the figures here")
     a = ap.parse_args()
+    # Equal threads: the Rust pool starts on first use and reads this then.
+    if os.environ.get("RAYON_NUM_THREADS") not in (None, str(a.threads)):
+        ap.error(f"RAYON_NUM_THREADS={os.environ['RAYON_NUM_THREADS']} but --threads {a.threads}")
+    os.environ["RAYON_NUM_THREADS"] = str(a.threads)
 
     base, queries = load(a.base, a.dim), load(a.queries, a.dim)
     efs = [int(e) for e in a.ef.split(",")]

@@ -1,9 +1,13 @@
-//! Vectors from Python: a numpy array of float32 is read in place when it is
-//! C-contiguous; float64, strided arrays and anything `numpy.asarray` accepts
-//! (lists, say) are converted once. Every vector is checked here, so that a
+//! Vectors from Python: a numpy array of native float32 is read in place when
+//! it is C-contiguous and aligned; other float arrays (float64, strided,
+//! unaligned, big-endian) are copied once by numpy, and sequences (lists) are
+//! read as float64. Other dtypes are refused. Every vector is checked here, so that a
 //! bad one is a `ValueError` naming its row and component.
 
-use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods};
+use numpy::{
+    PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArray,
+    PyUntypedArrayMethods,
+};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -37,7 +41,9 @@ impl Vectors<'_> {
     /// The rows, one after another.
     pub fn flat(&self) -> &[f32] {
         match &self.data {
-            Data::Borrowed(a) => a.as_slice().expect("checked C-contiguous when read"),
+            // Checked aligned and C-contiguous when read; an empty slice otherwise
+            // (unreachable) rather than a panic across the FFI boundary.
+            Data::Borrowed(a) => a.as_slice().unwrap_or(&[]),
             Data::Owned(v) => v,
         }
     }
@@ -53,11 +59,16 @@ pub fn read<'py>(
     nonzero: bool,
 ) -> PyResult<Vectors<'py>> {
     let py = obj.py();
+    // Sequences (lists, tuples) become float64 arrays; arrays keep their dtype
+    // so that a wrong one is named.
     let arr: Bound<'py, PyUntypedArray> = match obj.cast::<PyUntypedArray>() {
         Ok(a) => a.clone(),
         Err(_) => py
             .import("numpy")?
-            .call_method1("asarray", (obj,))?
+            .call_method1("asarray", (obj, "float64"))
+            .map_err(|e| {
+                PyValueError::new_err(format!("{name} is not an array of numbers: {}", e.value(py)))
+            })?
             .cast_into::<PyUntypedArray>()
             .map_err(|_| PyValueError::new_err(format!("{name} is not an array of numbers")))?,
     };
@@ -91,18 +102,47 @@ pub fn read<'py>(
             shape_text(&dims)
         )));
     }
-    let data = if let Ok(a) = arr.cast::<PyArrayDyn<f32>>() {
+    let dtype = arr.dtype();
+    if dtype.kind() != b'f' {
+        return Err(PyValueError::new_err(format!(
+            "{name} has dtype {dtype}; expected float32 or float64"
+        )));
+    }
+    // In place: native float32, row-major, aligned (`as_slice` checks alignment
+    // and contiguity; numpy calls a Fortran-ordered array contiguous too).
+    if let Ok(a) = arr.cast::<PyArrayDyn<f32>>() {
         let ro = a.readonly();
-        // Row-major only: numpy calls a Fortran-ordered array contiguous too.
-        if arr.is_c_contiguous() {
-            Data::Borrowed(ro)
-        } else {
-            Data::Owned(ro.as_array().iter().copied().collect())
+        if arr.is_c_contiguous() && ro.as_slice().is_ok() {
+            let v = Vectors {
+                data: Data::Borrowed(ro),
+                rows,
+                dim: cols,
+                matrix,
+            };
+            check(&v, name, nonzero)?;
+            return Ok(v);
         }
-    } else if let Ok(a) = arr.cast::<PyArrayDyn<f64>>() {
-        let ro = a.readonly();
-        let mut out = Vec::with_capacity(rows * cols);
-        for (i, &x) in ro.as_array().iter().enumerate() {
+    }
+    // Anything else (float64 or float16, strided, unaligned, other byte order):
+    // numpy copies it into a fresh aligned, native, row-major array first.
+    let np = py.import("numpy")?;
+    let wide = dtype.itemsize() > 4;
+    let target = np.getattr(if wide { "float64" } else { "float32" })?;
+    // `numpy.array` copies always (`ascontiguousarray` keeps an unaligned array as it is).
+    let kwargs = pyo3::types::PyDict::new(py);
+    kwargs.set_item("dtype", target)?;
+    kwargs.set_item("order", "C")?;
+    let copy = np.call_method("array", (&arr,), Some(&kwargs))?;
+    let out = if wide {
+        let a = copy
+            .cast::<PyArrayDyn<f64>>()
+            .map_err(|_| PyValueError::new_err(format!("{name}: cannot read its float64 copy")))?
+            .readonly();
+        let xs = a
+            .as_slice()
+            .map_err(|_| PyValueError::new_err(format!("{name}: unreadable copy")))?;
+        let mut out = Vec::with_capacity(xs.len());
+        for (i, &x) in xs.iter().enumerate() {
             let y = x as f32;
             if x.is_finite() && !y.is_finite() {
                 return Err(PyValueError::new_err(format!(
@@ -113,15 +153,18 @@ pub fn read<'py>(
             }
             out.push(y);
         }
-        Data::Owned(out)
+        out
     } else {
-        return Err(PyValueError::new_err(format!(
-            "{name} has dtype {}; expected float32 or float64",
-            arr.dtype()
-        )));
+        let a = copy
+            .cast::<PyArrayDyn<f32>>()
+            .map_err(|_| PyValueError::new_err(format!("{name}: cannot read its float32 copy")))?
+            .readonly();
+        a.as_slice()
+            .map_err(|_| PyValueError::new_err(format!("{name}: unreadable copy")))?
+            .to_vec()
     };
     let v = Vectors {
-        data,
+        data: Data::Owned(out),
         rows,
         dim: cols,
         matrix,

@@ -71,15 +71,16 @@ pub fn connect(
     let db = py
         .detach(|| rt.block_on(g.open_db_read()))
         .map_err(errors::library)?;
-    Ok(Connection { rt, db, g })
+    Ok(Connection { db, rt, g })
 }
 
 /// An open database (and the partitions under its data directory). Its methods release the
 /// GIL while they query; the connection may be shared between threads.
 #[pyclass(frozen, module = "stabspace")]
 pub struct Connection {
-    rt: tokio::runtime::Runtime,
+    // Fields drop in order: the pool before the runtime it runs on.
     db: Db,
+    rt: tokio::runtime::Runtime,
     g: GlobalOpts,
 }
 
@@ -254,9 +255,11 @@ fn required(set: Option<String>) -> PyResult<String> {
 fn date(v: &Bound<'_, PyAny>) -> PyResult<NaiveDate> {
     let text: String = match v.extract::<String>() {
         Ok(s) => s,
+        // A datetime's isoformat() goes on with the time: its first ten characters are the day.
         Err(_) => v
             .call_method0("isoformat")
             .and_then(|s| s.extract::<String>())
+            .map(|s| s.chars().take(10).collect())
             .map_err(|_| {
                 PyValueError::new_err(format!(
                     "as_of must be a date or a \"YYYY-MM-DD\" string, got {}",
@@ -264,8 +267,7 @@ fn date(v: &Bound<'_, PyAny>) -> PyResult<NaiveDate> {
                 ))
             })?,
     };
-    let day = text.get(..10).unwrap_or(&text);
-    parse_date(day).map_err(|e| PyValueError::new_err(format!("as_of: {e}")))
+    parse_date(&text).map_err(|e| PyValueError::new_err(format!("as_of: {e}")))
 }
 
 fn py_date(py: Python<'_>, d: NaiveDate) -> PyResult<Bound<'_, PyAny>> {

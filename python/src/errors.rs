@@ -2,8 +2,6 @@
 //! map onto them: bad input is a `ValueError`, a damaged partition file a
 //! `stabspace.IndexError`, a database failure a `stabspace.DatabaseError`.
 
-use std::io::ErrorKind;
-
 use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError, PyValueError};
 use pyo3::{create_exception, PyErr};
 use stabspace_index::IndexError as EngineError;
@@ -32,10 +30,7 @@ create_exception!(
 pub fn engine(e: EngineError) -> PyErr {
     let msg = e.to_string();
     match e {
-        EngineError::Io { source, .. } if source.kind() == ErrorKind::NotFound => {
-            PyFileNotFoundError::new_err(msg)
-        }
-        EngineError::Io { .. } => PyOSError::new_err(msg),
+        EngineError::Io { source, .. } => os_error(&source, msg),
         EngineError::WrongDimension { .. }
         | EngineError::NonFinite { .. }
         | EngineError::ZeroVector { .. }
@@ -59,8 +54,8 @@ pub fn library(e: stabspace::Error) -> PyErr {
         | E::Migrate { .. }
         | E::NoDatabase { .. }
         | E::ReadOnlyNeedsMigration { .. } => DatabaseError::new_err(msg),
-        E::Io { source, .. } if source.kind() == ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
-        E::Io { .. } | E::MissingDirectory { .. } => PyOSError::new_err(msg),
+        E::Io { source, .. } => os_error(&source, msg),
+        E::MissingDirectory { .. } => PyFileNotFoundError::new_err(msg),
         E::UnsupportedUrl { .. }
         | E::MissingColumn { .. }
         | E::BadField { .. }
@@ -68,5 +63,14 @@ pub fn library(e: stabspace::Error) -> PyErr {
         | E::UnknownModel { .. }
         | E::MixedSpaces { .. }
         | E::Invalid(_) => PyValueError::new_err(msg),
+    }
+}
+
+/// An I/O error as the OSError subclass of its errno (FileNotFoundError,
+/// PermissionError, IsADirectoryError, …), with the message naming the path.
+fn os_error(source: &std::io::Error, msg: String) -> PyErr {
+    match source.raw_os_error() {
+        Some(errno) => PyOSError::new_err((errno, msg)),
+        None => PyOSError::new_err(msg),
     }
 }

@@ -96,7 +96,13 @@ impl Partition {
     #[getter]
     fn provenance<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let text = self.inner.provenance().map_err(errors::engine)?;
-        py.import("json")?.call_method1("loads", (text,))
+        py.import("json")?.call_method1("loads", (text,)).map_err(|e| {
+            errors::IndexError::new_err(format!(
+                "{}: corrupt index: its provenance is not JSON ({})",
+                self.inner.path().display(),
+                e.value(py)
+            ))
+        })
     }
 
     /// The file's build parameters and recall calibration (a dict).
@@ -164,8 +170,8 @@ impl Partition {
         ef: Option<i64>,
         recall: Option<f64>,
     ) -> PyResult<Hits> {
-        let how = self.how(py, ef, recall)?;
         let k = arrays::positive("k", k)?;
+        let how = self.how(py, k, ef, recall)?;
         let v = arrays::read(q, "q", Shape::One, Some(self.inner.dim()), true)?;
         let q = v.flat();
         let hits = py
@@ -190,8 +196,8 @@ impl Partition {
         ef: Option<i64>,
         recall: Option<f64>,
     ) -> PyResult<Hits> {
-        let how = self.how(py, ef, recall)?;
         let k = arrays::positive("k", k)?;
+        let how = self.how(py, k, ef, recall)?;
         let v = arrays::read(Q, "Q", Shape::Many, Some(self.inner.dim()), true)?;
         let flat = v.flat();
         let hits = py.detach(|| self.batch(flat, k, how)).map_err(errors::engine)?;
@@ -222,8 +228,8 @@ impl Partition {
         ef: Option<i64>,
         repeat: u32,
     ) -> PyResult<f64> {
-        let how = self.how(py, ef, None)?;
         let k = arrays::positive("k", k)?;
+        let how = self.how(py, k, ef, None)?;
         let v = arrays::read(q, "q", Shape::One, Some(self.inner.dim()), true)?;
         let q = v.flat();
         py.detach(|| {
@@ -241,8 +247,9 @@ impl Partition {
 }
 
 impl Partition {
-    /// The search breadth from `ef` or `recall` (a flat partition: exact).
-    fn how(&self, py: Python<'_>, ef: Option<i64>, recall: Option<f64>) -> PyResult<How> {
+    /// The search breadth from `ef` or `recall`; an exact scan for a flat partition or when
+    /// the breadth covers every row (the engine scans then).
+    fn how(&self, py: Python<'_>, k: usize, ef: Option<i64>, recall: Option<f64>) -> PyResult<How> {
         if ef.is_some() && recall.is_some() {
             return Err(PyValueError::new_err("give ef or recall, not both"));
         }
@@ -258,7 +265,11 @@ impl Partition {
         };
         if let Some(note) = note {
             let msg = CString::new(note).unwrap_or_default();
-            PyErr::warn(py, &py.get_type::<PyUserWarning>(), &msg, 2)?;
+            // Stack level 1: the caller's line (a builtin has no frame of its own).
+            PyErr::warn(py, &py.get_type::<PyUserWarning>(), &msg, 1)?;
+        }
+        if ef.max(k) >= self.inner.len() {
+            return Ok(How::Exact);
         }
         Ok(How::Graph(ef))
     }
@@ -278,8 +289,8 @@ impl Partition {
 
 /// What a search returns: the hits' `ids`, `rows` (row numbers in the file, int64),
 /// `cosine` and `euclidean` (float64, on the vectors as given), best first. One query gives
-/// 1-D arrays of length k; a batch gives arrays of shape (n, k) and a list of n id lists.
-/// Where fewer than k rows were found, the missing places hold None, -1 and NaN.
+/// 1-D arrays of length k; a batch gives arrays of shape (n, k) and a list of n id lists,
+/// k clamped to the row count. Places a search left empty hold None, -1 and NaN.
 #[pyclass(frozen, module = "stabspace")]
 pub struct Hits {
     #[pyo3(get)]

@@ -3,7 +3,7 @@
 import datetime
 import os
 import pathlib
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -25,8 +25,8 @@ class DatabaseError(Error):
 
 class Hits:
     """What a search returns, best first. One query: 1-D arrays of length k and a list of
-    ids; a batch: arrays of shape (n, k) and a list of n id lists. Missing places (fewer
-    than k rows found) hold None, -1 and NaN."""
+    ids; a batch: arrays of shape (n, k) and a list of n id lists, where k is clamped to
+    the partition's row count. Places a search left empty hold None, -1 and NaN."""
 
     @property
     def ids(self) -> Union[List[Optional[str]], List[List[Optional[str]]]]: ...
@@ -60,7 +60,8 @@ class Partition:
     @property
     def ids(self) -> List[str]: ...
     @property
-    def provenance(self) -> Dict[str, Any]: ...
+    def provenance(self) -> Any:
+        """The JSON value the builder recorded (a dict for the CLI's partitions)."""
     @property
     def info(self) -> Dict[str, Any]:
         """Build parameters, format version, file size and recall calibration."""
@@ -90,6 +91,10 @@ class Partition:
         """The k nearest rows to each row of Q (n × dim), on the thread pool."""
     def search_exact(self, q: npt.ArrayLike, k: int = 10) -> Hits:
         """Exact top-k by scanning every row, for one vector or a matrix of them."""
+    def _time_search(
+        self, q: npt.ArrayLike, k: int = 10, ef: Optional[int] = None, repeat: int = 1000
+    ) -> float:
+        """For benchmarks: seconds that `repeat` searches of q take inside Rust."""
 
 def build(
     path: _Path,
@@ -148,4 +153,3 @@ def connect(database_url: Optional[str] = None, data_dir: Optional[_Path] = None
     """Open the database the CLI would use (database_url, else DATABASE_URL, else the
     embedded SQLite file under data_dir, else STABSPACE_DATA_DIR, else ./stabspace-data)."""
 
-__all__: List[str]

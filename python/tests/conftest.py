@@ -62,8 +62,11 @@ def brute_force(base: np.ndarray, queries: np.ndarray, k: int):
 def _postgres_database():
     """A fresh database on the test server, or None when it is unreachable."""
     if shutil.which("psql") is None:
-        return None
+        pytest.fail("psql is not installed: the tests create their PostgreSQL databases with it")
+    from urllib.parse import urlsplit, urlunsplit
+
     name = f"stabspace_py_{uuid.uuid4().hex[:12]}"
+    url = urlunsplit(urlsplit(PG_URL)._replace(path="/" + name))
     made = subprocess.run(
         ["psql", PG_URL, "-v", "ON_ERROR_STOP=1", "-qc", f'CREATE DATABASE "{name}"'],
         capture_output=True,
@@ -71,7 +74,7 @@ def _postgres_database():
     )
     if made.returncode != 0:
         return None
-    return name, PG_URL.rsplit("/", 1)[0] + "/" + name
+    return name, url
 
 
 class Demo:
@@ -87,14 +90,26 @@ class Demo:
         status = self.cli("index", "status", "--format", "json")
         import json
 
-        parts = [p for p in json.loads(status) if p.get("vectors")]
-        assert parts, f"the demo built no partition:\n{status}"
-        self.partition = parts[0]
-        self.model_id = self.partition["model_id"]
-        self.scenario_set_id = self.partition["scenario_set_id"]
+        # The flat set: a demo partition without a graph (not the generated one).
+        flat = [
+            p
+            for p in json.loads(status)
+            if p.get("vectors") and p["scenario_set_id"] != self.graph_set and p["traversal"] is None
+        ]
+        assert flat, f"the demo built no flat partition:\n{status}"
+        self.model_id = flat[0]["model_id"]
+        self.scenario_set_id = flat[0]["scenario_set_id"]
 
     def cli(self, *args: str) -> str:
         return run_cli(*args, data_dir=self.data_dir, database_url=self.database_url)
+
+
+@pytest.fixture(autouse=True)
+def no_database_environment(monkeypatch):
+    """connect() and the CLI fall back to DATABASE_URL and STABSPACE_DATA_DIR:
+    the tests pass their database explicitly, whatever the shell has set."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("STABSPACE_DATA_DIR", raising=False)
 
 
 @pytest.fixture(scope="session")

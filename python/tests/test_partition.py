@@ -59,14 +59,15 @@ def test_exact_search_equals_a_numpy_brute_force(graph):
     assert one.ids == [ids[r] for r in want_rows[7]]
 
 
-def test_graph_search_reaches_its_calibrated_recall_against_brute_force(graph):
+def test_graph_search_at_the_default_breadth_has_recall_near_its_calibration_against_brute_force(graph):
     path, data, _, queries, _ = graph
     p = stabspace.Partition(path)
     want_rows, _ = brute_force(data, queries, 10)
     got = p.search_batch(queries, k=10)  # the breadth calibrated for recall 0.95
     assert got.ef == p.ef_for(0.95)
     recall = np.mean([len(set(g) & set(w)) / 10 for g, w in zip(got.rows, want_rows)])
-    assert recall >= 0.90, f"recall@10 {recall:.3f} at the breadth calibrated for 0.95"
+    # Calibrated for 0.95 on held-out rows; 200 other queries measure it within sampling error.
+    assert recall >= 0.92, f"recall@10 {recall:.3f} at the breadth calibrated for 0.95"
     # Exact re-rank: every reported cosine is the true cosine of its row.
     b = data.astype(np.float64)
     true = np.einsum("ij,ij->i", b[got.rows[3]], np.broadcast_to(queries[3], (10, DIM))) / (
@@ -85,6 +86,7 @@ def test_explicit_ef_and_recall_choose_the_breadth_and_f32_traversal_finds_the_s
     p = stabspace.Partition(path)
     assert p.search(queries[0], k=5, ef=300).ef == 300
     assert p.search(queries[0], k=5, recall=0.99).ef == p.ef_for(0.99)
+    assert p.search(queries[0], k=5, ef=6000).ef is None  # a breadth of every row is a scan
     f32 = stabspace.Partition(path, quantized=False)
     assert f32.traversal == "f32"
     a, b = p.search(queries[1], k=10, ef=400), f32.search(queries[1], k=10, ef=400)
@@ -109,6 +111,31 @@ def test_float64_lists_and_strided_arrays_answer_as_contiguous_float32(graph):
     np.testing.assert_array_equal(p.search_batch(fortran, k=10, ef=100).rows, p.search_batch(queries[:20], k=10, ef=100).rows)
 
 
+def test_unaligned_big_endian_reversed_and_half_precision_inputs_are_read_correctly(graph):
+    path, _, _, queries, _ = graph
+    p = stabspace.Partition(path)
+    want = p.search_batch(queries[:8], k=10, ef=100).rows
+    q = queries[:8]
+    # Unaligned: float32 rows starting one byte into a buffer.
+    unaligned = np.frombuffer(b"\0" + q.tobytes(), dtype=np.float32, offset=1).reshape(q.shape)
+    assert not unaligned.flags.aligned
+    np.testing.assert_array_equal(p.search_batch(unaligned, k=10, ef=100).rows, want)
+    # Rows inside a packed record: a row stride that is not a multiple of 4 bytes.
+    rec = np.zeros(8, dtype=[("tag", "u1"), ("v", "<f4", (DIM,))])
+    rec["v"] = q
+    np.testing.assert_array_equal(p.search_batch(rec["v"], k=10, ef=100).rows, want)
+    # Big-endian, reversed rows, half precision.
+    np.testing.assert_array_equal(p.search_batch(q.astype(">f4"), k=10, ef=100).rows, want)
+    np.testing.assert_array_equal(p.search_batch(q[::-1], k=10, ef=100).rows, want[::-1])
+    half = p.search_batch(q.astype(np.float16), k=10, ef=100).rows
+    assert half.shape == (8, 10)
+    # A list of ints is a vector of numbers.
+    ints = np.rint(q[0] * 100).astype(int).tolist()
+    np.testing.assert_array_equal(
+        p.search(ints, k=10, ef=100).rows, p.search(np.array(ints, dtype=np.float32), k=10, ef=100).rows
+    )
+
+
 def test_k_above_the_row_count_lists_every_row_and_an_empty_batch_answers_empty(tmp_path):
     data = clustered(30, 8, seed=3)
     path = tmp_path / "small.stabidx"
@@ -131,6 +158,7 @@ BAD_QUERIES = [
     ("all zeros", lambda q: np.zeros_like(q), "is all zeros"),
     ("beyond float32", lambda q: np.where(np.arange(DIM) == 1, 1e300, q.astype(np.float64)), "beyond float32's range"),
     ("strings", lambda q: np.array(["a"] * DIM), "expected float32 or float64"),
+    ("a list of strings", lambda q: ["a"] * DIM, "not an array of numbers"),
 ]
 
 
@@ -284,6 +312,9 @@ def test_searches_release_the_gil(graph):
     def work():
         window["start"] = time.perf_counter()
         p.search_exact(Q, k=10)
+        p.search_batch(Q, k=10, ef=200)
+        for q in Q[:3000]:
+            p.search(q, k=10, ef=200)
         window["end"] = time.perf_counter()
 
     t = threading.Thread(target=work)
