@@ -114,6 +114,9 @@ pub enum Command {
     Index(commands::index::Args),
     /// Recall and latency of the index against the exact scan, per search breadth.
     Bench(commands::bench::Args),
+    /// HTTP server for nearest-scenario queries: partitions opened once, hot swaps, metrics
+    /// (no authentication; loopback by default).
+    Serve(commands::serve::Args),
     /// Write a large synthetic scenario set straight into the database (for benchmarks).
     GenScenarios(commands::gen_scenarios::Args),
     /// Write a deterministic synthetic market as CSV files in the import formats.
@@ -157,6 +160,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::EvalRetrieval(a) => commands::eval_retrieval::run(g, a).await,
         Command::Index(a) => commands::index::run(g, a).await,
         Command::Bench(a) => commands::bench::run(g, a).await,
+        Command::Serve(a) => commands::serve::run(g, a).await,
         Command::GenScenarios(a) => commands::gen_scenarios::run(g, a).await,
         Command::Generate(a) => commands::generate::run(g, a).await,
         Command::Demo(a) => commands::demo::run(g, a).await,

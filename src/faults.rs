@@ -25,6 +25,16 @@
 
 pub use stabspace_index::faults::{armed, pause_point, PAUSE_AT_ENV};
 
+/// Not a pause point but a *hold*: with `STABSPACE_PAUSE_AT=serve:search-held`,
+/// `stabspace serve` prints `held at serve:search-held` on stderr when a search
+/// request arrives and holds it for [`HOLD`] before answering, so that a test
+/// can stop the server with a request known to be in flight (graceful shutdown).
+/// Read once at start; not in [`POINTS`].
+pub const SERVE_SEARCH_HELD: &str = "serve:search-held";
+
+/// How long a held request waits.
+pub const HOLD: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Every pause point, in the order a run reaches them.
 pub const POINTS: &[&str] = &[
     SCENARIO_BEFORE_WRITE,

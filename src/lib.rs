@@ -25,6 +25,7 @@ pub mod output;
 pub mod partitions;
 pub mod portfolio;
 pub mod progress;
+pub mod server;
 pub mod storage;
 pub mod synth;
 pub mod vector;

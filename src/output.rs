@@ -133,6 +133,22 @@ impl Table {
         self.rows.push(row);
     }
 
+    /// One JSON object per row, the columns as its fields (what `--format json` prints).
+    pub fn json_rows(&self) -> Vec<Json> {
+        self.rows
+            .iter()
+            .map(|row| {
+                Json::Object(
+                    self.columns
+                        .iter()
+                        .zip(row)
+                        .map(|(c, v)| (c.to_string(), v.json()))
+                        .collect::<Map<_, _>>(),
+                )
+            })
+            .collect()
+    }
+
     /// The table as bytes in `format`.
     pub fn render(&self, format: Format) -> Vec<u8> {
         match format {
@@ -163,20 +179,7 @@ impl Table {
                 out.into_bytes()
             }
             Format::Json => {
-                let rows: Vec<Json> = self
-                    .rows
-                    .iter()
-                    .map(|row| {
-                        Json::Object(
-                            self.columns
-                                .iter()
-                                .zip(row)
-                                .map(|(c, v)| (c.to_string(), v.json()))
-                                .collect::<Map<_, _>>(),
-                        )
-                    })
-                    .collect();
-                let mut out = serde_json::to_vec_pretty(&rows).unwrap_or_default();
+                let mut out = serde_json::to_vec_pretty(&self.json_rows()).unwrap_or_default();
                 out.push(b'\n');
                 out
             }

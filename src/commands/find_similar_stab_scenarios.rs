@@ -3,7 +3,7 @@ use chrono::NaiveDate;
 use crate::cli::{parse_date, GlobalOpts};
 use crate::diagnostics::find_similar;
 use crate::error::Result;
-use crate::nearest::SearchArgs;
+use crate::nearest::{ScenarioHit, SearchArgs};
 use crate::output::{OutputArgs, Table};
 
 #[derive(Debug, clap::Args)]
@@ -49,6 +49,12 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         a.top_k,
     )
     .await?;
+    table(&a.scenario_set_id, &a.instrument_id, a.as_of, found.hits).emit(&a.out)
+}
+
+/// The command's output: one row per hit (also the answer of `stabspace serve`'s
+/// `POST /v1/similar-scenarios`).
+pub fn table(set: &str, instrument: &str, as_of: NaiveDate, hits: Vec<ScenarioHit>) -> Table {
     let mut t = Table::new(&[
         "rank",
         "cosine",
@@ -59,17 +65,17 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         "instrument_id",
         "as_of_date",
     ]);
-    for (i, h) in found.hits.into_iter().enumerate() {
+    for (i, h) in hits.into_iter().enumerate() {
         t.push(vec![
             (i + 1).into(),
             h.cosine.into(),
             h.euclidean.into(),
-            a.scenario_set_id.clone().into(),
+            set.to_string().into(),
             h.scenario_id.into(),
             h.scenario_as_of.into(),
-            a.instrument_id.clone().into(),
-            a.as_of.into(),
+            instrument.to_string().into(),
+            as_of.into(),
         ]);
     }
-    t.emit(&a.out)
+    t
 }

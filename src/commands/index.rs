@@ -338,7 +338,8 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     Ok(())
 }
 
-fn status_table(rows: &[Status]) -> Table {
+/// `index status`'s table (also `stabspace serve`'s `GET /v1/partitions`).
+pub fn status_table(rows: &[Status]) -> Table {
     let mut t = Table::new(&[
         "model_id",
         "scenario_set_id",

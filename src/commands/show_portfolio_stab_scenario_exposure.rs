@@ -1,7 +1,7 @@
 use chrono::NaiveDate;
 
 use crate::cli::{parse_date, GlobalOpts};
-use crate::diagnostics::portfolio_exposure;
+use crate::diagnostics::{portfolio_exposure, Exposure};
 use crate::error::Result;
 use crate::nearest::SearchArgs;
 use crate::output::{OutputArgs, Table};
@@ -62,6 +62,12 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         a.coverage.min_coverage,
     )
     .await?;
+    table(&a.scenario_set_id, &a.portfolio_id, e).emit(&a.out)
+}
+
+/// The command's output: one row per hit (also the answer of `stabspace serve`'s
+/// `POST /v1/portfolio-exposure`).
+pub fn table(set: &str, portfolio: &str, e: Exposure) -> Table {
     let mut t = Table::new(&[
         "cosine",
         "euclidean",
@@ -77,14 +83,14 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         t.push(vec![
             h.cosine.into(),
             h.euclidean.into(),
-            a.scenario_set_id.clone().into(),
+            set.to_string().into(),
             h.scenario_id.into(),
             h.scenario_as_of.into(),
-            a.portfolio_id.clone().into(),
+            portfolio.to_string().into(),
             e.vector.ctx_norm.into(),
             e.vector.used.into(),
             e.vector.weight_covered.into(),
         ]);
     }
-    t.emit(&a.out)
+    t
 }

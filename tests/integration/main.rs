@@ -11,6 +11,7 @@ mod import;
 mod joint;
 mod migrate;
 mod partitions;
+mod serve;
 mod trust;
 mod trust_io;
 mod v2;

@@ -1,0 +1,63 @@
+//! `stabspace serve`: the HTTP query server (see [`crate::server`]).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::cli::GlobalOpts;
+use crate::error::Result;
+use crate::partitions::index_dir;
+use crate::server::{serve, App, Limits};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Routes (JSON in and out):\n\
+  GET  /v1/partitions                                     every partition with its status (as `index status`)\n\
+  POST /v1/partitions/{joint_model}/{scenario_set}/search  {\"vector\": [...]} or {\"vectors\": [[...], ...]}, \
+\"k\", optional \"ef\" / \"recall\" / \"exact\"\n\
+  POST /v1/similar-scenarios                              find-similar-stab-scenarios's flags in snake_case\n\
+  POST /v1/portfolio-exposure                             show-portfolio-stab-scenario-exposure's flags in snake_case\n\
+  GET  /healthz, GET /metrics (Prometheus text format)\n\n\
+Partitions are opened once and shared; a partition rebuilt by the CLI (or another server) is picked up by \
+the next request, while requests in flight finish on the old file. SIGINT or SIGTERM stops accepting, \
+finishes the requests in flight and exits 0.\n\n\
+NO AUTHENTICATION: anyone who can reach the address can query (and read the scenario ids of) every \
+partition. The default address is loopback; put the server behind a proxy that authenticates before \
+exposing it to a network.\n\n\
+Example: stabspace serve --addr 127.0.0.1:7878 &\n  \
+curl -s localhost:7878/v1/similar-scenarios -d '{\"instrument_id\": \"SYN0001.US\", \"as_of\": \"2023-03-24\", \
+\"scenario_set_id\": \"MC_STRESS_V0\", \"top_k\": 5}'")]
+pub struct Args {
+    /// Address to listen on (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    pub addr: SocketAddr,
+    /// Largest k (top_k) a request may ask for.
+    #[arg(long, default_value_t = 1000, value_parser = crate::cli::parse_clamped)]
+    pub max_k: usize,
+    /// Largest search breadth (ef) a request may ask for.
+    #[arg(long, default_value_t = 10_000, value_parser = crate::cli::parse_clamped)]
+    pub max_ef: usize,
+    /// Most vectors in one search request.
+    #[arg(long, default_value_t = 1024, value_parser = crate::cli::parse_clamped)]
+    pub max_batch: usize,
+    /// Largest request body, in MiB (a larger one is answered 413).
+    #[arg(long, default_value_t = 16, value_parser = crate::cli::parse_clamped)]
+    pub max_body_mb: usize,
+    /// Seconds a request may take before it is answered 408.
+    #[arg(long, default_value_t = 30, value_parser = crate::cli::parse_clamped)]
+    pub timeout_secs: usize,
+    /// Requests handled at once; more wait their turn.
+    #[arg(long, default_value_t = 256, value_parser = crate::cli::parse_clamped)]
+    pub concurrency: usize,
+}
+
+pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
+    let db = g.open_db_read().await?;
+    let limits = Limits {
+        max_k: a.max_k,
+        max_ef: a.max_ef,
+        max_batch: a.max_batch,
+        max_body_bytes: a.max_body_mb.saturating_mul(1 << 20),
+        timeout: Duration::from_secs(a.timeout_secs as u64),
+        concurrency: a.concurrency,
+    };
+    serve(a.addr, App::new(db, index_dir(&g.data_dir), limits)).await
+}

@@ -1,0 +1,467 @@
+//! The routes' request bodies, their checks and the handlers.
+//!
+//! Bodies are read as bytes and parsed here (not by an extractor) so that every
+//! failure is the JSON error of [`ApiError`], naming the field: a type error
+//! at `vectors[2][5]`, an unknown field, a missing one.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::NaiveDate;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use stabspace_index::Hit;
+
+use super::cache::{Loaded, Lookup};
+use super::error::ApiError;
+use super::App;
+use crate::cli::parse_date;
+use crate::commands::index::status_table;
+use crate::diagnostics::{find_similar, portfolio_exposure};
+use crate::nearest::{calibrated_ef, SearchOpts};
+use crate::partitions::{scenario_as_of, status_all};
+use crate::portfolio::DEFAULT_MIN_COVERAGE;
+
+const JOINT_MODEL: &str = "joint-stab-fragility-v1";
+
+/// Parse a JSON body, naming the field at fault.
+fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let body = body.map_err(|r| {
+        let status = r.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(status, "request body above the server's limit (--max-body-mb)")
+        } else {
+            ApiError::new(status, r.body_text())
+        }
+    })?;
+    // Structs would also take a JSON array (by position): only objects are requests.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::field(
+            "body",
+            "expected a JSON object, {\"field\": value, …}",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(&body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let field = if path == "." { "body".to_string() } else { path };
+        let message = if inner.is_syntax() || inner.is_eof() {
+            format!("malformed JSON: {inner}")
+        } else {
+            inner.to_string()
+        };
+        ApiError::field(field, message)
+    })
+}
+
+fn positive(field: &str, v: i64, max: usize) -> Result<usize, ApiError> {
+    if v < 1 {
+        return Err(ApiError::field(field, format!("must be at least 1, got {v}")));
+    }
+    let v = usize::try_from(v).unwrap_or(usize::MAX);
+    if v > max {
+        return Err(ApiError::field(
+            field,
+            format!("{v} is above the server's limit of {max}"),
+        ));
+    }
+    Ok(v)
+}
+
+fn recall(v: f64) -> Result<f64, ApiError> {
+    if v > 0.0 && v <= 1.0 {
+        Ok(v)
+    } else {
+        Err(ApiError::field(
+            "recall",
+            format!("must be between 0 (exclusive) and 1, got {v}"),
+        ))
+    }
+}
+
+fn date(field: &str, s: &str) -> Result<NaiveDate, ApiError> {
+    parse_date(s).map_err(|e| ApiError::field(field, e))
+}
+
+/// `ef`, `recall` and `exact` together.
+fn breadth(
+    ef: Option<i64>,
+    r: Option<f64>,
+    exact: bool,
+    max_ef: usize,
+) -> Result<(Option<usize>, Option<f64>), ApiError> {
+    if exact && (ef.is_some() || r.is_some()) {
+        return Err(ApiError::field("exact", "an exact scan takes no ef or recall"));
+    }
+    if ef.is_some() && r.is_some() {
+        return Err(ApiError::field("ef", "give ef or recall, not both"));
+    }
+    Ok((
+        ef.map(|e| positive("ef", e, max_ef)).transpose()?,
+        r.map(recall).transpose()?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    vector: Option<Vec<f32>>,
+    vectors: Option<Vec<Vec<f32>>>,
+    k: Option<i64>,
+    ef: Option<i64>,
+    recall: Option<f64>,
+    #[serde(default)]
+    exact: bool,
+}
+
+#[derive(Serialize)]
+struct HitOut<'a> {
+    rank: usize,
+    scenario_id: &'a str,
+    cosine: f64,
+    euclidean: f64,
+    scenario_as_of: Option<NaiveDate>,
+}
+
+#[derive(Serialize)]
+struct HitsOut<'a> {
+    hits: Vec<HitOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct SearchOut<'a> {
+    joint_model: &'a str,
+    scenario_set: &'a str,
+    /// The graph's breadth; None for an exact scan.
+    ef: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hits: Option<Vec<HitOut<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    results: Option<Vec<HitsOut<'a>>>,
+}
+
+/// Check one query vector: its dimension, finite components, not all zeros.
+fn check_vector(field: &str, v: &[f32], dim: usize) -> Result<(), ApiError> {
+    if v.len() != dim {
+        return Err(ApiError::field(
+            field,
+            format!("has {} components; the partition's vectors have {dim}", v.len()),
+        ));
+    }
+    if let Some(c) = v.iter().position(|x| !x.is_finite()) {
+        return Err(ApiError::field(
+            format!("{field}[{c}]"),
+            format!("{} is not a finite float32", v[c]),
+        ));
+    }
+    if v.iter().all(|&x| x == 0.0) {
+        return Err(ApiError::field(
+            field,
+            "is all zeros: it has no direction, so no cosine",
+        ));
+    }
+    Ok(())
+}
+
+fn hits_out<'a>(loaded: &Loaded, hits: &'a [Hit]) -> Vec<HitOut<'a>> {
+    hits.iter()
+        .enumerate()
+        .map(|(i, h)| HitOut {
+            rank: i + 1,
+            scenario_id: &h.id,
+            cosine: h.cosine,
+            euclidean: h.euclidean,
+            scenario_as_of: scenario_as_of(&loaded.partition, h.row as usize).ok(),
+        })
+        .collect()
+}
+
+/// `POST /v1/partitions/{joint_model}/{scenario_set}/search`.
+pub async fn search(
+    State(app): State<Arc<App>>,
+    Path((model, set)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    if app.hold {
+        eprintln!("held at {}", crate::faults::SERVE_SEARCH_HELD);
+        tokio::time::sleep(crate::faults::HOLD).await;
+    }
+    let req: SearchRequest = parse(body)?;
+    let k = positive("k", req.k.unwrap_or(10), app.limits.max_k)?;
+    let (ef, r) = breadth(req.ef, req.recall, req.exact, app.limits.max_ef)?;
+    let (queries, batch) = match (req.vector, req.vectors) {
+        (Some(v), None) => (vec![v], false),
+        (None, Some(vs)) => {
+            if vs.is_empty() {
+                return Err(ApiError::field("vectors", "is empty: give at least one vector"));
+            }
+            if vs.len() > app.limits.max_batch {
+                return Err(ApiError::field(
+                    "vectors",
+                    format!(
+                        "{} vectors is above the server's limit of {} per request",
+                        vs.len(),
+                        app.limits.max_batch
+                    ),
+                ));
+            }
+            (vs, true)
+        }
+        (Some(_), Some(_)) => return Err(ApiError::field("vector", "give `vector` or `vectors`, not both")),
+        (None, None) => {
+            return Err(ApiError::field(
+                "vector",
+                "missing: give `vector` (one query) or `vectors` (a batch)",
+            ))
+        }
+    };
+    let loaded = match app.partition(&model, &set)? {
+        Some(l) => l,
+        None => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no index partition for joint model {model:?}, scenario set {set:?} under {} \
+                     (GET /v1/partitions lists them)",
+                    app.cache.index_dir().display()
+                ),
+            ))
+        }
+    };
+    let p = &loaded.partition;
+    for (i, q) in queries.iter().enumerate() {
+        let field = if batch {
+            format!("vectors[{i}]")
+        } else {
+            "vector".to_string()
+        };
+        check_vector(&field, q, p.dim())?;
+    }
+    let ef = if req.exact || !p.has_graph() {
+        None
+    } else {
+        Some(match (ef, r) {
+            (Some(ef), _) => ef,
+            (None, Some(r)) => calibrated_ef(p, r)?.0,
+            (None, None) => loaded.default_ef.0,
+        })
+    };
+    // A breadth of every row is a scan (the engine scans then).
+    let ef = ef.filter(|&e| e.max(k) < p.len());
+    let found: Vec<Vec<Hit>> = if batch {
+        // Many vectors: on the blocking pool, spread over the rayon threads.
+        let l = Arc::clone(&loaded);
+        tokio::task::spawn_blocking(move || l.partition.search_batch(&queries, k, ef))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("search failed: {e}")))?
+            .map_err(crate::error::Error::from)?
+    } else {
+        // One vector: a fraction of a millisecond, answered on this worker.
+        let q = &queries[0];
+        vec![match ef {
+            Some(ef) => p.search(q, k, ef),
+            None => p.search_exact(q, k),
+        }
+        .map_err(crate::error::Error::from)?]
+    };
+    let mut out = SearchOut {
+        joint_model: &model,
+        scenario_set: &set,
+        ef,
+        hits: None,
+        results: None,
+    };
+    if batch {
+        out.results = Some(
+            found
+                .iter()
+                .map(|h| HitsOut {
+                    hits: hits_out(&loaded, h),
+                })
+                .collect(),
+        );
+    } else {
+        out.hits = Some(hits_out(&loaded, &found[0]));
+    }
+    Ok(json_response(&out))
+}
+
+fn json_response<T: Serialize>(v: &T) -> Response {
+    match serde_json::to_vec(v) {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+fn default_model() -> String {
+    JOINT_MODEL.to_string()
+}
+
+fn default_min_coverage() -> f64 {
+    DEFAULT_MIN_COVERAGE
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimilarRequest {
+    instrument_id: String,
+    as_of: String,
+    #[serde(default = "default_model")]
+    model_id: String,
+    scenario_set_id: String,
+    top_k: Option<i64>,
+    ef: Option<i64>,
+    recall: Option<f64>,
+    #[serde(default)]
+    exact: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExposureRequest {
+    portfolio_id: String,
+    as_of: String,
+    scenario_set_id: String,
+    #[serde(default = "default_model", alias = "joint_model_id")]
+    stab_model_id: String,
+    top_k: Option<i64>,
+    ef: Option<i64>,
+    recall: Option<f64>,
+    #[serde(default)]
+    exact: bool,
+    #[serde(default = "default_min_coverage")]
+    min_coverage: f64,
+}
+
+impl App {
+    fn search_opts(&self, ef: Option<usize>, recall: Option<f64>, exact: bool) -> SearchOpts {
+        SearchOpts {
+            index_dir: Some(self.cache.index_dir().to_path_buf()),
+            ef,
+            recall,
+            exact,
+            no_quantized: false,
+        }
+    }
+}
+
+/// `POST /v1/similar-scenarios`: `find-similar-stab-scenarios`.
+pub async fn similar(
+    State(app): State<Arc<App>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: SimilarRequest = parse(body)?;
+    let as_of = date("as_of", &req.as_of)?;
+    let k = positive("top_k", req.top_k.unwrap_or(20), app.limits.max_k)?;
+    let (ef, r) = breadth(req.ef, req.recall, req.exact, app.limits.max_ef)?;
+    let found = find_similar(
+        &app.db,
+        &app.search_opts(ef, r, req.exact),
+        &req.instrument_id,
+        as_of,
+        &req.model_id,
+        &req.scenario_set_id,
+        k,
+    )
+    .await?;
+    let t = crate::commands::find_similar_stab_scenarios::table(
+        &req.scenario_set_id,
+        &req.instrument_id,
+        as_of,
+        found.hits,
+    );
+    Ok(json_response(&json!({ "hits": t.json_rows() })))
+}
+
+/// `POST /v1/portfolio-exposure`: `show-portfolio-stab-scenario-exposure`.
+pub async fn exposure(
+    State(app): State<Arc<App>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: ExposureRequest = parse(body)?;
+    let as_of = date("as_of", &req.as_of)?;
+    let k = positive("top_k", req.top_k.unwrap_or(20), app.limits.max_k)?;
+    let (ef, r) = breadth(req.ef, req.recall, req.exact, app.limits.max_ef)?;
+    if !(0.0..=1.0).contains(&req.min_coverage) {
+        return Err(ApiError::field(
+            "min_coverage",
+            format!("must be between 0 and 1, got {}", req.min_coverage),
+        ));
+    }
+    let e = portfolio_exposure(
+        &app.db,
+        &app.search_opts(ef, r, req.exact),
+        &req.portfolio_id,
+        as_of,
+        &req.scenario_set_id,
+        &req.stab_model_id,
+        k,
+        req.min_coverage,
+    )
+    .await?;
+    let t = crate::commands::show_portfolio_stab_scenario_exposure::table(
+        &req.scenario_set_id,
+        &req.portfolio_id,
+        e,
+    );
+    Ok(json_response(&json!({ "hits": t.json_rows() })))
+}
+
+/// `GET /v1/partitions`: `index status`.
+pub async fn partitions(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
+    let rows = status_all(&app.db, app.cache.index_dir()).await?;
+    Ok(json_response(
+        &json!({ "partitions": status_table(&rows).json_rows() }),
+    ))
+}
+
+/// `GET /healthz`.
+pub async fn healthz(State(app): State<Arc<App>>) -> Response {
+    json_response(&json!({ "status": "ok", "partitions_loaded": app.cache.len() }))
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(app): State<Arc<App>>) -> Response {
+    app.metrics.partitions_loaded.set(app.cache.len() as i64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// Any other path.
+pub async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no route {method} {}; routes: GET /v1/partitions, POST /v1/partitions/{{joint_model}}/{{scenario_set}}/search, \
+             POST /v1/similar-scenarios, POST /v1/portfolio-exposure, GET /healthz, GET /metrics",
+            uri.path()
+        ),
+    )
+}
+
+pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not take {method}", uri.path()),
+    )
+}
+
+/// [`Lookup`] as the handlers use it.
+pub(super) fn found(l: Lookup) -> Option<(Arc<Loaded>, bool)> {
+    match l {
+        Lookup::Found { loaded, reloaded } => Some((loaded, reloaded)),
+        Lookup::Missing => None,
+    }
+}

@@ -1,0 +1,94 @@
+//! `GET /metrics`: requests by route and status, latency histograms,
+//! partitions loaded and partition files swapped, in the Prometheus
+//! (OpenMetrics) text format, through the `prometheus-client` crate.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The route's pattern (`/v1/partitions/{joint_model}/{scenario_set}/search`), not the
+    /// path: one series per route, whatever ids are asked for.
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+type Latency = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub requests: Family<RequestLabels, Counter>,
+    pub latency: Latency,
+    pub partitions_loaded: Gauge<i64, std::sync::atomic::AtomicI64>,
+    pub partition_reloads: Counter<u64, AtomicU64>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to about 13 s, doubling.
+    Histogram::new(exponential_buckets(50e-6, 2.0, 19))
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("stabspace");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route, method and status",
+            requests.clone(),
+        );
+        let latency: Latency = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from a request's arrival to its response, by route",
+            latency.clone(),
+        );
+        let partitions_loaded = Gauge::default();
+        registry.register(
+            "partitions_loaded",
+            "Index partitions open in this server",
+            partitions_loaded.clone(),
+        );
+        let partition_reloads = Counter::default();
+        registry.register(
+            "partition_reloads",
+            "Partition files found replaced (a rebuild) and opened again",
+            partition_reloads.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            requests,
+            latency,
+            partitions_loaded,
+            partition_reloads,
+        }
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,196 @@
+//! `stabspace serve`: a long-running HTTP/1.1 JSON server for nearest-scenario
+//! queries (axum on the tokio runtime the CLI already runs on).
+//!
+//! Partitions are opened once and shared ([`cache`]); a partition file replaced
+//! by a rebuild is picked up by the next request while requests in flight
+//! finish on the old map. Every request is counted and timed for `/metrics`
+//! ([`metrics`]); bad requests get a 4xx with a JSON error naming the field
+//! ([`error`]). Limits: body size, request timeout, concurrent requests, k,
+//! ef and vectors per request. There is no authentication: the server binds
+//! to loopback by default.
+
+mod api;
+mod cache;
+mod error;
+mod metrics;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use axum::Router;
+use tower::limit::ConcurrencyLimitLayer;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::error::{Error, Result};
+use crate::storage::Db;
+pub use cache::PartitionCache;
+use error::ApiError;
+pub use metrics::Metrics;
+
+/// What one request may ask for, and what the server takes at once.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_k: usize,
+    pub max_ef: usize,
+    pub max_batch: usize,
+    pub max_body_bytes: usize,
+    pub timeout: Duration,
+    pub concurrency: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_k: 1000,
+            max_ef: 10_000,
+            max_batch: 1024,
+            max_body_bytes: 16 << 20,
+            timeout: Duration::from_secs(30),
+            concurrency: 256,
+        }
+    }
+}
+
+/// State shared by every request.
+pub struct App {
+    pub db: Db,
+    pub cache: PartitionCache,
+    pub metrics: Metrics,
+    pub limits: Limits,
+    /// Hold each search (a test hook: [`crate::faults::SERVE_SEARCH_HELD`]).
+    hold: bool,
+}
+
+impl App {
+    pub fn new(db: Db, index_dir: PathBuf, limits: Limits) -> App {
+        App {
+            db,
+            cache: PartitionCache::new(index_dir),
+            metrics: Metrics::new(),
+            limits,
+            hold: crate::faults::armed(crate::faults::SERVE_SEARCH_HELD),
+        }
+    }
+
+    /// The current file of (model, set), counting swaps; `None`: no file.
+    fn partition(&self, model: &str, set: &str) -> std::result::Result<Option<Arc<cache::Loaded>>, ApiError> {
+        let found = api::found(self.cache.get(model, set)?);
+        Ok(found.map(|(loaded, reloaded)| {
+            if reloaded {
+                self.metrics.partition_reloads.inc();
+            }
+            loaded
+        }))
+    }
+}
+
+/// The routes, with the limits and the metrics around them.
+pub fn router(app: Arc<App>) -> Router {
+    let limits = app.limits.clone();
+    Router::new()
+        .route("/v1/partitions", get(api::partitions))
+        .route(
+            "/v1/partitions/{joint_model}/{scenario_set}/search",
+            post(api::search),
+        )
+        .route("/v1/similar-scenarios", post(api::similar))
+        .route("/v1/portfolio-exposure", post(api::exposure))
+        .route("/healthz", get(api::healthz))
+        .route("/metrics", get(api::metrics))
+        .fallback(api::no_route)
+        .method_not_allowed_fallback(api::wrong_method)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error (a bug: please report it)",
+            )
+            .into_response()
+        }))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.timeout,
+        ))
+        .layer(ConcurrencyLimitLayer::new(limits.concurrency))
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), track))
+        .with_state(app)
+}
+
+/// Count and time every request by its route pattern.
+async fn track(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    app.metrics
+        .requests
+        .get_or_create(&metrics::RequestLabels {
+            route: route.clone(),
+            method,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    app.metrics
+        .latency
+        .get_or_create(&metrics::RouteLabels { route })
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Serve on `addr` until SIGINT or SIGTERM; then stop accepting, let the
+/// requests in flight finish, and return.
+pub async fn serve(addr: SocketAddr, app: App) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Invalid(format!("cannot listen on {addr}: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::Invalid(format!("cannot listen on {addr}: {e}")))?;
+    // Small JSON answers on kept-alive connections: no Nagle delay.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let index_dir = app.cache.index_dir().display().to_string();
+    let db = app.db.label();
+    println!("stabspace serve: listening on http://{local} (database {db}, partitions under {index_dir})");
+    println!("no authentication: keep it on loopback, or behind a proxy that authenticates");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    axum::serve(listener, router(Arc::new(app)))
+        .with_graceful_shutdown(shutdown())
+        .await
+        .map_err(|e| Error::Invalid(format!("server on {local} failed: {e}")))?;
+    println!("stabspace serve: stopped (requests in flight finished)");
+    Ok(())
+}
+
+async fn shutdown() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    println!("stabspace serve: shutting down: no new connections, finishing the requests in flight");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
