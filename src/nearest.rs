@@ -22,10 +22,66 @@ use crate::storage::joint::{distinct, joint_scenarios_page, scenario_spaces};
 use crate::storage::Db;
 use crate::vector::{self, DIM};
 
+/// A partition file opened for searching, with its provenance (`None`: a
+/// file the index commands did not write). Derefs to the [`Partition`].
+pub struct OpenPartition {
+    pub partition: Partition,
+    pub provenance: Option<Provenance>,
+}
+
+impl OpenPartition {
+    /// Open `path`; `quantized = false` traverses its graph on the f32 vectors.
+    pub fn open(path: &Path, quantized: bool) -> Result<OpenPartition> {
+        let mut partition = Partition::open(path)?;
+        partition.set_quantized(quantized);
+        let provenance = Provenance::of(&partition).ok();
+        Ok(OpenPartition {
+            partition,
+            provenance,
+        })
+    }
+
+    /// The provenance, when the file holds the scenario vectors of (model, set)
+    /// in the joint space's dimension: what [`open_checked`] checks.
+    pub fn checked(&self, model: &str, set: &str) -> Result<&Provenance> {
+        let path = self.partition.path();
+        let Some(prov) = &self.provenance else {
+            return Err(Error::Invalid(format!(
+                "{}: records no scenario set (not written by `stabspace index build`)",
+                path.display()
+            )));
+        };
+        check_holds(path, &self.partition, prov, model, set)?;
+        Ok(prov)
+    }
+}
+
+impl std::fmt::Debug for OpenPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OpenPartition({})", self.partition.path().display())
+    }
+}
+
+impl std::ops::Deref for OpenPartition {
+    type Target = Partition;
+    fn deref(&self) -> &Partition {
+        &self.partition
+    }
+}
+
+/// Where partition files come from: opened by each query (the CLI), or from
+/// a cache shared by many queries (`stabspace serve`).
+pub trait PartitionSource: Send + Sync + std::fmt::Debug {
+    /// The current file at `path`, traversed on int8 codes when `quantized`.
+    fn open(&self, path: &Path, quantized: bool) -> Result<std::sync::Arc<OpenPartition>>;
+}
+
 /// How queries search: where partitions live (none: always from the
 /// database), the search breadth, and whether to scan exactly.
 #[derive(Clone, Debug, Default)]
 pub struct SearchOpts {
+    /// Where partition files are opened from (`None`: each query opens its own).
+    pub source: Option<std::sync::Arc<dyn PartitionSource>>,
     pub index_dir: Option<PathBuf>,
     pub ef: Option<usize>,
     /// Target recall@10 when `ef` is not given (`None`: [`DEFAULT_RECALL`]).
@@ -67,6 +123,7 @@ pub struct SearchArgs {
 impl SearchArgs {
     pub fn opts(&self, data_dir: &Path) -> SearchOpts {
         SearchOpts {
+            source: None,
             index_dir: Some(partitions::index_dir(data_dir)),
             ef: self.ef,
             recall: self.recall,
@@ -119,7 +176,7 @@ pub fn calibrated_ef(p: &Partition, recall: f64) -> Result<(usize, Option<String
 }
 
 enum Engine {
-    Partition(Box<Partition>),
+    Partition(std::sync::Arc<OpenPartition>),
     Flat { index: FlatIndex, as_of: Vec<NaiveDate> },
 }
 
@@ -176,13 +233,20 @@ impl ScenarioSpace {
             );
             return Self::load(db, model, set, ef).await;
         }
-        match open_checked(&path, model, set) {
+        let opened = match &opts.source {
+            Some(source) => source.open(&path, !opts.no_quantized),
+            None => OpenPartition::open(&path, !opts.no_quantized).map(std::sync::Arc::new),
+        }
+        .and_then(|p| {
+            let prov = p.checked(model, set)?.clone();
+            Ok((p, prov))
+        });
+        match opened {
             Err(e) => {
                 eprintln!("warning: {e}; scanning exactly from the database instead");
                 Self::load(db, model, set, ef).await
             }
-            Ok((mut p, prov)) => {
-                p.set_quantized(!opts.no_quantized);
+            Ok((p, prov)) => {
                 let database_id = crate::storage::meta::database_id(db).await?;
                 if !prov.is_from(&database_id) {
                     eprintln!(
@@ -247,7 +311,7 @@ impl ScenarioSpace {
                 Ok(ScenarioSpace {
                     model_id: model.to_string(),
                     set_id: set.to_string(),
-                    engine: Engine::Partition(Box::new(p)),
+                    engine: Engine::Partition(p),
                     ef,
                     recall: opts.ef.is_none().then(|| opts.recall.unwrap_or(DEFAULT_RECALL)),
                     zero_vectors: prov.skipped_zero,
@@ -473,6 +537,12 @@ impl SameSpace {
 pub fn open_checked(path: &Path, model: &str, set: &str) -> Result<(Partition, Provenance)> {
     let p = Partition::open(path)?;
     let prov = Provenance::of(&p)?;
+    check_holds(path, &p, &prov, model, set)?;
+    Ok((p, prov))
+}
+
+/// Whether partition `p` at `path` holds (model, set) in the joint dimension.
+fn check_holds(path: &Path, p: &Partition, prov: &Provenance, model: &str, set: &str) -> Result<()> {
     if prov.model_id != model || prov.scenario_set_id != set {
         return Err(Error::Invalid(format!(
             "{}: holds {} / {}, not {model} / {set}",
@@ -488,7 +558,7 @@ pub fn open_checked(path: &Path, model: &str, set: &str) -> Result<(Partition, P
             p.dim()
         )));
     }
-    Ok((p, prov))
+    Ok(())
 }
 
 pub async fn no_scenarios(db: &Db, model: &str, set: &str, zero: usize) -> Error {

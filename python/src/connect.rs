@@ -10,9 +10,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use stabspace::cli::{parse_date, GlobalOpts};
 use stabspace::diagnostics::{find_similar, portfolio_exposure};
-use stabspace::nearest::SearchOpts;
+use std::sync::Arc;
+
+use stabspace::nearest::{PartitionSource, SearchOpts};
 use stabspace::partitions::index_dir;
 use stabspace::portfolio::DEFAULT_MIN_COVERAGE;
+use stabspace::server::PartitionCache;
 use stabspace::storage::{redact, Db};
 
 use crate::arrays;
@@ -71,7 +74,13 @@ pub fn connect(
     let db = py
         .detach(|| rt.block_on(g.open_db_read()))
         .map_err(errors::library)?;
-    Ok(Connection { db, rt, g })
+    let partitions = Arc::new(PartitionCache::new(index_dir(&g.data_dir), Default::default()));
+    Ok(Connection {
+        db,
+        rt,
+        g,
+        partitions,
+    })
 }
 
 /// An open database (and the partitions under its data directory). Its methods release the
@@ -82,6 +91,8 @@ pub struct Connection {
     db: Db,
     rt: tokio::runtime::Runtime,
     g: GlobalOpts,
+    /// Partitions opened once and shared by every call (reopened when a rebuild replaces the file).
+    partitions: Arc<PartitionCache>,
 }
 
 #[pymethods]
@@ -237,6 +248,7 @@ impl Connection {
             return Err(PyValueError::new_err("give ef or recall, not both"));
         }
         Ok(SearchOpts {
+            source: Some(Arc::clone(&self.partitions) as Arc<dyn PartitionSource>),
             index_dir: Some(index_dir(&self.g.data_dir)),
             ef: ef.map(|e| arrays::positive("ef", e)).transpose()?,
             recall: recall.map(arrays::recall).transpose()?,

@@ -41,12 +41,12 @@ pub struct Args {
     /// Largest request body, in MiB (a larger one is answered 413).
     #[arg(long, default_value_t = 16, value_parser = crate::cli::parse_clamped)]
     pub max_body_mb: usize,
-    /// Seconds a request may take before it is answered 408.
+    /// Seconds a request may take (its wait for a turn included) before it is answered 408.
     #[arg(long, default_value_t = 30, value_parser = crate::cli::parse_clamped)]
     pub timeout_secs: usize,
-    /// Requests handled at once; more wait their turn.
-    #[arg(long, default_value_t = 256, value_parser = crate::cli::parse_clamped)]
-    pub concurrency: usize,
+    /// Requests handled at once by the whole server; more wait their turn (within the timeout).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub concurrency: u32,
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
@@ -57,7 +57,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         max_batch: a.max_batch,
         max_body_bytes: a.max_body_mb.saturating_mul(1 << 20),
         timeout: Duration::from_secs(a.timeout_secs as u64),
-        concurrency: a.concurrency,
+        concurrency: a.concurrency as usize,
     };
     serve(a.addr, App::new(db, index_dir(&g.data_dir), limits)).await
 }

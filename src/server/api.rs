@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use stabspace_index::Hit;
 
-use super::cache::{Loaded, Lookup};
+use super::cache::Loaded;
 use super::error::ApiError;
 use super::App;
 use crate::cli::parse_date;
@@ -28,6 +28,9 @@ use crate::partitions::{scenario_as_of, status_all};
 use crate::portfolio::DEFAULT_MIN_COVERAGE;
 
 const JOINT_MODEL: &str = "joint-stab-fragility-v1";
+
+/// The widest single-vector graph search answered on an async worker.
+const INLINE_MAX_EF: usize = 1024;
 
 /// Parse a JSON body, naming the field at fault.
 fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
@@ -118,6 +121,9 @@ pub struct SearchRequest {
     recall: Option<f64>,
     #[serde(default)]
     exact: bool,
+    /// Traverse on the f32 vectors instead of the int8 codes (the CLI's --no-quantized).
+    #[serde(default)]
+    no_quantized: bool,
 }
 
 #[derive(Serialize)]
@@ -177,7 +183,7 @@ fn hits_out<'a>(loaded: &Loaded, hits: &'a [Hit]) -> Vec<HitOut<'a>> {
             scenario_id: &h.id,
             cosine: h.cosine,
             euclidean: h.euclidean,
-            scenario_as_of: scenario_as_of(&loaded.partition, h.row as usize).ok(),
+            scenario_as_of: scenario_as_of(&loaded.open, h.row as usize).ok(),
         })
         .collect()
 }
@@ -221,7 +227,7 @@ pub async fn search(
             ))
         }
     };
-    let loaded = match app.partition(&model, &set)? {
+    let loaded = match app.partition(&model, &set, !req.no_quantized)? {
         Some(l) => l,
         None => {
             return Err(ApiError::new(
@@ -234,7 +240,7 @@ pub async fn search(
             ))
         }
     };
-    let p = &loaded.partition;
+    let p = &loaded.open.partition;
     for (i, q) in queries.iter().enumerate() {
         let field = if batch {
             format!("vectors[{i}]")
@@ -249,26 +255,37 @@ pub async fn search(
         Some(match (ef, r) {
             (Some(ef), _) => ef,
             (None, Some(r)) => calibrated_ef(p, r)?.0,
-            (None, None) => loaded.default_ef.0,
+            (None, None) => loaded.default_ef,
         })
     };
     // A breadth of every row is a scan (the engine scans then).
     let ef = ef.filter(|&e| e.max(k) < p.len());
-    let found: Vec<Vec<Hit>> = if batch {
-        // Many vectors: on the blocking pool, spread over the rayon threads.
-        let l = Arc::clone(&loaded);
-        tokio::task::spawn_blocking(move || l.partition.search_batch(&queries, k, ef))
-            .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("search failed: {e}")))?
-            .map_err(crate::error::Error::from)?
-    } else {
-        // One vector: a fraction of a millisecond, answered on this worker.
+    // A graph search of one vector takes a fraction of a millisecond: it is
+    // answered on this worker. Scans of a large partition, wide breadths and
+    // batches go to the blocking pool (a batch spreads over the rayon threads),
+    // so that they never hold up the workers that answer other requests.
+    let inline =
+        !batch && (p.len() <= stabspace_index::FLAT_THRESHOLD || ef.is_some_and(|e| e <= INLINE_MAX_EF));
+    let found: Vec<Vec<Hit>> = if inline {
         let q = &queries[0];
         vec![match ef {
             Some(ef) => p.search(q, k, ef),
             None => p.search_exact(q, k),
         }
         .map_err(crate::error::Error::from)?]
+    } else {
+        let l = Arc::clone(&loaded);
+        tokio::task::spawn_blocking(move || {
+            let p = &l.open.partition;
+            match (batch, ef) {
+                (true, _) => p.search_batch(&queries, k, ef),
+                (false, Some(ef)) => p.search(&queries[0], k, ef).map(|h| vec![h]),
+                (false, None) => p.search_exact(&queries[0], k).map(|h| vec![h]),
+            }
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("search failed: {e}")))?
+        .map_err(crate::error::Error::from)?
     };
     let mut out = SearchOut {
         joint_model: &model,
@@ -320,6 +337,8 @@ pub struct SimilarRequest {
     recall: Option<f64>,
     #[serde(default)]
     exact: bool,
+    #[serde(default)]
+    no_quantized: bool,
 }
 
 #[derive(Deserialize)]
@@ -335,18 +354,28 @@ pub struct ExposureRequest {
     recall: Option<f64>,
     #[serde(default)]
     exact: bool,
+    #[serde(default)]
+    no_quantized: bool,
     #[serde(default = "default_min_coverage")]
     min_coverage: f64,
 }
 
 impl App {
-    fn search_opts(&self, ef: Option<usize>, recall: Option<f64>, exact: bool) -> SearchOpts {
+    /// The CLI's search options, with partitions from the shared cache.
+    fn search_opts(
+        &self,
+        ef: Option<usize>,
+        recall: Option<f64>,
+        exact: bool,
+        no_quantized: bool,
+    ) -> SearchOpts {
         SearchOpts {
+            source: Some(Arc::clone(&self.cache) as Arc<dyn crate::nearest::PartitionSource>),
             index_dir: Some(self.cache.index_dir().to_path_buf()),
             ef,
             recall,
             exact,
-            no_quantized: false,
+            no_quantized,
         }
     }
 }
@@ -360,16 +389,19 @@ pub async fn similar(
     let as_of = date("as_of", &req.as_of)?;
     let k = positive("top_k", req.top_k.unwrap_or(20), app.limits.max_k)?;
     let (ef, r) = breadth(req.ef, req.recall, req.exact, app.limits.max_ef)?;
-    let found = find_similar(
+    let opts = app.search_opts(ef, r, req.exact, req.no_quantized);
+    // The workflow reads the database and searches (or, with exact, scans the
+    // set's vectors from the database): this worker's other tasks move to
+    // another worker meanwhile.
+    let found = off_worker(find_similar(
         &app.db,
-        &app.search_opts(ef, r, req.exact),
+        &opts,
         &req.instrument_id,
         as_of,
         &req.model_id,
         &req.scenario_set_id,
         k,
-    )
-    .await?;
+    ))?;
     let t = crate::commands::find_similar_stab_scenarios::table(
         &req.scenario_set_id,
         &req.instrument_id,
@@ -394,17 +426,17 @@ pub async fn exposure(
             format!("must be between 0 and 1, got {}", req.min_coverage),
         ));
     }
-    let e = portfolio_exposure(
+    let opts = app.search_opts(ef, r, req.exact, req.no_quantized);
+    let e = off_worker(portfolio_exposure(
         &app.db,
-        &app.search_opts(ef, r, req.exact),
+        &opts,
         &req.portfolio_id,
         as_of,
         &req.scenario_set_id,
         &req.stab_model_id,
         k,
         req.min_coverage,
-    )
-    .await?;
+    ))?;
     let t = crate::commands::show_portfolio_stab_scenario_exposure::table(
         &req.scenario_set_id,
         &req.portfolio_id,
@@ -415,7 +447,8 @@ pub async fn exposure(
 
 /// `GET /v1/partitions`: `index status`.
 pub async fn partitions(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
-    let rows = status_all(&app.db, app.cache.index_dir()).await?;
+    // Checks every partition file's checksums: not on an async worker's time.
+    let rows = off_worker(status_all(&app.db, app.cache.index_dir()))?;
     Ok(json_response(
         &json!({ "partitions": status_table(&rows).json_rows() }),
     ))
@@ -458,10 +491,8 @@ pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> A
     )
 }
 
-/// [`Lookup`] as the handlers use it.
-pub(super) fn found(l: Lookup) -> Option<(Arc<Loaded>, bool)> {
-    match l {
-        Lookup::Found { loaded, reloaded } => Some((loaded, reloaded)),
-        Lookup::Missing => None,
-    }
+/// Run a future that does blocking work (checksums, scans) to completion on
+/// this thread, with the runtime's other tasks moved to other workers.
+fn off_worker<T>(f: impl std::future::Future<Output = crate::error::Result<T>>) -> crate::error::Result<T> {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }

@@ -1,24 +1,25 @@
 //! Partitions opened once and shared across requests, swapped when their file
 //! is replaced.
 //!
-//! Each request looks its partition up by (joint model, scenario set) and
-//! `stat`s the file: a rebuild renames a new file over the old one, so a new
-//! inode (or size, or modification time) means a new file, and the next
-//! request opens it. Requests in flight keep their `Arc` to the old map and
-//! finish on it; the old map is unmapped when the last of them drops it. No
-//! request waits for another's open: opening a partition is O(1).
+//! Each lookup `stat`s the file: a rebuild renames a new file over the old
+//! one, so a new inode (or size, or modification time) means a new file, and
+//! the lookup opens it. Requests in flight keep their `Arc` to the old map and
+//! finish on it; the old map is unmapped when the last of them drops it.
+//! Opening is O(1) (the header and section table), done outside the lock. A
+//! new file that cannot be opened leaves the old map in service, with a
+//! warning. The cache also serves the query workflows (it is their
+//! [`PartitionSource`]), so every route shares the same maps.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use stabspace_index::Partition;
+use prometheus_client::metrics::counter::Counter;
 
 use crate::error::{Error, Result};
-use crate::nearest::{calibrated_ef, DEFAULT_RECALL};
-use crate::partitions::partition_path;
+use crate::nearest::{calibrated_ef, OpenPartition, PartitionSource, DEFAULT_RECALL};
 
 /// What identifies one version of a partition file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,32 +43,39 @@ impl Stamp {
 
 /// One opened partition file and what every search of it needs.
 pub struct Loaded {
-    pub partition: Partition,
-    /// The breadth calibrated for the default recall target (and a note when
-    /// it cannot be promised).
-    pub default_ef: (usize, Option<String>),
+    pub open: Arc<OpenPartition>,
+    /// The breadth calibrated for the default recall target.
+    pub default_ef: usize,
     stamp: Stamp,
 }
+
+type Key = (PathBuf, bool);
 
 /// The open partitions of one index directory.
 pub struct PartitionCache {
     index_dir: PathBuf,
-    open: Mutex<HashMap<(String, String), Arc<Loaded>>>,
+    open: Mutex<HashMap<Key, Arc<Loaded>>>,
+    /// Files found replaced and opened again.
+    reloads: Counter,
 }
 
-/// What a lookup found.
-pub enum Lookup {
-    /// The partition, and whether this lookup replaced an older open file.
-    Found { loaded: Arc<Loaded>, reloaded: bool },
-    /// No file for (model, set).
-    Missing,
+impl std::fmt::Debug for PartitionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PartitionCache({}, {} open)",
+            self.index_dir.display(),
+            self.len()
+        )
+    }
 }
 
 impl PartitionCache {
-    pub fn new(index_dir: PathBuf) -> Self {
+    pub fn new(index_dir: PathBuf, reloads: Counter) -> Self {
         PartitionCache {
             index_dir,
             open: Mutex::new(HashMap::new()),
+            reloads,
         }
     }
 
@@ -75,7 +83,7 @@ impl PartitionCache {
         &self.index_dir
     }
 
-    /// Partitions currently open.
+    /// Partition files currently open.
     pub fn len(&self) -> usize {
         self.lock().len()
     }
@@ -84,44 +92,64 @@ impl PartitionCache {
         self.len() == 0
     }
 
-    /// The current file of (model, set): the open one when its file is
-    /// unchanged, else the file opened now.
-    pub fn get(&self, model: &str, set: &str) -> Result<Lookup> {
-        let path = partition_path(&self.index_dir, model, set);
-        let meta = match std::fs::metadata(&path) {
-            Ok(m) => m,
+    /// The current file at `path` (`None`: there is none).
+    pub fn get(&self, path: &Path, quantized: bool) -> Result<Option<Arc<Loaded>>> {
+        let key = (path.to_path_buf(), quantized);
+        let stamp = match std::fs::metadata(path) {
+            Ok(m) => Stamp::of(&m),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.lock().remove(&(model.to_string(), set.to_string()));
-                return Ok(Lookup::Missing);
+                self.lock().remove(&key);
+                return Ok(None);
             }
-            Err(e) => return Err(Error::io(&path, e)),
+            Err(e) => return Err(Error::io(path, e)),
         };
-        let stamp = Stamp::of(&meta);
-        let key = (model.to_string(), set.to_string());
-        if let Some(l) = self.lock().get(&key) {
+        let cached = self.lock().get(&key).cloned();
+        if let Some(l) = &cached {
             if l.stamp == stamp {
-                return Ok(Lookup::Found {
-                    loaded: Arc::clone(l),
-                    reloaded: false,
-                });
+                return Ok(Some(Arc::clone(l)));
             }
         }
-        // Opened outside the lock: a slow disk delays only this request.
-        let partition = Partition::open(&path)?;
-        // The file may have been replaced between the stat and the open: stamp
-        // what was opened as the stat saw it; a later request sees the newer
-        // stamp and opens again.
-        let default_ef = calibrated_ef(&partition, DEFAULT_RECALL)?;
+        let opened = OpenPartition::open(path, quantized)
+            .and_then(|open| Ok((calibrated_ef(&open, DEFAULT_RECALL)?.0, open)));
+        let (default_ef, open) = match (opened, cached) {
+            (Ok(o), _) => o,
+            (Err(e), Some(old)) => {
+                eprintln!("warning: {e}; still serving the partition file opened before");
+                return Ok(Some(old));
+            }
+            (Err(e), None) => return Err(e),
+        };
+        // The file may have been replaced again between the stat and the open:
+        // then a later lookup sees a newer stamp and opens it.
         let loaded = Arc::new(Loaded {
-            partition,
+            open: Arc::new(open),
             default_ef,
             stamp,
         });
-        let reloaded = self.lock().insert(key, Arc::clone(&loaded)).is_some();
-        Ok(Lookup::Found { loaded, reloaded })
+        let mut map = self.lock();
+        match map.get(&key) {
+            // Another request opened this version first: share its map.
+            Some(l) if l.stamp == stamp => Ok(Some(Arc::clone(l))),
+            previous => {
+                if previous.is_some() {
+                    self.reloads.inc();
+                }
+                map.insert(key, Arc::clone(&loaded));
+                Ok(Some(loaded))
+            }
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<Loaded>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Arc<Loaded>>> {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl PartitionSource for PartitionCache {
+    fn open(&self, path: &Path, quantized: bool) -> Result<Arc<OpenPartition>> {
+        match self.get(path, quantized)? {
+            Some(l) => Ok(Arc::clone(&l.open)),
+            None => Err(Error::io(path, std::io::ErrorKind::NotFound.into())),
+        }
     }
 }

@@ -26,9 +26,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
-use tower::limit::ConcurrencyLimitLayer;
+use std::future::IntoFuture;
+use std::io::Write;
+
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::error::{Error, Result};
 use crate::storage::Db;
@@ -63,7 +65,7 @@ impl Default for Limits {
 /// State shared by every request.
 pub struct App {
     pub db: Db,
-    pub cache: PartitionCache,
+    pub cache: Arc<PartitionCache>,
     pub metrics: Metrics,
     pub limits: Limits,
     /// Hold each search (a test hook: [`crate::faults::SERVE_SEARCH_HELD`]).
@@ -72,24 +74,25 @@ pub struct App {
 
 impl App {
     pub fn new(db: Db, index_dir: PathBuf, limits: Limits) -> App {
+        let metrics = Metrics::new();
         App {
             db,
-            cache: PartitionCache::new(index_dir),
-            metrics: Metrics::new(),
+            cache: Arc::new(PartitionCache::new(index_dir, metrics.partition_reloads.clone())),
+            metrics,
             limits,
             hold: crate::faults::armed(crate::faults::SERVE_SEARCH_HELD),
         }
     }
 
-    /// The current file of (model, set), counting swaps; `None`: no file.
-    fn partition(&self, model: &str, set: &str) -> std::result::Result<Option<Arc<cache::Loaded>>, ApiError> {
-        let found = api::found(self.cache.get(model, set)?);
-        Ok(found.map(|(loaded, reloaded)| {
-            if reloaded {
-                self.metrics.partition_reloads.inc();
-            }
-            loaded
-        }))
+    /// The current file of (model, set); `None`: no file.
+    fn partition(
+        &self,
+        model: &str,
+        set: &str,
+        quantized: bool,
+    ) -> std::result::Result<Option<Arc<cache::Loaded>>, ApiError> {
+        let path = crate::partitions::partition_path(self.cache.index_dir(), model, set);
+        Ok(self.cache.get(&path, quantized)?)
     }
 }
 
@@ -116,24 +119,38 @@ pub fn router(app: Arc<App>) -> Router {
             )
             .into_response()
         }))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            limits.timeout,
-        ))
-        .layer(ConcurrencyLimitLayer::new(limits.concurrency))
+        // One semaphore for the whole server (`Router::layer` wraps each route
+        // on its own: a plain ConcurrencyLimitLayer would limit per route).
+        .layer(GlobalConcurrencyLimitLayer::new(limits.concurrency))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), track))
         .with_state(app)
 }
 
-/// Count and time every request by its route pattern.
+/// Count and time every request by its route pattern, and answer 408 (as a
+/// JSON error) when it takes longer than the limit, its wait for a turn included.
 async fn track(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
-    let method = req.method().to_string();
+    // A bounded set of label values, whatever methods clients invent.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "POST" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "PATCH") => m,
+        _ => "other",
+    }
+    .to_string();
     let started = Instant::now();
-    let response = next.run(req).await;
+    let response = match tokio::time::timeout(app.limits.timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "no answer within {} s (--timeout-secs)",
+                app.limits.timeout.as_secs_f64()
+            ),
+        )
+        .into_response(),
+    };
     app.metrics
         .requests
         .get_or_create(&metrics::RequestLabels {
@@ -150,8 +167,12 @@ async fn track(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
 }
 
 /// Serve on `addr` until SIGINT or SIGTERM; then stop accepting, let the
-/// requests in flight finish, and return.
+/// requests in flight finish (for at most the request timeout and 5 s more;
+/// a second signal stops at once), and return.
 pub async fn serve(addr: SocketAddr, app: App) -> Result<()> {
+    // Before anything is printed: a signal from then on is a shutdown, never the default action.
+    let mut signals = Signals::new()?;
+    let drain = app.limits.timeout + Duration::from_secs(5);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::Invalid(format!("cannot listen on {addr}: {e}")))?;
@@ -166,31 +187,60 @@ pub async fn serve(addr: SocketAddr, app: App) -> Result<()> {
     let db = app.db.label();
     println!("stabspace serve: listening on http://{local} (database {db}, partitions under {index_dir})");
     println!("no authentication: keep it on loopback, or behind a proxy that authenticates");
-    use std::io::Write;
     let _ = std::io::stdout().flush();
-    axum::serve(listener, router(Arc::new(app)))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .map_err(|e| Error::Invalid(format!("server on {local} failed: {e}")))?;
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let notify = Arc::clone(&stopping);
+    let server = axum::serve(listener, router(Arc::new(app))).with_graceful_shutdown(async move {
+        notify.notified().await;
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        r = &mut server => return finished(r, local),
+        () = signals.next() => {}
+    }
+    println!("stabspace serve: shutting down: no new connections, finishing the requests in flight");
+    let _ = std::io::stdout().flush();
+    stopping.notify_one();
+    tokio::select! {
+        r = &mut server => finished(r, local),
+        () = tokio::time::sleep(drain) => {
+            println!("stabspace serve: stopped after {} s with requests still open", drain.as_secs());
+            Ok(())
+        }
+        () = signals.next() => {
+            println!("stabspace serve: stopped at a second signal");
+            Ok(())
+        }
+    }
+}
+
+fn finished(r: std::io::Result<()>, local: SocketAddr) -> Result<()> {
+    r.map_err(|e| Error::Invalid(format!("server on {local} failed: {e}")))?;
     println!("stabspace serve: stopped (requests in flight finished)");
+    let _ = std::io::stdout().flush();
     Ok(())
 }
 
-async fn shutdown() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
+/// SIGINT and SIGTERM, hooked when made.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let hook = |kind| signal(kind).map_err(|e| Error::Invalid(format!("cannot handle signals: {e}")));
+        Ok(Signals {
+            int: hook(SignalKind::interrupt())?,
+            term: hook(SignalKind::terminate())?,
+        })
     }
-    println!("stabspace serve: shutting down: no new connections, finishing the requests in flight");
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
 }

@@ -39,6 +39,7 @@ both_backends!(
 const WINDOW: usize = 20;
 /// No index directory: every search scans the stored vectors exactly (partitions are tested apart).
 pub(crate) const DB_SCAN: SearchOpts = SearchOpts {
+    source: None,
     index_dir: None,
     ef: None,
     recall: None,

@@ -56,6 +56,7 @@ async fn build_default(db: &Db, dir: &Path, set: &str) {
 
 fn opts(dir: &Path, ef: Option<usize>, exact: bool) -> SearchOpts {
     SearchOpts {
+        source: None,
         index_dir: Some(dir.to_path_buf()),
         ef,
         recall: None,

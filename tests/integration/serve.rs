@@ -96,6 +96,7 @@ struct Server {
     base: String,
     stderr: Receiver<String>,
     stdout: Arc<Mutex<Vec<String>>>,
+    stdout_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -120,11 +121,11 @@ impl Server {
             .to_string();
         let stdout = Arc::new(Mutex::new(vec![first]));
         let sink = Arc::clone(&stdout);
-        std::thread::spawn(move || {
+        let stdout_reader = Some(std::thread::spawn(move || {
             for l in lines.map_while(Result::ok) {
                 sink.lock().unwrap().push(l);
             }
-        });
+        }));
         let (tx, stderr) = channel();
         let err = child.stderr.take().expect("stderr");
         std::thread::spawn(move || {
@@ -137,7 +138,29 @@ impl Server {
             base,
             stderr,
             stdout,
+            stdout_reader,
         }
+    }
+
+    /// Everything the server printed on stdout, once it has exited.
+    fn output(&mut self) -> String {
+        if let Some(r) = self.stdout_reader.take() {
+            r.join().expect("stdout reader");
+        }
+        self.stdout.lock().unwrap().join("\n")
+    }
+
+    /// Wait for a stderr line containing `text`.
+    fn await_stderr(&self, text: &str) -> String {
+        let until = Instant::now() + Duration::from_secs(30);
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            match self.stderr.recv_timeout(left) {
+                Ok(l) if l.contains(text) => return l,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("the server never said {text:?} on stderr");
     }
 
     fn url(&self, path: &str) -> String {
@@ -290,6 +313,12 @@ async fn answers_equal_the_cli(t: TestDb) {
         assert_eq!(status, 200, "{got}");
         assert_eq!(got["hits"], want, "portfolio-exposure on {set}");
     }
+    // The workflows searched the two sets' partitions through the server's shared maps.
+    let (_, metrics) = get(&a, &s.url("/metrics"));
+    assert!(
+        metrics.lines().any(|l| l == "stabspace_partitions_loaded 2"),
+        "{metrics}"
+    );
     // GET /v1/partitions is `index status`.
     let want: Value = serde_json::from_str(&cli(&t, &["index", "status", "--format", "json"])).unwrap();
     let (status, got) = get(&a, &s.url("/v1/partitions"));
@@ -439,11 +468,15 @@ async fn bad_requests_get_a_json_4xx_naming_the_field(t: TestDb) {
     assert_eq!(status, 404, "{got}");
     assert!(got["error"]["message"].as_str().unwrap().contains("NO_SUCH_SET"));
     // A body above --max-body-mb 1: 413.
-    let big = format!(
-        "{{\"vectors\": [{}]}}",
-        vec![format!("[{}]", vec!["0.123456789"; 384].join(",")); 300].join(",")
+    // Just above the limit: the server answers without reading it all, and a
+    // body much larger than the socket buffers could be cut off mid-write.
+    let row = format!("[{}]", vec!["0.123456789"; 384].join(","));
+    let big = format!("{{\"vectors\": [{}]}}", vec![row; 240].join(","));
+    assert!(
+        big.len() > 1 << 20 && big.len() < (1 << 20) + (1 << 17),
+        "{}",
+        big.len()
     );
-    assert!(big.len() > 1 << 20);
     let (status, got) = post_raw(&a, &url, &big);
     assert_eq!(status, 413, "{got}");
     // The workflow routes name their fields too.
@@ -542,11 +575,24 @@ async fn a_partition_rebuilt_under_load_fails_no_request(t: TestDb) {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Load running; then two rebuilds, each followed by more answered requests
+    // (so that each new file is seen).
+    let wait_for = |n: usize| {
+        let until = Instant::now() + Duration::from_secs(60);
+        while ok.load(Ordering::Relaxed) < n {
+            assert!(
+                Instant::now() < until,
+                "the clients stalled at {} answers",
+                ok.load(Ordering::Relaxed)
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait_for(20);
     let before = ok.load(Ordering::Relaxed);
     for m in ["8", "12"] {
         cli(&t, &["index", "build", "--scenario-set-id", GRAPH_SET, "--m", m]);
-        std::thread::sleep(Duration::from_millis(300));
+        wait_for(ok.load(Ordering::Relaxed) + 20);
     }
     stop.store(true, Ordering::Relaxed);
     for c in clients {
@@ -575,6 +621,9 @@ async fn a_partition_rebuilt_under_load_fails_no_request(t: TestDb) {
         .find(|r| r["scenario_set_id"] == GRAPH_SET)
         .unwrap();
     assert_eq!(row["m"], 12);
+    let (status, got) = post(&a, &url, &json!({"vector": queries[0], "k": 1}));
+    assert_eq!(status, 200);
+    assert_eq!(got["hits"][0]["scenario_id"], p.id(0).unwrap());
     let (_, metrics) = get(&a, &s.url("/metrics"));
     let reloads: f64 = metrics
         .lines()
@@ -583,9 +632,6 @@ async fn a_partition_rebuilt_under_load_fails_no_request(t: TestDb) {
         .parse()
         .unwrap();
     assert!(reloads >= 2.0, "reloads {reloads}:\n{metrics}");
-    let (status, got) = post(&a, &url, &json!({"vector": queries[0], "k": 1}));
-    assert_eq!(status, 200);
-    assert_eq!(got["hits"][0]["scenario_id"], p.id(0).unwrap());
 }
 
 both_backends!(unmigrated: metrics_count_requests_and_sigterm_finishes_requests_in_flight);
@@ -639,20 +685,32 @@ async fn metrics_count_requests_and_sigterm_finishes_requests_in_flight(t: TestD
     let url = search_url(&s, GRAPH_SET);
     let body = json!({"vector": q, "k": 3});
     let in_flight = std::thread::spawn(move || post(&agent(), &url, &body));
-    let held = s
-        .stderr
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the request reached the server");
-    assert!(held.contains("held at serve:search-held"), "{held}");
+    s.await_stderr("held at serve:search-held");
     let status = s.terminate();
     assert!(status.success(), "exit status {status}");
     let (code, got) = in_flight.join().expect("client");
     assert_eq!(code, 200, "{got}");
     assert_eq!(got["hits"][0]["scenario_id"], p.id(3).unwrap());
-    let out = s.stdout.lock().unwrap().join("\n");
+    let out = s.output();
     assert!(out.contains("stopped (requests in flight finished)"), "{out}");
     assert!(
         ureq::get(s.url("/healthz")).call().is_err(),
         "the server still accepts connections"
     );
+    // A request held past --timeout-secs is answered 408, as a JSON error.
+    let s = Server::start(
+        &t,
+        &["--timeout-secs", "1"],
+        &[(
+            stabspace::faults::PAUSE_AT_ENV,
+            stabspace::faults::SERVE_SEARCH_HELD,
+        )],
+    );
+    let (status, got) = post(&agent(), &search_url(&s, GRAPH_SET), &json!({"vector": q}));
+    assert_eq!(status, 408, "{got}");
+    assert!(
+        got["error"]["message"].as_str().unwrap().contains("within 1 s"),
+        "{got}"
+    );
+    assert_eq!(get(&agent(), &s.url("/healthz")).0, 200);
 }

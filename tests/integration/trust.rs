@@ -42,6 +42,7 @@ fn gen(seed: u64) -> GenScenarios {
 
 fn opts(dir: &Path, exact: bool) -> SearchOpts {
     SearchOpts {
+        source: None,
         index_dir: Some(dir.to_path_buf()),
         ef: None,
         recall: None,

@@ -38,6 +38,7 @@ const H: usize = 20;
 const JOINT: &str = "joint-stab-fragility-v1";
 const V2_SPACE: &str = "stab-v2-signature-h20";
 const DB_SCAN: SearchOpts = SearchOpts {
+    source: None,
     index_dir: None,
     ef: None,
     recall: None,
