@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -191,9 +191,10 @@ fn hits_out<'a>(loaded: &Loaded, hits: &'a [Hit]) -> Vec<HitOut<'a>> {
 /// `POST /v1/partitions/{joint_model}/{scenario_set}/search`.
 pub async fn search(
     State(app): State<Arc<App>>,
-    Path((model, set)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let Path((model, set)) = path.map_err(|r| ApiError::field("path", r.body_text()))?;
     if app.hold {
         eprintln!("held at {}", crate::faults::SERVE_SEARCH_HELD);
         tokio::time::sleep(crate::faults::HOLD).await;

@@ -463,6 +463,17 @@ async fn bad_requests_get_a_json_4xx_naming_the_field(t: TestDb) {
         let text = got["error"]["message"].as_str().unwrap();
         assert!(text.contains(message), "{body:.80}: {text:?} lacks {message:?}");
     }
+    // A path segment that is not UTF-8.
+    let (status, got) = post(
+        &a,
+        &s.url(&format!("/v1/partitions/%FF/{GRAPH_SET}/search")),
+        &json!({"vector": q}),
+    );
+    assert_eq!(
+        (status, got["error"]["field"].as_str()),
+        (400, Some("path")),
+        "{got}"
+    );
     // Unknown partition: 404.
     let (status, got) = post(&a, &search_url(&s, "NO_SUCH_SET"), &json!({"vector": q}));
     assert_eq!(status, 404, "{got}");
