@@ -17,7 +17,7 @@ use stabspace::with_pool;
 use stabspace_index::BuildParams;
 
 use crate::both_backends;
-use crate::support::{stabspace, text, TestDb};
+use crate::support::{stabspace, stabspace_ok, text, TestDb};
 
 both_backends!(
     partition_answers_match_the_exact_scan,
@@ -279,11 +279,7 @@ fn state_of_scenario(data_dir: &Path, set: &str, scenario: &str) {
 #[test]
 fn queries_traverse_int8_codes_by_default_and_f32_on_request_with_the_same_exact_cosines() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        let o = stabspace(args, dir.path());
-        assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
-        text(&o.stdout)
-    };
+    let run = |args: &[&str]| stabspace_ok(args, dir.path());
     run(&["gen-scenarios", "--scenario-set-id", "Q", "--count", "2100"]);
     state_of_scenario(dir.path(), "Q", "SYN_000011");
     let traversal = || {
@@ -630,11 +626,7 @@ async fn inserts_bump_only_version_and_updates_or_deletes_bump_rewrites_too(t: T
 #[test]
 fn rebuild_keeps_each_partitions_recorded_parameters_unless_a_flag_overrides_one() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        let o = stabspace(args, dir.path());
-        assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
-        text(&o.stdout)
-    };
+    let run = |args: &[&str]| stabspace_ok(args, dir.path());
     let file = partition_path(&dir.path().join("index"), MODEL, "K");
     let params = || {
         let p = stabspace_index::Partition::open(&file).unwrap();

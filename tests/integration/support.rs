@@ -189,6 +189,13 @@ pub fn stabspace(args: &[&str], data_dir: &Path) -> std::process::Output {
         .expect("run stabspace")
 }
 
+/// [`stabspace`], asserting it succeeded: its stdout.
+pub fn stabspace_ok(args: &[&str], data_dir: &Path) -> String {
+    let o = stabspace(args, data_dir);
+    assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+    text(&o.stdout)
+}
+
 /// Program output as text.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

@@ -111,6 +111,14 @@ fn without_codes_the_search_is_the_f32_search() {
     );
 }
 
+/// Build a partition of `base` at `path`: its bytes, and where its quantised section lies.
+fn built_bytes(path: &std::path::Path, base: &[Vec<f32>]) -> (Vec<u8>, usize, usize) {
+    build(path, base, &params());
+    let bytes = fs::read(path).unwrap();
+    let (at, len) = section_bytes(&bytes);
+    (bytes, at, len)
+}
+
 fn section_bytes(bytes: &[u8]) -> (usize, usize) {
     let h: Header = bytemuck::pod_read_unaligned(&bytes[..HEADER_LEN]);
     let s = h.section(kind::QUANTIZED).expect("a quantised section");
@@ -122,10 +130,7 @@ fn damaged_codes_fail_verify_and_searches_still_answer_exactly() {
     let all = factor_model(SEED + 3, 2_520, 32, 8);
     let (base, queries) = all.split_at(2_500);
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("d.stabidx");
-    build(&path, base, &params());
-    let good = fs::read(&path).unwrap();
-    let (at, len) = section_bytes(&good);
+    let (good, at, len) = built_bytes(&dir.path().join("d.stabidx"), base);
     // Scales set to NaN, then every code flipped: verify names the section;
     // searches return k hits whose cosines are still the exact ones.
     let params_at = at + 64 + 4 * 32;
@@ -168,9 +173,7 @@ fn a_malformed_quantised_section_is_refused_and_an_unknown_scheme_skipped() {
     let (base, queries) = all.split_at(2_000);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.stabidx");
-    build(&path, base, &params());
-    let good = fs::read(&path).unwrap();
-    let (at, _) = section_bytes(&good);
+    let (good, at, _) = built_bytes(&path, base);
     // The section says 17 dimensions: refused at open, naming the file.
     let mut b = good.clone();
     b[at + 4..at + 8].copy_from_slice(&17u32.to_le_bytes());
