@@ -24,10 +24,13 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::Router;
-use std::future::IntoFuture;
 use std::io::Write;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -179,44 +182,60 @@ pub async fn serve(addr: SocketAddr, app: App) -> Result<()> {
     let local = listener
         .local_addr()
         .map_err(|e| Error::Invalid(format!("cannot listen on {addr}: {e}")))?;
-    // Small JSON answers on kept-alive connections: no Nagle delay.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let index_dir = app.cache.index_dir().display().to_string();
-    let db = app.db.label();
+    let db = app.db.label().to_string();
+    let header_timeout = app.limits.timeout;
+    let router = router(Arc::new(app));
     println!("stabspace serve: listening on http://{local} (database {db}, partitions under {index_dir})");
     println!("no authentication: keep it on loopback, or behind a proxy that authenticates");
     let _ = std::io::stdout().flush();
-    let stopping = Arc::new(tokio::sync::Notify::new());
-    let notify = Arc::clone(&stopping);
-    let server = axum::serve(listener, router(Arc::new(app))).with_graceful_shutdown(async move {
-        notify.notified().await;
-    });
-    let mut server = std::pin::pin!(server.into_future());
-    tokio::select! {
-        r = &mut server => return finished(r, local),
-        () = signals.next() => {}
+    // Our own accept loop (axum::serve sets no timer, so hyper could not time
+    // out a request head that never completes, nor an idle kept-alive
+    // connection): HTTP/1.1 connections with a header read timeout, each
+    // watched for a graceful shutdown.
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors, say: wait, rather than spin.
+                        eprintln!("warning: accepting a connection on {local} failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                // Small JSON answers on kept-alive connections: no Nagle delay.
+                let _ = stream.set_nodelay(true);
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()));
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    // A client that went away is not the server's error.
+                    let _ = conn.await;
+                });
+            }
+            () = signals.next() => break,
+        }
     }
+    drop(listener);
     println!("stabspace serve: shutting down: no new connections, finishing the requests in flight");
     let _ = std::io::stdout().flush();
-    stopping.notify_one();
     tokio::select! {
-        r = &mut server => finished(r, local),
+        () = graceful.shutdown() => {
+            println!("stabspace serve: stopped (requests in flight finished)");
+        }
         () = tokio::time::sleep(drain) => {
             println!("stabspace serve: stopped after {} s with requests still open", drain.as_secs());
-            Ok(())
         }
         () = signals.next() => {
             println!("stabspace serve: stopped at a second signal");
-            Ok(())
         }
     }
-}
-
-fn finished(r: std::io::Result<()>, local: SocketAddr) -> Result<()> {
-    r.map_err(|e| Error::Invalid(format!("server on {local} failed: {e}")))?;
-    println!("stabspace serve: stopped (requests in flight finished)");
     let _ = std::io::stdout().flush();
     Ok(())
 }

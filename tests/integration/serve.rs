@@ -724,4 +724,33 @@ async fn metrics_count_requests_and_sigterm_finishes_requests_in_flight(t: TestD
         "{got}"
     );
     assert_eq!(get(&agent(), &s.url("/healthz")).0, 200);
+    // A request head that never completes, and a connection left idle, are
+    // closed by the server after the timeout; a shutdown does not wait for them.
+    use std::io::{ErrorKind, Read, Write};
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"POST /v1/partitions HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let idle = std::net::TcpStream::connect(&addr).unwrap();
+    for (what, mut c) in [("a half-sent request head", slow), ("an idle connection", idle)] {
+        c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let started = Instant::now();
+        // End of stream or a reset: closed by the server; a read timeout: still open.
+        let r = c.read_to_end(&mut Vec::new());
+        let waited = started.elapsed();
+        let open = matches!(&r, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut));
+        assert!(
+            !open && waited < Duration::from_secs(10),
+            "{what}: still open after {waited:?}"
+        );
+    }
+    let mut s = s;
+    let _open = std::net::TcpStream::connect(&addr).unwrap();
+    let started = Instant::now();
+    assert!(s.terminate().success());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
 }
