@@ -379,6 +379,13 @@ async fn bad_requests_get_a_json_4xx_naming_the_field(t: TestDb) {
         ("{\"vector\": [1, 2".into(), 400, "vector", "malformed JSON: EOF"),
         ("{\"vector\" [1, 2]}".into(), 400, "body", "malformed JSON"),
         ("[1, 2, 3]".into(), 400, "body", "expected a JSON object"),
+        // JSON has no NaN: the literal is malformed JSON.
+        (
+            format!("{{\"vector\": [NaN{}]}}", ", 1".repeat(383)),
+            400,
+            "vector[0]",
+            "malformed JSON",
+        ),
         ("".into(), 400, "body", "expected a JSON object"),
         (
             json!({"vector": huge}).to_string(),
