@@ -27,9 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 import stabspace
+from search import load, recall  # the sibling benchmark's readers (same folder)
 
 MODEL, SET = "joint-stab-fragility-v1", "BENCH"
 
@@ -67,14 +67,14 @@ def main() -> None:
     if shutil.which("wrk") is None:
         ap.error("wrk is not installed (apt-get install wrk)")
 
-    queries = np.fromfile(a.queries, dtype=np.float32).reshape(-1, a.dim)
+    queries = load(a.queries, a.dim)
     work = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     target = work / "index" / MODEL / f"{SET}.stabidx"
     target.parent.mkdir(parents=True)
     if a.partition:
         shutil.copy(a.partition, target)
     else:
-        base = np.fromfile(a.base, dtype=np.float32).reshape(-1, a.dim)
+        base = load(a.base, a.dim)
         t = time.perf_counter()
         stabspace.build(target, [f"s{i}" for i in range(len(base))], base)
         print(f"built {len(base)} rows in {time.perf_counter() - t:.0f} s")
@@ -82,11 +82,11 @@ def main() -> None:
     ef = p.ef_for(0.95)
     truth = p.search_exact(queries, k=a.k).rows
     got = p.search_batch(queries, k=a.k, ef=ef).rows
-    recall = float(np.mean([len(set(g) & set(w)) / a.k for g, w in zip(got, truth)]))
+    r = recall(got, truth)
     # In process, one thread: the Rust call for each query, best of three passes.
     inproc = min(sum(p._time_search(q, k=a.k, ef=ef, repeat=1) for q in queries) for _ in range(3))
     inproc_qps = len(queries) / inproc
-    print(f"{len(p)} rows, ef {ef} (recall@{a.k} {recall:.3f}): in process, 1 thread: {inproc_qps:.0f} q/s")
+    print(f"{len(p)} rows, ef {ef} (recall@{a.k} {r:.3f}): in process, 1 thread: {inproc_qps:.0f} q/s")
 
     subprocess.run([a.stabspace, "--data-dir", str(work), "migrate"], check=True, capture_output=True)
     server = subprocess.Popen(
@@ -118,7 +118,7 @@ def main() -> None:
                          "errors": r["errors"] + r["status_errors"], "per_thread_vs_inprocess": per_thread})
             print(f"{c:7} {qps:8.0f} {r['p50_us'] / 1e3:7.2f} {r['p99_us'] / 1e3:7.2f} {per_thread:31.2f}"
                   + (f"  ({rows[-1]['errors']} errors)" if rows[-1]["errors"] else ""))
-        result = {"rows": len(p), "ef": ef, "recall": recall, "inprocess_qps_1thread": inproc_qps,
+        result = {"rows": len(p), "ef": ef, "recall": r, "inprocess_qps_1thread": inproc_qps,
                   "server_threads": threads, "load": rows}
         if a.json:
             Path(a.json).write_text(json.dumps(result, indent=2))

@@ -10,6 +10,7 @@ use numpy::{
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use stabspace::vector::{self, Unusable};
 
 /// The shapes an argument may have.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -50,13 +51,12 @@ impl Vectors<'_> {
 }
 
 /// Read `obj` (named `name` in messages) as vectors of `dim` components
-/// (`None`: any, as in a build). Each must be finite; with `nonzero`, not all zeros.
+/// (`None`: any, as in a build). Each must be finite and not all zeros.
 pub fn read<'py>(
     obj: &Bound<'py, PyAny>,
     name: &str,
     shape: Shape,
     dim: Option<usize>,
-    nonzero: bool,
 ) -> PyResult<Vectors<'py>> {
     let py = obj.py();
     // Sequences (lists, tuples) become float64 arrays; arrays keep their dtype
@@ -108,41 +108,61 @@ pub fn read<'py>(
             "{name} has dtype {dtype}; expected float32 or float64"
         )));
     }
-    // In place: native float32, row-major, aligned (`as_slice` checks alignment
-    // and contiguity; numpy calls a Fortran-ordered array contiguous too).
-    if let Ok(a) = arr.cast::<PyArrayDyn<f32>>() {
-        let ro = a.readonly();
-        if arr.is_c_contiguous() && ro.as_slice().is_ok() {
-            let v = Vectors {
-                data: Data::Borrowed(ro),
-                rows,
-                dim: cols,
-                matrix,
-            };
-            check(&v, name, nonzero)?;
-            return Ok(v);
+    let data = match in_place(&arr) {
+        Some(ro) => Data::Borrowed(ro),
+        None => {
+            // Anything else (float64 or float16, strided, unaligned, other byte
+            // order): numpy copies it into a fresh aligned, native, row-major array
+            // (`numpy.array` copies always; `ascontiguousarray` keeps an unaligned
+            // array as it is). A float32 copy is then read in place.
+            let np = py.import("numpy")?;
+            let wide = dtype.itemsize() > 4;
+            let kwargs = pyo3::types::PyDict::new(py);
+            kwargs.set_item("dtype", np.getattr(if wide { "float64" } else { "float32" })?)?;
+            kwargs.set_item("order", "C")?;
+            let copy = np.call_method("array", (&arr,), Some(&kwargs))?;
+            let unreadable = || PyValueError::new_err(format!("{name}: numpy's copy cannot be read"));
+            if wide {
+                let a = copy
+                    .cast::<PyArrayDyn<f64>>()
+                    .map_err(|_| unreadable())?
+                    .readonly();
+                Data::Owned(narrow(
+                    a.as_slice().map_err(|_| unreadable())?,
+                    name,
+                    matrix,
+                    cols,
+                )?)
+            } else {
+                Data::Borrowed(
+                    in_place(copy.cast::<PyUntypedArray>().map_err(|_| unreadable())?)
+                        .ok_or_else(unreadable)?,
+                )
+            }
         }
-    }
-    // Anything else (float64 or float16, strided, unaligned, other byte order):
-    // numpy copies it into a fresh aligned, native, row-major array first.
-    let np = py.import("numpy")?;
-    let wide = dtype.itemsize() > 4;
-    let target = np.getattr(if wide { "float64" } else { "float32" })?;
-    // `numpy.array` copies always (`ascontiguousarray` keeps an unaligned array as it is).
-    let kwargs = pyo3::types::PyDict::new(py);
-    kwargs.set_item("dtype", target)?;
-    kwargs.set_item("order", "C")?;
-    let copy = np.call_method("array", (&arr,), Some(&kwargs))?;
-    let out = if wide {
-        let a = copy
-            .cast::<PyArrayDyn<f64>>()
-            .map_err(|_| PyValueError::new_err(format!("{name}: cannot read its float64 copy")))?
-            .readonly();
-        let xs = a
-            .as_slice()
-            .map_err(|_| PyValueError::new_err(format!("{name}: unreadable copy")))?;
-        let mut out = Vec::with_capacity(xs.len());
-        for (i, &x) in xs.iter().enumerate() {
+    };
+    let v = Vectors {
+        data,
+        rows,
+        dim: cols,
+        matrix,
+    };
+    check(&v, name)?;
+    Ok(v)
+}
+
+/// The array as it is, when it is native float32, row-major and aligned (`as_slice`
+/// checks alignment and contiguity; numpy calls a Fortran-ordered array contiguous too).
+fn in_place<'py>(arr: &Bound<'py, PyUntypedArray>) -> Option<PyReadonlyArrayDyn<'py, f32>> {
+    let ro = arr.cast::<PyArrayDyn<f32>>().ok()?.readonly();
+    (arr.is_c_contiguous() && ro.as_slice().is_ok()).then_some(ro)
+}
+
+/// float64 components as float32, refusing one beyond float32's range.
+fn narrow(xs: &[f64], name: &str, matrix: bool, cols: usize) -> PyResult<Vec<f32>> {
+    xs.iter()
+        .enumerate()
+        .map(|(i, &x)| {
             let y = x as f32;
             if x.is_finite() && !y.is_finite() {
                 return Err(PyValueError::new_err(format!(
@@ -151,45 +171,32 @@ pub fn read<'py>(
                     i % cols
                 )));
             }
-            out.push(y);
-        }
-        out
-    } else {
-        let a = copy
-            .cast::<PyArrayDyn<f32>>()
-            .map_err(|_| PyValueError::new_err(format!("{name}: cannot read its float32 copy")))?
-            .readonly();
-        a.as_slice()
-            .map_err(|_| PyValueError::new_err(format!("{name}: unreadable copy")))?
-            .to_vec()
-    };
-    let v = Vectors {
-        data: Data::Owned(out),
-        rows,
-        dim: cols,
-        matrix,
-    };
-    check(&v, name, nonzero)?;
-    Ok(v)
+            Ok(y)
+        })
+        .collect()
 }
 
-fn check(v: &Vectors<'_>, name: &str, nonzero: bool) -> PyResult<()> {
+/// Every row usable for a cosine: the library's own test ([`vector::unusable`]).
+fn check(v: &Vectors<'_>, name: &str) -> PyResult<()> {
     if v.dim == 0 {
         return Ok(());
     }
     for (r, row) in v.flat().chunks_exact(v.dim).enumerate() {
-        if let Some(c) = row.iter().position(|x| !x.is_finite()) {
-            return Err(PyValueError::new_err(format!(
-                "{}component {c} is {}, not a finite number",
-                row_label(name, v.matrix, r),
-                row[c]
-            )));
-        }
-        if nonzero && row.iter().all(|&x| x == 0.0) {
-            return Err(PyValueError::new_err(format!(
-                "{}is all zeros: it has no direction, so no cosine",
-                row_label(name, v.matrix, r)
-            )));
+        let label = || row_label(name, v.matrix, r);
+        match vector::unusable(row) {
+            None => {}
+            Some(Unusable::NonFinite { position, value }) => {
+                return Err(PyValueError::new_err(format!(
+                    "{}component {position} is {value}, not a finite number",
+                    label()
+                )))
+            }
+            Some(_) => {
+                return Err(PyValueError::new_err(format!(
+                    "{}is all zeros: it has no direction, so no cosine",
+                    label()
+                )))
+            }
         }
     }
     Ok(())

@@ -37,7 +37,7 @@ pub fn build<'py>(
     quantized: bool,
     provenance: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let v = arrays::read(vectors, "vectors", Shape::Many, None, true)?;
+    let v = arrays::read(vectors, "vectors", Shape::Many, None)?;
     if ids.len() != v.rows {
         return Err(PyValueError::new_err(format!(
             "{} ids for {} vectors: give one id per row",

@@ -9,7 +9,9 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use stabspace::cli::{parse_date, GlobalOpts};
+use stabspace::commands::{find_similar_stab_scenarios, show_portfolio_stab_scenario_exposure};
 use stabspace::diagnostics::{find_similar, portfolio_exposure};
+use stabspace::output::{Cell, Table};
 use std::sync::Arc;
 
 use stabspace::nearest::{PartitionSource, SearchOpts};
@@ -22,29 +24,6 @@ use crate::arrays;
 use crate::errors;
 
 const JOINT_MODEL: &str = "joint-stab-fragility-v1";
-
-const SIMILAR_COLUMNS: [&str; 8] = [
-    "rank",
-    "cosine",
-    "euclidean",
-    "scenario_set_id",
-    "scenario_id",
-    "scenario_as_of",
-    "instrument_id",
-    "as_of_date",
-];
-
-const EXPOSURE_COLUMNS: [&str; 9] = [
-    "cosine",
-    "euclidean",
-    "scenario_set_id",
-    "scenario_id",
-    "scenario_as_of",
-    "portfolio_id",
-    "portfolio_ctx_norm",
-    "num_instruments_used",
-    "weight_covered",
-];
 
 /// Open the database the CLI would use: `database_url` (postgres://… or sqlite://…), else
 /// the DATABASE_URL environment variable, else the embedded SQLite file
@@ -154,20 +133,10 @@ impl Connection {
                 ))
             })
             .map_err(errors::library)?;
-        let rows = PyList::empty(py);
-        for (i, h) in found.hits.into_iter().enumerate() {
-            let r = PyDict::new(py);
-            r.set_item("rank", i + 1)?;
-            r.set_item("cosine", h.cosine)?;
-            r.set_item("euclidean", h.euclidean)?;
-            r.set_item("scenario_set_id", &set)?;
-            r.set_item("scenario_id", h.scenario_id)?;
-            r.set_item("scenario_as_of", py_date(py, h.scenario_as_of)?)?;
-            r.set_item("instrument_id", &instrument_id)?;
-            r.set_item("as_of_date", py_date(py, as_of)?)?;
-            rows.append(r)?;
-        }
-        frame(py, rows, &SIMILAR_COLUMNS)
+        frame(
+            py,
+            find_similar_stab_scenarios::table(&set, &instrument_id, as_of, found.hits),
+        )
     }
 
     /// `show-portfolio-stab-scenario-exposure`: the portfolio's STAB vector on `as_of`
@@ -213,21 +182,10 @@ impl Connection {
                 ))
             })
             .map_err(errors::library)?;
-        let rows = PyList::empty(py);
-        for h in e.hits {
-            let r = PyDict::new(py);
-            r.set_item("cosine", h.cosine)?;
-            r.set_item("euclidean", h.euclidean)?;
-            r.set_item("scenario_set_id", &scenario_set_id)?;
-            r.set_item("scenario_id", h.scenario_id)?;
-            r.set_item("scenario_as_of", py_date(py, h.scenario_as_of)?)?;
-            r.set_item("portfolio_id", &portfolio_id)?;
-            r.set_item("portfolio_ctx_norm", e.vector.ctx_norm)?;
-            r.set_item("num_instruments_used", e.vector.used)?;
-            r.set_item("weight_covered", e.vector.weight_covered)?;
-            rows.append(r)?;
-        }
-        frame(py, rows, &EXPOSURE_COLUMNS)
+        frame(
+            py,
+            show_portfolio_stab_scenario_exposure::table(&scenario_set_id, &portfolio_id, e),
+        )
     }
 }
 
@@ -289,12 +247,27 @@ fn py_date(py: Python<'_>, d: NaiveDate) -> PyResult<Bound<'_, PyAny>> {
         .call1((d.year(), d.month(), d.day()))
 }
 
-/// The rows as a pandas DataFrame with `columns` when pandas is installed, else as they are.
-fn frame<'py>(py: Python<'py>, rows: Bound<'py, PyList>, columns: &[&str]) -> PyResult<Bound<'py, PyAny>> {
+/// The command's table as a pandas DataFrame with its columns when pandas is installed, else
+/// as a list of dicts (dates as `datetime.date`).
+fn frame(py: Python<'_>, t: Table) -> PyResult<Bound<'_, PyAny>> {
+    let rows = PyList::empty(py);
+    for row in t.rows {
+        let r = PyDict::new(py);
+        for (column, cell) in t.columns.iter().zip(row) {
+            match cell {
+                Cell::Text(s) => r.set_item(column, s)?,
+                Cell::Null => r.set_item(column, py.None())?,
+                Cell::Date(d) => r.set_item(column, py_date(py, d)?)?,
+                Cell::Int(i) => r.set_item(column, i)?,
+                Cell::Float(x) => r.set_item(column, x)?,
+            }
+        }
+        rows.append(r)?;
+    }
     match py.import("pandas") {
         Ok(pd) => {
             let kw = PyDict::new(py);
-            kw.set_item("columns", columns.to_vec())?;
+            kw.set_item("columns", t.columns.to_vec())?;
             pd.getattr("DataFrame")?.call((rows,), Some(&kw))
         }
         Err(_) => Ok(rows.into_any()),

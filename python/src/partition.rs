@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use stabspace::nearest::{calibrated_ef, DEFAULT_RECALL};
 use stabspace_index::{Hit, Partition as Engine};
 
-use crate::arrays::{self, Shape};
+use crate::arrays::{self, Shape, Vectors};
 use crate::errors;
 
 /// An index partition file, memory-mapped (opening it reads only its header
@@ -170,9 +170,7 @@ impl Partition {
         ef: Option<i64>,
         recall: Option<f64>,
     ) -> PyResult<Hits> {
-        let k = arrays::positive("k", k)?;
-        let how = self.how(py, k, ef, recall)?;
-        let v = arrays::read(q, "q", Shape::One, Some(self.inner.dim()), true)?;
+        let (k, how, v) = self.query(py, q, "q", Shape::One, k, ef, recall)?;
         let q = v.flat();
         let hits = py
             .detach(|| match how {
@@ -196,9 +194,7 @@ impl Partition {
         ef: Option<i64>,
         recall: Option<f64>,
     ) -> PyResult<Hits> {
-        let k = arrays::positive("k", k)?;
-        let how = self.how(py, k, ef, recall)?;
-        let v = arrays::read(Q, "Q", Shape::Many, Some(self.inner.dim()), true)?;
+        let (k, how, v) = self.query(py, Q, "Q", Shape::Many, k, ef, recall)?;
         let flat = v.flat();
         let hits = py.detach(|| self.batch(flat, k, how)).map_err(errors::engine)?;
         Hits::new(py, hits, k.min(self.inner.len()), true, how)
@@ -209,7 +205,7 @@ impl Partition {
     #[pyo3(signature = (q, k = 10))]
     fn search_exact(&self, py: Python<'_>, q: &Bound<'_, PyAny>, k: i64) -> PyResult<Hits> {
         let k = arrays::positive("k", k)?;
-        let v = arrays::read(q, "q", Shape::Either, Some(self.inner.dim()), true)?;
+        let v = arrays::read(q, "q", Shape::Either, Some(self.inner.dim()))?;
         let flat = v.flat();
         let hits = py
             .detach(|| self.batch(flat, k, How::Exact))
@@ -228,9 +224,7 @@ impl Partition {
         ef: Option<i64>,
         repeat: u32,
     ) -> PyResult<f64> {
-        let k = arrays::positive("k", k)?;
-        let how = self.how(py, k, ef, None)?;
-        let v = arrays::read(q, "q", Shape::One, Some(self.inner.dim()), true)?;
+        let (k, how, v) = self.query(py, q, "q", Shape::One, k, ef, None)?;
         let q = v.flat();
         py.detach(|| {
             let started = Instant::now();
@@ -247,6 +241,24 @@ impl Partition {
 }
 
 impl Partition {
+    /// What every search checks first: `k`, the breadth, and the query vectors.
+    #[allow(clippy::too_many_arguments, reason = "a search call's arguments, passed on")]
+    fn query<'py>(
+        &self,
+        py: Python<'py>,
+        q: &Bound<'py, PyAny>,
+        name: &str,
+        shape: Shape,
+        k: i64,
+        ef: Option<i64>,
+        recall: Option<f64>,
+    ) -> PyResult<(usize, How, Vectors<'py>)> {
+        let k = arrays::positive("k", k)?;
+        let how = self.how(py, k, ef, recall)?;
+        let v = arrays::read(q, name, shape, Some(self.inner.dim()))?;
+        Ok((k, how, v))
+    }
+
     /// The search breadth from `ef` or `recall`; an exact scan for a flat partition or when
     /// the breadth covers every row (the engine scans then).
     fn how(&self, py: Python<'_>, k: usize, ef: Option<i64>, recall: Option<f64>) -> PyResult<How> {

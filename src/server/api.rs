@@ -160,19 +160,18 @@ fn check_vector(field: &str, v: &[f32], dim: usize) -> Result<(), ApiError> {
             format!("has {} components; the partition's vectors have {dim}", v.len()),
         ));
     }
-    if let Some(c) = v.iter().position(|x| !x.is_finite()) {
-        return Err(ApiError::field(
-            format!("{field}[{c}]"),
-            format!("{} is not a finite float32", v[c]),
-        ));
-    }
-    if v.iter().all(|&x| x == 0.0) {
-        return Err(ApiError::field(
+    match crate::vector::unusable(v) {
+        None => Ok(()),
+        Some(crate::vector::Unusable::NonFinite { position, value }) => Err(ApiError::field(
+            format!("{field}[{position}]"),
+            format!("{value} is not a finite float32"),
+        )),
+        // The length was checked above: what is left is all zeros.
+        Some(_) => Err(ApiError::field(
             field,
             "is all zeros: it has no direction, so no cosine",
-        ));
+        )),
     }
-    Ok(())
 }
 
 fn hits_out<'a>(loaded: &Loaded, hits: &'a [Hit]) -> Vec<HitOut<'a>> {
@@ -362,22 +361,27 @@ pub struct ExposureRequest {
 }
 
 impl App {
-    /// The CLI's search options, with partitions from the shared cache.
-    fn search_opts(
+    /// The workflow routes' `top_k` (default 20) and search fields, checked, as the
+    /// CLI's search options with partitions from the shared cache.
+    fn workflow(
         &self,
-        ef: Option<usize>,
+        top_k: Option<i64>,
+        ef: Option<i64>,
         recall: Option<f64>,
         exact: bool,
         no_quantized: bool,
-    ) -> SearchOpts {
-        SearchOpts {
+    ) -> Result<(usize, SearchOpts), ApiError> {
+        let k = positive("top_k", top_k.unwrap_or(20), self.limits.max_k)?;
+        let (ef, recall) = breadth(ef, recall, exact, self.limits.max_ef)?;
+        let opts = SearchOpts {
             source: Some(Arc::clone(&self.cache) as Arc<dyn crate::nearest::PartitionSource>),
             index_dir: Some(self.cache.index_dir().to_path_buf()),
             ef,
             recall,
             exact,
             no_quantized,
-        }
+        };
+        Ok((k, opts))
     }
 }
 
@@ -388,9 +392,7 @@ pub async fn similar(
 ) -> Result<Response, ApiError> {
     let req: SimilarRequest = parse(body)?;
     let as_of = date("as_of", &req.as_of)?;
-    let k = positive("top_k", req.top_k.unwrap_or(20), app.limits.max_k)?;
-    let (ef, r) = breadth(req.ef, req.recall, req.exact, app.limits.max_ef)?;
-    let opts = app.search_opts(ef, r, req.exact, req.no_quantized);
+    let (k, opts) = app.workflow(req.top_k, req.ef, req.recall, req.exact, req.no_quantized)?;
     // The workflow reads the database and searches (or, with exact, scans the
     // set's vectors from the database): this worker's other tasks move to
     // another worker meanwhile.
@@ -419,15 +421,13 @@ pub async fn exposure(
 ) -> Result<Response, ApiError> {
     let req: ExposureRequest = parse(body)?;
     let as_of = date("as_of", &req.as_of)?;
-    let k = positive("top_k", req.top_k.unwrap_or(20), app.limits.max_k)?;
-    let (ef, r) = breadth(req.ef, req.recall, req.exact, app.limits.max_ef)?;
+    let (k, opts) = app.workflow(req.top_k, req.ef, req.recall, req.exact, req.no_quantized)?;
     if !(0.0..=1.0).contains(&req.min_coverage) {
         return Err(ApiError::field(
             "min_coverage",
             format!("must be between 0 and 1, got {}", req.min_coverage),
         ));
     }
-    let opts = app.search_opts(ef, r, req.exact, req.no_quantized);
     let e = off_worker(portfolio_exposure(
         &app.db,
         &opts,
