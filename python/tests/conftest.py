@@ -60,9 +60,9 @@ def brute_force(base: np.ndarray, queries: np.ndarray, k: int):
 
 
 def _postgres_database():
-    """A fresh database on the test server, or None when it is unreachable."""
+    """A fresh database on the test server (name, URL), or why there is none."""
     if shutil.which("psql") is None:
-        pytest.fail("psql is not installed: the tests create their PostgreSQL databases with it")
+        return "psql is not installed (the tests create their PostgreSQL databases with it)"
     from urllib.parse import urlsplit, urlunsplit
 
     name = f"stabspace_py_{uuid.uuid4().hex[:12]}"
@@ -73,7 +73,7 @@ def _postgres_database():
         text=True,
     )
     if made.returncode != 0:
-        return None
+        return f"PostgreSQL at {PG_URL} is unreachable ({made.stderr.strip()})"
     return name, url
 
 
@@ -120,8 +120,8 @@ def demo_sqlite(tmp_path_factory):
 @pytest.fixture(scope="session")
 def demo_postgres(tmp_path_factory):
     made = _postgres_database()
-    if made is None:
-        message = f"PostgreSQL at {PG_URL} is unreachable: the PostgreSQL half of the Python tests did not run"
+    if isinstance(made, str):
+        message = f"{made}: the PostgreSQL half of the Python tests did not run"
         if os.environ.get("STABSPACE_REQUIRE_POSTGRES") == "1":
             pytest.fail(message)
         print(f"\n*** {message} ***")
