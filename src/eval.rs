@@ -16,8 +16,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use crate::backfill::{backfill_numeric_embeddings, NumericBackfill};
-use crate::encoders::signature::horizon_of_space;
-use crate::encoders::{state_encoder_for_space, window_encoder, DEFAULT_HORIZON};
+use crate::encoders::{horizon_of_space, state_encoder_for_space, window_encoder, DEFAULT_HORIZON};
 use crate::error::{Error, Result};
 use crate::joint::{backfill_joint_states, list_or, StateBackfill, Weights};
 use crate::nearest::{ScenarioSpace, SearchOpts};
@@ -147,7 +146,7 @@ pub async fn eval_retrieval(db: &Db, spec: &EvalSpec) -> Result<EvalReport> {
             ));
             continue;
         };
-        // A v2 scenario is encoded from its first H days: the state to compare
+        // A v2 or v3 scenario is encoded from its first H days: the state to compare
         // with it ends on the H-th day of the window.
         let last = start + win.days.min(encoded_days) - 1;
         if last >= calendar.len() {

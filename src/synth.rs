@@ -1,10 +1,11 @@
 //! A deterministic synthetic market written as CSV files in the import formats.
 //!
 //! One market factor with calm and volatile regimes drives every instrument
-//! (beta times the factor plus fat-tailed idiosyncratic noise). Crashes of
-//! `horizon` trading days are planted at known places, each with its own drift
-//! and volatility, and become the historical-window scenario set (paths of
-//! every active instrument over the crash's days); a Monte-Carlo
+//! (beta times the factor plus fat-tailed idiosyncratic noise). Stress episodes
+//! of `horizon` trading days are planted at known places, their shapes in turn
+//! (sharp crash, slow grind, volatility spike, rebound; [`EpisodeShape`]), each
+//! with its own drift and volatility, and become the historical-window scenario
+//! set (paths of every active instrument over the episode's days); a Monte-Carlo
 //! set draws stress paths of several kinds from the same factor model.
 //! Portfolios rebalance at month ends and get a daily risk report; each has one
 //! backtest run. Everything follows from `seed`.
@@ -23,14 +24,14 @@ use serde_json::json;
 use crate::error::{Error, Result};
 use crate::import::ImportKind;
 
-/// Scenario set of the planted crash windows (shock_type `historical_window`).
+/// Scenario set of the planted episodes' windows (shock_type `historical_window`).
 pub const HISTORICAL_SET: &str = "HIST_CRASH_WINDOWS";
 /// Scenario set of Monte-Carlo stress paths.
 pub const MONTE_CARLO_SET: &str = "MC_STRESS_V0";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum SetKind {
-    /// The planted crash windows, as observed in the generated prices.
+    /// The planted episodes' windows, as observed in the generated prices.
     Historical,
     /// Simulated stress paths (crash, vol spike, slow bleed, rally, calm).
     MonteCarlo,
@@ -44,7 +45,7 @@ pub struct SynthConfig {
     pub days: usize,
     pub seed: u64,
     pub start: NaiveDate,
-    /// Planted crash windows.
+    /// Planted stress episodes (shapes in turn: [`EpisodeShape::ALL`]).
     pub crashes: usize,
     /// Trading days per scenario (and per crash).
     pub horizon: usize,
@@ -81,7 +82,7 @@ pub struct Generated {
     pub files: Vec<(ImportKind, PathBuf, u64)>,
     pub first_date: NaiveDate,
     pub last_date: NaiveDate,
-    /// First and last trading day of each planted crash.
+    /// First and last trading day of each planted episode.
     pub crash_windows: Vec<(NaiveDate, NaiveDate)>,
     pub scenario_sets: Vec<String>,
     pub portfolios: Vec<String>,
@@ -151,6 +152,68 @@ fn normal(rng: &mut ChaCha8Rng) -> f64 {
     StandardNormal.sample(rng)
 }
 
+/// The shape of a planted stress episode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EpisodeShape {
+    /// A steep fall in the first third, then a high-volatility drift.
+    SharpCrash,
+    /// A steady decline at modest volatility.
+    SlowGrind,
+    /// Very high volatility with no net move.
+    VolSpike,
+    /// A steep fall in the first half, then a recovery of most of it.
+    Rebound,
+}
+
+impl EpisodeShape {
+    /// The order in which planted episodes take their shapes.
+    pub const ALL: [EpisodeShape; 4] = [
+        EpisodeShape::SharpCrash,
+        EpisodeShape::SlowGrind,
+        EpisodeShape::VolSpike,
+        EpisodeShape::Rebound,
+    ];
+}
+
+/// One planted episode: where it starts, its shape, drift and volatility.
+struct Episode {
+    start: usize,
+    shape: EpisodeShape,
+    drift: f64,
+    vol: f64,
+}
+
+impl Episode {
+    fn draw(shape: EpisodeShape, start: usize, rng: &mut ChaCha8Rng) -> Episode {
+        let (drift, vol) = match shape {
+            EpisodeShape::SharpCrash => (rng.random_range(-0.020..-0.008), rng.random_range(0.025..0.05)),
+            EpisodeShape::SlowGrind => (rng.random_range(-0.007..-0.003), rng.random_range(0.008..0.014)),
+            EpisodeShape::VolSpike => (rng.random_range(-0.002..0.002), rng.random_range(0.03..0.055)),
+            EpisodeShape::Rebound => (rng.random_range(-0.025..-0.012), rng.random_range(0.02..0.04)),
+        };
+        Episode {
+            start,
+            shape,
+            drift,
+            vol,
+        }
+    }
+
+    /// The market factor's mean and volatility on `day` of the episode, and
+    /// the multiplier of idiosyncratic noise.
+    fn factor(&self, day: usize, horizon: usize) -> (f64, f64, f64) {
+        let (d, v) = (self.drift, self.vol);
+        match self.shape {
+            EpisodeShape::SharpCrash if 3 * day < horizon => (2.5 * d, v, 2.0),
+            EpisodeShape::SharpCrash => (0.25 * d, v, 2.0),
+            EpisodeShape::SlowGrind => (d, v, 1.2),
+            EpisodeShape::VolSpike => (d, v, 2.5),
+            EpisodeShape::Rebound if 2 * day < horizon => (d, v, 2.0),
+            EpisodeShape::Rebound => (-0.8 * d, 0.8 * v, 2.0),
+        }
+    }
+}
+
 /// Write the market into `out` (created if needed).
 pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<Generated> {
     let warmup = 70;
@@ -183,21 +246,21 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<Generated> {
     let beta: Vec<f64> = (0..n).map(|_| rng.random_range(0.6..1.5)).collect();
     let idio: Vec<f64> = (0..n).map(|_| rng.random_range(0.006..0.02)).collect();
 
-    // Planted crashes: evenly spread after the warm-up, with jitter.
+    // Planted episodes: evenly spread after the warm-up, with jitter, their
+    // shapes in turn (sharp crash, slow grind, volatility spike, rebound).
     let spacing = (cfg.days - warmup - cfg.horizon) / cfg.crashes.max(1);
-    let mut crash_at = vec![None; cfg.days];
+    let mut episode_at = vec![None; cfg.days];
     let mut crash_windows = Vec::new();
-    let mut crash_params = Vec::new();
+    let mut episodes = Vec::new();
     for k in 0..cfg.crashes {
         let jitter = rng.random_range(0..=spacing.saturating_sub(cfg.horizon + 5));
         let s = warmup + k * spacing + jitter;
-        let drift = rng.random_range(-0.020..-0.006);
-        let vol = rng.random_range(0.02..0.05);
-        for slot in crash_at.iter_mut().skip(s).take(cfg.horizon) {
-            *slot = Some(k);
+        let e = Episode::draw(EpisodeShape::ALL[k % EpisodeShape::ALL.len()], s, &mut rng);
+        for (day, slot) in episode_at.iter_mut().skip(s).take(cfg.horizon).enumerate() {
+            *slot = Some((k, day));
         }
         crash_windows.push((dates[s], dates[s + cfg.horizon - 1]));
-        crash_params.push((s, drift, vol));
+        episodes.push(e);
     }
 
     // Daily log returns, returns[t * n + i]; day 0 has none.
@@ -209,8 +272,11 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<Generated> {
         } else {
             rng.random::<f64>() < 0.02
         };
-        let (m, mult) = match crash_at[t] {
-            Some(k) => (crash_params[k].1 + crash_params[k].2 * normal(&mut rng), 2.0),
+        let (m, mult) = match episode_at[t] {
+            Some((k, day)) => {
+                let (drift, vol, mult) = episodes[k].factor(day, cfg.horizon);
+                (drift + vol * normal(&mut rng), mult)
+            }
             None if volatile => (0.0003 + 0.018 * t4(&mut rng), 1.5),
             None => (0.0005 + 0.008 * t4(&mut rng), 1.0),
         };
@@ -286,7 +352,8 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<Generated> {
     let mut sets = Vec::new();
     if cfg.sets.contains(&SetKind::Historical) {
         sets.push(HISTORICAL_SET.to_string());
-        for (k, &(s, _, _)) in crash_params.iter().enumerate() {
+        for (k, e) in episodes.iter().enumerate() {
+            let s = e.start;
             let sid = format!("HIST_{:02}_{}", k + 1, dates[s]);
             let market: f64 = (s..s + cfg.horizon)
                 .map(|t| active.iter().map(|&i| returns[t * n + i]).sum::<f64>() / active.len() as f64)

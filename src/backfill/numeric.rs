@@ -6,7 +6,7 @@ use std::time::Instant;
 use chrono::NaiveDate;
 
 use super::BackfillSummary;
-use crate::encoders::{window_encoder, SkipReason};
+use crate::encoders::{window_encoder, MarketContext, SkipReason};
 use crate::error::{Error, Result};
 use crate::progress;
 use crate::storage::bulk::{BulkWriter, Value};
@@ -50,6 +50,16 @@ pub async fn backfill_numeric_embeddings(db: &Db, p: &NumericBackfill) -> Result
     }
     let need = encoder.prices_needed(window_days);
     let windows = queries::recent_prices(db, &instruments, p.as_of, need).await?;
+    // The market's cross-section on the windows' days, over all its active
+    // instruments (--limit bounds what is encoded, not the market).
+    let market = if !encoder.uses_market() {
+        MarketContext::default()
+    } else if p.limit.is_some() {
+        let all = queries::active_instruments(db, &p.market_id, None).await?;
+        MarketContext::from_windows(queries::recent_prices(db, &all, p.as_of, need).await?.values())
+    } else {
+        MarketContext::from_windows(windows.values())
+    };
 
     let pb = progress::items(instruments.len() as u64, "instruments");
     pb.set_message(format!("{} {}", p.model_id, p.market_id));
@@ -64,7 +74,7 @@ pub async fn backfill_numeric_embeddings(db: &Db, p: &NumericBackfill) -> Result
         pb.inc(1);
         let have = windows.get(id).map_or(0, |w| w.dates.len());
         let encoded = match windows.get(id) {
-            Some(w) if have >= need => encoder.encode(w).map(|v| (v, w.span())),
+            Some(w) if have >= need => encoder.encode_in_market(w, &market).map(|v| (v, w.span())),
             _ => Err(SkipReason::InsufficientHistory { have, need }),
         };
         match encoded {

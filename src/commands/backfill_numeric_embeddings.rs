@@ -14,6 +14,9 @@ be encoded are skipped and listed with the reason. Re-running replaces the store
 num-stab-core-v2 instead encodes the last --horizon-days log returns as their fragility signature \
 (sorted ascending, then absolute values sorted ascending, zero-padded): the space of \
 num-scenario-core-v2 scenarios with the same --horizon-days.\n\n\
+num-stab-core-v3 encodes the same returns at four horizons (H/4, H/2, 3H/4, H) together with the \
+market's mean return and cross-sectional spread on each of those days, computed over all the \
+market's active instruments (README, \"v3\"): the space of num-scenario-core-v3.\n\n\
 Examples:\n  stabspace backfill-numeric-embeddings --as-of 2025-01-31 --window-days 63 --market-id US_EQ \
 --limit 500 --model-id num-stab-core-v1\n  stabspace backfill-numeric-embeddings --as-of 2025-01-31 \
 --market-id US_EQ --model-id num-stab-core-v2 --horizon-days 20"
@@ -25,7 +28,7 @@ pub struct Args {
     /// Trading days per window (window_days + 1 prices are needed) [default: 63; v2: the horizon].
     #[arg(long)]
     pub window_days: Option<usize>,
-    /// H, the log returns encoded by num-stab-core-v2 [default: 20].
+    /// H, the log returns encoded by num-stab-core-v2/v3 [default: 20; v3: a multiple of 4].
     #[arg(long, value_name = "H")]
     pub horizon_days: Option<usize>,
     /// Market whose active instruments are encoded.
@@ -34,7 +37,8 @@ pub struct Args {
     /// At most this many instruments, in instrument_id order.
     #[arg(long)]
     pub limit: Option<u64>,
-    /// Encoder: num-stab-core-v1, num-regime-core-v1 (flatten and pad) or num-stab-core-v2 (signature).
+    /// Encoder: num-stab-core-v1, num-regime-core-v1 (flatten and pad), num-stab-core-v2 (signature)
+    /// or num-stab-core-v3 (multi-scale market signature).
     #[arg(long, default_value = "num-stab-core-v1")]
     pub model_id: String,
 }

@@ -12,6 +12,9 @@ scenario_date). A missing cell is an error naming the scenario. Re-running repla
 num-scenario-core-v2 instead encodes each instrument's path over the first --horizon-days days as its \
 fragility signature (log returns sorted ascending, then absolute log returns sorted ascending) and \
 stores the mean over instruments: the space of num-stab-core-v2 states with the same --horizon-days.\n\n\
+num-scenario-core-v3 encodes, at four horizons (H/4, H/2, 3H/4, H), the mean over every stretch of \
+that many days of the stretch's sorted returns and absolute returns (averaged over instruments) and \
+sorted daily mean and spread across instruments: the space of num-stab-core-v3 states.\n\n\
 Examples:\n  stabspace backfill-numeric-scenario-embeddings --scenario-set-id SET_ABC123 \
 --model-id num-scenario-core-v1 --limit 100\n  stabspace backfill-numeric-scenario-embeddings \
 --scenario-set-id HIST_CRASH_WINDOWS --model-id num-scenario-core-v2 --horizon-days 20"
@@ -20,10 +23,11 @@ pub struct Args {
     /// Scenario set to encode.
     #[arg(long)]
     pub scenario_set_id: String,
-    /// Encoder: num-scenario-core-v1 (flatten and pad) or num-scenario-core-v2 (fragility signature).
+    /// Encoder: num-scenario-core-v1 (flatten and pad), num-scenario-core-v2 (fragility signature)
+    /// or num-scenario-core-v3 (multi-scale market signature).
     #[arg(long, default_value = "num-scenario-core-v1")]
     pub model_id: String,
-    /// H, the days of each path encoded by num-scenario-core-v2 [default: 20].
+    /// H, the days of each path encoded by num-scenario-core-v2/v3 [default: 20; v3: a multiple of 4].
     #[arg(long, value_name = "H")]
     pub horizon_days: Option<usize>,
     /// At most this many scenarios, in scenario_id order.

@@ -126,7 +126,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     let dir = g.data_dir.join("demo");
     let gen = generate(&cfg, &dir)?;
     println!(
-        "1. generated {} instruments of {} over {} to {} with {} planted crashes → {}",
+        "1. generated {} instruments of {} over {} to {} with {} planted stress episodes → {}",
         cfg.instruments,
         cfg.market_id,
         gen.first_date,

@@ -20,8 +20,8 @@ The states it needs are backfilled first, into the database and idempotently (nu
 --stab-model-id, then joint states without a profile branch, under --joint-model-id): states stored \
 there for the evaluated dates are replaced, so evaluate under a joint model of its own (project the \
 set into it with backfill-joint-stab-fragility-scenarios --joint-model-id …) to keep others. --stab-model-id defaults to the state \
-encoder of the scenario vectors' feature space: num-stab-core-v2 (with their --horizon-days) for \
-num-scenario-core-v2 scenarios, num-stab-core-v1 for num-scenario-core-v1.\n\n\
+encoder of the scenario vectors' feature space: num-stab-core-v3 or -v2 (with their --horizon-days) for \
+num-scenario-core-v3 or -v2 scenarios, num-stab-core-v1 for num-scenario-core-v1.\n\n\
 Example (after the demo, or generate + import + the v2 backfills):\n  stabspace eval-retrieval \
 --scenario-set-id HIST_CRASH_WINDOWS --joint-model-id joint-stab-fragility-v1 --market-id US_EQ"
 )]
@@ -41,7 +41,7 @@ pub struct Args {
     /// Trading days before each window's last day to query from.
     #[arg(long, value_delimiter = ',', default_value = "0,5,10")]
     pub offsets: Vec<usize>,
-    /// Window of a v1 state encoder (v2 uses the scenarios' horizon).
+    /// Window of a v1 state encoder (v2 and v3 use the scenarios' horizon).
     #[arg(long, default_value_t = DEFAULT_WINDOW_DAYS)]
     pub window_days: usize,
     /// text (an aligned table), csv, or json (with every window's rank).

@@ -31,8 +31,9 @@ pub struct Args {
     /// Monte-Carlo scenarios in the monte-carlo set.
     #[arg(long, default_value_t = 200)]
     pub mc_scenarios: usize,
-    /// Planted crashes (each becomes a historical-window scenario).
-    #[arg(long, default_value_t = 6)]
+    /// Planted stress episodes, shaped in turn sharp crash, slow grind, volatility spike,
+    /// rebound (each becomes a historical-window scenario).
+    #[arg(long, visible_alias = "episodes", default_value_t = 6)]
     pub crashes: usize,
     /// Trading days per scenario and per crash.
     #[arg(long, default_value_t = 20)]
@@ -76,7 +77,7 @@ impl Args {
 pub async fn run(_g: &GlobalOpts, a: Args) -> Result<()> {
     let g = generate(&a.config(), &a.out)?;
     println!(
-        "wrote a synthetic market of {} instruments, {} to {} ({} planted crashes), into {}:",
+        "wrote a synthetic market of {} instruments, {} to {} ({} planted stress episodes), into {}:",
         a.instruments,
         g.first_date,
         g.last_date,

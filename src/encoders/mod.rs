@@ -4,6 +4,7 @@
 //! windows) or [`ScenarioEncoder`] (scenario return panels); the registries below
 //! map model ids to them, so a new model is one new file plus one line here.
 
+pub mod multiscale;
 mod pad_to_dim;
 pub mod signature;
 
@@ -11,6 +12,7 @@ use std::fmt;
 
 use chrono::NaiveDate;
 
+pub use multiscale::{MarketContext, MultiscaleScenario, MultiscaleWindow};
 pub use pad_to_dim::{pad_to_dim, PadToDimScenario, PadToDimWindow};
 pub use signature::{fragility_signature, SignatureScenario, SignatureWindow, DEFAULT_HORIZON};
 
@@ -93,6 +95,8 @@ pub fn describe_space(space: &str) -> String {
         format!("{space} (num-stab-core-v1 / num-scenario-core-v1 / joint-profile-core-v1)")
     } else if let Some(h) = signature::horizon_of_space(space) {
         format!("{space} (num-stab-core-v2 / num-scenario-core-v2, --horizon-days {h})")
+    } else if let Some(h) = multiscale::horizon_of_space(space) {
+        format!("{space} (num-stab-core-v3 / num-scenario-core-v3, --horizon-days {h})")
     } else {
         space.to_string()
     }
@@ -110,14 +114,28 @@ pub fn recorded_space(model_id: &str, recorded: Option<String>) -> Option<String
     })
 }
 
-/// The instrument-state encoder whose vectors live in `space`, if we have one
-/// (a v2 space's horizon: [`signature::horizon_of_space`]).
-pub fn state_encoder_for_space(space: &str) -> Option<&'static str> {
+/// The state and scenario encoders whose vectors live in `space`, if we have
+/// them (its horizon: [`horizon_of_space`]).
+pub fn encoders_for_space(space: &str) -> Option<(&'static str, &'static str)> {
     if space == V1_SPACE {
-        Some("num-stab-core-v1")
+        Some(("num-stab-core-v1", "num-scenario-core-v1"))
+    } else if signature::horizon_of_space(space).is_some() {
+        Some(("num-stab-core-v2", "num-scenario-core-v2"))
+    } else if multiscale::horizon_of_space(space).is_some() {
+        Some(("num-stab-core-v3", "num-scenario-core-v3"))
     } else {
-        signature::horizon_of_space(space).map(|_| "num-stab-core-v2")
+        None
     }
+}
+
+/// The instrument-state encoder whose vectors live in `space`, if we have one.
+pub fn state_encoder_for_space(space: &str) -> Option<&'static str> {
+    encoders_for_space(space).map(|(state, _)| state)
+}
+
+/// H of a v2 or v3 space (`None` for v1 and unknown spaces).
+pub fn horizon_of_space(space: &str) -> Option<usize> {
+    signature::horizon_of_space(space).or_else(|| multiscale::horizon_of_space(space))
 }
 
 /// Encodes an instrument's price window at an as-of date.
@@ -135,7 +153,20 @@ pub trait WindowEncoder: Send + Sync {
     fn prices_needed(&self, window_days: usize) -> usize {
         window_days + 1
     }
+    /// Whether the state depends on the market's other instruments on the
+    /// same days (then backfills call [`WindowEncoder::encode_in_market`]).
+    fn uses_market(&self) -> bool {
+        false
+    }
     fn encode(&self, window: &PriceWindow) -> Result<Vec<f32>, SkipReason>;
+    /// The state of `window` within its market's cross-section.
+    fn encode_in_market(
+        &self,
+        window: &PriceWindow,
+        _market: &MarketContext,
+    ) -> Result<Vec<f32>, SkipReason> {
+        self.encode(window)
+    }
 }
 
 /// Encodes a scenario's return panel.
@@ -153,13 +184,26 @@ pub trait ScenarioEncoder: Send + Sync {
 }
 
 /// Model ids of the window encoders, in the order `--help` lists them.
-pub const WINDOW_MODELS: &[&str] = &["num-stab-core-v1", "num-regime-core-v1", "num-stab-core-v2"];
+pub const WINDOW_MODELS: &[&str] = &[
+    "num-stab-core-v1",
+    "num-regime-core-v1",
+    "num-stab-core-v2",
+    "num-stab-core-v3",
+];
 /// Model ids of the scenario encoders.
-pub const SCENARIO_MODELS: &[&str] = &["num-scenario-core-v1", "num-scenario-core-v2"];
+pub const SCENARIO_MODELS: &[&str] = &[
+    "num-scenario-core-v1",
+    "num-scenario-core-v2",
+    "num-scenario-core-v3",
+];
 
-/// Whether a model id is one of the v2 (signature) encoders, which take `--horizon-days`.
+/// Whether a model id is one of the v2 or v3 encoders, which take `--horizon-days`.
 pub fn is_signature_model(model_id: &str) -> bool {
-    matches!(model_id, "num-stab-core-v2" | "num-scenario-core-v2")
+    is_v3_model(model_id) || matches!(model_id, "num-stab-core-v2" | "num-scenario-core-v2")
+}
+
+fn is_v3_model(model_id: &str) -> bool {
+    matches!(model_id, "num-stab-core-v3" | "num-scenario-core-v3")
 }
 
 /// H for `model_id` from an optional `--horizon-days`: the v2 encoders take
@@ -167,29 +211,32 @@ pub fn is_signature_model(model_id: &str) -> bool {
 pub fn resolve_horizon(model_id: &str, horizon: Option<usize>) -> Result<usize> {
     match horizon {
         Some(h) if !is_signature_model(model_id) => Err(Error::Invalid(format!(
-            "--horizon-days {h} applies to the v2 signature encoders (num-stab-core-v2, \
-             num-scenario-core-v2), not to {model_id}"
+            "--horizon-days {h} applies to the v2 and v3 encoders (num-stab-core-v2/v3, \
+             num-scenario-core-v2/v3), not to {model_id}"
         ))),
+        Some(h) if is_v3_model(model_id) => multiscale::check_horizon(h),
         Some(h) => signature::check_horizon(h),
         None => Ok(DEFAULT_HORIZON),
     }
 }
 
-/// The window encoder of `model_id`; `horizon` is H for the v2 encoder.
+/// The window encoder of `model_id`; `horizon` is H for the v2 and v3 encoders.
 pub fn window_encoder(model_id: &str, horizon: usize) -> Result<Box<dyn WindowEncoder>> {
     match model_id {
         "num-stab-core-v1" => Ok(Box::new(PadToDimWindow::new("num-stab-core-v1"))),
         "num-regime-core-v1" => Ok(Box::new(PadToDimWindow::new("num-regime-core-v1"))),
         "num-stab-core-v2" => Ok(Box::new(SignatureWindow::new(horizon)?)),
+        "num-stab-core-v3" => Ok(Box::new(MultiscaleWindow::new(horizon)?)),
         other => Err(unknown("price-window backfills", other, WINDOW_MODELS)),
     }
 }
 
-/// The scenario encoder of `model_id`; `horizon` is H for the v2 encoder.
+/// The scenario encoder of `model_id`; `horizon` is H for the v2 and v3 encoders.
 pub fn scenario_encoder(model_id: &str, horizon: usize) -> Result<Box<dyn ScenarioEncoder>> {
     match model_id {
         "num-scenario-core-v1" => Ok(Box::new(PadToDimScenario)),
         "num-scenario-core-v2" => Ok(Box::new(SignatureScenario::new(horizon)?)),
+        "num-scenario-core-v3" => Ok(Box::new(MultiscaleScenario::new(horizon)?)),
         other => Err(unknown("scenario backfills", other, SCENARIO_MODELS)),
     }
 }

@@ -92,28 +92,73 @@ impl WindowEncoder for SignatureWindow {
     }
 
     fn encode(&self, w: &PriceWindow) -> Result<Vec<f32>, SkipReason> {
-        let need = self.horizon + 1;
-        if w.close.len() < need {
-            return Err(SkipReason::InsufficientHistory {
-                have: w.close.len(),
-                need,
-            });
-        }
-        let start = w.close.len() - need;
-        for i in start..w.close.len() {
-            let date = w.dates[i];
-            if !w.close[i].is_finite() {
-                return Err(SkipReason::NonFinite { date, field: "close" });
-            }
-            if w.close[i] <= 0.0 {
-                return Err(SkipReason::NonPositiveClose { date });
-            }
-        }
-        let r: Vec<f64> = (start + 1..w.close.len())
-            .map(|t| (w.close[t] / w.close[t - 1]).ln())
-            .collect();
-        Ok(pad_to_dim(fragility_signature(&r)))
+        Ok(pad_to_dim(fragility_signature(&last_log_returns(
+            w,
+            self.horizon,
+        )?)))
     }
+}
+
+/// The last `h` daily log returns of a window (its last h + 1 closes, which
+/// must be positive and finite).
+pub fn last_log_returns(w: &PriceWindow, h: usize) -> Result<Vec<f64>, SkipReason> {
+    let need = h + 1;
+    if w.close.len() < need {
+        return Err(SkipReason::InsufficientHistory {
+            have: w.close.len(),
+            need,
+        });
+    }
+    let start = w.close.len() - need;
+    for i in start..w.close.len() {
+        let date = w.dates[i];
+        if !w.close[i].is_finite() {
+            return Err(SkipReason::NonFinite { date, field: "close" });
+        }
+        if w.close[i] <= 0.0 {
+            return Err(SkipReason::NonPositiveClose { date });
+        }
+    }
+    Ok((start + 1..w.close.len())
+        .map(|t| (w.close[t] / w.close[t - 1]).ln())
+        .collect())
+}
+
+/// Each instrument's log-return path, ln(1 + r), over the panel's first `h`
+/// days; a shorter panel, one without instruments or a return with no log
+/// return is an error naming the scenario (and `model_id`'s flag to fix it).
+pub fn panel_log_returns(p: &ScenarioPanel, h: usize, model_id: &str) -> Result<Vec<Vec<f64>>> {
+    if p.days < h {
+        return Err(Error::Invalid(format!(
+            "scenario {:?} has {} day(s); {model_id} with --horizon-days {h} needs at least {h} \
+             (pass --horizon-days {} to encode it, and use the same value for the states)",
+            p.scenario_id, p.days, p.days
+        )));
+    }
+    if p.instruments == 0 {
+        return Err(Error::Invalid(format!(
+            "scenario {:?} has no instruments",
+            p.scenario_id
+        )));
+    }
+    (0..p.instruments)
+        .map(|j| {
+            (0..h)
+                .map(|d| {
+                    let r = p.values[d * p.instruments + j];
+                    if !r.is_finite() || r <= -1.0 {
+                        return Err(Error::Invalid(format!(
+                            "scenario {:?}, day {d}, instrument #{} (by id): return {r} has no log return \
+                             (must be finite and above -1)",
+                            p.scenario_id,
+                            j + 1
+                        )));
+                    }
+                    Ok(r.ln_1p())
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// `num-scenario-core-v2`: the mean over instruments of their path signatures.
@@ -143,40 +188,14 @@ impl ScenarioEncoder for SignatureScenario {
     }
 
     fn encode(&self, p: &ScenarioPanel) -> Result<Vec<f32>> {
-        let h = self.horizon;
-        if p.days < h {
-            return Err(Error::Invalid(format!(
-                "scenario {:?} has {} day(s); num-scenario-core-v2 with --horizon-days {h} needs at least {h} \
-                 (pass --horizon-days {} to encode it, and use the same value for the states)",
-                p.scenario_id, p.days, p.days
-            )));
-        }
-        if p.instruments == 0 {
-            return Err(Error::Invalid(format!(
-                "scenario {:?} has no instruments",
-                p.scenario_id
-            )));
-        }
-        let mut mean = vec![0.0f64; 2 * h];
-        let mut path = vec![0.0f64; h];
-        for j in 0..p.instruments {
-            for (d, slot) in path.iter_mut().enumerate() {
-                let r = p.values[d * p.instruments + j];
-                if !r.is_finite() || r <= -1.0 {
-                    return Err(Error::Invalid(format!(
-                        "scenario {:?}, day {d}, instrument #{} (by id): return {r} has no log return \
-                         (must be finite and above -1)",
-                        p.scenario_id,
-                        j + 1
-                    )));
-                }
-                *slot = r.ln_1p();
-            }
-            for (m, s) in mean.iter_mut().zip(fragility_signature(&path)) {
+        let paths = panel_log_returns(p, self.horizon, self.model_id())?;
+        let mut mean = vec![0.0f64; 2 * self.horizon];
+        for path in &paths {
+            for (m, s) in mean.iter_mut().zip(fragility_signature(path)) {
                 *m += s;
             }
         }
-        let n = p.instruments as f64;
+        let n = paths.len() as f64;
         Ok(pad_to_dim(mean.into_iter().map(|s| s / n)))
     }
 }

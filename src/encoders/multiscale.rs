@@ -1,0 +1,344 @@
+//! The v3 pair: *multi-scale market signatures* shared by instrument states
+//! (`num-stab-core-v3`) and scenarios (`num-scenario-core-v3`), built so that
+//! a market state partway into a stress episode already resembles the
+//! episode's scenario.
+//!
+//! Over a window of H daily log returns (default 20), four horizons
+//! h ∈ {H/4, H/2, 3H/4, H} (5, 10, 15, 20). For a stretch of h days the
+//! *group* is four sorted blocks of h values each:
+//!
+//! ```text
+//! G(stretch) = [ sort↑ r , sort↑ |r| , sort↑ m , sort↑ s ]          (4h values)
+//! ```
+//!
+//! r: the instrument's own log returns; m: the market's mean log return that
+//! day, over its instruments; s: the cross-sectional spread that day,
+//! √(mean over instruments of (r − m)²). The vector is
+//! `[G_H/4 | G_H/2 | G_3H/4 | G_H]` (10H values, 200 for H = 20), zero-padded
+//! to 384; values stay in return units with no rescaling.
+//!
+//! * State (`num-stab-core-v3`, instrument at as_of): G_h is the group of the
+//!   last h days ending at as_of. m and s come from the market's active
+//!   instruments on those days ([`MarketContext`]), so every instrument of a
+//!   market carries the same market blocks and an equal-weight portfolio keeps
+//!   them unchanged. Needs H + 1 closes, as v2 does.
+//! * Scenario (`num-scenario-core-v3`, panel of ≥ H days): with x = ln(1 + r)
+//!   of its first H days and m, s over the panel's instruments, G_h is the mean
+//!   over every h-day stretch of the H days (H − h + 1 of them) of the stretch's
+//!   group, the r and |r| blocks averaged over instruments. The full-length
+//!   group G_H is the state's G_H of the same days exactly.
+//!
+//! Why: a state 10 days before an episode's end has only 10 of the episode's
+//! days in its last 20, but its 5- and 10-day groups are all episode; the
+//! scenario's short groups, averaged over every stretch, describe any part of
+//! the episode. The market blocks tell episodes apart by how the whole market
+//! moved (a crash: m very negative and s wide; a grind: m mildly negative and
+//! s narrow), which a single instrument's returns see only through noise.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+
+use super::{pad_to_dim, PriceWindow, ScenarioEncoder, ScenarioPanel, SkipReason, WindowEncoder};
+use crate::error::{Error, Result};
+use crate::vector::DIM;
+
+/// The largest H whose 10H values fit in [`DIM`] (a multiple of 4).
+pub const MAX_HORIZON: usize = 36;
+
+/// The feature space of the v3 pair at horizon `h`.
+pub fn space(h: usize) -> String {
+    format!("stab-v3-multiscale-h{h}")
+}
+
+/// The horizon a v3 space name was made with.
+pub fn horizon_of_space(space: &str) -> Option<usize> {
+    space.strip_prefix("stab-v3-multiscale-h")?.parse().ok()
+}
+
+/// Check a horizon given on the command line.
+pub fn check_horizon(h: usize) -> Result<usize> {
+    if h == 0 || h % 4 != 0 || h > MAX_HORIZON {
+        return Err(Error::Invalid(format!(
+            "--horizon-days {h}: the v3 encoders take a multiple of 4 between 4 and {MAX_HORIZON} \
+             (horizons H/4, H/2, 3H/4, H; 10·H values in {DIM})"
+        )));
+    }
+    Ok(h)
+}
+
+/// The four horizons of H.
+pub fn horizons(h: usize) -> [usize; 4] {
+    [h / 4, h / 2, 3 * h / 4, h]
+}
+
+fn sorted(values: impl IntoIterator<Item = f64>) -> Vec<f64> {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// The market's mean log return and cross-sectional spread on each day, over
+/// its instruments with a return that day (a close that day and on their
+/// previous trading day).
+#[derive(Clone, Debug, Default)]
+pub struct MarketContext {
+    days: BTreeMap<NaiveDate, (f64, f64)>,
+}
+
+impl MarketContext {
+    /// From the price windows of the market's instruments; closes that are not
+    /// positive and finite give no return.
+    pub fn from_windows<'a>(windows: impl IntoIterator<Item = &'a PriceWindow>) -> MarketContext {
+        let mut by_day: BTreeMap<NaiveDate, Vec<f64>> = BTreeMap::new();
+        for w in windows {
+            for t in 1..w.close.len() {
+                let (a, b) = (w.close[t - 1], w.close[t]);
+                if a.is_finite() && b.is_finite() && a > 0.0 && b > 0.0 {
+                    by_day.entry(w.dates[t]).or_default().push((b / a).ln());
+                }
+            }
+        }
+        MarketContext {
+            days: by_day
+                .into_iter()
+                .map(|(d, r)| (d, mean_and_spread(&r)))
+                .collect(),
+        }
+    }
+
+    /// Mean and spread on `day`, if any instrument had a return.
+    pub fn on(&self, day: NaiveDate) -> Option<(f64, f64)> {
+        self.days.get(&day).copied()
+    }
+}
+
+/// Mean and population standard deviation.
+fn mean_and_spread(x: &[f64]) -> (f64, f64) {
+    let n = x.len() as f64;
+    let m = x.iter().sum::<f64>() / n;
+    (m, (x.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / n).sqrt())
+}
+
+/// The group of one stretch, added into `out` (4h values) with `weight`.
+fn add_group(out: &mut [f64], own: &[Vec<f64>], m: &[f64], s: &[f64], weight: f64) {
+    let h = m.len();
+    let per = weight / own.len() as f64;
+    for r in own {
+        for (o, v) in out[..h].iter_mut().zip(sorted(r.iter().copied())) {
+            *o += per * v;
+        }
+        for (o, v) in out[h..2 * h].iter_mut().zip(sorted(r.iter().map(|x| x.abs()))) {
+            *o += per * v;
+        }
+    }
+    for (o, v) in out[2 * h..3 * h].iter_mut().zip(sorted(m.iter().copied())) {
+        *o += weight * v;
+    }
+    for (o, v) in out[3 * h..].iter_mut().zip(sorted(s.iter().copied())) {
+        *o += weight * v;
+    }
+}
+
+/// `num-stab-core-v3`: the groups of the last h days at each horizon.
+pub struct MultiscaleWindow {
+    horizon: usize,
+}
+
+impl MultiscaleWindow {
+    pub fn new(horizon: usize) -> Result<Self> {
+        Ok(MultiscaleWindow {
+            horizon: check_horizon(horizon)?,
+        })
+    }
+}
+
+impl WindowEncoder for MultiscaleWindow {
+    fn model_id(&self) -> &'static str {
+        "num-stab-core-v3"
+    }
+
+    fn feature_space(&self) -> String {
+        space(self.horizon)
+    }
+
+    fn fixed_window_days(&self) -> Option<usize> {
+        Some(self.horizon)
+    }
+
+    fn uses_market(&self) -> bool {
+        true
+    }
+
+    /// Without a market: the instrument as a market of one (m = r, s = 0).
+    fn encode(&self, w: &PriceWindow) -> Result<Vec<f32>, SkipReason> {
+        self.encode_in_market(w, &MarketContext::from_windows([w]))
+    }
+
+    fn encode_in_market(&self, w: &PriceWindow, market: &MarketContext) -> Result<Vec<f32>, SkipReason> {
+        let h = self.horizon;
+        let r = super::signature::last_log_returns(w, h)?;
+        let days = &w.dates[w.dates.len() - h..];
+        let (m, s): (Vec<f64>, Vec<f64>) = days
+            .iter()
+            .zip(&r)
+            .map(|(&d, &own)| market.on(d).unwrap_or((own, 0.0)))
+            .unzip();
+        let mut out = Vec::with_capacity(10 * h);
+        for k in horizons(h) {
+            let mut g = vec![0.0; 4 * k];
+            add_group(&mut g, &[r[h - k..].to_vec()], &m[h - k..], &s[h - k..], 1.0);
+            out.extend(g);
+        }
+        Ok(pad_to_dim(out))
+    }
+}
+
+/// `num-scenario-core-v3`: at each horizon, the mean group over every stretch.
+pub struct MultiscaleScenario {
+    horizon: usize,
+}
+
+impl MultiscaleScenario {
+    pub fn new(horizon: usize) -> Result<Self> {
+        Ok(MultiscaleScenario {
+            horizon: check_horizon(horizon)?,
+        })
+    }
+}
+
+impl ScenarioEncoder for MultiscaleScenario {
+    fn model_id(&self) -> &'static str {
+        "num-scenario-core-v3"
+    }
+
+    fn feature_space(&self) -> String {
+        space(self.horizon)
+    }
+
+    fn window_days(&self, _panel: &ScenarioPanel) -> usize {
+        self.horizon
+    }
+
+    fn encode(&self, p: &ScenarioPanel) -> Result<Vec<f32>> {
+        let h = self.horizon;
+        let x = super::signature::panel_log_returns(p, h, self.model_id())?;
+        // Per day: the panel's mean and spread.
+        let (m, s): (Vec<f64>, Vec<f64>) = (0..h)
+            .map(|d| mean_and_spread(&x.iter().map(|path| path[d]).collect::<Vec<_>>()))
+            .unzip();
+        let mut out = Vec::with_capacity(10 * h);
+        for k in horizons(h) {
+            let stretches = h - k + 1;
+            let mut g = vec![0.0; 4 * k];
+            for a in 0..stretches {
+                let own: Vec<Vec<f64>> = x.iter().map(|path| path[a..a + k].to_vec()).collect();
+                add_group(&mut g, &own, &m[a..a + k], &s[a..a + k], 1.0 / stretches as f64);
+            }
+            out.extend(g);
+        }
+        Ok(pad_to_dim(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2025, 3, day).unwrap()
+    }
+
+    fn window(id: &str, close: &[f64]) -> PriceWindow {
+        PriceWindow {
+            instrument_id: id.into(),
+            dates: (0..close.len()).map(|i| d(3 + i as u32)).collect(),
+            close: close.to_vec(),
+            volume: vec![0.0; close.len()],
+        }
+    }
+
+    #[test]
+    fn horizons_must_be_multiples_of_four_that_fit() {
+        assert!(check_horizon(4).is_ok() && check_horizon(36).is_ok());
+        for bad in [0, 6, 40] {
+            assert!(check_horizon(bad).is_err(), "{bad}");
+        }
+        assert_eq!(horizons(20), [5, 10, 15, 20]);
+        assert_eq!(horizon_of_space(&space(20)), Some(20));
+        assert_eq!(horizon_of_space("stab-v2-signature-h20"), None);
+    }
+
+    #[test]
+    fn state_with_h4_is_its_groups_by_hand() {
+        // Two instruments, H = 4 (horizons 1, 2, 3, 4). Closes of A double,
+        // halve, stay, double; B is flat then falls 50% on the last day.
+        let a = window("A", &[1.0, 2.0, 1.0, 1.0, 2.0]);
+        let b = window("B", &[4.0, 4.0, 4.0, 4.0, 2.0]);
+        let market = MarketContext::from_windows([&a, &b]);
+        let v = MultiscaleWindow::new(4)
+            .unwrap()
+            .encode_in_market(&a, &market)
+            .unwrap();
+        let l = 2f64.ln();
+        let r = [l, -l, 0.0, l];
+        let m = [l / 2.0, -l / 2.0, 0.0, 0.0];
+        let s = [l / 2.0, l / 2.0, 0.0, l];
+        let mut want = Vec::new();
+        for k in [1, 2, 3, 4] {
+            let tail = |x: &[f64]| x[4 - k..].to_vec();
+            want.extend(sorted(tail(&r)));
+            want.extend(sorted(tail(&r).iter().map(|x| x.abs())));
+            want.extend(sorted(tail(&m)));
+            want.extend(sorted(tail(&s)));
+        }
+        assert_eq!(want.len(), 40);
+        for (i, (got, w)) in v.iter().zip(&want).enumerate() {
+            assert!((f64::from(*got) - w).abs() < 1e-7, "slot {i}: {got} vs {w}");
+        }
+        assert!(v[40..].iter().all(|&x| x == 0.0));
+        // Alone, an instrument is its own market: m = r, s = 0.
+        let alone = MultiscaleWindow::new(4).unwrap().encode(&a).unwrap();
+        assert!(
+            (f64::from(alone[2]) - l).abs() < 1e-7 && alone[3] == 0.0,
+            "{:?}",
+            &alone[..4]
+        );
+    }
+
+    #[test]
+    fn scenario_groups_average_every_stretch_and_the_full_group_equals_the_state() {
+        // One instrument, H = 4: the h = 1 group averages the four days.
+        let r = [0.10, -0.20, 0.05, -0.05];
+        let p = ScenarioPanel {
+            scenario_id: "S".into(),
+            days: 5,
+            instruments: 1,
+            values: r.iter().copied().chain([0.3]).collect(),
+        };
+        let v = MultiscaleScenario::new(4).unwrap().encode(&p).unwrap();
+        let x: Vec<f64> = r.iter().map(|v: &f64| v.ln_1p()).collect();
+        let mean = x.iter().sum::<f64>() / 4.0;
+        let mean_abs = x.iter().map(|v| v.abs()).sum::<f64>() / 4.0;
+        for (i, want) in [mean, mean_abs, mean, 0.0].iter().enumerate() {
+            assert!((f64::from(v[i]) - want).abs() < 1e-7, "slot {i}");
+        }
+        // The h = 4 group (slots 24..40) is the state of the same closes.
+        let mut close = vec![100.0];
+        for v in &x {
+            close.push(close.last().unwrap() * v.exp());
+        }
+        let state = MultiscaleWindow::new(4)
+            .unwrap()
+            .encode(&window("A", &close))
+            .unwrap();
+        for i in 24..40 {
+            assert!(
+                (v[i] - state[i]).abs() < 1e-6,
+                "slot {i}: {} vs {}",
+                v[i],
+                state[i]
+            );
+        }
+    }
+}
