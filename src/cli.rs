@@ -86,9 +86,9 @@ pub enum Command {
     Migrate(commands::migrate::Args),
     /// Import a CSV file into its table (one transaction; re-importing is a no-op).
     Import(commands::import::Args),
-    /// Encode the price windows of a market's active instruments (num-stab-core-v1, num-stab-core-v2, …).
+    /// Encode the price windows of a market's active instruments (num-stab-core-v1, -v2, -v3, …).
     BackfillNumericEmbeddings(commands::backfill_numeric_embeddings::Args),
-    /// Encode the return panels of a scenario set (num-scenario-core-v1, num-scenario-core-v2).
+    /// Encode the return panels of a scenario set (num-scenario-core-v1, -v2, -v3).
     BackfillNumericScenarioEmbeddings(commands::backfill_numeric_scenario_embeddings::Args),
     /// Standardised issuer-fundamentals profiles (joint-profile-core-v1).
     BackfillJointProfiles(commands::backfill_joint_profiles::Args),
@@ -100,6 +100,8 @@ pub enum Command {
     BackfillJointStabFragilityScenarios(commands::backfill_joint_stab_fragility_scenarios::Args),
     /// List stored STAB scenario vectors of a set (CSV or JSON).
     ShowJointStabFragilityScenarios(commands::show_joint_stab_fragility_scenarios::Args),
+    /// List the registered joint models: branches, weights and feature space (CSV or JSON).
+    ShowJointModels(commands::show_joint_models::Args),
     /// The scenarios nearest an instrument's STAB state.
     FindSimilarStabScenarios(commands::find_similar_stab_scenarios::Args),
     /// The scenarios nearest a portfolio's STAB vector on a date.
@@ -148,6 +150,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             commands::show_joint_stab_fragility_scenarios::run(g, a).await
         }
         Command::FindSimilarStabScenarios(a) => commands::find_similar_stab_scenarios::run(g, a).await,
+        Command::ShowJointModels(a) => commands::show_joint_models::run(g, a).await,
         Command::ShowPortfolioStabScenarioExposure(a) => {
             commands::show_portfolio_stab_scenario_exposure::run(g, a).await
         }
@@ -233,4 +236,64 @@ pub fn parse_clamped(s: &str) -> std::result::Result<usize, String> {
 /// clap value parser for ISO dates.
 pub fn parse_date(s: &str) -> std::result::Result<NaiveDate, String> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("invalid date {s:?}, expected YYYY-MM-DD"))
+}
+
+/// The flag naming the joint model in each command that searches a set.
+const JOINT_MODEL_FLAGS: &[(&str, &str)] = &[
+    ("find-similar-stab-scenarios", "--model-id"),
+    ("show-joint-stab-fragility-scenarios", "--model-id"),
+    ("show-joint-stab-fragility-states", "--model-id"),
+    ("show-portfolio-stab-scenario-exposure", "--stab-model-id"),
+    ("backfill-portfolio-stab-scenario-metrics", "--stab-model-id"),
+    ("eval-retrieval", "--joint-model-id"),
+    ("build", "--model-id"),
+    ("bench", "--model-id"),
+];
+
+/// This process's command line with its joint model `current` replaced by
+/// `model` (or the command's joint model flag added when `current` was its
+/// default), for hints that give the command that works. `None` outside the
+/// `stabspace` CLI (the Python package, the server) or for another command.
+pub fn command_line_with_joint_model(current: &str, model: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    let prog = std::path::Path::new(args.first()?).file_name()?.to_str()?;
+    if !prog.starts_with("stabspace") {
+        return None;
+    }
+    let flag = args
+        .iter()
+        .find_map(|a| JOINT_MODEL_FLAGS.iter().find(|(c, _)| c == a).map(|(_, f)| *f))?;
+    let mut out = vec!["stabspace".to_string()];
+    let mut replaced = false;
+    let mut iter = args.iter().skip(1).peekable();
+    while let Some(a) = iter.next() {
+        if a == flag && iter.peek().is_some_and(|v| *v == current) {
+            iter.next();
+            out.extend([flag.to_string(), model.to_string()]);
+            replaced = true;
+        } else if a == &format!("{flag}={current}") {
+            out.push(format!("{flag}={model}"));
+            replaced = true;
+        } else {
+            out.push(a.clone());
+        }
+    }
+    if !replaced {
+        out.extend([flag.to_string(), model.to_string()]);
+    }
+    Some(
+        out.iter()
+            .map(|a| {
+                if a.is_empty()
+                    || a.chars()
+                        .any(|c| c.is_whitespace() || "'\"$`\\;&|<>()*?".contains(c))
+                {
+                    format!("'{}'", a.replace('\'', "'\\''"))
+                } else {
+                    a.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }

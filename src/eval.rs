@@ -201,6 +201,7 @@ pub async fn eval_retrieval(db: &Db, spec: &EvalSpec) -> Result<EvalReport> {
                 joint_model_id: spec.joint_model_id.clone(),
                 weights: Weights::default(),
                 limit: None,
+                replace: false,
             },
         )
         .await?;

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use stabspace_index::{FlatIndex, Partition};
 
+use crate::encoders::describe_space;
 use crate::error::{Error, Result};
 use crate::joint::STAB_JOINT_TYPE;
 use crate::partitions::{
@@ -584,14 +585,36 @@ pub async fn no_scenarios(db: &Db, model: &str, set: &str, zero: usize) -> Error
         &[STAB_JOINT_TYPE],
     )
     .await;
-    let unknown = crate::joint::unknown_model_note(model, "joint model", crate::joint::JOINT_MODELS);
+    let elsewhere = match spaces_of_set(db, set).await {
+        Ok(v) => v.into_iter().filter(|(m, _)| m != model).collect::<Vec<_>>(),
+        Err(e) => return e,
+    };
+    if let Some((other, _)) = elsewhere.first() {
+        let listed: Vec<String> = elsewhere
+            .iter()
+            .map(|(m, s)| {
+                format!(
+                    "{m} ({})",
+                    s.as_deref()
+                        .map_or("feature space not recorded".into(), describe_space)
+                )
+            })
+            .collect();
+        let registered = match crate::joint::registry::note(db, model).await {
+            Ok(n) => format!(" ({n})"),
+            Err(e) => return e,
+        };
+        let hint = match crate::cli::command_line_with_joint_model(model, other) {
+            Some(cmd) => format!("run `{cmd}`"),
+            None => format!("ask for joint model {other}"),
+        };
+        return Error::Invalid(format!(
+            "no STAB scenario vectors of set {set:?} under joint model {model}{registered}, but the set has \
+             them under {}; vectors of different joint models are never compared: {hint}",
+            listed.join(", ")
+        ));
+    }
     match (sets, models) {
-        (Ok(_), Ok(models)) if unknown.is_some() => Error::Invalid(format!(
-            "no STAB scenario vectors of set {set:?} under joint model {model:?}, and {}; joint models \
-             with scenario vectors: {}",
-            unknown.unwrap_or_default(),
-            crate::joint::list_or(&models, "none"),
-        )),
         (Ok(sets), Ok(models)) => Error::Invalid(format!(
             "no STAB scenario vectors of set {set:?} under joint model {model:?}; sets under {model}: {}; \
              joint models with scenario vectors: {}; run `stabspace backfill-joint-stab-fragility-scenarios \
@@ -601,4 +624,17 @@ pub async fn no_scenarios(db: &Db, model: &str, set: &str, zero: usize) -> Error
         )),
         (Err(e), _) | (_, Err(e)) => e,
     }
+}
+
+/// The joint models with STAB scenario vectors of `set`, with their feature space (one when recorded alike).
+async fn spaces_of_set(db: &Db, set: &str) -> Result<Vec<(String, Option<String>)>> {
+    let sql = "SELECT model_id, MIN(feature_space) FROM joint_embeddings \
+               WHERE joint_type = $1 AND entity_type = 'SCENARIO' AND scope_id = $2 \
+               GROUP BY model_id ORDER BY model_id";
+    crate::with_pool!(db, p => sqlx::query_as::<_, (String, Option<String>)>(sql)
+        .bind(STAB_JOINT_TYPE)
+        .bind(set)
+        .fetch_all(p)
+        .await)
+    .map_err(|e| db.err(e))
 }

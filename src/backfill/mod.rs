@@ -20,6 +20,8 @@ pub struct BackfillSummary {
     /// run no longer produces (skipped now, or no longer in scope): deleted.
     pub removed: Vec<String>,
     pub seconds: f64,
+    /// What the joint model registry recorded (joint backfills only).
+    pub registration: crate::joint::Registration,
 }
 
 impl BackfillSummary {
@@ -47,6 +49,7 @@ impl fmt::Display for BackfillSummary {
             self.seconds,
             self.rate()
         )?;
+        write!(f, "{}", self.registration)?;
         for (kind, items) in &self.skipped {
             let shown: Vec<String> = items
                 .iter()

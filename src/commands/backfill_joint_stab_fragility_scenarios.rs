@@ -10,6 +10,10 @@ use crate::partitions::{build_with_progress, index_dir};
 into the STAB joint space (entity_type SCENARIO, as_of_date = scenario_date, entity_scope with the \
 scenario's shock_type and severity). Re-running replaces the stored vectors. Then rebuilds the set's index partition (unless --no-index), \
 so that queries search the new vectors.\n\n\
+The first projection under a --joint-model-id registers its scenario encoder and feature space \
+(show-joint-models); a later one under the same id must agree, or it stops naming what differs \
+(--replace redefines the model). joint-stab-fragility-v1 holds the v1 encoders' space, -v2 the v2 \
+pair's, -v3 the v3 pair's.\n\n\
 Example: stabspace backfill-joint-stab-fragility-scenarios --scenario-set-id SET_ABC123 \
 --scenario-model-id num-scenario-core-v1 --joint-model-id joint-stab-fragility-v1 --limit 100"
 )]
@@ -29,6 +33,11 @@ pub struct Args {
     /// Do not rebuild the set's index partition afterwards.
     #[arg(long)]
     pub no_index: bool,
+    /// If the joint model is registered with other branches, weights or feature space, redefine
+    /// it: the registry takes this run's definition and the vectors stored under the old one are
+    /// deleted (without it, such a run is an error naming what differs).
+    #[arg(long)]
+    pub replace: bool,
     #[command(flatten)]
     pub params: ParamArgs,
 }
@@ -43,6 +52,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             joint_model_id: a.joint_model_id.clone(),
             weights: Weights::default(),
             limit: a.limit,
+            replace: a.replace,
         },
     )
     .await?;

@@ -11,6 +11,11 @@ use crate::joint::{backfill_joint_states, StateBackfill, Weights};
 --profile-joint-model-id is given and the issuer has one): z_num = (w_stab·z_stab + w_prof·z_prof) / \
 (w_stab + w_prof) over the branches present, passed unchanged through the identity joint model. Stored in \
 joint_embeddings with joint_type STAB_FRAGILITY_V0. Re-running replaces the stored vectors.\n\n\
+The first backfill under a --joint-model-id registers it (show-joint-models): its state encoder, profile \
+branch (or none), weights and feature space. A later one under the same id must agree, or it stops \
+naming what differs (--replace redefines the model). joint-stab-fragility-v1 holds the v1 encoders' \
+space, joint-stab-fragility-v2 the v2 pair's, joint-stab-fragility-v3 the v3 pair's; any other id is \
+yours to name (e.g. joint-stab-prof-v1 for profile-augmented states).\n\n\
 Example: stabspace backfill-joint-stab-fragility-states --as-of 2025-01-31 --market-id US_EQ \
 --stab-model-id num-stab-core-v1 --profile-joint-model-id joint-profile-core-v1 \
 --joint-model-id joint-stab-fragility-v1 --region US"
@@ -43,6 +48,11 @@ pub struct Args {
     /// Weight of the profile branch.
     #[arg(long, default_value_t = 1.0)]
     pub w_prof: f64,
+    /// If the joint model is registered with other branches, weights or feature space, redefine
+    /// it: the registry takes this run's definition and the vectors stored under the old one are
+    /// deleted (without it, such a run is an error naming what differs).
+    #[arg(long)]
+    pub replace: bool,
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
@@ -62,6 +72,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
                 ..Weights::default()
             },
             limit: a.limit,
+            replace: a.replace,
         },
     )
     .await?;

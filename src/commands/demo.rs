@@ -28,7 +28,6 @@ use crate::synth::{generate, month_ends, trading_days, SynthConfig};
 use stabspace_index::BuildParams;
 
 const PROFILE_MODEL: &str = "joint-profile-core-v1";
-const JOINT_MODEL: &str = "joint-stab-fragility-v1";
 
 /// Which encoder pair the demo runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -37,6 +36,8 @@ pub enum Encoders {
     V2,
     /// num-stab-core-v1 + num-scenario-core-v1 (+ issuer profiles): the design documents' flatten-and-pad.
     V1,
+    /// num-stab-core-v3 + num-scenario-core-v3: multi-scale signatures with the market's cross-section.
+    V3,
 }
 
 impl Encoders {
@@ -44,12 +45,21 @@ impl Encoders {
         match self {
             Encoders::V2 => ("num-stab-core-v2", "num-scenario-core-v2"),
             Encoders::V1 => ("num-stab-core-v1", "num-scenario-core-v1"),
+            Encoders::V3 => ("num-stab-core-v3", "num-scenario-core-v3"),
+        }
+    }
+    /// The built-in joint model of the pair's space.
+    fn joint_model(self) -> &'static str {
+        match self {
+            Encoders::V2 => "joint-stab-fragility-v2",
+            Encoders::V1 => "joint-stab-fragility-v1",
+            Encoders::V3 => "joint-stab-fragility-v3",
         }
     }
     /// Trading days of each state window.
     fn window_days(self) -> usize {
         match self {
-            Encoders::V2 => DEFAULT_HORIZON,
+            Encoders::V2 | Encoders::V3 => DEFAULT_HORIZON,
             Encoders::V1 => DEFAULT_WINDOW_DAYS,
         }
     }
@@ -61,8 +71,10 @@ impl Encoders {
 database (the embedded SQLite file unless --database-url is given), then runs every workflow: numeric \
 backfills, issuer profiles and joint STAB states at each month end, scenario projection, the portfolio \
 and backtest STAB metrics, prints one portfolio's closest scenarios, and evaluates how well the market's \
-states retrieve their own crash windows (eval-retrieval). The v2 signature encoders are the default \
-(--encoders v1 runs the design documents' encoders, with issuer profiles in the states).\n\n\
+states retrieve their own stress windows (eval-retrieval). The v2 signature encoders under \
+joint-stab-fragility-v2 are the default (--encoders v1 runs the design documents' encoders under \
+joint-stab-fragility-v1, with issuer profiles in the states; --encoders v3 the v3 pair under \
+joint-stab-fragility-v3).\n\n\
 The demo uses its own database: the embedded SQLite file <data-dir>/stabspace.db, whatever DATABASE_URL \
 says, unless --database-url is given on the command line. It refuses a database holding data it did not \
 create, and empties the one an earlier demo filled before it starts, so every run prints the same figures."
@@ -86,6 +98,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     let started = Instant::now();
     let (stab_model, scenario_model) = a.encoders.models();
     let window_days = a.encoders.window_days();
+    let joint_model = a.encoders.joint_model();
     // Profiles (z-scored fundamentals) live in the v1 space only.
     let profile = (a.encoders == Encoders::V1).then_some(PROFILE_MODEL);
     // The demo's own database: the embedded file unless --database-url is
@@ -189,9 +202,10 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
                 region: None,
                 stab_model_id: stab_model.into(),
                 profile_model_id: profile.map(String::from),
-                joint_model_id: JOINT_MODEL.into(),
+                joint_model_id: joint_model.into(),
                 weights: Weights::default(),
                 limit: None,
+                replace: false,
             },
         )
         .await?;
@@ -224,23 +238,24 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             &ScenarioProjection {
                 scenario_set_id: set.clone(),
                 scenario_model_id: scenario_model.into(),
-                joint_model_id: JOINT_MODEL.into(),
+                joint_model_id: joint_model.into(),
                 weights: Weights::default(),
                 limit: None,
+                replace: false,
             },
         )
         .await?;
         let built = build_with_progress(
             &db,
             &index_dir(&g.data_dir),
-            JOINT_MODEL,
+            joint_model,
             set,
             &BuildParams::default(),
             crate::partitions::BuildMode::Full,
         )
         .await?;
         println!(
-            "     {set}: {} scenario vectors, {} projected into {JOINT_MODEL}, indexed in {:.2} s",
+            "     {set}: {} scenario vectors, {} projected into {joint_model}, indexed in {:.2} s",
             s.encoded, j.encoded, built.provenance.build_seconds
         );
     }
@@ -255,7 +270,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         &MetricsBackfill {
             portfolio_id: None,
             scenario_set_id: set.clone(),
-            model_id: JOINT_MODEL.into(),
+            model_id: joint_model.into(),
             start: gen.first_date,
             end: as_of,
             search: search.clone(),
@@ -274,7 +289,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         portfolio,
         as_of,
         &set,
-        JOINT_MODEL,
+        joint_model,
         5,
         DEFAULT_MIN_COVERAGE,
     )
@@ -301,7 +316,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         &db,
         &EvalSpec {
             scenario_set_id: hist.into(),
-            joint_model_id: JOINT_MODEL.into(),
+            joint_model_id: joint_model.into(),
             market_id: cfg.market_id.clone(),
             stab_model_id: None,
             window_days,
@@ -312,7 +327,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     .await?;
     println!(
         "8. eval-retrieval --scenario-set-id {hist} --market-id {}: the equal-weight market portfolio \
-         of {stab_model} states at the end of each of the {} crash windows, and 5 and 10 trading days \
+         of {stab_model} states at the end of each of the {} stress windows, and 5 and 10 trading days \
          before, ranks the {} scenarios of the set; the true window is found at",
         cfg.market_id, eval.windows, eval.scenarios
     );

@@ -18,6 +18,7 @@ pub mod import;
 pub mod index;
 pub mod migrate;
 pub mod serve;
+pub mod show_joint_models;
 pub mod show_joint_stab_fragility_scenarios;
 pub mod show_joint_stab_fragility_states;
 pub mod show_portfolio_stab_scenario_exposure;

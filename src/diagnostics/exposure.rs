@@ -107,16 +107,23 @@ pub async fn stab_states_hint(db: &Db, model: &str, what: &str) -> Result<String
                 &[STAB_JOINT_TYPE],
             )
             .await?;
-            match crate::joint::unknown_model_note(model, "joint model", crate::joint::JOINT_MODELS) {
-                Some(note) => format!(
-                    "{what}; no STAB states of {model:?} are stored and {note} (joint models with states: {})",
-                    list_or(&models, "none")
-                ),
+            match models.iter().find(|m| *m != model) {
+                Some(other) => {
+                    let hint = match crate::cli::command_line_with_joint_model(model, other) {
+                        Some(cmd) => format!("run `{cmd}`"),
+                        None => format!("ask for joint model {other}"),
+                    };
+                    format!(
+                        "{what}; no STAB states of {model} are stored ({}), but there are under {}; vectors \
+                         of different joint models are never compared: {hint}",
+                        crate::joint::registry::note(db, model).await?,
+                        list_or(&models, "none")
+                    )
+                }
                 None => format!(
-                    "{what}; no STAB states of {model:?} are stored (joint models with states: {}); run \
+                    "{what}; no STAB states of {model:?} are stored (joint models with states: none); run \
                      `stabspace backfill-joint-stab-fragility-states --as-of <date> --market-id <market> \
-                     --joint-model-id {model}` first",
-                    list_or(&models, "none")
+                     --joint-model-id {model}` first"
                 ),
             }
         }

@@ -3,10 +3,12 @@
 //! `joint_embeddings`.
 
 mod profile;
+pub mod registry;
 mod scenarios;
 mod states;
 
 pub use profile::{backfill_joint_profiles, encode_profiles, ProfileBackfill, PROFILE_MODELS};
+pub use registry::{Claim, JointModelRecord, Registration};
 pub use scenarios::{backfill_joint_scenarios, ScenarioProjection};
 pub use states::{backfill_joint_states, list_or, StateBackfill, StateSummary};
 
@@ -18,8 +20,13 @@ pub const STAB_JOINT_TYPE: &str = "STAB_FRAGILITY_V0";
 /// `joint_type` of issuer profile embeddings.
 pub const PROFILE_JOINT_TYPE: &str = "PROFILE_CORE_V0";
 
-/// Model ids of the joint models, in the order `--help` lists them.
-pub const JOINT_MODELS: &[&str] = &["joint-stab-fragility-v1"];
+/// Ids of the built-in joint models, in the order `--help` lists them (any
+/// other id is registered by its first backfill: [`registry`]).
+pub const JOINT_MODELS: &[&str] = &[
+    "joint-stab-fragility-v1",
+    "joint-stab-fragility-v2",
+    "joint-stab-fragility-v3",
+];
 
 /// For hints that would suggest a command with `model`: `Some(note)` when
 /// `model` is not one of `known`, so the hint names the known ids instead of
@@ -133,16 +140,33 @@ impl JointModel for IdentityNumericJointModel {
     }
 }
 
-/// The joint model registered under `model_id`.
-pub fn joint_model(model_id: &str, weights: Weights) -> Result<Box<dyn JointModel>> {
-    match model_id {
-        "joint-stab-fragility-v1" => Ok(Box::new(IdentityNumericJointModel::new(model_id, weights)?)),
-        other => Err(Error::UnknownModel {
-            what: "joint models",
-            got: other.to_string(),
-            known: JOINT_MODELS.iter().map(|s| s.to_string()).collect(),
-        }),
+/// The longest joint model id (it names a directory of partitions).
+pub const MAX_ID_LEN: usize = 100;
+
+/// Check a joint model id: it names a directory of index partitions, so
+/// letters, digits, `.`, `_` and `-` only, not starting with `.`.
+pub fn check_model_id(model_id: &str) -> Result<()> {
+    let ok = !model_id.is_empty()
+        && model_id.len() <= MAX_ID_LEN
+        && !model_id.starts_with('.')
+        && model_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "--joint-model-id {model_id:?}: use 1 to {MAX_ID_LEN} letters, digits, '.', '_' or '-' (not \
+             starting with '.'), e.g. joint-stab-prof-v1"
+        )))
     }
+}
+
+/// The identity joint model under `model_id` (what it holds is recorded in
+/// the registry by the backfills: [`registry::register`]).
+pub fn joint_model(model_id: &str, weights: Weights) -> Result<Box<dyn JointModel>> {
+    check_model_id(model_id)?;
+    Ok(Box::new(IdentityNumericJointModel::new(model_id, weights)?))
 }
 
 #[cfg(test)]
@@ -177,7 +201,9 @@ mod tests {
             assert_eq!(*x, ((i as f64 + 9.0) / 4.0) as f32, "slot {i}");
         }
         assert!(m.combine(&Branches::default()).is_err());
-        assert!(joint_model("joint-nope", Weights::default()).is_err());
+        assert!(joint_model("../escape", Weights::default()).is_err());
+        assert!(joint_model("", Weights::default()).is_err());
+        assert!(joint_model("joint-stab-prof-v1", Weights::default()).is_ok());
         assert!(IdentityNumericJointModel::new("x", Weights { stab: -1.0, ..w }).is_err());
     }
 }

@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
+use super::registry::{self, Claim};
 use super::states::list_or;
 use super::{joint_model, Branches, Weights, STAB_JOINT_TYPE};
 use crate::backfill::BackfillSummary;
@@ -23,6 +24,8 @@ pub struct ScenarioProjection {
     pub joint_model_id: String,
     pub weights: Weights,
     pub limit: Option<u64>,
+    /// Redefine the joint model if it is registered otherwise.
+    pub replace: bool,
 }
 
 /// Scenarios read per query.
@@ -57,6 +60,15 @@ pub async fn backfill_joint_scenarios(db: &Db, p: &ScenarioProjection) -> Result
         let page = numeric_scenarios_page(db, &p.scenario_model_id, set, after.as_deref(), want).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.0.scenario_id.clone());
+        if summary.encoded == 0 {
+            let claim = Claim::Scenarios {
+                scenario_model_id: p.scenario_model_id.clone(),
+                weights: p.weights,
+                feature_space: page[0].0.feature_space.clone(),
+            };
+            summary.registration =
+                registry::register(db, &mut tx, &p.joint_model_id, &claim, p.replace).await?;
+        }
         for (s, shock_type, severity) in &page {
             let what = format!(
                 "{} vector of scenario {} of {set}",

@@ -7,6 +7,7 @@ use std::time::Instant;
 use chrono::NaiveDate;
 use serde_json::json;
 
+use super::registry::{self, Claim};
 use super::{joint_model, Branches, Weights, PROFILE_JOINT_TYPE, STAB_JOINT_TYPE};
 use crate::backfill::BackfillSummary;
 use crate::encoders::{recorded_space, WINDOW_MODELS};
@@ -29,6 +30,8 @@ pub struct StateBackfill {
     pub joint_model_id: String,
     pub weights: Weights,
     pub limit: Option<u64>,
+    /// Redefine the joint model if it is registered otherwise.
+    pub replace: bool,
 }
 
 /// What a state backfill did.
@@ -126,6 +129,13 @@ pub async fn backfill_joint_states(db: &Db, p: &StateBackfill) -> Result<StateSu
     let pb = progress::items(states.len() as u64, "instruments");
     pb.set_message(format!("{} {}", p.joint_model_id, p.market_id));
     let mut tx = db.begin().await?;
+    let claim = Claim::States {
+        stab_model_id: p.stab_model_id.clone(),
+        profile_model_id: p.profile_model_id.clone(),
+        weights: p.weights,
+        feature_space: recorded_space(&p.stab_model_id, states[0].feature_space.clone()),
+    };
+    out.summary.registration = registry::register(db, &mut tx, &p.joint_model_id, &claim, p.replace).await?;
     let mut writer = BulkWriter::new(&JOINT_EMBEDDINGS);
     let mut written: BTreeSet<&str> = BTreeSet::new();
     for s in &states {

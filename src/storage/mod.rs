@@ -40,6 +40,24 @@ macro_rules! with_pool {
     };
 }
 
+/// Runs `$body` with `$c` bound to the open transaction's connection,
+/// whichever backend it is (like [`with_pool!`]).
+#[macro_export]
+macro_rules! on_tx {
+    ($tx:expr, $c:ident => $body:expr) => {
+        match $tx {
+            $crate::storage::Tx::Postgres(t) => {
+                let $c = &mut **t;
+                $body
+            }
+            $crate::storage::Tx::Sqlite(t) => {
+                let $c = &mut **t;
+                $body
+            }
+        }
+    };
+}
+
 #[derive(Clone, Debug)]
 pub enum Pool {
     Postgres(PgPool),

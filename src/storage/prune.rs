@@ -12,6 +12,7 @@ use chrono::NaiveDate;
 
 use super::joint::placeholders;
 use super::Tx;
+use crate::on_tx;
 
 /// Ids per `IN (…)` list.
 const CHUNK: usize = 500;
@@ -41,21 +42,6 @@ impl VectorKey<'_> {
             }
         }
     }
-}
-
-macro_rules! on_tx {
-    ($tx:expr, $c:ident => $body:expr) => {
-        match $tx {
-            Tx::Postgres(t) => {
-                let $c = &mut **t;
-                $body
-            }
-            Tx::Sqlite(t) => {
-                let $c = &mut **t;
-                $body
-            }
-        }
-    };
 }
 
 /// The entity ids stored under `key`, sorted.

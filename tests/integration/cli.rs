@@ -149,6 +149,9 @@ fn generate_writes_files_that_import_and_backfill() {
     );
 }
 
+/// The joint model of the demo's (v2) vectors.
+const V2: &str = "joint-stab-fragility-v2";
+
 /// The demo, then the show/find commands on its database, as a user runs them.
 #[test]
 fn demo_then_show_and_find_commands_print_csv_and_json() {
@@ -167,6 +170,8 @@ fn demo_then_show_and_find_commands_print_csv_and_json() {
             "2100-01-01",
             "--instrument-id",
             "SYN0002.US",
+            "--model-id",
+            V2,
         ],
         dir.path(),
     );
@@ -188,7 +193,7 @@ fn demo_then_show_and_find_commands_print_csv_and_json() {
     assert_eq!(dates, sorted, "ordered by date");
     let last = dates.pop().unwrap();
     assert!(
-        rows[0].contains(",SYN0002.US,ISS_0001,US,joint-stab-fragility-v1,384,"),
+        rows[0].contains(",SYN0002.US,ISS_0001,US,joint-stab-fragility-v2,384,"),
         "{}",
         rows[0]
     );
@@ -207,6 +212,8 @@ fn demo_then_show_and_find_commands_print_csv_and_json() {
             "MC_STRESS_V0",
             "--top-k",
             "4",
+            "--model-id",
+            V2,
             "--format",
             "json",
             "--output",
@@ -247,6 +254,8 @@ fn demo_then_show_and_find_commands_print_csv_and_json() {
             "HIST_CRASH_WINDOWS",
             "--top-k",
             "2",
+            "--stab-model-id",
+            V2,
         ],
         dir.path(),
     );
@@ -264,6 +273,8 @@ fn demo_then_show_and_find_commands_print_csv_and_json() {
             "HIST_CRASH_WINDOWS",
             "--limit",
             "1",
+            "--model-id",
+            V2,
         ],
         dir.path(),
     );
@@ -291,6 +302,8 @@ fn demo_then_show_and_find_commands_print_csv_and_json() {
             "HIST_CRASH_WINDOWS",
             "--market-id",
             "US_EQ",
+            "--joint-model-id",
+            V2,
             "--format",
             "json",
         ],
@@ -309,18 +322,56 @@ fn demo_then_show_and_find_commands_print_csv_and_json() {
 
     // Nothing stored: a non-zero exit and a message naming what exists.
     let o = stabspace(
-        &["show-joint-stab-fragility-states", "--as-of", "1999-01-04"],
+        &[
+            "show-joint-stab-fragility-states",
+            "--as-of",
+            "1999-01-04",
+            "--model-id",
+            V2,
+        ],
         dir.path(),
     );
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains(&format!(
-            "the latest date with STAB states of joint-stab-fragility-v1 is {last}"
+            "the latest date with STAB states of joint-stab-fragility-v2 is {last}"
         )),
         "{}",
         stderr(&o)
     );
     assert!(o.stdout.is_empty(), "no empty table on error");
+
+    // The seed's default joint model (v1) has nothing after the v2 demo: the
+    // errors name the joint model that has vectors and give the command that works.
+    let o = stabspace(&["show-joint-stab-fragility-states", "--as-of", last], dir.path());
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(&format!(
+            "run `stabspace show-joint-stab-fragility-states --as-of {last} --model-id joint-stab-fragility-v2`"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    let o = stabspace(
+        &[
+            "show-joint-stab-fragility-scenarios",
+            "--scenario-set-id",
+            "HIST_CRASH_WINDOWS",
+            "--model-id",
+            "joint-stab-fragility-v1",
+        ],
+        dir.path(),
+    );
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("under joint-stab-fragility-v2 (stab-v2-signature-h20")
+            && e.contains(
+                "run `stabspace show-joint-stab-fragility-scenarios --scenario-set-id HIST_CRASH_WINDOWS \
+                 --model-id joint-stab-fragility-v2`"
+            ),
+        "{e}"
+    );
 }
 
 /// The figures the demo prints (its table rows), without timings.

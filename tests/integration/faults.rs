@@ -33,7 +33,7 @@ use crate::support::{import_all, postgres, small_market, sqlite, text, TestDb};
 
 both_backends!(killed_runs_leave_before_or_after_and_reruns_match_an_uninterrupted_run);
 
-const JOINT: &str = "joint-stab-fragility-v1";
+const JOINT: &str = "joint-stab-fragility-v2";
 /// A set of 2,500 generated scenarios: above the flat threshold, so its
 /// partition has a graph.
 const GRAPH_SET: &str = "FAULT_GRAPH";
@@ -55,12 +55,16 @@ const PROJECTION: &[&str] = &[
     MONTE_CARLO_SET,
     "--scenario-model-id",
     "num-scenario-core-v2",
+    "--joint-model-id",
+    JOINT,
     "--deterministic",
 ];
 /// A rebuild with other parameters (M 8), so the old and new files differ.
 const INDEX_BUILD: &[&str] = &[
     "index",
     "build",
+    "--model-id",
+    JOINT,
     "--scenario-set-id",
     MONTE_CARLO_SET,
     "--m",
@@ -69,6 +73,8 @@ const INDEX_BUILD: &[&str] = &[
 ];
 const GEN_GRAPH_SET: &[&str] = &[
     "gen-scenarios",
+    "--model-id",
+    JOINT,
     "--scenario-set-id",
     GRAPH_SET,
     "--count",
@@ -78,6 +84,8 @@ const GEN_GRAPH_SET: &[&str] = &[
 const GRAPH_INDEX_BUILD: &[&str] = &[
     "index",
     "build",
+    "--model-id",
+    JOINT,
     "--scenario-set-id",
     GRAPH_SET,
     "--m",

@@ -67,6 +67,7 @@ fn states(as_of: NaiveDate, profile: bool, weights: Weights) -> StateBackfill {
         joint_model_id: JOINT.into(),
         weights,
         limit: None,
+        replace: false,
     }
 }
 
@@ -123,6 +124,7 @@ fn projection(set: &str, limit: Option<u64>) -> ScenarioProjection {
         joint_model_id: JOINT.into(),
         weights: Weights::default(),
         limit,
+        replace: false,
     }
 }
 
@@ -297,24 +299,83 @@ async fn states_average_the_stab_and_profile_branches_and_reruns_replace(t: Test
         profile: 1.0,
         ..Weights::default()
     };
-    let s = backfill_joint_states(&t.db, &states(d, true, w)).await.unwrap();
+    // Other weights with a profile branch redefine the registered model: an
+    // error naming them, unless --replace.
+    let e = backfill_joint_states(&t.db, &states(d, true, w))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!("joint model {JOINT} is registered as"))
+            && e.contains("w_stab 3 (registered: 1)")
+            && e.contains("--replace"),
+        "{e}"
+    );
+    assert_eq!(
+        count_joint(&t.db, STAB_JOINT_TYPE).await,
+        states_before,
+        "nothing written"
+    );
+    let s = backfill_joint_states(
+        &t.db,
+        &StateBackfill {
+            replace: true,
+            ..states(d, true, w)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        s.summary
+            .registration
+            .replaced
+            .iter()
+            .any(|r| r.contains("w_stab 1 → 3")),
+        "{s}"
+    );
     assert_eq!((s.with_profile, s.without_profile), (29, 0), "{s}");
+    // The states of the other dates were made under the old definition: deleted.
+    let after_replace = count_joint(&t.db, STAB_JOINT_TYPE).await;
+    assert!(m.state_dates.len() > 1 && after_replace < states_before);
+    assert!(
+        s.summary
+            .registration
+            .replaced
+            .iter()
+            .any(|r| r.contains("instrument row(s)")),
+        "{s}"
+    );
     assert!(s.summary.skipped["no numeric embedding"]
         .iter()
         .any(|(i, _)| i == "SYN0025.US"));
     let (z, _) = joint(&t.db, STAB_JOINT_TYPE, "INSTRUMENT", "", id, d).await;
     let want = ((3.0 * f64::from(stab[7]) + f64::from(prof[7])) / 4.0) as f32;
     assert_eq!(z[7], want);
-    let s = backfill_joint_states(&t.db, &states(d, false, Weights::default()))
+    // Plain states under the profile-augmented model are another model too.
+    let e = backfill_joint_states(&t.db, &states(d, false, Weights::default()))
         .await
-        .unwrap();
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("profile branch none (registered: joint-profile-core-v1)"),
+        "{e}"
+    );
+    let s = backfill_joint_states(
+        &t.db,
+        &StateBackfill {
+            replace: true,
+            ..states(d, false, Weights::default())
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!((s.with_profile, s.without_profile), (0, 29));
     let (z, scope) = joint(&t.db, STAB_JOINT_TYPE, "INSTRUMENT", "", id, d).await;
     assert_eq!(&z, stab, "one branch passes through unchanged");
     assert_eq!(scope["source"], "stab");
     assert_eq!(
         count_joint(&t.db, STAB_JOINT_TYPE).await,
-        states_before,
+        after_replace,
         "re-runs replace"
     );
 
@@ -328,10 +389,14 @@ async fn states_average_the_stab_and_profile_branches_and_reruns_replace(t: Test
         .unwrap_err()
         .to_string();
     assert!(e.contains(&format!("latest date with them is {d}")), "{e}");
+    // A joint model id names a directory of partitions: a path is refused.
     let mut p = states(d, false, Weights::default());
-    p.joint_model_id = "joint-nope".into();
+    p.joint_model_id = "../nope".into();
     let e = backfill_joint_states(&t.db, &p).await.unwrap_err().to_string();
-    assert!(e.contains("joint-stab-fragility-v1"), "{e}");
+    assert!(
+        e.contains("--joint-model-id \"../nope\"") && e.contains("letters, digits"),
+        "{e}"
+    );
 }
 
 async fn scenarios_are_projected_with_their_metadata(t: TestDb) {

@@ -16,7 +16,7 @@ use stabspace_index::Partition;
 use crate::both_backends;
 use crate::support::{text, TestDb};
 
-const MODEL: &str = "joint-stab-fragility-v1";
+const MODEL: &str = "joint-stab-fragility-v2";
 const FLAT_SET: &str = "HIST_CRASH_WINDOWS";
 const GRAPH_SET: &str = "GEN_BIG";
 
@@ -48,7 +48,15 @@ fn market(t: &TestDb) -> Market {
     cli(t, &["demo", "--instruments", "24", "--days", "320"]);
     cli(
         t,
-        &["gen-scenarios", "--scenario-set-id", GRAPH_SET, "--count", "3000"],
+        &[
+            "gen-scenarios",
+            "--scenario-set-id",
+            GRAPH_SET,
+            "--count",
+            "3000",
+            "--model-id",
+            MODEL,
+        ],
     );
     let states: Vec<Value> = serde_json::from_str(&cli(
         t,
@@ -58,6 +66,8 @@ fn market(t: &TestDb) -> Market {
             "2000-01-01",
             "--end",
             "2100-01-01",
+            "--model-id",
+            MODEL,
             "--format",
             "json",
         ],
@@ -273,6 +283,8 @@ async fn answers_equal_the_cli(t: TestDb) {
                 set,
                 "--top-k",
                 "10",
+                "--model-id",
+                MODEL,
                 "--format",
                 "json",
             ];
@@ -302,6 +314,8 @@ async fn answers_equal_the_cli(t: TestDb) {
                 set,
                 "--top-k",
                 "7",
+                "--stab-model-id",
+                MODEL,
                 "--format",
                 "json",
             ],
@@ -609,7 +623,19 @@ async fn a_partition_rebuilt_under_load_fails_no_request(t: TestDb) {
     wait_for(20);
     let before = ok.load(Ordering::Relaxed);
     for m in ["8", "12"] {
-        cli(&t, &["index", "build", "--scenario-set-id", GRAPH_SET, "--m", m]);
+        cli(
+            &t,
+            &[
+                "index",
+                "build",
+                "--model-id",
+                MODEL,
+                "--scenario-set-id",
+                GRAPH_SET,
+                "--m",
+                m,
+            ],
+        );
         wait_for(ok.load(Ordering::Relaxed) + 20);
     }
     stop.store(true, Ordering::Relaxed);

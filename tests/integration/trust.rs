@@ -350,10 +350,12 @@ async fn a_rerun_removes_what_it_now_skips(t: TestDb) {
         market_id: "US_EQ".into(),
         region: None,
         stab_model_id: STAB.into(),
-        profile_model_id: None,
+        // As the pipeline registered the joint model: with the profile branch.
+        profile_model_id: Some("joint-profile-core-v1".into()),
         joint_model_id: JOINT.into(),
         weights: Weights::default(),
         limit: None,
+        replace: false,
     };
     assert!(stored_ids(&t.db, "joint_embeddings", JOINT, d)
         .await

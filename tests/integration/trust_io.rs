@@ -294,6 +294,7 @@ async fn states_db(dir: &Path) -> (std::path::PathBuf, NaiveDate) {
         joint_model_id: JOINT.into(),
         weights: Weights::default(),
         limit: None,
+        replace: false,
     };
     backfill_joint_states(&db, &s).await.unwrap();
     // Everything into the main file, so its bytes say whether a reader wrote.
@@ -544,8 +545,9 @@ async fn show_output_into_a_missing_directory_and_typo_model_hints() {
     );
     assert!(!dir.path().join("nowhere").exists());
 
-    // A mistyped joint model: the hint lists the known ones instead of
-    // suggesting a backfill under the typo.
+    // A mistyped joint model: the hint lists the registered ones and gives the
+    // command with the one that has states, instead of suggesting a backfill
+    // under the typo.
     let o = stabspace_at(
         &url,
         &[
@@ -564,8 +566,11 @@ async fn show_output_into_a_missing_directory_and_typo_model_hints() {
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(
-        err.contains("\"joint-stab-fragility-vl\" is not a joint model stabspace knows")
-            && err.contains("known: joint-stab-fragility-v1"),
+        err.contains("\"joint-stab-fragility-vl\" is not a registered joint model (registered: joint-stab-fragility-v1)")
+            && err.contains(&format!(
+                "find-similar-stab-scenarios --instrument-id SYN0003.US --as-of {d} --scenario-set-id \
+                 {MONTE_CARLO_SET} --model-id joint-stab-fragility-v1`"
+            )),
         "{err}"
     );
     assert!(!err.contains("model-id joint-stab-fragility-vl"), "{err}");
@@ -581,6 +586,7 @@ async fn show_output_into_a_missing_directory_and_typo_model_hints() {
         joint_model_id: JOINT.into(),
         weights: Weights::default(),
         limit: None,
+        replace: false,
     };
     let e = backfill_joint_states(&db, &s).await.unwrap_err().to_string();
     assert!(

@@ -35,8 +35,25 @@ both_backends!(
 );
 
 const H: usize = 20;
-const JOINT: &str = "joint-stab-fragility-v1";
+const JOINT: &str = "joint-stab-fragility-v2";
 const V2_SPACE: &str = "stab-v2-signature-h20";
+/// A joint model of the tests' own that is made to hold two spaces: the
+/// registry refuses that, so these tests forget the registry in between, as
+/// a database written before the registry (or by another tool) would be.
+const MIXED: &str = "joint-mixed-spaces-test";
+
+/// Empty the joint model registry (see [`MIXED`]).
+async fn forget_registry(db: &Db) {
+    with_pool!(db, p => sqlx::query("DELETE FROM joint_models").execute(p).await.map(|_| ()))
+        .expect("forget registry");
+}
+
+fn mixed(s: StateBackfill) -> StateBackfill {
+    StateBackfill {
+        joint_model_id: MIXED.into(),
+        ..s
+    }
+}
 const DB_SCAN: SearchOpts = SearchOpts {
     source: None,
     index_dir: None,
@@ -82,10 +99,16 @@ fn states(as_of: NaiveDate, stab: &str, profile: Option<&str>) -> StateBackfill 
         joint_model_id: JOINT.into(),
         weights: Weights::default(),
         limit: None,
+        replace: false,
     }
 }
 
 async fn scenarios(db: &Db, set: &str, model: &str) {
+    scenarios_under(db, JOINT, set, model).await;
+}
+
+/// Encode `set` with `model` and project it under joint model `joint`.
+async fn scenarios_under(db: &Db, joint: &str, set: &str, model: &str) {
     backfill_numeric_scenario_embeddings(
         db,
         &ScenarioBackfill {
@@ -102,9 +125,10 @@ async fn scenarios(db: &Db, set: &str, model: &str) {
         &ScenarioProjection {
             scenario_set_id: set.into(),
             scenario_model_id: model.into(),
-            joint_model_id: JOINT.into(),
+            joint_model_id: joint.into(),
             weights: Weights::default(),
             limit: None,
+            replace: false,
         },
     )
     .await
@@ -195,10 +219,44 @@ async fn mixing_v1_states_with_v2_scenarios_is_an_error_naming_both_and_writes_n
     backfill_numeric_embeddings(&t.db, &numeric(as_of, "num-stab-core-v1"))
         .await
         .unwrap();
-    backfill_joint_states(&t.db, &states(as_of, "num-stab-core-v1", None))
+    backfill_joint_states(&t.db, &mixed(states(as_of, "num-stab-core-v1", None)))
         .await
         .unwrap();
-    scenarios(&t.db, HISTORICAL_SET, "num-scenario-core-v2").await;
+    // The registry refuses v2 scenarios under a joint model of v1 states, and writes nothing.
+    backfill_numeric_scenario_embeddings(
+        &t.db,
+        &ScenarioBackfill {
+            scenario_set_id: HISTORICAL_SET.into(),
+            model_id: "num-scenario-core-v2".into(),
+            horizon_days: H,
+            limit: None,
+        },
+    )
+    .await
+    .unwrap();
+    let rows = count(&t.db, "joint_embeddings").await;
+    let e = backfill_joint_scenarios(
+        &t.db,
+        &ScenarioProjection {
+            scenario_set_id: HISTORICAL_SET.into(),
+            scenario_model_id: "num-scenario-core-v2".into(),
+            joint_model_id: MIXED.into(),
+            weights: Weights::default(),
+            limit: None,
+            replace: false,
+        },
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains(&format!("feature space {V2_SPACE} (registered: stab-v1)")) && e.contains("--replace"),
+        "{e}"
+    );
+    assert_eq!(count(&t.db, "joint_embeddings").await, rows);
+    // Written anyway (no registry), the queries still refuse to compare the two spaces.
+    forget_registry(&t.db).await;
+    scenarios_under(&t.db, MIXED, HISTORICAL_SET, "num-scenario-core-v2").await;
     let named = |e: Error| {
         let text = e.to_string();
         assert!(matches!(e, Error::MixedSpaces { .. }), "{text}");
@@ -206,7 +264,7 @@ async fn mixing_v1_states_with_v2_scenarios_is_an_error_naming_both_and_writes_n
         text
     };
 
-    let e = find_similar(&t.db, &DB_SCAN, "SYN0001.US", as_of, JOINT, HISTORICAL_SET, 3)
+    let e = find_similar(&t.db, &DB_SCAN, "SYN0001.US", as_of, MIXED, HISTORICAL_SET, 3)
         .await
         .unwrap_err();
     assert!(named(e).contains("SYN0001.US"));
@@ -217,7 +275,7 @@ async fn mixing_v1_states_with_v2_scenarios_is_an_error_naming_both_and_writes_n
         portfolio,
         as_of,
         HISTORICAL_SET,
-        JOINT,
+        MIXED,
         3,
         stabspace::portfolio::DEFAULT_MIN_COVERAGE,
     )
@@ -234,7 +292,7 @@ async fn mixing_v1_states_with_v2_scenarios_is_an_error_naming_both_and_writes_n
         &MetricsBackfill {
             portfolio_id: None,
             scenario_set_id: HISTORICAL_SET.into(),
-            model_id: JOINT.into(),
+            model_id: MIXED.into(),
             start: as_of,
             end: as_of,
             search: DB_SCAN,
@@ -264,7 +322,7 @@ async fn mixing_v1_states_with_v2_scenarios_is_an_error_naming_both_and_writes_n
     let joint_rows = count(&t.db, "joint_embeddings").await;
     let e = backfill_joint_states(
         &t.db,
-        &states(as_of, "num-stab-core-v2", Some("joint-profile-core-v1")),
+        &mixed(states(as_of, "num-stab-core-v2", Some("joint-profile-core-v1"))),
     )
     .await
     .unwrap_err();
@@ -273,10 +331,10 @@ async fn mixing_v1_states_with_v2_scenarios_is_an_error_naming_both_and_writes_n
     assert_eq!(count(&t.db, "joint_embeddings").await, joint_rows);
 
     // With v2 states too, the query works.
-    backfill_joint_states(&t.db, &states(as_of, "num-stab-core-v2", None))
+    backfill_joint_states(&t.db, &mixed(states(as_of, "num-stab-core-v2", None)))
         .await
         .unwrap();
-    let found = find_similar(&t.db, &DB_SCAN, "SYN0001.US", as_of, JOINT, HISTORICAL_SET, 3)
+    let found = find_similar(&t.db, &DB_SCAN, "SYN0001.US", as_of, MIXED, HISTORICAL_SET, 3)
         .await
         .unwrap();
     assert_eq!(found.hits.len(), 3);
@@ -386,6 +444,8 @@ async fn eval_retrieval_finds_the_planted_crash_windows_and_reruns_change_nothin
             joint_model_id: JOINT.into(),
             weights: Weights::default(),
             limit: None,
+            // H = 10 is another feature space: the model is redefined, its H = 20 states deleted.
+            replace: true,
         },
     )
     .await
@@ -443,11 +503,12 @@ async fn stored_on(db: &Db, id: &str, d: NaiveDate) -> (Vec<f32>, Option<String>
 async fn reprojecting_a_set_with_changed_vectors_replaces_them_and_makes_its_partition_stale(t: TestDb) {
     let g = crash_market(t.dir.path(), 3);
     import_all(&t.db, &g).await;
-    scenarios(&t.db, HISTORICAL_SET, "num-scenario-core-v1").await;
-    let before = fingerprint(&t.db, JOINT, HISTORICAL_SET).await.unwrap();
+    scenarios_under(&t.db, MIXED, HISTORICAL_SET, "num-scenario-core-v1").await;
+    forget_registry(&t.db).await;
+    let before = fingerprint(&t.db, MIXED, HISTORICAL_SET).await.unwrap();
     let rows = count(&t.db, "joint_embeddings").await;
-    scenarios(&t.db, HISTORICAL_SET, "num-scenario-core-v2").await;
-    let after = fingerprint(&t.db, JOINT, HISTORICAL_SET).await.unwrap();
+    scenarios_under(&t.db, MIXED, HISTORICAL_SET, "num-scenario-core-v2").await;
+    let after = fingerprint(&t.db, MIXED, HISTORICAL_SET).await.unwrap();
     assert_eq!(
         count(&t.db, "joint_embeddings").await,
         rows,
@@ -456,11 +517,11 @@ async fn reprojecting_a_set_with_changed_vectors_replaces_them_and_makes_its_par
     assert_eq!(after.rows, before.rows);
     assert!(after.version > before.version, "{before} → {after}");
     let sid = format!("HIST_01_{}", g.crash_windows[0].0);
-    let (_, space) = stored(&t.db, "joint_embeddings", JOINT, &sid).await;
+    let (_, space) = stored(&t.db, "joint_embeddings", MIXED, &sid).await;
     assert_eq!(space.as_deref(), Some(V2_SPACE));
     // Re-running with the same vectors changes nothing, so the counter stays.
-    scenarios(&t.db, HISTORICAL_SET, "num-scenario-core-v2").await;
-    assert_eq!(fingerprint(&t.db, JOINT, HISTORICAL_SET).await.unwrap(), after);
+    scenarios_under(&t.db, MIXED, HISTORICAL_SET, "num-scenario-core-v2").await;
+    assert_eq!(fingerprint(&t.db, MIXED, HISTORICAL_SET).await.unwrap(), after);
 }
 
 /// A portfolio whose holdings have states of two spaces (v1 for some, v2 for
@@ -475,15 +536,16 @@ async fn states_of_two_spaces_are_not_averaged_even_against_unrecorded_scenarios
             .await
             .unwrap();
     }
-    backfill_joint_states(&t.db, &states(as_of, "num-stab-core-v1", None))
+    backfill_joint_states(&t.db, &mixed(states(as_of, "num-stab-core-v1", None)))
         .await
         .unwrap();
+    forget_registry(&t.db).await;
     // The first 12 instruments' states replaced by v2 ones.
     backfill_joint_states(
         &t.db,
         &StateBackfill {
             limit: Some(12),
-            ..states(as_of, "num-stab-core-v2", None)
+            ..mixed(states(as_of, "num-stab-core-v2", None))
         },
     )
     .await
@@ -493,7 +555,7 @@ async fn states_of_two_spaces_are_not_averaged_even_against_unrecorded_scenarios
         &GenScenarios {
             scenario_set_id: "SYNTH".into(),
             count: 50,
-            model_id: JOINT.into(),
+            model_id: MIXED.into(),
             seed: 1,
             scenario_date: as_of,
         },
@@ -506,7 +568,7 @@ async fn states_of_two_spaces_are_not_averaged_even_against_unrecorded_scenarios
         &g.portfolios[0],
         as_of,
         "SYNTH",
-        JOINT,
+        MIXED,
         3,
         stabspace::portfolio::DEFAULT_MIN_COVERAGE,
     )
