@@ -3,7 +3,7 @@ build partitions from numpy arrays, and run the nearest-scenario workflows on
 the database the CLI uses.
 
 >>> import numpy as np, stabspace
->>> p = stabspace.Partition("stabspace-data/index/joint-stab-fragility-v1/SET.stabidx")
+>>> p = stabspace.Partition("stabspace-data/index/joint-stab-fragility-v2/SET.stabidx")
 >>> hits = p.search_batch(np.random.rand(1000, p.dim).astype(np.float32), k=10)
 >>> hits.ids[0], hits.cosine.shape          # list of ids, (1000, 10) float64
 

@@ -86,7 +86,10 @@ class Demo:
         run_cli("demo", "--instruments", "24", "--days", "320", data_dir=data_dir, database_url=database_url)
         # A set above the flat threshold, so that queries traverse a graph.
         self.graph_set = "GEN_BIG"
-        self.cli("gen-scenarios", "--scenario-set-id", self.graph_set, "--count", "4000")
+        self.cli(
+            "gen-scenarios", "--scenario-set-id", self.graph_set, "--count", "4000",
+            "--model-id", "joint-stab-fragility-v2",
+        )
         status = self.cli("index", "status", "--format", "json")
         import json
 

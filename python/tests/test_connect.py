@@ -13,12 +13,15 @@ import pytest
 import stabspace
 from conftest import stabspace_bin  # noqa: F401  (fails early without a CLI)
 
-MODEL = "joint-stab-fragility-v1"
+MODEL = "joint-stab-fragility-v2"  # the demo's v2 vectors
 
 
 def latest_states(demo):
     rows = json.loads(
-        demo.cli("show-joint-stab-fragility-states", "--start", "2000-01-01", "--end", "2100-01-01", "--format", "json")
+        demo.cli(
+            "show-joint-stab-fragility-states", "--start", "2000-01-01", "--end", "2100-01-01",
+            "--model-id", MODEL, "--format", "json",
+        )
     )
     day = max(r["as_of_date"] for r in rows)
     return day, sorted(r["instrument_id"] for r in rows if r["as_of_date"] == day)

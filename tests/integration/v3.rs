@@ -195,7 +195,7 @@ async fn v3_vectors_match_an_independent_computation_from_the_csv_files(t: TestD
     let (again, _) = stored(&t.db, "num-stab-core-v3", &id).await;
     assert_eq!(again, v, "the market context does not depend on --limit");
 
-    // A scenario: at each horizon, the mean over every k-day stretch.
+    // A scenario: at each horizon, 0.9 × the mean over every k-day stretch + 0.1 × the last stretch.
     scenarios(&t.db, V3, "num-scenario-core-v3").await.unwrap();
     let sid = read_csv(&dir.join("scenarios.csv"))
         .into_iter()
@@ -242,8 +242,9 @@ async fn v3_vectors_match_an_independent_computation_from_the_csv_files(t: TestD
             for (j, v) in sorted(ps[a..a + k].to_vec()).into_iter().enumerate() {
                 part[3 * k + j] = v;
             }
+            let weight = 0.9 / n as f64 + if a == n - 1 { 0.1 } else { 0.0 };
             for (gj, pj) in g.iter_mut().zip(part) {
-                *gj += pj / n as f64;
+                *gj += weight * pj;
             }
         }
         want.extend(g);
