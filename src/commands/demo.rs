@@ -278,7 +278,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         },
     )
     .await?;
-    print!("5. backfill-portfolio-stab-scenario-metrics --scenario-set-id {set}: {m}");
+    print!("5. backfill-portfolio-stab-scenario-metrics --scenario-set-id {set} --stab-model-id {joint_model}: {m}");
     let b = backfill_backtest_metrics(&db, Some(&format!("{}_CORE_LONG", cfg.market_id)), None).await?;
     print!("6. backfill-backtest-stab-scenario-metrics: {b}");
 
@@ -296,7 +296,8 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     .await?;
     println!(
         "7. show-portfolio-stab-scenario-exposure --portfolio-id {portfolio} --as-of {as_of} \
-         --scenario-set-id {set} --top-k 5\n   ({} holdings with STAB states, portfolio vector norm {:.4}):",
+         --scenario-set-id {set} --stab-model-id {joint_model} --top-k 5\n   ({} holdings with STAB states, \
+         portfolio vector norm {:.4}):",
         e.vector.used, e.vector.ctx_norm
     );
     println!("     rank     cosine       euclidean  scenario_id          scenario_as_of");
@@ -326,7 +327,8 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     )
     .await?;
     println!(
-        "8. eval-retrieval --scenario-set-id {hist} --market-id {}: the equal-weight market portfolio \
+        "8. eval-retrieval --scenario-set-id {hist} --market-id {} --joint-model-id {joint_model}: the \
+         equal-weight market portfolio \
          of {stab_model} states at the end of each of the {} stress windows, and 5 and 10 trading days \
          before, ranks the {} scenarios of the set; the true window is found at",
         cfg.market_id, eval.windows, eval.scenarios
