@@ -12,7 +12,6 @@ mod joint;
 mod migrate;
 mod partitions;
 mod registry;
-mod registry;
 mod serve;
 mod trust;
 mod trust_io;
