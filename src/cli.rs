@@ -128,6 +128,7 @@ pub enum Command {
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
+    let _ = JOINT_MODEL_FLAGS.set(joint_model_flags(&cli.command));
     let g = &cli.global;
     match cli.command {
         Command::Migrate(a) => commands::migrate::run(g, a).await,
@@ -238,59 +239,75 @@ pub fn parse_date(s: &str) -> std::result::Result<NaiveDate, String> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("invalid date {s:?}, expected YYYY-MM-DD"))
 }
 
-/// The flag naming the joint model in each command that searches a set.
-const JOINT_MODEL_FLAGS: &[(&str, &str)] = &[
-    ("find-similar-stab-scenarios", "--model-id"),
-    ("show-joint-stab-fragility-scenarios", "--model-id"),
-    ("show-joint-stab-fragility-states", "--model-id"),
-    ("show-portfolio-stab-scenario-exposure", "--stab-model-id"),
-    ("backfill-portfolio-stab-scenario-metrics", "--stab-model-id"),
-    ("eval-retrieval", "--joint-model-id"),
-    ("build", "--model-id"),
-    ("bench", "--model-id"),
-];
+/// The flags naming the joint model in the running command (the first is
+/// its own name, the others aliases), set by [`run`] from the parsed command.
+static JOINT_MODEL_FLAGS: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
+
+fn joint_model_flags(command: &Command) -> &'static [&'static str] {
+    match command {
+        Command::FindSimilarStabScenarios(_)
+        | Command::ShowJointStabFragilityScenarios(_)
+        | Command::ShowJointStabFragilityStates(_)
+        | Command::Bench(_) => &["--model-id"],
+        Command::ShowPortfolioStabScenarioExposure(_) | Command::BackfillPortfolioStabScenarioMetrics(_) => {
+            &["--stab-model-id", "--joint-model-id"]
+        }
+        Command::EvalRetrieval(_) => &["--joint-model-id"],
+        Command::Index(a) if matches!(a.command, commands::index::IndexCommand::Build(_)) => &["--model-id"],
+        _ => &[],
+    }
+}
+
+/// Characters a shell takes literally outside quotes.
+fn shell_safe(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c)
+}
 
 /// This process's command line with its joint model `current` replaced by
 /// `model` (or the command's joint model flag added when `current` was its
-/// default), for hints that give the command that works. `None` outside the
-/// `stabspace` CLI (the Python package, the server) or for another command.
+/// default), for hints that give the command that works; a database URL's
+/// password is hidden. `None` outside the `stabspace` CLI (the Python
+/// package, the server), for a command without a joint model flag, or when an
+/// argument is not UTF-8.
 pub fn command_line_with_joint_model(current: &str, model: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    let prog = std::path::Path::new(args.first()?).file_name()?.to_str()?;
-    if !prog.starts_with("stabspace") {
-        return None;
-    }
-    let flag = args
-        .iter()
-        .find_map(|a| JOINT_MODEL_FLAGS.iter().find(|(c, _)| c == a).map(|(_, f)| *f))?;
+    let flags = *JOINT_MODEL_FLAGS.get()?;
+    let canonical = *flags.first()?;
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.into_string().ok())
+        .collect::<Option<_>>()?;
     let mut out = vec!["stabspace".to_string()];
     let mut replaced = false;
-    let mut iter = args.iter().skip(1).peekable();
+    let mut iter = args.into_iter().skip(1).peekable();
     while let Some(a) = iter.next() {
-        if a == flag && iter.peek().is_some_and(|v| *v == current) {
+        let flag_value = a.split_once('=').filter(|(f, _)| f.starts_with("--"));
+        if flags.contains(&a.as_str()) && iter.peek().is_some_and(|v| v == current) {
             iter.next();
-            out.extend([flag.to_string(), model.to_string()]);
+            out.extend([a, model.to_string()]);
             replaced = true;
-        } else if a == &format!("{flag}={current}") {
-            out.push(format!("{flag}={model}"));
+        } else if let Some((f, _)) = flag_value.filter(|(f, v)| flags.contains(f) && *v == current) {
+            out.push(format!("{f}={model}"));
             replaced = true;
+        } else if a == "--database-url" {
+            out.push(a);
+            if let Some(url) = iter.next() {
+                out.push(crate::storage::redact(&url));
+            }
+        } else if let Some(url) = a.strip_prefix("--database-url=") {
+            out.push(format!("--database-url={}", crate::storage::redact(url)));
         } else {
-            out.push(a.clone());
+            out.push(a);
         }
     }
     if !replaced {
-        out.extend([flag.to_string(), model.to_string()]);
+        out.extend([canonical.to_string(), model.to_string()]);
     }
     Some(
         out.iter()
             .map(|a| {
-                if a.is_empty()
-                    || a.chars()
-                        .any(|c| c.is_whitespace() || "'\"$`\\;&|<>()*?".contains(c))
-                {
-                    format!("'{}'", a.replace('\'', "'\\''"))
-                } else {
+                if !a.is_empty() && a.chars().all(shell_safe) {
                     a.clone()
+                } else {
+                    format!("'{}'", a.replace('\'', "'\\''"))
                 }
             })
             .collect::<Vec<_>>()

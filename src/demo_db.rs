@@ -13,6 +13,7 @@ const DATA_TABLES: &[&str] = &[
     "backtest_runs",
     "joint_embeddings",
     "joint_scenario_versions",
+    "joint_models",
     "numeric_window_embeddings",
     "scenario_paths",
     "scenarios",

@@ -109,8 +109,24 @@ pub async fn eval_retrieval(db: &Db, spec: &EvalSpec) -> Result<EvalReport> {
     // The scenarios' horizon (v2), and the state encoder: given, or the one
     // of the scenarios' feature space.
     let scenario_horizon = space.feature_space.as_deref().and_then(horizon_of_space);
+    // The states are backfilled as the joint model is registered: its state
+    // encoder, profile branch and weights (a plain model when not yet known).
+    let registered = crate::joint::registry::find(db, &spec.joint_model_id).await?;
+    let profile_model = registered
+        .as_ref()
+        .and_then(|r| r.profile_model_id.clone())
+        .filter(|p| p != crate::joint::registry::NO_PROFILE);
+    let weights = registered.as_ref().map_or_else(Weights::default, |r| Weights {
+        stab: r.w_stab.unwrap_or(1.0),
+        profile: r.w_prof.unwrap_or(1.0),
+        ..Weights::default()
+    });
     let stab_model = match (&spec.stab_model_id, space.feature_space.as_deref()) {
         (Some(m), _) => m.clone(),
+        (None, _) if registered.as_ref().is_some_and(|r| r.stab_model_id.is_some()) => registered
+            .as_ref()
+            .and_then(|r| r.stab_model_id.clone())
+            .unwrap_or_default(),
         (None, Some(s)) => match state_encoder_for_space(s) {
             Some(m) => m.to_string(),
             None => {
@@ -190,21 +206,29 @@ pub async fn eval_retrieval(db: &Db, spec: &EvalSpec) -> Result<EvalReport> {
         if numeric.encoded == 0 {
             continue;
         }
-        backfill_joint_states(
+        let states = backfill_joint_states(
             db,
             &StateBackfill {
                 as_of: d,
                 market_id: spec.market_id.clone(),
                 region: None,
                 stab_model_id: stab_model.clone(),
-                profile_model_id: None,
+                profile_model_id: profile_model.clone(),
                 joint_model_id: spec.joint_model_id.clone(),
-                weights: Weights::default(),
+                weights,
                 limit: None,
                 replace: false,
             },
         )
-        .await?;
+        .await;
+        match (states, &profile_model) {
+            (Ok(_), _) => {}
+            // No profile yet on an early date: that date has no states.
+            (Err(Error::Invalid(why)), Some(pm)) if why.contains(&format!("no {pm} profile")) => {
+                skipped.push(format!("states on {d}: {why}"));
+            }
+            (Err(e), _) => return Err(e),
+        }
     }
     pb.finish_and_clear();
 

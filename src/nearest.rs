@@ -589,6 +589,10 @@ pub async fn no_scenarios(db: &Db, model: &str, set: &str, zero: usize) -> Error
         Ok(v) => v.into_iter().filter(|(m, _)| m != model).collect::<Vec<_>>(),
         Err(e) => return e,
     };
+    let registered = match crate::joint::registry::note(db, model).await {
+        Ok(n) => format!(" ({n})"),
+        Err(e) => return e,
+    };
     if let Some((other, _)) = elsewhere.first() {
         let listed: Vec<String> = elsewhere
             .iter()
@@ -600,10 +604,6 @@ pub async fn no_scenarios(db: &Db, model: &str, set: &str, zero: usize) -> Error
                 )
             })
             .collect();
-        let registered = match crate::joint::registry::note(db, model).await {
-            Ok(n) => format!(" ({n})"),
-            Err(e) => return e,
-        };
         let hint = match crate::cli::command_line_with_joint_model(model, other) {
             Some(cmd) => format!("run `{cmd}`"),
             None => format!("ask for joint model {other}"),
@@ -616,7 +616,8 @@ pub async fn no_scenarios(db: &Db, model: &str, set: &str, zero: usize) -> Error
     }
     match (sets, models) {
         (Ok(sets), Ok(models)) => Error::Invalid(format!(
-            "no STAB scenario vectors of set {set:?} under joint model {model:?}; sets under {model}: {}; \
+            "no STAB scenario vectors of set {set:?} under joint model {model:?}{registered}; sets under \
+             {model}: {}; \
              joint models with scenario vectors: {}; run `stabspace backfill-joint-stab-fragility-scenarios \
              --scenario-set-id {set} --joint-model-id {model}` first",
             crate::joint::list_or(&sets, "none"),
@@ -626,9 +627,10 @@ pub async fn no_scenarios(db: &Db, model: &str, set: &str, zero: usize) -> Error
     }
 }
 
-/// The joint models with STAB scenario vectors of `set`, with their feature space (one when recorded alike).
+/// The joint models with STAB scenario vectors of `set`, with their feature space (when all record the same one).
 async fn spaces_of_set(db: &Db, set: &str) -> Result<Vec<(String, Option<String>)>> {
-    let sql = "SELECT model_id, MIN(feature_space) FROM joint_embeddings \
+    let sql = "SELECT model_id, CASE WHEN COUNT(DISTINCT feature_space) = 1 THEN MIN(feature_space) END \
+               FROM joint_embeddings \
                WHERE joint_type = $1 AND entity_type = 'SCENARIO' AND scope_id = $2 \
                GROUP BY model_id ORDER BY model_id";
     crate::with_pool!(db, p => sqlx::query_as::<_, (String, Option<String>)>(sql)

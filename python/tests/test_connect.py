@@ -166,5 +166,6 @@ def test_without_pandas_rows_are_dicts_with_the_csv_columns(demo_sqlite, monkeyp
         "--as-of", day,
         "--scenario-set-id", demo.scenario_set_id,
         "--top-k", "3",
+        "--model-id", MODEL,
     )
     assert list(rows[0].keys()) == header

@@ -18,10 +18,10 @@
 //! to 384; values stay in return units with no rescaling.
 //!
 //! * State (`num-stab-core-v3`, instrument at as_of): G_h is the group of the
-//!   last h days ending at as_of. m and s come from the market's active
-//!   instruments on those days ([`MarketContext`]), so every instrument of a
-//!   market carries the same market blocks and an equal-weight portfolio keeps
-//!   them unchanged. Needs H + 1 closes, as v2 does.
+//!   last h days ending at as_of; m and s are the market's over its last H
+//!   trading days, from its active instruments ([`MarketContext`]), so every
+//!   instrument of a market carries the same market blocks and an
+//!   equal-weight portfolio keeps them unchanged. Needs H + 1 closes, as v2.
 //! * Scenario (`num-scenario-core-v3`, panel of ≥ H days): with x = ln(1 + r)
 //!   of its first H days and m, s over the panel's instruments, the group of
 //!   a stretch has its r and |r| blocks averaged over instruments, and
@@ -31,8 +31,9 @@
 //!       +      e  · the last h-day stretch                       (e = END_WEIGHT = 0.1)
 //!   ```
 //!
-//!   The full-length group G_H (one stretch) is the state's G_H of the same
-//!   days exactly.
+//!   The full-length group G_H (one stretch) of a panel that is the whole
+//!   market over H days is exactly the G_H of the equal-weight portfolio of
+//!   the market's states on the last of them.
 //!
 //! Why: a state 10 days before an episode's end has only 10 of the episode's
 //! days in its last 20, but its 5- and 10-day groups are all episode; the
@@ -45,7 +46,7 @@
 //! moved (a crash: m very negative and s wide; a grind: m mildly negative and
 //! s narrow), which a single instrument's returns see only through noise.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 
@@ -92,38 +93,55 @@ fn sorted(values: impl IntoIterator<Item = f64>) -> Vec<f64> {
     v
 }
 
-/// The market's mean log return and cross-sectional spread on each day, over
-/// its instruments with a return that day (a close that day and on their
-/// previous trading day).
+/// The market's mean log return and cross-sectional spread on each of its
+/// trading days: over its instruments with a close that day and on the
+/// market's previous trading day (an instrument that missed a day adds no
+/// two-day return). Days are the union of the windows' dates.
 #[derive(Clone, Debug, Default)]
 pub struct MarketContext {
-    days: BTreeMap<NaiveDate, (f64, f64)>,
+    /// (day, mean, spread), ascending; days on which no instrument has a return are left out.
+    days: Vec<(NaiveDate, f64, f64)>,
 }
 
 impl MarketContext {
     /// From the price windows of the market's instruments; closes that are not
     /// positive and finite give no return.
     pub fn from_windows<'a>(windows: impl IntoIterator<Item = &'a PriceWindow>) -> MarketContext {
-        let mut by_day: BTreeMap<NaiveDate, Vec<f64>> = BTreeMap::new();
+        let mut calendar: BTreeSet<NaiveDate> = BTreeSet::new();
+        let mut closes: Vec<BTreeMap<NaiveDate, f64>> = Vec::new();
         for w in windows {
-            for t in 1..w.close.len() {
-                let (a, b) = (w.close[t - 1], w.close[t]);
-                if a.is_finite() && b.is_finite() && a > 0.0 && b > 0.0 {
-                    by_day.entry(w.dates[t]).or_default().push((b / a).ln());
-                }
-            }
+            calendar.extend(&w.dates);
+            closes.push(
+                w.dates
+                    .iter()
+                    .zip(&w.close)
+                    .filter(|(_, c)| c.is_finite() && **c > 0.0)
+                    .map(|(d, c)| (*d, *c))
+                    .collect(),
+            );
         }
-        MarketContext {
-            days: by_day
-                .into_iter()
-                .map(|(d, r)| (d, mean_and_spread(&r)))
-                .collect(),
-        }
+        let calendar: Vec<NaiveDate> = calendar.into_iter().collect();
+        let days = calendar
+            .windows(2)
+            .filter_map(|pair| {
+                let r: Vec<f64> = closes
+                    .iter()
+                    .filter_map(|c| Some((c.get(&pair[1])? / c.get(&pair[0])?).ln()))
+                    .collect();
+                (!r.is_empty()).then(|| {
+                    let (m, s) = mean_and_spread(&r);
+                    (pair[1], m, s)
+                })
+            })
+            .collect();
+        MarketContext { days }
     }
 
-    /// Mean and spread on `day`, if any instrument had a return.
-    pub fn on(&self, day: NaiveDate) -> Option<(f64, f64)> {
-        self.days.get(&day).copied()
+    /// The market's last `h` days with a return on or before `until` (fewer
+    /// when it has fewer).
+    pub fn last_days(&self, until: NaiveDate, h: usize) -> &[(NaiveDate, f64, f64)] {
+        let end = self.days.partition_point(|d| d.0 <= until);
+        &self.days[end.saturating_sub(h)..end]
     }
 }
 
@@ -192,11 +210,15 @@ impl WindowEncoder for MultiscaleWindow {
     fn encode_in_market(&self, w: &PriceWindow, market: &MarketContext) -> Result<Vec<f32>, SkipReason> {
         let h = self.horizon;
         let r = super::signature::last_log_returns(w, h)?;
-        let days = &w.dates[w.dates.len() - h..];
-        let (m, s): (Vec<f64>, Vec<f64>) = days
+        // The market's last H days up to the window's last day; where the
+        // market has fewer, the instrument's own earliest returns (s = 0).
+        let until = *w.dates.last().expect("a window with returns has dates");
+        let days = market.last_days(until, h);
+        let own = h - days.len();
+        let (m, s): (Vec<f64>, Vec<f64>) = r[..own]
             .iter()
-            .zip(&r)
-            .map(|(&d, &own)| market.on(d).unwrap_or((own, 0.0)))
+            .map(|&x| (x, 0.0))
+            .chain(days.iter().map(|&(_, m, s)| (m, s)))
             .unzip();
         let mut out = Vec::with_capacity(10 * h);
         for k in horizons(h) {
@@ -320,6 +342,31 @@ mod tests {
             (f64::from(alone[2]) - l).abs() < 1e-7 && alone[3] == 0.0,
             "{:?}",
             &alone[..4]
+        );
+    }
+
+    #[test]
+    fn market_blocks_follow_the_market_calendar_whatever_an_instrument_missed() {
+        // C has no close on the fifth day (index 4): the market's returns of
+        // that day and of the next are A's and B's only.
+        let a = window("A", &[1.0, 1.1, 1.0, 1.2, 1.1, 1.0]);
+        let b = window("B", &[2.0, 2.0, 2.2, 2.0, 2.1, 2.0]);
+        let mut c = window("C", &[3.0, 3.3, 3.0, 3.6, 3.3, 3.0]);
+        c.dates.remove(4);
+        c.close.remove(4);
+        let market = MarketContext::from_windows([&a, &b, &c]);
+        let enc = MultiscaleWindow::new(4).unwrap();
+        let (va, vc) = (
+            enc.encode_in_market(&a, &market).unwrap(),
+            enc.encode_in_market(&c, &market).unwrap(),
+        );
+        // The m and s blocks of G_4 (slots 32..40) are the same for A and C.
+        assert_eq!(&va[32..40], &vc[32..40]);
+        // Day 5's mean is over A and B only: ln(1/1.1) and ln(2/2.1).
+        let day5 = market.last_days(d(8), 1)[0];
+        assert!(
+            (day5.1 - ((1.0f64 / 1.1).ln() + (2.0f64 / 2.1).ln()) / 2.0).abs() < 1e-12,
+            "{day5:?}"
         );
     }
 

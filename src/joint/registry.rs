@@ -325,36 +325,47 @@ fn check_builtin(id: &str, claim: &Claim) -> Result<()> {
 pub async fn register(db: &Db, tx: &mut Tx, id: &str, claim: &Claim, replace: bool) -> Result<Registration> {
     check_builtin(id, claim)?;
     let (compared, recorded_only) = fields(claim);
-    let sql = format!("SELECT {COLUMNS} FROM joint_models WHERE joint_model_id = $1");
-    let existing: Option<Row> =
-        on_tx!(tx, c => sqlx::query_as(&sql).bind(id).fetch_optional(c).await).map_err(|e| db.err(e))?;
-    let Some(existing) = existing.map(record) else {
-        let all: Vec<&Field> = compared.iter().chain(&recorded_only).collect();
-        let cols: Vec<&str> = all.iter().map(|f| f.column).collect();
-        let sql = format!(
-            "INSERT INTO joint_models (joint_model_id, kind, {}) VALUES ($1, $2, {})",
-            cols.join(", "),
-            (3..3 + all.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        on_tx!(tx, c => {
-            let mut q = sqlx::query(&sql).bind(id).bind(IDENTITY_KIND);
-            for f in &all {
-                q = match f.number {
-                    Some(n) => q.bind(n),
-                    None => q.bind(f.text.clone()),
-                };
-            }
-            q.execute(c).await.map(|r| r.rows_affected())
-        })
-        .map_err(|e| db.err(e))?;
+    // Insert first: a concurrent backfill registering the same new id waits
+    // on the key instead of failing on it, and on SQLite the write lock is
+    // taken here (waiting out the busy timeout) rather than on a later write.
+    let all: Vec<&Field> = compared.iter().chain(&recorded_only).collect();
+    let cols: Vec<&str> = all.iter().map(|f| f.column).collect();
+    let sql = format!(
+        "INSERT INTO joint_models (joint_model_id, kind, {}) VALUES ($1, $2, {}) \
+         ON CONFLICT (joint_model_id) DO NOTHING",
+        cols.join(", "),
+        (3..3 + all.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let inserted = on_tx!(tx, c => {
+        let mut q = sqlx::query(&sql).bind(id).bind(IDENTITY_KIND);
+        for f in &all {
+            q = match f.number {
+                Some(n) => q.bind(n),
+                None => q.bind(f.text.clone()),
+            };
+        }
+        q.execute(c).await.map(|r| r.rows_affected())
+    })
+    .map_err(|e| db.err(e))?;
+    if inserted == 1 {
         return Ok(Registration {
             registered: true,
             ..Default::default()
         });
+    }
+    // Registered before: lock the row (PostgreSQL) so that no other backfill
+    // completes or replaces it until this one commits.
+    let lock = match tx.backend() {
+        crate::storage::Backend::Postgres => " FOR UPDATE",
+        crate::storage::Backend::Sqlite => "",
     };
+    let sql = format!("SELECT {COLUMNS} FROM joint_models WHERE joint_model_id = $1{lock}");
+    let existing: Row =
+        on_tx!(tx, c => sqlx::query_as(&sql).bind(id).fetch_one(c).await).map_err(|e| db.err(e))?;
+    let existing = record(existing);
 
     let differs: Vec<(&Field, String)> = compared
         .iter()
@@ -369,12 +380,20 @@ pub async fn register(db: &Db, tx: &mut Tx, id: &str, claim: &Claim, replace: bo
         .collect();
     let mut out = Registration::default();
     let mut set: Vec<&Field> = Vec::new();
+    let has_value = |f: &&Field| f.text.is_some() || f.number.is_some();
     if differs.is_empty() {
-        for f in compared.iter().chain(&recorded_only) {
-            if f.recorded(&existing).is_none() && (f.text.is_some() || f.number.is_some()) {
+        for f in compared.iter().filter(has_value) {
+            if f.recorded(&existing).is_none() {
                 out.completed.push(f.label);
                 set.push(f);
             }
+        }
+        // Weights that do not enter the vectors: recorded as last given.
+        for f in recorded_only.iter().filter(has_value) {
+            if f.recorded(&existing).is_none() {
+                out.completed.push(f.label);
+            }
+            set.push(f);
         }
     } else if !replace {
         let list: Vec<String> = differs
@@ -395,7 +414,7 @@ pub async fn register(db: &Db, tx: &mut Tx, id: &str, claim: &Claim, replace: bo
             out.replaced
                 .push(format!("{id}: {} {old} → {}", f.label, f.shown()));
         }
-        set.extend(compared.iter().chain(&recorded_only));
+        set.extend(compared.iter().chain(&recorded_only).filter(has_value));
         // The other side's branch is of the old space when the space changes.
         let (own, other) = match claim {
             Claim::States { .. } => ("INSTRUMENT", "SCENARIO"),
@@ -472,6 +491,16 @@ async fn delete_rows(db: &Db, tx: &mut Tx, id: &str, entity_type: &str) -> Resul
 pub async fn note(db: &Db, model: &str) -> Result<String> {
     if let Some(r) = find(db, model).await? {
         return Ok(format!("{model} is {}", describe(&r)));
+    }
+    let sql = "SELECT COUNT(*) FROM joint_embeddings WHERE joint_type = $1 AND model_id = $2";
+    let vectors: i64 =
+        with_pool!(db, p => sqlx::query_scalar(sql).bind(STAB_JOINT_TYPE).bind(model).fetch_one(p).await)
+            .map_err(|e| db.err(e))?;
+    if vectors > 0 {
+        return Ok(format!(
+            "{model} has {vectors} vector(s) but no registry entry: written by gen-scenarios (synthetic, \
+             in no feature space) or by another tool"
+        ));
     }
     let known: Vec<String> = joint_models(db)
         .await?

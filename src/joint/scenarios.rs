@@ -52,6 +52,7 @@ pub async fn backfill_joint_scenarios(db: &Db, p: &ScenarioProjection) -> Result
     let mut tx = db.begin().await?;
     let mut writer = BulkWriter::new(&JOINT_EMBEDDINGS);
     let mut after: Option<String> = None;
+    let mut space: Option<(String, Option<String>)> = None;
     loop {
         let want = p.limit.map_or(PAGE, |l| PAGE.min(l - summary.encoded));
         if want == 0 {
@@ -61,10 +62,12 @@ pub async fn backfill_joint_scenarios(db: &Db, p: &ScenarioProjection) -> Result
         let Some(last) = page.last() else { break };
         after = Some(last.0.scenario_id.clone());
         if summary.encoded == 0 {
+            let first = &page[0].0;
+            space = Some((first.scenario_id.clone(), first.feature_space.clone()));
             let claim = Claim::Scenarios {
                 scenario_model_id: p.scenario_model_id.clone(),
                 weights: p.weights,
-                feature_space: page[0].0.feature_space.clone(),
+                feature_space: first.feature_space.clone(),
             };
             summary.registration =
                 registry::register(db, &mut tx, &p.joint_model_id, &claim, p.replace).await?;
@@ -74,6 +77,15 @@ pub async fn backfill_joint_scenarios(db: &Db, p: &ScenarioProjection) -> Result
                 "{} vector of scenario {} of {set}",
                 p.scenario_model_id, s.scenario_id
             );
+            // One space per run: the first scenario's, which every other must share.
+            if let Some((first, first_space)) = &space {
+                Error::check_spaces(
+                    || what.clone(),
+                    s.feature_space.as_deref(),
+                    || format!("{} vector of scenario {first} of {set}", p.scenario_model_id),
+                    first_space.as_deref(),
+                )?;
+            }
             let v = vector::from_bytes(&s.vector, &what)?;
             let z = model.combine(&Branches {
                 scenario: Some(&v),

@@ -129,11 +129,21 @@ pub async fn backfill_joint_states(db: &Db, p: &StateBackfill) -> Result<StateSu
     let pb = progress::items(states.len() as u64, "instruments");
     pb.set_message(format!("{} {}", p.joint_model_id, p.market_id));
     let mut tx = db.begin().await?;
+    // One space per run: the first state's, which every other must share.
+    let space = recorded_space(&p.stab_model_id, states[0].feature_space.clone());
+    for s in &states[1..] {
+        Error::check_spaces(
+            || format!("the {} state of {}", p.stab_model_id, s.instrument_id),
+            recorded_space(&p.stab_model_id, s.feature_space.clone()).as_deref(),
+            || format!("the {} state of {}", p.stab_model_id, states[0].instrument_id),
+            space.as_deref(),
+        )?;
+    }
     let claim = Claim::States {
         stab_model_id: p.stab_model_id.clone(),
         profile_model_id: p.profile_model_id.clone(),
         weights: p.weights,
-        feature_space: recorded_space(&p.stab_model_id, states[0].feature_space.clone()),
+        feature_space: space,
     };
     out.summary.registration = registry::register(db, &mut tx, &p.joint_model_id, &claim, p.replace).await?;
     let mut writer = BulkWriter::new(&JOINT_EMBEDDINGS);

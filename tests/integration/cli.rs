@@ -374,6 +374,36 @@ fn demo_then_show_and_find_commands_print_csv_and_json() {
     );
 }
 
+/// Every encoder pair of the demo runs end to end under its own joint model,
+/// eval-retrieval included (v1 evaluates with the profile branch it registered).
+#[test]
+fn demo_runs_with_each_encoder_pair_under_its_joint_model() {
+    for (pair, joint) in [
+        ("v1", "joint-stab-fragility-v1"),
+        ("v3", "joint-stab-fragility-v3"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let o = stabspace(
+            &["demo", "--instruments", "12", "--days", "260", "--encoders", pair],
+            dir.path(),
+        );
+        assert!(o.status.success(), "{pair}: {}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            out.contains(&format!("eval-retrieval --scenario-set-id HIST_CRASH_WINDOWS --market-id US_EQ --joint-model-id {joint}")),
+            "{out}"
+        );
+        let models =
+            String::from_utf8_lossy(&stabspace(&["show-joint-models"], dir.path()).stdout).to_string();
+        let row = models.lines().nth(1).unwrap_or_default().to_string();
+        assert!(
+            row.starts_with(&format!("{joint},identity-weighted-average,")),
+            "{models}"
+        );
+        assert_eq!(models.lines().count(), 2, "{models}");
+    }
+}
+
 /// The figures the demo prints (its table rows), without timings.
 fn demo_figures(stdout: &[u8]) -> Vec<String> {
     text(stdout)
