@@ -22,8 +22,12 @@ there for the evaluated dates are replaced, so evaluate under a joint model of i
 set into it with backfill-joint-stab-fragility-scenarios --joint-model-id …) to keep others. --stab-model-id defaults to the state \
 encoder of the scenario vectors' feature space: num-stab-core-v3 or -v2 (with their --horizon-days) for \
 num-scenario-core-v3 or -v2 scenarios, num-stab-core-v1 for num-scenario-core-v1.\n\n\
+The states are backfilled as the joint model is registered (show-joint-models): its state encoder, \
+profile branch and weights; a date before the first profile of a profile-augmented model is skipped \
+with a note.\n\n\
 Example (after the demo, or generate + import + the v2 backfills):\n  stabspace eval-retrieval \
---scenario-set-id HIST_CRASH_WINDOWS --joint-model-id joint-stab-fragility-v1 --market-id US_EQ"
+--scenario-set-id HIST_CRASH_WINDOWS --joint-model-id joint-stab-fragility-v2 --market-id US_EQ\n\
+scripts/eval-encoders in the repository runs it for the v1, v2 and v3 pairs on one market."
 )]
 pub struct Args {
     /// Scenario set holding the historical windows (and any other scenarios to rank against).

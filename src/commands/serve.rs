@@ -24,7 +24,7 @@ partition. The default address is loopback; put the server behind a proxy that a
 exposing it to a network.\n\n\
 Example: stabspace serve --addr 127.0.0.1:7878 &\n  \
 curl -s localhost:7878/v1/similar-scenarios -d '{\"instrument_id\": \"SYN0001.US\", \"as_of\": \"2023-03-24\", \
-\"scenario_set_id\": \"MC_STRESS_V0\", \"top_k\": 5}'")]
+\"model_id\": \"joint-stab-fragility-v2\", \"scenario_set_id\": \"MC_STRESS_V0\", \"top_k\": 5}'")]
 pub struct Args {
     /// Address to listen on (port 0: any free port, printed at start).
     #[arg(long, default_value = "127.0.0.1:7878")]
