@@ -24,6 +24,7 @@ both_backends!(
     another_definition_under_the_same_id_is_an_error_unless_replace,
     built_in_ids_keep_their_feature_space,
     the_cli_lists_registers_and_replaces_joint_models,
+    concurrent_backfills_of_a_new_joint_model_queue_and_both_succeed,
 );
 
 const V2: &str = "joint-stab-fragility-v2";
@@ -378,4 +379,33 @@ async fn the_cli_lists_registers_and_replaces_joint_models(t: TestDb) {
         serde_json::from_str(&ok(&["show-joint-models", "--format", "json"])).unwrap();
     assert_eq!(json[0]["feature_space"], "stab-v2-signature-h20");
     assert_eq!(json[0]["stab_model_id"], "num-stab-core-v2");
+}
+
+async fn concurrent_backfills_of_a_new_joint_model_queue_and_both_succeed(t: TestDb) {
+    let (_, g) = small_market(t.dir.path());
+    import_all(&t.db, &g).await;
+    let d = g.last_date;
+    numeric(&t.db, d, "num-stab-core-v2").await;
+    numeric_scenarios(&t.db, HISTORICAL_SET, "num-scenario-core-v2").await;
+    // A state backfill and a scenario projection register the same new id at once.
+    let states = states(d, "joint-concurrent", "num-stab-core-v2", None);
+    let scenarios = projection(HISTORICAL_SET, "joint-concurrent", "num-scenario-core-v2");
+    let (a, b) = tokio::join!(
+        backfill_joint_states(&t.db, &states),
+        backfill_joint_scenarios(&t.db, &scenarios)
+    );
+    let (a, b) = (a.expect("states"), b.expect("scenarios"));
+    assert_eq!(
+        u8::from(a.summary.registration.registered) + u8::from(b.registration.registered),
+        1,
+        "exactly one registered it: {a} / {b}"
+    );
+    let r = find(&t.db, "joint-concurrent").await.unwrap().unwrap();
+    assert_eq!(r.stab_model_id.as_deref(), Some("num-stab-core-v2"), "{r:?}");
+    assert_eq!(
+        r.scenario_model_id.as_deref(),
+        Some("num-scenario-core-v2"),
+        "{r:?}"
+    );
+    assert_eq!(r.feature_space.as_deref(), Some("stab-v2-signature-h20"));
 }
