@@ -19,7 +19,7 @@ use serde::Serialize;
 use super::{Weights, STAB_JOINT_TYPE};
 use crate::encoders::{describe_space, multiscale, signature, V1_SPACE};
 use crate::error::{Error, Result};
-use crate::storage::{Db, Tx};
+use crate::storage::{Backend, Db, Tx};
 use crate::{on_tx, with_pool};
 
 /// `kind` of the identity model: z = Σ w_b·z_b / Σ w_b over the branches present.
@@ -81,8 +81,17 @@ type Row = (
     String,
 );
 
-const COLUMNS: &str = "joint_model_id, kind, feature_space, stab_model_id, scenario_model_id, \
-                       profile_model_id, w_stab, w_scen, w_prof, CAST(registered_at AS TEXT)";
+/// The columns of a record; `registered_at` as `YYYY-MM-DD HH:MM:SS` UTC on both backends.
+fn columns(backend: Backend) -> String {
+    let at = match backend {
+        Backend::Postgres => "to_char(registered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')",
+        Backend::Sqlite => "CAST(registered_at AS TEXT)",
+    };
+    format!(
+        "joint_model_id, kind, feature_space, stab_model_id, scenario_model_id, profile_model_id, \
+         w_stab, w_scen, w_prof, {at}"
+    )
+}
 
 fn record(r: Row) -> JointModelRecord {
     JointModelRecord {
@@ -101,7 +110,10 @@ fn record(r: Row) -> JointModelRecord {
 
 /// Every registered joint model, by id.
 pub async fn joint_models(db: &Db) -> Result<Vec<JointModelRecord>> {
-    let sql = format!("SELECT {COLUMNS} FROM joint_models ORDER BY joint_model_id");
+    let sql = format!(
+        "SELECT {} FROM joint_models ORDER BY joint_model_id",
+        columns(db.backend())
+    );
     let rows: Vec<Row> =
         with_pool!(db, p => sqlx::query_as(&sql).fetch_all(p).await).map_err(|e| db.err(e))?;
     Ok(rows.into_iter().map(record).collect())
@@ -109,7 +121,10 @@ pub async fn joint_models(db: &Db) -> Result<Vec<JointModelRecord>> {
 
 /// The registered joint model `id`, if any.
 pub async fn find(db: &Db, id: &str) -> Result<Option<JointModelRecord>> {
-    let sql = format!("SELECT {COLUMNS} FROM joint_models WHERE joint_model_id = $1");
+    let sql = format!(
+        "SELECT {} FROM joint_models WHERE joint_model_id = $1",
+        columns(db.backend())
+    );
     let row: Option<Row> =
         with_pool!(db, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await).map_err(|e| db.err(e))?;
     Ok(row.map(record))
@@ -359,10 +374,13 @@ pub async fn register(db: &Db, tx: &mut Tx, id: &str, claim: &Claim, replace: bo
     // Registered before: lock the row (PostgreSQL) so that no other backfill
     // completes or replaces it until this one commits.
     let lock = match tx.backend() {
-        crate::storage::Backend::Postgres => " FOR UPDATE",
-        crate::storage::Backend::Sqlite => "",
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
     };
-    let sql = format!("SELECT {COLUMNS} FROM joint_models WHERE joint_model_id = $1{lock}");
+    let sql = format!(
+        "SELECT {} FROM joint_models WHERE joint_model_id = $1{lock}",
+        columns(tx.backend())
+    );
     let existing: Row =
         on_tx!(tx, c => sqlx::query_as(&sql).bind(id).fetch_one(c).await).map_err(|e| db.err(e))?;
     let existing = record(existing);

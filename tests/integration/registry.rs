@@ -113,7 +113,19 @@ async fn a_backfill_registers_its_joint_model_and_a_rerun_reuses_it(t: TestDb) {
     assert_eq!(r.profile_model_id.as_deref(), Some(NO_PROFILE));
     assert_eq!((r.w_stab, r.w_prof), (Some(1.0), Some(1.0)));
     assert_eq!(r.scenario_model_id, None, "not known until a projection");
-    assert!(!r.registered_at.is_empty());
+    // `YYYY-MM-DD HH:MM:SS` (UTC) on both backends.
+    let at = r.registered_at.as_bytes();
+    assert!(
+        at.len() == 19
+            && at.iter().enumerate().all(|(i, c)| match i {
+                4 | 7 => *c == b'-',
+                10 => *c == b' ',
+                13 | 16 => *c == b':',
+                _ => c.is_ascii_digit(),
+            }),
+        "{}",
+        r.registered_at
+    );
 
     // The projection records the scenario branch; a rerun of either changes nothing.
     numeric_scenarios(&t.db, HISTORICAL_SET, "num-scenario-core-v2").await;
