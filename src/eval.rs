@@ -18,11 +18,11 @@ use serde::Serialize;
 use crate::backfill::{backfill_numeric_embeddings, NumericBackfill};
 use crate::encoders::{horizon_of_space, state_encoder_for_space, window_encoder, DEFAULT_HORIZON};
 use crate::error::{Error, Result};
-use crate::joint::{backfill_joint_states, list_or, StateBackfill, Weights};
+use crate::joint::{backfill_joint_states, list_or, StateBackfill, Weights, PROFILE_JOINT_TYPE};
 use crate::nearest::{ScenarioSpace, SearchOpts};
 use crate::portfolio::portfolio_vector;
 use crate::progress;
-use crate::storage::joint::{distinct, joint_states, market_instruments};
+use crate::storage::joint::{date_agg, distinct, joint_states, market_instruments};
 use crate::storage::Db;
 use crate::vector;
 use crate::with_pool;
@@ -189,8 +189,26 @@ pub async fn eval_retrieval(db: &Db, spec: &EvalSpec) -> Result<EvalReport> {
     // Backfill the states of those dates (numeric, then joint).
     let pb = progress::items(dates.len() as u64, "dates");
     pb.set_message(format!("{stab_model} and {} states", spec.joint_model_id));
+    // A profile-augmented model has no states before its first profile.
+    let first_profile = match &profile_model {
+        Some(pm) => {
+            date_agg(
+                db,
+                "SELECT min(as_of_date) FROM joint_embeddings WHERE joint_type = $1 AND model_id = $2",
+                &[PROFILE_JOINT_TYPE, pm],
+            )
+            .await?
+        }
+        None => None,
+    };
     for &d in &dates {
         pb.inc(1);
+        if let Some(pm) = &profile_model {
+            if first_profile.is_none_or(|first| d < first) {
+                skipped.push(format!("states on {d}: no {pm} profile on or before it"));
+                continue;
+            }
+        }
         let numeric = backfill_numeric_embeddings(
             db,
             &NumericBackfill {
@@ -206,7 +224,7 @@ pub async fn eval_retrieval(db: &Db, spec: &EvalSpec) -> Result<EvalReport> {
         if numeric.encoded == 0 {
             continue;
         }
-        let states = backfill_joint_states(
+        backfill_joint_states(
             db,
             &StateBackfill {
                 as_of: d,
@@ -220,15 +238,7 @@ pub async fn eval_retrieval(db: &Db, spec: &EvalSpec) -> Result<EvalReport> {
                 replace: false,
             },
         )
-        .await;
-        match (states, &profile_model) {
-            (Ok(_), _) => {}
-            // No profile yet on an early date: that date has no states.
-            (Err(Error::Invalid(why)), Some(pm)) if why.contains(&format!("no {pm} profile")) => {
-                skipped.push(format!("states on {d}: {why}"));
-            }
-            (Err(e), _) => return Err(e),
-        }
+        .await?;
     }
     pb.finish_and_clear();
 

@@ -49,16 +49,19 @@ pub async fn backfill_numeric_embeddings(db: &Db, p: &NumericBackfill) -> Result
         )));
     }
     let need = encoder.prices_needed(window_days);
-    let windows = queries::recent_prices(db, &instruments, p.as_of, need).await?;
-    // The market's cross-section on the windows' days, over all its active
-    // instruments (--limit bounds what is encoded, not the market).
-    let market = if !encoder.uses_market() {
-        MarketContext::default()
-    } else if p.limit.is_some() {
+    // An encoder that sees the market's cross-section sees all its active
+    // instruments (--limit bounds what is encoded, not the market): their
+    // windows are read once, for both.
+    let windows = if encoder.uses_market() && p.limit.is_some() {
         let all = queries::active_instruments(db, &p.market_id, None).await?;
-        MarketContext::from_windows(queries::recent_prices(db, &all, p.as_of, need).await?.values())
+        queries::recent_prices(db, &all, p.as_of, need).await?
     } else {
+        queries::recent_prices(db, &instruments, p.as_of, need).await?
+    };
+    let market = if encoder.uses_market() {
         MarketContext::from_windows(windows.values())
+    } else {
+        MarketContext::default()
     };
 
     let pb = progress::items(instruments.len() as u64, "instruments");

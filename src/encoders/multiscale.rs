@@ -153,7 +153,7 @@ fn mean_and_spread(x: &[f64]) -> (f64, f64) {
 }
 
 /// The group of one stretch, added into `out` (4h values) with `weight`.
-fn add_group(out: &mut [f64], own: &[Vec<f64>], m: &[f64], s: &[f64], weight: f64) {
+fn add_group(out: &mut [f64], own: &[&[f64]], m: &[f64], s: &[f64], weight: f64) {
     let h = m.len();
     let per = weight / own.len() as f64;
     for r in own {
@@ -223,7 +223,7 @@ impl WindowEncoder for MultiscaleWindow {
         let mut out = Vec::with_capacity(10 * h);
         for k in horizons(h) {
             let mut g = vec![0.0; 4 * k];
-            add_group(&mut g, &[r[h - k..].to_vec()], &m[h - k..], &s[h - k..], 1.0);
+            add_group(&mut g, &[&r[h - k..]], &m[h - k..], &s[h - k..], 1.0);
             out.extend(g);
         }
         Ok(pad_to_dim(out))
@@ -269,7 +269,7 @@ impl ScenarioEncoder for MultiscaleScenario {
             let stretches = h - k + 1;
             let mut g = vec![0.0; 4 * k];
             for a in 0..stretches {
-                let own: Vec<Vec<f64>> = x.iter().map(|path| path[a..a + k].to_vec()).collect();
+                let own: Vec<&[f64]> = x.iter().map(|path| &path[a..a + k]).collect();
                 let last = if a + 1 == stretches { END_WEIGHT } else { 0.0 };
                 let weight = (1.0 - END_WEIGHT) / stretches as f64 + last;
                 add_group(&mut g, &own, &m[a..a + k], &s[a..a + k], weight);

@@ -354,17 +354,7 @@ pub async fn register(db: &Db, tx: &mut Tx, id: &str, claim: &Claim, replace: bo
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let inserted = on_tx!(tx, c => {
-        let mut q = sqlx::query(&sql).bind(id).bind(IDENTITY_KIND);
-        for f in &all {
-            q = match f.number {
-                Some(n) => q.bind(n),
-                None => q.bind(f.text.clone()),
-            };
-        }
-        q.execute(c).await.map(|r| r.rows_affected())
-    })
-    .map_err(|e| db.err(e))?;
+    let inserted = execute(db, tx, &sql, &[id, IDENTITY_KIND], &all).await?;
     if inserted == 1 {
         return Ok(Registration {
             registered: true,
@@ -447,8 +437,7 @@ pub async fn register(db: &Db, tx: &mut Tx, id: &str, claim: &Claim, replace: bo
                 }
             };
             let sql = format!("UPDATE joint_models SET {clear} WHERE joint_model_id = $1");
-            on_tx!(tx, c => sqlx::query(&sql).bind(id).execute(c).await.map(|r| r.rows_affected()))
-                .map_err(|e| db.err(e))?;
+            execute(db, tx, &sql, &[id], &[]).await?;
             deleted.push((other, delete_rows(db, tx, id, other).await?));
         }
         let gone: Vec<String> = deleted
@@ -477,30 +466,32 @@ pub async fn register(db: &Db, tx: &mut Tx, id: &str, claim: &Claim, replace: bo
             "UPDATE joint_models SET {}, updated_at = CURRENT_TIMESTAMP WHERE joint_model_id = $1",
             assigns.join(", ")
         );
-        on_tx!(tx, c => {
-            let mut q = sqlx::query(&sql).bind(id);
-            for f in &set {
-                q = match f.number {
-                    Some(n) => q.bind(n),
-                    None => q.bind(f.text.clone()),
-                };
-            }
-            q.execute(c).await.map(|r| r.rows_affected())
-        })
-        .map_err(|e| db.err(e))?;
+        execute(db, tx, &sql, &[id], &set).await?;
     }
     Ok(out)
 }
 
 async fn delete_rows(db: &Db, tx: &mut Tx, id: &str, entity_type: &str) -> Result<u64> {
     let sql = "DELETE FROM joint_embeddings WHERE joint_type = $1 AND model_id = $2 AND entity_type = $3";
-    on_tx!(tx, c => sqlx::query(sql)
-        .bind(STAB_JOINT_TYPE)
-        .bind(id)
-        .bind(entity_type)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))
+    execute(db, tx, sql, &[STAB_JOINT_TYPE, id, entity_type], &[]).await
+}
+
+/// Run `sql` in the transaction with `leading` bound first ($1, $2, …), then
+/// each field's value (NULL when it has none); the rows it changed.
+async fn execute(db: &Db, tx: &mut Tx, sql: &str, leading: &[&str], fields: &[&Field]) -> Result<u64> {
+    on_tx!(tx, c => {
+        let mut q = sqlx::query(sql);
+        for v in leading {
+            q = q.bind(v.to_string());
+        }
+        for f in fields {
+            q = match f.number {
+                Some(n) => q.bind(n),
+                None => q.bind(f.text.clone()),
+            };
+        }
+        q.execute(c).await.map(|r| r.rows_affected())
+    })
     .map_err(|e| db.err(e))
 }
 
