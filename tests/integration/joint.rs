@@ -24,7 +24,7 @@ use stabspace::synth::{month_ends, trading_days, Generated, HISTORICAL_SET, MONT
 use stabspace::{vector, with_pool};
 
 use crate::both_backends;
-use crate::support::{import_all, read_csv, small_market, TestDb};
+use crate::support::{import_all, read_csv, small_market, TestDb, DB_SCAN};
 
 both_backends!(
     profiles_are_z_scores_of_each_issuers_latest_fundamentals,
@@ -37,15 +37,6 @@ both_backends!(
 );
 
 const WINDOW: usize = 20;
-/// No index directory: every search scans the stored vectors exactly (partitions are tested apart).
-pub(crate) const DB_SCAN: SearchOpts = SearchOpts {
-    source: None,
-    index_dir: None,
-    ef: None,
-    recall: None,
-    exact: false,
-    no_quantized: false,
-};
 pub(crate) const JOINT: &str = "joint-stab-fragility-v1";
 pub(crate) const STAB: &str = "num-stab-core-v1";
 const PROFILE: &str = "joint-profile-core-v1";

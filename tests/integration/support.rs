@@ -147,6 +147,33 @@ pub fn small_market(dir: &Path) -> (SynthConfig, Generated) {
     (cfg, generated)
 }
 
+/// Searches that scan the database exactly (no partition files).
+pub const DB_SCAN: stabspace::nearest::SearchOpts = stabspace::nearest::SearchOpts {
+    source: None,
+    index_dir: None,
+    ef: None,
+    recall: None,
+    exact: false,
+    no_quantized: false,
+};
+
+/// 30 instruments (SYN0025 delisted) with `episodes` planted episodes of the
+/// four shapes over days enough for them and windows of 20 days, 10
+/// Monte-Carlo scenarios, one portfolio.
+pub fn episode_market(dir: &Path, episodes: usize) -> Generated {
+    let cfg = SynthConfig {
+        instruments: 30,
+        days: 80 + episodes * 26 + 40,
+        crashes: episodes,
+        mc_scenarios: 10,
+        scenario_instruments: 5,
+        portfolios: 1,
+        sets: vec![SetKind::Historical, SetKind::MonteCarlo],
+        ..SynthConfig::default()
+    };
+    generate(&cfg, &dir.join("market")).expect("generate")
+}
+
 /// Import every generated file.
 pub async fn import_all(db: &Db, g: &Generated) {
     for (kind, path, rows) in &g.files {

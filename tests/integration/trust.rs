@@ -18,8 +18,8 @@ use stabspace::{vector, with_pool};
 use stabspace_index::BuildParams;
 
 use crate::both_backends;
-use crate::joint::{metrics, pipeline, put_target, risk_metrics_of, DB_SCAN, JOINT, STAB};
-use crate::support::{sqlite, TestDb};
+use crate::joint::{metrics, pipeline, put_target, risk_metrics_of, JOINT, STAB};
+use crate::support::{sqlite, TestDb, DB_SCAN};
 
 both_backends!(
     a_partition_from_another_database_is_never_used,

@@ -20,11 +20,11 @@ use stabspace::joint::{
 use stabspace::nearest::SearchOpts;
 use stabspace::partitions::fingerprint;
 use stabspace::storage::Db;
-use stabspace::synth::{generate, Generated, SetKind, SynthConfig, HISTORICAL_SET};
+use stabspace::synth::HISTORICAL_SET;
 use stabspace::{vector, with_pool, Error};
 
 use crate::both_backends;
-use crate::support::{count, import_all, read_csv, TestDb};
+use crate::support::{count, episode_market, import_all, read_csv, TestDb, DB_SCAN};
 
 both_backends!(
     v2_vectors_match_the_signature_computed_from_the_csv_files,
@@ -53,29 +53,6 @@ fn mixed(s: StateBackfill) -> StateBackfill {
         joint_model_id: MIXED.into(),
         ..s
     }
-}
-const DB_SCAN: SearchOpts = SearchOpts {
-    source: None,
-    index_dir: None,
-    ef: None,
-    recall: None,
-    exact: false,
-    no_quantized: false,
-};
-
-/// 30 instruments with 16 planted crashes, so that chance hit@3 is 3/16.
-fn crash_market(dir: &std::path::Path, crashes: usize) -> Generated {
-    let cfg = SynthConfig {
-        instruments: 30,
-        days: 80 + crashes * 26 + 2 * H,
-        crashes,
-        mc_scenarios: 10,
-        scenario_instruments: 5,
-        portfolios: 1,
-        sets: vec![SetKind::Historical, SetKind::MonteCarlo],
-        ..SynthConfig::default()
-    };
-    generate(&cfg, &dir.join("market")).expect("generate")
 }
 
 fn numeric(as_of: NaiveDate, model: &str) -> NumericBackfill {
@@ -147,7 +124,7 @@ async fn stored(db: &Db, table: &str, model: &str, entity: &str) -> (Vec<f32>, O
 }
 
 async fn v2_vectors_match_the_signature_computed_from_the_csv_files(t: TestDb) {
-    let g = crash_market(t.dir.path(), 3);
+    let g = episode_market(t.dir.path(), 3);
     import_all(&t.db, &g).await;
     let dir = t.dir.path().join("market");
     let as_of = g.last_date;
@@ -213,7 +190,7 @@ async fn v2_vectors_match_the_signature_computed_from_the_csv_files(t: TestDb) {
 }
 
 async fn mixing_v1_states_with_v2_scenarios_is_an_error_naming_both_and_writes_nothing(t: TestDb) {
-    let g = crash_market(t.dir.path(), 3);
+    let g = episode_market(t.dir.path(), 3);
     import_all(&t.db, &g).await;
     let as_of = g.last_date;
     backfill_numeric_embeddings(&t.db, &numeric(as_of, "num-stab-core-v1"))
@@ -357,7 +334,7 @@ fn spec(dir: &std::path::Path) -> EvalSpec {
 
 async fn eval_retrieval_finds_the_planted_crash_windows_and_reruns_change_nothing(t: TestDb) {
     let crashes = 16;
-    let g = crash_market(t.dir.path(), crashes);
+    let g = episode_market(t.dir.path(), crashes);
     import_all(&t.db, &g).await;
     scenarios(&t.db, HISTORICAL_SET, "num-scenario-core-v2").await;
     let r: EvalReport = eval_retrieval(&t.db, &spec(t.dir.path())).await.unwrap();
@@ -501,7 +478,7 @@ async fn stored_on(db: &Db, id: &str, d: NaiveDate) -> (Vec<f32>, Option<String>
 /// Regression: on SQLite, the change-counter trigger of an upsert that
 /// updated a scenario row failed with a UNIQUE violation (migration 0004).
 async fn reprojecting_a_set_with_changed_vectors_replaces_them_and_makes_its_partition_stale(t: TestDb) {
-    let g = crash_market(t.dir.path(), 3);
+    let g = episode_market(t.dir.path(), 3);
     import_all(&t.db, &g).await;
     scenarios_under(&t.db, MIXED, HISTORICAL_SET, "num-scenario-core-v1").await;
     forget_registry(&t.db).await;
@@ -528,7 +505,7 @@ async fn reprojecting_a_set_with_changed_vectors_replaces_them_and_makes_its_par
 /// others) cannot be averaged, even against synthetic scenarios that record
 /// no space: the error names both states.
 async fn states_of_two_spaces_are_not_averaged_even_against_unrecorded_scenarios(t: TestDb) {
-    let g = crash_market(t.dir.path(), 3);
+    let g = episode_market(t.dir.path(), 3);
     import_all(&t.db, &g).await;
     let as_of = g.last_date;
     for model in ["num-stab-core-v1", "num-stab-core-v2"] {

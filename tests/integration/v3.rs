@@ -14,13 +14,12 @@ use stabspace::eval::{eval_retrieval, EvalReport, EvalSpec};
 use stabspace::joint::{
     backfill_joint_scenarios, backfill_joint_states, ScenarioProjection, StateBackfill, Weights,
 };
-use stabspace::nearest::SearchOpts;
 use stabspace::storage::Db;
-use stabspace::synth::{generate, Generated, SetKind, SynthConfig, HISTORICAL_SET};
+use stabspace::synth::HISTORICAL_SET;
 use stabspace::{vector, with_pool, Error};
 
 use crate::both_backends;
-use crate::support::{import_all, read_csv, TestDb};
+use crate::support::{episode_market, import_all, read_csv, TestDb, DB_SCAN};
 
 both_backends!(
     v3_vectors_match_an_independent_computation_from_the_csv_files,
@@ -33,29 +32,6 @@ const V3: &str = "joint-stab-fragility-v3";
 const V2: &str = "joint-stab-fragility-v2";
 const V3_SPACE: &str = "stab-v3-multiscale-h20";
 const V2_SPACE: &str = "stab-v2-signature-h20";
-const DB_SCAN: SearchOpts = SearchOpts {
-    source: None,
-    index_dir: None,
-    ef: None,
-    recall: None,
-    exact: false,
-    no_quantized: false,
-};
-
-/// 30 instruments (SYN0025 delisted) with `episodes` planted episodes of the four shapes.
-fn market(dir: &std::path::Path, episodes: usize) -> Generated {
-    let cfg = SynthConfig {
-        instruments: 30,
-        days: 80 + episodes * 26 + 2 * H,
-        crashes: episodes,
-        mc_scenarios: 10,
-        scenario_instruments: 5,
-        portfolios: 1,
-        sets: vec![SetKind::Historical, SetKind::MonteCarlo],
-        ..SynthConfig::default()
-    };
-    generate(&cfg, &dir.join("market")).expect("generate")
-}
 
 async fn numeric(db: &Db, as_of: NaiveDate, model: &str, limit: Option<u64>) {
     backfill_numeric_embeddings(
@@ -144,7 +120,7 @@ fn assert_close(got: &[f32], want: &[f64], what: &str) {
 }
 
 async fn v3_vectors_match_an_independent_computation_from_the_csv_files(t: TestDb) {
-    let g = market(t.dir.path(), 3);
+    let g = episode_market(t.dir.path(), 3);
     import_all(&t.db, &g).await;
     let dir = t.dir.path().join("market");
     let as_of = g.last_date;
@@ -271,7 +247,7 @@ fn hit3(r: &EvalReport, offset: usize) -> f64 {
 }
 
 async fn v3_finds_the_planted_episodes_earlier_than_v2(t: TestDb) {
-    let g = market(t.dir.path(), 16);
+    let g = episode_market(t.dir.path(), 16);
     import_all(&t.db, &g).await;
     scenarios(&t.db, V2, "num-scenario-core-v2").await.unwrap();
     scenarios(&t.db, V3, "num-scenario-core-v3").await.unwrap();
@@ -289,7 +265,7 @@ async fn v3_finds_the_planted_episodes_earlier_than_v2(t: TestDb) {
 }
 
 async fn v3_vectors_are_never_compared_with_or_averaged_into_another_space(t: TestDb) {
-    let g = market(t.dir.path(), 3);
+    let g = episode_market(t.dir.path(), 3);
     import_all(&t.db, &g).await;
     let d = g.last_date;
     numeric(&t.db, d, "num-stab-core-v3", None).await;
