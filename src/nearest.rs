@@ -9,6 +9,7 @@
 //! and scanning them exactly, with a note. Hits look the same either way.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use stabspace_index::{FlatIndex, Partition};
@@ -17,9 +18,12 @@ use crate::encoders::describe_space;
 use crate::error::{Error, Result};
 use crate::joint::STAB_JOINT_TYPE;
 use crate::partitions::{
-    self, counters, fingerprint, partition_path, scenario_as_of, Provenance, SpaceTally, DEFAULT_EF,
+    self, counters, fingerprint, partition_path, scenario_as_of, Change, Counters, Provenance, SpaceTally,
+    DEFAULT_EF,
 };
-use crate::storage::joint::{distinct, joint_scenarios_page, scenario_spaces};
+use crate::storage::joint::{
+    distinct, joint_scenario_keys, joint_scenarios_by_ids, joint_scenarios_page, scenario_spaces,
+};
 use crate::storage::Db;
 use crate::vector::{self, DIM};
 
@@ -28,6 +32,10 @@ use crate::vector::{self, DIM};
 pub struct OpenPartition {
     pub partition: Partition,
     pub provenance: Option<Provenance>,
+    /// The rows the database has gained since this file was built, as last
+    /// read (keyed by the set's change counter): shared by the queries that
+    /// open this file through one [`PartitionSource`].
+    delta: std::sync::Mutex<Option<Arc<Delta>>>,
 }
 
 impl OpenPartition {
@@ -39,6 +47,7 @@ impl OpenPartition {
         Ok(OpenPartition {
             partition,
             provenance,
+            delta: std::sync::Mutex::new(None),
         })
     }
 
@@ -176,9 +185,181 @@ pub fn calibrated_ef(p: &Partition, recall: f64) -> Result<(usize, Option<String
     }
 }
 
+/// How an answer was produced: what every front end reports with its hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AnsweredBy {
+    /// The partition alone: it holds what the database holds.
+    Index,
+    /// The partition, and an exact scan of the rows the database gained since
+    /// it was built, merged and ranked together.
+    IndexDelta,
+    /// An exact scan of every row (the database's, or with `--exact` on a
+    /// raw partition route, of the set as the database holds it).
+    ExactScan,
+}
+
+impl AnsweredBy {
+    pub fn label(self) -> &'static str {
+        match self {
+            AnsweredBy::Index => "index",
+            AnsweredBy::IndexDelta => "index+delta",
+            AnsweredBy::ExactScan => "exact-scan",
+        }
+    }
+}
+
+impl std::fmt::Display for AnsweredBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// How a query was answered, and whether the set's partition was stale: the
+/// two trailing columns of every answer (`answered_by`, `partition_stale`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub by: AnsweredBy,
+    pub partition_stale: bool,
+}
+
+/// The most rows a stale partition's delta may hold before queries stop
+/// scanning it next to the graph and scan the whole set from the database
+/// instead: a tenth of the partition's rows, and at least [`DELTA_MIN`]. Past
+/// a tenth a rebuild appends no more (it builds in full), and the delta scan
+/// costs more than the graph search it accompanies.
+pub fn delta_limit(partition_rows: usize) -> usize {
+    (partition_rows / 10).max(DELTA_MIN)
+}
+
+/// The smallest delta limit: an exact scan of 2,000 rows costs about as much
+/// as one graph search at a wide breadth.
+pub const DELTA_MIN: usize = 2_000;
+
+/// The scenario vectors a partition lacks: rows the database gained since
+/// it was built, scanned exactly.
+pub struct Delta {
+    /// The set's change counter the delta was read at.
+    version: i64,
+    index: FlatIndex,
+    as_of: Vec<NaiveDate>,
+}
+
+impl Delta {
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+}
+
+/// Why a stale partition is not searched, or how many rows its delta adds.
+enum DeltaRead {
+    Delta(Arc<Delta>),
+    /// More rows are missing than [`delta_limit`] allows.
+    TooMany {
+        missing: usize,
+        limit: usize,
+    },
+}
+
+/// The rows of (model, set) that partition `p` lacks, when the set has only
+/// gained rows since `p` was built (`Change::OnlyAdded`): the set's keys are
+/// read without their vectors, compared with the partition's ids and dates,
+/// and only the missing rows' vectors are read. Kept on the partition for
+/// the next query at the same counter.
+async fn read_delta(
+    db: &Db,
+    p: &OpenPartition,
+    prov: &Provenance,
+    model: &str,
+    set: &str,
+    now: Counters,
+) -> Result<DeltaRead> {
+    if let Some(d) = p.delta.lock().expect("delta lock").as_ref() {
+        if d.version == now.version {
+            return Ok(DeltaRead::Delta(Arc::clone(d)));
+        }
+    }
+    let keys = joint_scenario_keys(db, model, set).await?;
+    let part = &p.partition;
+    let mut have: std::collections::HashSet<(&str, &[u8])> =
+        std::collections::HashSet::with_capacity(part.len());
+    for row in 0..part.len() {
+        have.insert((part.id(row)?, part.payload(row)?));
+    }
+    // Rows the build left out (all-zero or unusable vectors) are not missing.
+    let skipped: std::collections::HashSet<&str> = prov
+        .skipped_zero
+        .iter()
+        .map(String::as_str)
+        .chain(prov.skipped_unusable.iter().map(|(id, _)| id.as_str()))
+        .collect();
+    let mut missing: Vec<String> = keys
+        .iter()
+        .filter(|(id, date)| {
+            !skipped.contains(id.as_str()) && !have.contains(&(id.as_str(), date.to_string().as_bytes()))
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    let limit = delta_limit(part.len());
+    if missing.len() > limit {
+        return Ok(DeltaRead::TooMany {
+            missing: missing.len(),
+            limit,
+        });
+    }
+    missing.sort_unstable();
+    missing.dedup();
+    let mut index = FlatIndex::with_capacity(DIM, missing.len())?;
+    let mut as_of = Vec::with_capacity(missing.len());
+    let mut spaces = SpaceTally::default();
+    if let Some(space) = &prov.feature_space {
+        spaces.add(Some(space), part.len());
+    }
+    for s in joint_scenarios_by_ids(db, model, set, &missing).await? {
+        if have.contains(&(s.scenario_id.as_str(), s.as_of.to_string().as_bytes())) {
+            continue;
+        }
+        spaces.add(s.feature_space.as_deref(), 1);
+        match vector::usable(&s.vector) {
+            Ok(v) => {
+                index.add(&s.scenario_id, &v).map_err(|e| {
+                    Error::Invalid(format!(
+                        "scenario {} of set {set} under {model}: {e}",
+                        s.scenario_id
+                    ))
+                })?;
+                as_of.push(s.as_of);
+            }
+            Err(why) => eprintln!(
+                "note: scenario {} of {set}, added since the partition was built, is left out: {why}",
+                s.scenario_id
+            ),
+        }
+    }
+    // A gained row of another feature space is the mixed-space error.
+    spaces.one(model, set)?;
+    let d = Arc::new(Delta {
+        version: now.version,
+        index,
+        as_of,
+    });
+    *p.delta.lock().expect("delta lock") = Some(Arc::clone(&d));
+    Ok(DeltaRead::Delta(d))
+}
+
 enum Engine {
-    Partition(std::sync::Arc<OpenPartition>),
-    Flat { index: FlatIndex, as_of: Vec<NaiveDate> },
+    Partition {
+        p: Arc<OpenPartition>,
+        /// The rows the database gained since the partition was built.
+        delta: Option<Arc<Delta>>,
+    },
+    Flat {
+        index: FlatIndex,
+        as_of: Vec<NaiveDate>,
+    },
 }
 
 /// One nearest scenario.
@@ -202,14 +383,19 @@ pub struct ScenarioSpace {
     pub zero_vectors: Vec<String>,
     /// The feature space of the scenario vectors (`None`: not recorded).
     pub feature_space: Option<String>,
+    /// Whether the set's partition file holds less than, or other rows than,
+    /// the database does now (answered with a delta scan or an exact scan).
+    pub partition_stale: bool,
 }
 
 /// Rows read per query when loading.
 const PAGE: u64 = 10_000;
 
 impl ScenarioSpace {
-    /// The partition of (model, set) when there is a readable one, else the
-    /// vectors from the database.
+    /// The partition of (model, set) when there is a readable one that holds
+    /// what the database holds (or holds all of it but rows added since,
+    /// which are scanned exactly beside it), else the vectors from the
+    /// database. A query answers for the set as the database holds it now.
     pub async fn open(db: &Db, opts: &SearchOpts, model: &str, set: &str) -> Result<ScenarioSpace> {
         if let Some(ef) = opts.ef {
             if ef == 0 {
@@ -236,90 +422,123 @@ impl ScenarioSpace {
         }
         let opened = match &opts.source {
             Some(source) => source.open(&path, !opts.no_quantized),
-            None => OpenPartition::open(&path, !opts.no_quantized).map(std::sync::Arc::new),
+            None => OpenPartition::open(&path, !opts.no_quantized).map(Arc::new),
         }
         .and_then(|p| {
             let prov = p.checked(model, set)?.clone();
             Ok((p, prov))
         });
-        match opened {
+        let (p, prov) = match opened {
             Err(e) => {
                 eprintln!("warning: {e}; scanning exactly from the database instead");
-                Self::load(db, model, set, ef).await
+                return Self::load(db, model, set, ef).await;
             }
-            Ok((p, prov)) => {
-                let database_id = crate::storage::meta::database_id(db).await?;
-                if !prov.is_from(&database_id) {
-                    eprintln!(
-                        "warning: index partition {} was {}; not using it: scanning exactly from the database \
-                         instead — rebuild it with `{rebuild}`",
-                        path.display(),
-                        partitions::foreign_reason(&prov, &database_id)
-                    );
-                    return Self::load(db, model, set, ef).await;
-                }
-                // Freshness from the trigger-kept counters: one row, not a scan
-                // of the set. Only a stale partition counts the set's rows.
-                if !prov.fingerprint.is_current(counters(db, model, set).await?) {
-                    let now = fingerprint(db, model, set).await?;
-                    if now.rows == 0 {
-                        return Err(no_scenarios(db, model, set, 0).await);
-                    }
-                    eprintln!(
-                        "warning: index partition {} is stale (built from {}; the database has {}); using it \
-                         anyway — rebuild it with `{rebuild}`",
-                        path.display(),
-                        prov.fingerprint,
-                        now
-                    );
-                }
-                // The breadth: --ef, else the calibrated one for the recall asked.
-                let ef = match ef {
-                    Some(_) if opts.ef.is_none() => {
-                        let recall = opts.recall.unwrap_or(DEFAULT_RECALL);
-                        let (ef, note) = calibrated_ef(&p, recall)?;
-                        match note {
-                            Some(note) => eprintln!("{note}"),
-                            // On a terminal, say what the default means here.
-                            None if std::io::IsTerminal::is_terminal(&std::io::stderr()) => eprintln!(
-                                "note: searching with ef {ef}, the smallest breadth that reached recall@10 \
-                                 {recall} when this partition was built (--recall R, or --ef N)"
-                            ),
-                            None => {}
-                        }
-                        Some(ef)
-                    }
-                    ef => ef,
-                };
-                // A graph search touches a few thousand rows scattered over the
-                // file: read those pages, not the read-around window.
-                if ef.is_some() && p.has_graph() {
-                    p.advise_random();
-                }
-                // Partitions built before spaces were recorded: ask the database
-                // (a scan of the set; a partition built since records them).
-                let feature_space = match prov.feature_space {
-                    Some(s) => Some(s),
-                    None if prov.spaces_read => None,
-                    None => {
-                        let mut tally = SpaceTally::default();
-                        for (space, rows) in scenario_spaces(db, model, set).await? {
-                            tally.add(space.as_deref(), rows.max(0) as usize);
-                        }
-                        tally.one(model, set)?
-                    }
-                };
-                Ok(ScenarioSpace {
-                    model_id: model.to_string(),
-                    set_id: set.to_string(),
-                    engine: Engine::Partition(p),
-                    ef,
-                    recall: opts.ef.is_none().then(|| opts.recall.unwrap_or(DEFAULT_RECALL)),
-                    zero_vectors: prov.skipped_zero,
-                    feature_space,
-                })
-            }
+            Ok(opened) => opened,
+        };
+        let database_id = crate::storage::meta::database_id(db).await?;
+        if !prov.is_from(&database_id) {
+            eprintln!(
+                "warning: index partition {} was {}; not using it: scanning exactly from the database \
+                 instead — rebuild it with `{rebuild}`",
+                path.display(),
+                partitions::foreign_reason(&prov, &database_id)
+            );
+            return Self::load(db, model, set, ef).await;
         }
+        // Freshness from the trigger-kept counters: one row, not a scan of
+        // the set. A set that only gained rows is searched with its delta; one
+        // whose rows were changed or removed is scanned from the database.
+        let now = counters(db, model, set).await?;
+        let delta = match prov.fingerprint.change_since(now) {
+            Change::None => None,
+            Change::OnlyAdded => match read_delta(db, &p, &prov, model, set, now).await? {
+                DeltaRead::Delta(d) => {
+                    eprintln!(
+                        "note: index partition {} is stale: the set gained {} row(s) since it was built ({}; \
+                         now {now}); they are scanned exactly beside it — rebuild it with `{rebuild}`",
+                        path.display(),
+                        d.len(),
+                        prov.fingerprint
+                    );
+                    Some(d)
+                }
+                DeltaRead::TooMany { missing, limit } => {
+                    eprintln!(
+                        "warning: index partition {} is stale: the set gained {missing} row(s) since it was \
+                         built, more than the {limit} scanned beside a partition; answering by an exact scan \
+                         of the database — rebuild it with `{rebuild}`",
+                        path.display()
+                    );
+                    return Ok(Self::load(db, model, set, ef).await?.stale());
+                }
+            },
+            Change::Rewritten => {
+                let now = fingerprint(db, model, set).await?;
+                if now.rows == 0 {
+                    return Err(no_scenarios(db, model, set, 0).await);
+                }
+                eprintln!(
+                    "warning: index partition {} is stale: rows were changed or removed since it was built \
+                     ({}; the database has {now}); not using it: answering by an exact scan of the database \
+                     — rebuild it with `{rebuild}`",
+                    path.display(),
+                    prov.fingerprint
+                );
+                return Ok(Self::load(db, model, set, ef).await?.stale());
+            }
+        };
+        // The breadth: --ef, else the calibrated one for the recall asked.
+        let ef = match ef {
+            Some(_) if opts.ef.is_none() => {
+                let recall = opts.recall.unwrap_or(DEFAULT_RECALL);
+                let (ef, note) = calibrated_ef(&p, recall)?;
+                match note {
+                    Some(note) => eprintln!("{note}"),
+                    // On a terminal, say what the default means here.
+                    None if std::io::IsTerminal::is_terminal(&std::io::stderr()) => eprintln!(
+                        "note: searching with ef {ef}, the smallest breadth that reached recall@10 \
+                         {recall} when this partition was built (--recall R, or --ef N)"
+                    ),
+                    None => {}
+                }
+                Some(ef)
+            }
+            ef => ef,
+        };
+        // A graph search touches a few thousand rows scattered over the
+        // file: read those pages, not the read-around window.
+        if ef.is_some() && p.has_graph() {
+            p.advise_random();
+        }
+        // Partitions built before spaces were recorded: ask the database
+        // (a scan of the set; a partition built since records them).
+        let feature_space = match prov.feature_space {
+            Some(s) => Some(s),
+            None if prov.spaces_read => None,
+            None => {
+                let mut tally = SpaceTally::default();
+                for (space, rows) in scenario_spaces(db, model, set).await? {
+                    tally.add(space.as_deref(), rows.max(0) as usize);
+                }
+                tally.one(model, set)?
+            }
+        };
+        Ok(ScenarioSpace {
+            model_id: model.to_string(),
+            set_id: set.to_string(),
+            partition_stale: delta.is_some(),
+            engine: Engine::Partition { p, delta },
+            ef,
+            recall: opts.ef.is_none().then(|| opts.recall.unwrap_or(DEFAULT_RECALL)),
+            zero_vectors: prov.skipped_zero,
+            feature_space,
+        })
+    }
+
+    /// Marks an exact scan that stands in for a stale partition.
+    fn stale(mut self) -> ScenarioSpace {
+        self.partition_stale = true;
+        self
     }
 
     /// Read every STAB scenario vector of `set` under `model` from the database.
@@ -362,18 +581,55 @@ impl ScenarioSpace {
             recall: None,
             zero_vectors,
             feature_space,
+            partition_stale: false,
         })
     }
 
     pub fn len(&self) -> usize {
         match &self.engine {
-            Engine::Partition(p) => p.len(),
+            Engine::Partition { p, delta } => p.len() + delta.as_ref().map_or(0, |d| d.len()),
             Engine::Flat { index, .. } => index.len(),
         }
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// How this space's queries are answered.
+    pub fn answered_by(&self) -> AnsweredBy {
+        match &self.engine {
+            Engine::Partition { delta: Some(_), .. } => AnsweredBy::IndexDelta,
+            Engine::Partition { .. } => AnsweredBy::Index,
+            Engine::Flat { .. } => AnsweredBy::ExactScan,
+        }
+    }
+
+    /// How this space's queries are answered, and whether its partition was stale.
+    pub fn answer(&self) -> Answer {
+        Answer {
+            by: self.answered_by(),
+            partition_stale: self.partition_stale,
+        }
+    }
+
+    /// The partition searched (`None`: an exact scan from the database).
+    pub fn partition(&self) -> Option<&Arc<OpenPartition>> {
+        match &self.engine {
+            Engine::Partition { p, .. } => Some(p),
+            Engine::Flat { .. } => None,
+        }
+    }
+
+    /// The graph breadth searched for `k` hits: `None` for an exact scan
+    /// (no graph, `--exact`, or a breadth that covers every row).
+    pub fn breadth(&self, k: usize) -> Option<usize> {
+        match (&self.engine, self.ef) {
+            (Engine::Partition { p, .. }, Some(ef)) if p.has_graph() && ef.max(k) < p.len() => {
+                Some(ef.max(k))
+            }
+            _ => None,
+        }
     }
 
     /// A guard for the vectors about to be compared with these scenarios.
@@ -390,8 +646,19 @@ impl ScenarioSpace {
 
     /// How queries run, for summaries.
     pub fn describe(&self) -> String {
+        let delta = match &self.engine {
+            Engine::Partition { delta: Some(d), .. } => {
+                format!(", with {} row(s) added since its build scanned exactly", d.len())
+            }
+            _ => String::new(),
+        };
+        let stale = if self.partition_stale && matches!(self.engine, Engine::Flat { .. }) {
+            " (the partition is stale)"
+        } else {
+            ""
+        };
         match (&self.engine, self.ef) {
-            (Engine::Partition(p), Some(ef)) if p.has_graph() => {
+            (Engine::Partition { p, .. }, Some(ef)) if p.has_graph() => {
                 let on = if p.quantized_traversal() {
                     "int8 traversal, exact re-rank"
                 } else {
@@ -399,45 +666,72 @@ impl ScenarioSpace {
                 };
                 match self.recall {
                     Some(r) => format!(
-                        "index partition, ef {} (calibrated for recall@10 {r}), {on}",
+                        "index partition, ef {} (calibrated for recall@10 {r}), {on}{delta}",
                         ef.min(p.len())
                     ),
-                    None => format!("index partition, ef {}, {on}", ef.min(p.len())),
+                    None => format!("index partition, ef {}, {on}{delta}", ef.min(p.len())),
                 }
             }
-            (Engine::Partition(_), _) => "index partition, exact scan".into(),
-            (Engine::Flat { .. }, _) => "exact scan from the database".into(),
+            (Engine::Partition { .. }, _) => format!("index partition, exact scan{delta}"),
+            (Engine::Flat { .. }, _) => format!("exact scan from the database{stale}"),
         }
     }
 
     /// The k scenarios nearest `query` by cosine, best first.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<ScenarioHit>> {
-        let hits = match (&self.engine, self.ef) {
-            (Engine::Partition(p), Some(ef)) => p.search(query, k, ef)?,
-            (Engine::Partition(p), None) => p.search_exact(query, k)?,
-            (Engine::Flat { index, .. }, _) => index.search(query, k)?,
-        };
-        self.hits(hits)
+        match &self.engine {
+            Engine::Partition { p, delta } => {
+                let hits = match self.ef {
+                    Some(ef) => p.search(query, k, ef)?,
+                    None => p.search_exact(query, k)?,
+                };
+                let hits = self.partition_hits(p, hits)?;
+                match delta {
+                    Some(d) if !d.is_empty() => Ok(merge(hits, delta_hits(d, d.index.search(query, k)?), k)),
+                    _ => Ok(hits),
+                }
+            }
+            Engine::Flat { index, as_of } => Ok(flat_hits(as_of, index.search(query, k)?)),
+        }
     }
 
     /// Many queries at once, on all cores.
     pub fn search_batch(&self, queries: &[Vec<f32>], k: usize) -> Result<Vec<Vec<ScenarioHit>>> {
-        let all = match &self.engine {
-            Engine::Partition(p) => p.search_batch(queries, k, self.ef)?,
-            Engine::Flat { index, .. } => index.search_batch(queries, k)?,
-        };
-        all.into_iter().map(|h| self.hits(h)).collect()
+        match &self.engine {
+            Engine::Partition { p, delta } => {
+                let all = p.search_batch(queries, k, self.ef)?;
+                let extra = match delta {
+                    Some(d) if !d.is_empty() => Some((d, d.index.search_batch(queries, k)?)),
+                    _ => None,
+                };
+                let mut out = Vec::with_capacity(all.len());
+                match extra {
+                    Some((d, extra)) => {
+                        for (hits, more) in all.into_iter().zip(extra) {
+                            out.push(merge(self.partition_hits(p, hits)?, delta_hits(d, more), k));
+                        }
+                    }
+                    None => {
+                        for hits in all {
+                            out.push(self.partition_hits(p, hits)?);
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            Engine::Flat { index, as_of } => Ok(index
+                .search_batch(queries, k)?
+                .into_iter()
+                .map(|h| flat_hits(as_of, h))
+                .collect()),
+        }
     }
 
-    fn hits(&self, hits: Vec<stabspace_index::Hit>) -> Result<Vec<ScenarioHit>> {
+    fn partition_hits(&self, p: &Partition, hits: Vec<stabspace_index::Hit>) -> Result<Vec<ScenarioHit>> {
         hits.into_iter()
             .map(|h| {
-                let scenario_as_of = match &self.engine {
-                    Engine::Partition(p) => scenario_as_of(p, h.row as usize)?,
-                    Engine::Flat { as_of, .. } => as_of[h.row as usize],
-                };
                 Ok(ScenarioHit {
-                    scenario_as_of,
+                    scenario_as_of: scenario_as_of(p, h.row as usize)?,
                     scenario_id: h.id,
                     cosine: h.cosine,
                     euclidean: h.euclidean,
@@ -445,6 +739,33 @@ impl ScenarioSpace {
             })
             .collect()
     }
+}
+
+fn flat_hits(as_of: &[NaiveDate], hits: Vec<stabspace_index::Hit>) -> Vec<ScenarioHit> {
+    hits.into_iter()
+        .map(|h| ScenarioHit {
+            scenario_as_of: as_of[h.row as usize],
+            scenario_id: h.id,
+            cosine: h.cosine,
+            euclidean: h.euclidean,
+        })
+        .collect()
+}
+
+fn delta_hits(d: &Delta, hits: Vec<stabspace_index::Hit>) -> Vec<ScenarioHit> {
+    flat_hits(&d.as_of, hits)
+}
+
+/// The `k` best of two ranked lists of exact cosines: by cosine, then id.
+fn merge(mut a: Vec<ScenarioHit>, b: Vec<ScenarioHit>, k: usize) -> Vec<ScenarioHit> {
+    a.extend(b);
+    a.sort_by(|x, y| {
+        y.cosine
+            .total_cmp(&x.cosine)
+            .then_with(|| x.scenario_id.cmp(&y.scenario_id))
+    });
+    a.truncate(k);
+    a
 }
 
 /// What reading a set's scenario vectors left out, and their feature space.

@@ -49,6 +49,8 @@ pub enum Cell {
     Int(i64),
     /// Printed with 6 decimals in CSV.
     Float(f64),
+    /// `true` / `false` (a JSON boolean).
+    Bool(bool),
 }
 
 impl From<&str> for Cell {
@@ -76,6 +78,11 @@ impl From<f64> for Cell {
         Cell::Float(x)
     }
 }
+impl From<bool> for Cell {
+    fn from(b: bool) -> Self {
+        Cell::Bool(b)
+    }
+}
 impl From<usize> for Cell {
     fn from(x: usize) -> Self {
         Cell::Int(x as i64)
@@ -90,6 +97,7 @@ impl Cell {
             Cell::Date(d) => d.to_string(),
             Cell::Int(i) => i.to_string(),
             Cell::Float(x) => format!("{x:.6}"),
+            Cell::Bool(b) => b.to_string(),
         }
     }
 
@@ -109,6 +117,7 @@ impl Cell {
             Cell::Date(d) => Json::String(d.to_string()),
             Cell::Int(i) => Json::from(*i),
             Cell::Float(x) => serde_json::Number::from_f64(*x).map_or(Json::Null, Json::Number),
+            Cell::Bool(b) => Json::Bool(*b),
         }
     }
 }

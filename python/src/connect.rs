@@ -135,7 +135,7 @@ impl Connection {
             .map_err(errors::library)?;
         frame(
             py,
-            find_similar_stab_scenarios::table(&set, &instrument_id, as_of, found.hits),
+            find_similar_stab_scenarios::table(&set, &instrument_id, as_of, found),
         )
     }
 
@@ -260,6 +260,7 @@ fn frame(py: Python<'_>, t: Table) -> PyResult<Bound<'_, PyAny>> {
                 Cell::Date(d) => r.set_item(column, py_date(py, d)?)?,
                 Cell::Int(i) => r.set_item(column, i)?,
                 Cell::Float(x) => r.set_item(column, x)?,
+                Cell::Bool(b) => r.set_item(column, b)?,
             }
         }
         rows.append(r)?;

@@ -316,6 +316,13 @@ pub struct Hits {
     /// The breadth the graph search used, or None for an exact scan.
     #[pyo3(get)]
     ef: Option<usize>,
+    /// How the hits were found: "index" (the graph) or "exact-scan" (every row of the file).
+    #[pyo3(get)]
+    answered_by: &'static str,
+    /// Whether the partition was behind its database: None, since a partition file opened
+    /// on its own knows no database (a Connection's frames carry the column).
+    #[pyo3(get)]
+    partition_stale: Option<bool>,
     queries: usize,
 }
 
@@ -344,6 +351,8 @@ impl Hits {
                     cosine: PyArray1::from_vec(py, cosine).into_any().unbind(),
                     euclidean: PyArray1::from_vec(py, euclidean).into_any().unbind(),
                     ef: ef_of(how),
+                    answered_by: answered_by(how),
+                    partition_stale: None,
                     queries: 1,
                 });
             }
@@ -363,8 +372,17 @@ impl Hits {
             cosine: shaped(cosine).into_any().unbind(),
             euclidean: shaped(euclidean).into_any().unbind(),
             ef: ef_of(how),
+            answered_by: answered_by(how),
+            partition_stale: None,
             queries: n,
         })
+    }
+}
+
+fn answered_by(how: How) -> &'static str {
+    match how {
+        How::Graph(_) => stabspace::nearest::AnsweredBy::Index.label(),
+        How::Exact => stabspace::nearest::AnsweredBy::ExactScan.label(),
     }
 }
 
@@ -384,10 +402,11 @@ impl Hits {
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         Ok(format!(
-            "stabspace.Hits(ids={}, cosine={}, ef={})",
+            "stabspace.Hits(ids={}, cosine={}, ef={}, answered_by={:?})",
             self.ids.bind(py).repr()?,
             self.cosine.bind(py).repr()?,
-            self.ef.map_or("None (exact)".to_string(), |e| e.to_string())
+            self.ef.map_or("None (exact)".to_string(), |e| e.to_string()),
+            self.answered_by
         ))
     }
 }

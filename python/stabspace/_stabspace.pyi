@@ -42,6 +42,13 @@ class Hits:
     @property
     def ef(self) -> Optional[int]:
         """The graph search's breadth, or None for an exact scan."""
+    @property
+    def answered_by(self) -> str:
+        """How the hits were found: "index" (the graph) or "exact-scan" (every row)."""
+    @property
+    def partition_stale(self) -> Optional[bool]:
+        """None: a partition file opened on its own knows no database. A Connection's
+        frames carry answered_by and partition_stale columns for the database's view."""
     def __len__(self) -> int: ...
 
 class Partition:

@@ -13,7 +13,9 @@ STAB vector for that date (as show-portfolio-stab-scenario-exposure does), compa
 scenario of the set and merges into risk_metrics the keys stab_scenario_set_id, \
 stab_closest_scenario_id, stab_closest_scenario_cosine, stab_closest_scenario_distance, \
 stab_portfolio_ctx_norm, stab_top3_scenario_cosine_mean and stab_weight_covered (the share of the \
-absolute weight in holdings with a STAB state). Every other key is kept. A day that cannot be scored \
+absolute weight in holdings with a STAB state), with stab_answered_by and stab_partition_stale \
+(how the nearest scenarios were found: index, index+delta or exact-scan; see \
+find-similar-stab-scenarios --help). Every other key is kept. A day that cannot be scored \
 (no weights, no states, holdings below --min-coverage, a vector without direction) is skipped and \
 counted by reason in the summary. One transaction: \
 an error writes nothing; re-running changes nothing.\n\n\

@@ -1,16 +1,23 @@
 use chrono::NaiveDate;
 
 use crate::cli::{parse_date, GlobalOpts};
-use crate::diagnostics::find_similar;
+use crate::diagnostics::{find_similar, SimilarScenarios};
 use crate::error::Result;
-use crate::nearest::{ScenarioHit, SearchArgs};
+use crate::nearest::SearchArgs;
 use crate::output::{OutputArgs, Table};
 
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Takes the instrument's STAB state on --as-of and lists the --top-k scenarios \
 of the set nearest to it by cosine, as \
-rank,cosine,euclidean,scenario_set_id,scenario_id,scenario_as_of,instrument_id,as_of_date.\n\n\
+rank,cosine,euclidean,scenario_set_id,scenario_id,scenario_as_of,instrument_id,as_of_date,\
+answered_by,partition_stale.\n\n\
+Every answer is for the set as the database holds it now. answered_by says how: `index` (the \
+set's partition file holds what the database holds), `index+delta` (the database gained rows since \
+the partition was built: they are scanned exactly and ranked with the partition's hits) or \
+`exact-scan` (every vector read from the database: --exact, no partition, or a partition whose rows \
+were changed or removed, or that lacks too many rows). partition_stale is true when the partition \
+is behind the database; `stabspace index rebuild` brings it up to date.\n\n\
 Example: stabspace find-similar-stab-scenarios --instrument-id AAA.US --as-of 2025-01-31 \
 --model-id joint-stab-fragility-v1 --scenario-set-id SET_ABC123 --top-k 20"
 )]
@@ -49,12 +56,12 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         a.top_k,
     )
     .await?;
-    table(&a.scenario_set_id, &a.instrument_id, a.as_of, found.hits).emit(&a.out)
+    table(&a.scenario_set_id, &a.instrument_id, a.as_of, found).emit(&a.out)
 }
 
 /// The command's output: one row per hit (also the answer of `stabspace serve`'s
 /// `POST /v1/similar-scenarios`).
-pub fn table(set: &str, instrument: &str, as_of: NaiveDate, hits: Vec<ScenarioHit>) -> Table {
+pub fn table(set: &str, instrument: &str, as_of: NaiveDate, found: SimilarScenarios) -> Table {
     let mut t = Table::new(&[
         "rank",
         "cosine",
@@ -64,8 +71,11 @@ pub fn table(set: &str, instrument: &str, as_of: NaiveDate, hits: Vec<ScenarioHi
         "scenario_as_of",
         "instrument_id",
         "as_of_date",
+        "answered_by",
+        "partition_stale",
     ]);
-    for (i, h) in hits.into_iter().enumerate() {
+    let answer = found.answer;
+    for (i, h) in found.hits.into_iter().enumerate() {
         t.push(vec![
             (i + 1).into(),
             h.cosine.into(),
@@ -75,6 +85,8 @@ pub fn table(set: &str, instrument: &str, as_of: NaiveDate, hits: Vec<ScenarioHi
             h.scenario_as_of.into(),
             instrument.to_string().into(),
             as_of.into(),
+            answer.by.label().into(),
+            answer.partition_stale.into(),
         ]);
     }
     t

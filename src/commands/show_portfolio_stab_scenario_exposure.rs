@@ -14,7 +14,8 @@ instruments with a STAB state (each instrument's latest on or before --as-of), w
 latest target_portfolios row on or before --as-of, and lists the --top-k nearest scenarios as \
 cosine,euclidean,scenario_set_id,scenario_id,scenario_as_of,portfolio_id,portfolio_ctx_norm,\
 num_instruments_used,weight_covered (the share of the absolute weight held in instruments with a \
-state; holdings without one are named on stderr, and below --min-coverage the command fails).\n\n\
+state; holdings without one are named on stderr, and below --min-coverage the command fails),\
+answered_by,partition_stale (see find-similar-stab-scenarios --help).\n\n\
 Example: stabspace show-portfolio-stab-scenario-exposure --portfolio-id PORTFOLIO_CORE_US_EQ_001 \
 --as-of 2025-01-31 --scenario-set-id STAB_EQ_CRASH_SET_V0 --stab-model-id joint-stab-fragility-v1 \
 --top-k 20"
@@ -78,6 +79,8 @@ pub fn table(set: &str, portfolio: &str, e: Exposure) -> Table {
         "portfolio_ctx_norm",
         "num_instruments_used",
         "weight_covered",
+        "answered_by",
+        "partition_stale",
     ]);
     for h in e.hits {
         t.push(vec![
@@ -90,6 +93,8 @@ pub fn table(set: &str, portfolio: &str, e: Exposure) -> Table {
             e.vector.ctx_norm.into(),
             e.vector.used.into(),
             e.vector.weight_covered.into(),
+            e.answer.by.label().into(),
+            e.answer.partition_stale.into(),
         ]);
     }
     t

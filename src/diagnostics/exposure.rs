@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use super::vectors::{portfolio_vectors, DaySkip};
 use crate::error::{Error, Result};
 use crate::joint::{list_or, STAB_JOINT_TYPE};
-use crate::nearest::{ScenarioHit, ScenarioSpace, SearchOpts};
+use crate::nearest::{Answer, ScenarioHit, ScenarioSpace, SearchOpts};
 use crate::portfolio::{NoVector, PortfolioVector};
 use crate::storage::joint::{date_agg, distinct, joint_states};
 use crate::storage::Db;
@@ -17,6 +17,8 @@ use crate::vector;
 pub struct SimilarScenarios {
     pub state: Vec<f32>,
     pub hits: Vec<ScenarioHit>,
+    /// How the hits were found.
+    pub answer: Answer,
 }
 
 /// The instrument's STAB state on `as_of` and the `k` nearest scenarios of `set`.
@@ -50,7 +52,11 @@ pub async fn find_similar(
         row.feature_space.as_deref(),
     )?;
     let hits = space.search(&state, k)?;
-    Ok(SimilarScenarios { state, hits })
+    Ok(SimilarScenarios {
+        state,
+        hits,
+        answer: space.answer(),
+    })
 }
 
 async fn no_state(db: &Db, instrument: &str, as_of: NaiveDate, model: &str) -> Error {
@@ -137,6 +143,8 @@ pub struct Exposure {
     pub weights_as_of: NaiveDate,
     pub vector: PortfolioVector,
     pub hits: Vec<ScenarioHit>,
+    /// How the hits were found.
+    pub answer: Answer,
 }
 
 /// `show-portfolio-stab-scenario-exposure`: the portfolio vector on `as_of`
@@ -174,6 +182,7 @@ pub async fn portfolio_exposure(
         weights_as_of: v.weights_as_of,
         vector: v.vector,
         hits,
+        answer: space.answer(),
     })
 }
 

@@ -122,7 +122,7 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
     let mut summary = MetricsSummary {
         reports: days.len(),
         scenarios: space.len(),
-        engine: space.describe(),
+        engine: format!("{}; answered by {}", space.describe(), space.answered_by()),
         ..Default::default()
     };
     let mut queries = Vec::new();
@@ -182,6 +182,7 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
         Ok::<_, Error>(hits)
     })?;
     pb.finish_and_clear();
+    let answer = space.answer();
     let patches: Vec<(String, NaiveDate, serde_json::Value)> = scored
         .iter()
         .zip(&hits)
@@ -196,6 +197,8 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
                 "stab_portfolio_ctx_norm": ctx_norm,
                 "stab_top3_scenario_cosine_mean": mean,
                 "stab_weight_covered": covered,
+                "stab_answered_by": answer.by.label(),
+                "stab_partition_stale": answer.partition_stale,
             });
             (pid.clone(), *date, patch)
         })

@@ -335,6 +335,64 @@ pub async fn joint_scenarios_page(
     .map_err(|e| db.err(e))
 }
 
+/// The (scenario id, scenario date) of every STAB scenario vector of (model,
+/// set), without the vectors: an index-only read of the primary key, to find
+/// the rows a partition lacks.
+pub async fn joint_scenario_keys(db: &Db, model: &str, set: &str) -> Result<Vec<(String, NaiveDate)>> {
+    let sql = "SELECT entity_id, as_of_date FROM joint_embeddings \
+               WHERE joint_type = $1 AND model_id = $2 AND entity_type = 'SCENARIO' AND scope_id = $3";
+    with_pool!(db, p => sqlx::query_as::<_, (String, NaiveDate)>(sql)
+        .bind(crate::joint::STAB_JOINT_TYPE)
+        .bind(model)
+        .bind(set)
+        .fetch_all(p)
+        .await)
+    .map_err(|e| db.err(e))
+}
+
+/// The STAB scenario vectors of (model, set) with the given scenario ids, in
+/// id order (an id stored at two dates gives two rows).
+pub async fn joint_scenarios_by_ids(
+    db: &Db,
+    model: &str,
+    set: &str,
+    ids: &[String],
+) -> Result<Vec<ScenarioVector>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(IN_CHUNK) {
+        let sql = format!(
+            "SELECT entity_id, as_of_date, vector, feature_space FROM joint_embeddings \
+             WHERE joint_type = $1 AND model_id = $2 AND entity_type = 'SCENARIO' AND scope_id = $3 \
+               AND entity_id IN ({}) ORDER BY entity_id, as_of_date",
+            placeholders(4, chunk.len())
+        );
+        let rows = with_pool!(db, p => {
+            let mut q = sqlx::query(&sql)
+                .bind(crate::joint::STAB_JOINT_TYPE)
+                .bind(model)
+                .bind(set);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.fetch_all(p).await.and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        Ok(ScenarioVector {
+                            scenario_id: r.try_get(0)?,
+                            as_of: r.try_get(1)?,
+                            vector: r.try_get(2)?,
+                            feature_space: r.try_get(3)?,
+                        })
+                    })
+                    .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+            })
+        })
+        .map_err(|e| db.err(e))?;
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
 /// One page of the numeric scenario vectors (`model`) of a set, with their
 /// `scenarios` row: (vector with scenario_date, shock_type, severity).
 pub async fn numeric_scenarios_page(

@@ -13,6 +13,7 @@ mod migrate;
 mod partitions;
 mod registry;
 mod serve;
+mod stale;
 mod trust;
 mod trust_io;
 mod v2;
