@@ -409,7 +409,7 @@ pub async fn similar(
         &req.scenario_set_id,
         &req.instrument_id,
         as_of,
-        found.hits,
+        found,
     );
     Ok(json_response(&json!({ "hits": t.json_rows() })))
 }
