@@ -582,6 +582,31 @@ async fn killed_runs_leave_before_or_after_and_reruns_match_an_uninterrupted_run
     );
     assert_eq!(snapshot(&t.db, GRAPH_SET).await, graph_rows);
 
+    // 5. A write that committed and was killed before its partition write:
+    // the set gained 100 rows the partition lacks. Queries answer for the set
+    // as stored (partition + exact scan of the rows it lacks) and say so; the
+    // re-run repairs the partition.
+    let gained: Vec<&str> = GEN_GRAPH_SET
+        .iter()
+        .copied()
+        .filter(|a| *a != "--no-index")
+        .map(|a| if a == "2500" { "2600" } else { a })
+        .collect();
+    let at = self::at(&gained, faults::INDEX_BEFORE_WRITE);
+    site.kill_at(&gained, faults::INDEX_BEFORE_WRITE);
+    assert!(
+        content(&site.partition(GRAPH_SET)) == graph,
+        "{at}: the partition is the old one"
+    );
+    crate::stale::answers_for_the_set_as_stored(&t.db, &site.index_dir(), JOINT, GRAPH_SET, 100, &at).await;
+    site.run(&gained);
+    let repaired = crate::stale::space(&t.db, &site.index_dir(), JOINT, GRAPH_SET, None).await;
+    assert_eq!(
+        (repaired.answered_by(), repaired.partition_stale, repaired.len()),
+        (stabspace::nearest::AnsweredBy::Index, false, 2600),
+        "{at}: the re-run rebuilt the partition"
+    );
+
     let missed: Vec<&&str> = faults::POINTS
         .iter()
         .filter(|p| !exercised.contains(*p))

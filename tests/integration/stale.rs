@@ -12,6 +12,7 @@ use stabspace::gen_scenarios::{gen_scenarios, GenScenarios, Market};
 use stabspace::nearest::{delta_limit, AnsweredBy, ScenarioHit, ScenarioSpace, SearchOpts};
 use stabspace::partitions::{build, BuildMode};
 use stabspace::storage::joint::joint_scenarios_page;
+use stabspace::storage::Db;
 use stabspace::with_pool;
 use stabspace_index::BuildParams;
 
@@ -48,10 +49,14 @@ fn opts(dir: &Path, ef: Option<usize>, exact: bool) -> SearchOpts {
 
 /// Every (id, vector) of the set, straight from the database.
 async fn stored(t: &TestDb, set: &str) -> Vec<(String, Vec<f32>)> {
+    stored_in(&t.db, MODEL, set).await
+}
+
+async fn stored_in(db: &Db, model: &str, set: &str) -> Vec<(String, Vec<f32>)> {
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = joint_scenarios_page(&t.db, MODEL, set, after.as_deref(), 1000)
+        let page = joint_scenarios_page(db, model, set, after.as_deref(), 1000)
             .await
             .unwrap();
         let Some(last) = page.last() else { break };
@@ -95,9 +100,55 @@ fn queries(n: usize) -> Vec<Vec<f32>> {
 }
 
 async fn open(t: &TestDb, dir: &Path, ef: Option<usize>) -> ScenarioSpace {
-    ScenarioSpace::open(&t.db, &opts(dir, ef, false), MODEL, "S")
+    space(&t.db, dir, MODEL, "S", ef).await
+}
+
+/// The set's scenarios as a query opens them, partitions from `dir`.
+pub async fn space(db: &Db, dir: &Path, model: &str, set: &str, ef: Option<usize>) -> ScenarioSpace {
+    ScenarioSpace::open(db, &opts(dir, ef, false), model, set)
         .await
         .unwrap()
+}
+
+/// The fault test's check after a write killed between its commit and its
+/// partition write: the set's partition lacks its `gained` newest rows, and
+/// queries answer `index+delta` with what a brute-force scan of the stored
+/// set answers (each new row its own nearest; every top-10 at a breadth of
+/// every row equal to brute force).
+pub async fn answers_for_the_set_as_stored(
+    db: &Db,
+    dir: &Path,
+    model: &str,
+    set: &str,
+    gained: usize,
+    at: &str,
+) {
+    let rows = stored_in(db, model, set).await;
+    let s = space(db, dir, model, set, Some(1_000_000)).await;
+    assert_eq!(
+        (s.answered_by(), s.partition_stale),
+        (AnsweredBy::IndexDelta, true),
+        "{at}"
+    );
+    assert_eq!(s.len(), rows.len(), "{at}");
+    let part = &s.partition().expect("a partition").partition;
+    assert_eq!(rows.len() - part.len(), gained, "{at}: rows the partition lacks");
+    let in_partition: std::collections::HashSet<String> =
+        (0..part.len()).map(|r| part.id(r).unwrap().to_string()).collect();
+    for (id, v) in rows.iter().filter(|(id, _)| !in_partition.contains(id)) {
+        assert_eq!(
+            &s.search(v, 3).unwrap()[0].scenario_id,
+            id,
+            "{at}: {id} finds itself"
+        );
+    }
+    for q in queries(10) {
+        assert_eq!(
+            ids(&s.search(&q, 10).unwrap()),
+            brute_force(&rows, &q, 10),
+            "{at}"
+        );
+    }
 }
 
 async fn a_partition_behind_the_database_answers_for_the_set_as_it_is_now(t: TestDb) {
