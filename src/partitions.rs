@@ -889,6 +889,44 @@ pub async fn status_all(db: &Db, index_dir: &Path) -> Result<Vec<Status>> {
     Ok(out)
 }
 
+/// The partitions of this database that the database has moved past: a
+/// readable file whose set's change counter differs from the one it was
+/// built at. Constant work per partition (header, provenance, one counter
+/// row), so `serve --rebuild-stale` can ask often.
+pub async fn stale_partitions(db: &Db, index_dir: &Path) -> Result<Vec<(String, String)>> {
+    let database_id = crate::storage::meta::database_id(db).await?;
+    let mut out = Vec::new();
+    for (model, set) in sources(db).await? {
+        let path = partition_path(index_dir, &model, &set);
+        if !path.exists() {
+            continue;
+        }
+        let Ok(prov) = Partition::open(&path).map_err(Error::from).and_then(|p| Provenance::of(&p)) else {
+            continue;
+        };
+        if prov.is_from(&database_id) && !prov.fingerprint.is_current(counters(db, &model, &set).await?) {
+            out.push((model, set));
+        }
+    }
+    Ok(out)
+}
+
+/// Rebuild one partition as `index rebuild` does, with its recorded
+/// parameters: an append when the set only gained rows, else in full.
+pub async fn rebuild(db: &Db, index_dir: &Path, model: &str, set: &str) -> Result<Built> {
+    let params = recorded_params(&partition_path(index_dir, model, set)).unwrap_or_default();
+    build(
+        db,
+        index_dir,
+        model,
+        set,
+        &params,
+        BuildMode::AppendIfOnlyGained,
+        &mut |_, _| {},
+    )
+    .await
+}
+
 /// [`build`] with a progress bar on a terminal.
 pub async fn build_with_progress(
     db: &Db,

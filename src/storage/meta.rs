@@ -28,11 +28,17 @@ pub async fn set(db: &Db, key: &str, value: &str) -> Result<()> {
 }
 
 /// The database's identity, made at its first migration.
+/// Read once per [`Db`]: it never changes once made.
 pub async fn database_id(db: &Db) -> Result<String> {
-    get(db, "database_id").await?.ok_or_else(|| {
-        Error::Invalid(format!(
-            "{} has no database id (stabspace_meta.database_id); run `stabspace migrate` on it",
-            db.label()
-        ))
-    })
+    db.database_id_memo()
+        .get_or_try_init(|| async {
+            get(db, "database_id").await?.ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{} has no database id (stabspace_meta.database_id); run `stabspace migrate` on it",
+                    db.label()
+                ))
+            })
+        })
+        .await
+        .cloned()
 }

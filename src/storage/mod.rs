@@ -75,6 +75,9 @@ pub enum Backend {
 pub struct Db {
     pool: Pool,
     label: String,
+    /// `stabspace_meta.database_id`, once read: it never changes after the
+    /// first migration, and every partition query compares it.
+    database_id: std::sync::Arc<tokio::sync::OnceCell<String>>,
 }
 
 /// An open transaction on either backend. Dropping it without [`Tx::commit`] rolls back.
@@ -173,6 +176,11 @@ fn is_busy(e: &sqlx::Error) -> bool {
 }
 
 impl Db {
+    /// The memo of [`meta::database_id`].
+    pub(crate) fn database_id_memo(&self) -> &tokio::sync::OnceCell<String> {
+        &self.database_id
+    }
+
     /// Connect for writing (creating the SQLite file, never its directory) and
     /// apply missing migrations.
     pub async fn open(url: &str) -> Result<Db> {
@@ -265,7 +273,11 @@ impl Db {
         } else {
             return Err(Error::UnsupportedUrl { url: label });
         };
-        Ok(Db { pool, label })
+        Ok(Db {
+            pool,
+            label,
+            database_id: Default::default(),
+        })
     }
 
     /// The embedded migrations of this backend.
