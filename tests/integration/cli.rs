@@ -237,9 +237,13 @@ fn demo_then_show_and_find_commands_print_csv_and_json() {
             "scenario_id",
             "scenario_as_of",
             "instrument_id",
-            "as_of_date"
+            "as_of_date",
+            "answered_by",
+            "partition_stale"
         ]
     );
+    assert_eq!(hits[0]["answered_by"], "index", "the demo's partitions are fresh");
+    assert_eq!(hits[0]["partition_stale"], false);
     let cos: Vec<f64> = hits.iter().map(|h| h["cosine"].as_f64().unwrap()).collect();
     assert!(cos.windows(2).all(|w| w[0] >= w[1]), "cosine descending: {cos:?}");
 
@@ -262,7 +266,7 @@ fn demo_then_show_and_find_commands_print_csv_and_json() {
     assert!(o.status.success(), "{}", stderr(&o));
     let csv = String::from_utf8_lossy(&o.stdout);
     assert!(csv.starts_with(
-        "cosine,euclidean,scenario_set_id,scenario_id,scenario_as_of,portfolio_id,portfolio_ctx_norm,num_instruments_used,weight_covered\n"
+        "cosine,euclidean,scenario_set_id,scenario_id,scenario_as_of,portfolio_id,portfolio_ctx_norm,num_instruments_used,weight_covered,answered_by,partition_stale\n"
     ), "{csv}");
     assert_eq!(csv.lines().count(), 3, "{csv}");
 

@@ -164,11 +164,15 @@ async fn stale_after_adding_changing_or_deleting_a_scenario_and_fresh_after_rebu
         .execute(p).await.map(|_| ()))
     .unwrap();
     assert_eq!(state(&t, &dir, "S").await, Freshness::Stale, "changed");
-    // A stale partition still answers (with a warning on stderr).
+    // A partition whose rows changed is not searched: the database answers.
     let space = ScenarioSpace::open(&t.db, &opts(&dir, None, false), MODEL, "S")
         .await
         .unwrap();
     assert_eq!(space.len(), 31);
+    assert_eq!(
+        (space.answered_by(), space.partition_stale),
+        (stabspace::nearest::AnsweredBy::ExactScan, true)
+    );
     build_default(&t.db, &dir, "S").await;
     assert_eq!(state(&t, &dir, "S").await, Freshness::Fresh);
 
