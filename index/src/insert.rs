@@ -462,6 +462,23 @@ mod tests {
                 l + 1
             );
         }
-        assert_eq!(level_of(7, 12345, m), level_of(7, 12345, m));
+        // Each row's draw is its own: the levels of two seeds, and of
+        // neighbouring rows, are independent (P(both ≥ 1) = M^-2: 781 of
+        // 200,000); a seed that was ignored, or draws that followed from one
+        // another, would put about 12,500 rows here.
+        let expected = n as f64 / (m * m) as f64;
+        let tolerance = 4.0 * expected.sqrt() + 2.0;
+        let two_seeds = (0..n)
+            .filter(|&r| level_of(7, r, m) >= 1 && level_of(8, r, m) >= 1)
+            .count();
+        let neighbours = (1..n)
+            .filter(|&r| level_of(7, r - 1, m) >= 1 && level_of(7, r, m) >= 1)
+            .count();
+        for (what, count) in [("seeds 7 and 8", two_seeds), ("rows r − 1 and r", neighbours)] {
+            assert!(
+                (count as f64 - expected).abs() < tolerance,
+                "{what}: {count} rows at level ≥ 1 in both, expected {expected:.0} ± {tolerance:.0}"
+            );
+        }
     }
 }

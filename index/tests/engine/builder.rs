@@ -63,6 +63,12 @@ fn our_builder_reaches_the_reference_recall_at_ef_64_and_256() {
             recall(&theirs, base, queries, 10, ef),
         );
         println!("ef {ef}: ours {a:.4}, hnsw_rs {b:.4}");
+        // Absolute floors against brute force, about 0.03 below what the
+        // builds measured (ours 0.9868 and 0.9997, hnsw_rs 0.9843 and 0.9988
+        // at ef 64 and 256): two builds that both lost recall do not pass.
+        let floor = if ef == 64 { 0.95 } else { 0.97 };
+        assert!(a >= floor, "ef {ef}: our recall {a:.4} < {floor}");
+        assert!(b >= floor, "ef {ef}: hnsw_rs recall {b:.4} < {floor}");
         assert!(
             a >= b - 0.005,
             "ef {ef}: our recall {a:.4} < hnsw_rs {b:.4} − 0.005"
@@ -84,6 +90,10 @@ fn parallel_builds_reach_the_serial_recall() {
         recall(&ser, base, queries, 10, 64),
     );
     println!("ef 64: parallel {a:.4}, serial {b:.4}");
+    // Absolute floor against brute force, about 0.03 below what the builds
+    // measured (parallel 0.9869, serial 0.9868).
+    assert!(a >= 0.95, "parallel recall {a:.4} < 0.95");
+    assert!(b >= 0.95, "serial recall {b:.4} < 0.95");
     assert!(a >= b - 0.01, "parallel recall {a:.4} < serial {b:.4} − 0.01");
 }
 
@@ -113,6 +123,16 @@ fn ten_one_percent_appends_keep_the_recall_of_a_fresh_build() {
             recall(&fresh, rows, queries, 10, ef),
         );
         println!("ef {ef}: after ten appends {a:.4}, fresh build {f:.4}");
+        // Absolute floors against brute force, about 0.03 below what the
+        // builds measured (appended / fresh: 0.9378 / 0.9378 at ef 32,
+        // 0.9836 / 0.9843 at 64, 0.9968 / 0.9970 at 128).
+        let floor = match ef {
+            32 => 0.90,
+            64 => 0.95,
+            _ => 0.96,
+        };
+        assert!(a >= floor, "ef {ef}: appended recall {a:.4} < {floor}");
+        assert!(f >= floor, "ef {ef}: fresh recall {f:.4} < {floor}");
         assert!(
             a >= f - 0.005,
             "ef {ef}: appended recall {a:.4} < fresh {f:.4} − 0.005"
