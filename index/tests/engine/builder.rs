@@ -91,7 +91,7 @@ fn parallel_builds_reach_the_serial_recall() {
     );
     println!("ef 64: parallel {a:.4}, serial {b:.4}");
     // Absolute floor against brute force, about 0.03 below what the builds
-    // measured (parallel 0.9869, serial 0.9868).
+    // measured (parallel 0.9857 and 0.9869 in two runs, serial 0.9868).
     assert!(a >= 0.95, "parallel recall {a:.4} < 0.95");
     assert!(b >= 0.95, "serial recall {b:.4} < 0.95");
     assert!(a >= b - 0.01, "parallel recall {a:.4} < serial {b:.4} − 0.01");
