@@ -901,7 +901,10 @@ pub async fn stale_partitions(db: &Db, index_dir: &Path) -> Result<Vec<(String, 
         if !path.exists() {
             continue;
         }
-        let Ok(prov) = Partition::open(&path).map_err(Error::from).and_then(|p| Provenance::of(&p)) else {
+        let Ok(prov) = Partition::open(&path)
+            .map_err(Error::from)
+            .and_then(|p| Provenance::of(&p))
+        else {
             continue;
         };
         if prov.is_from(&database_id) && !prov.fingerprint.is_current(counters(db, &model, &set).await?) {
