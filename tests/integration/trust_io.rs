@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::NaiveDate;
 use clap::CommandFactory;
@@ -150,16 +150,18 @@ async fn numeric_columns_created_by_another_tool_read_as_doubles(t: TestDb) {
 // ---------------------------------------------------------------------------
 // Item 7: connecting.
 
+/// "At once" is the first attempt's own error: a pool that retried until its
+/// timeout would report only that it timed out ("timed out waiting for the
+/// server", or "no answer from the server within N s" from the probe), so the
+/// message, not a stopwatch, shows that nothing retried.
 #[test]
 fn refused_connection_says_so_at_once_naming_the_database() {
     let dir = tempfile::tempdir().unwrap();
-    let started = Instant::now();
     let o = stabspace_at(
         "postgres://alice:hunter2@127.0.0.1:1/risk",
         &["show-joint-stab-fragility-scenarios", "--scenario-set-id", "S"],
         dir.path(),
     );
-    let took = started.elapsed();
     assert!(!o.status.success());
     let err = stderr(&o);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
@@ -167,8 +169,10 @@ fn refused_connection_says_so_at_once_naming_the_database() {
         err.starts_with("error: cannot connect to postgres://alice:***@127.0.0.1:1/risk: connection refused"),
         "{err}"
     );
-    assert!(!err.contains("hunter2") && !err.contains("timed out"), "{err}");
-    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(
+        !err.contains("hunter2") && !err.contains("timed out") && !err.contains("no answer"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -440,7 +444,6 @@ async fn a_locked_database_says_at_once_that_it_waits() {
         }
         stabspace::storage::Tx::Postgres(_) => unreachable!(),
     }
-    let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_stabspace"))
         .args([
             "--database-url",
@@ -465,27 +468,45 @@ async fn a_locked_database_says_at_once_that_it_waits() {
         }
         all
     });
-    // The note arrives while the lock is still held.
+    // The events, in the order they must happen: the note while the lock is
+    // held (nothing here releases it before the note), the import still
+    // running, then, only after the release, the import's success. An import
+    // cannot write while the lock is held, so a success that follows the
+    // release is the import having waited; one that gave up fails instead.
+    // The timeout only keeps a broken build from hanging the test.
     let note = recv
-        .recv_timeout(Duration::from_secs(10))
+        .recv_timeout(Duration::from_secs(120))
         .expect("a note on stderr while waiting");
-    let after = started.elapsed();
     assert!(
         note.contains("waiting for the database") && note.contains("locked by another process"),
         "{note}"
     );
     assert!(note.contains("locked.db"), "{note}");
-    assert!(after < Duration::from_secs(5), "the note took {after:?}");
-    std::thread::sleep(Duration::from_millis(300));
     assert!(
         child.try_wait().unwrap().is_none(),
-        "the import gave up instead of waiting"
+        "the import ended while the lock was held"
+    );
+    let imported = |db: &Db| {
+        let db = db.clone();
+        async move {
+            with_pool!(db, p => sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM instruments WHERE instrument_id = 'A'")
+                .fetch_one(p)
+                .await)
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        imported(&holder).await,
+        0,
+        "the import wrote while the lock was held"
     );
     tx_rollback(tx).await;
     let status = child.wait().unwrap();
     let all = reader.join().unwrap();
     assert!(status.success(), "{all}");
     assert_eq!(all.matches("waiting for the database").count(), 1, "{all}");
+    assert_eq!(imported(&holder).await, 1, "{all}");
     holder.close().await;
 }
 
