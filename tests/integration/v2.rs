@@ -10,7 +10,6 @@ use stabspace::backfill::{
     backfill_numeric_embeddings, backfill_numeric_scenario_embeddings, NumericBackfill, ScenarioBackfill,
 };
 use stabspace::diagnostics::{backfill_portfolio_metrics, find_similar, portfolio_exposure, MetricsBackfill};
-use stabspace::encoders::fragility_signature;
 use stabspace::eval::{eval_retrieval, EvalReport, EvalSpec};
 use stabspace::gen_scenarios::{gen_scenarios, GenScenarios};
 use stabspace::joint::{
@@ -112,6 +111,26 @@ async fn scenarios_under(db: &Db, joint: &str, set: &str, model: &str) {
     .expect("joint scenarios");
 }
 
+/// The v2 signature as the README states it, written out here rather than
+/// taken from the encoder under test: the returns sorted ascending, then their
+/// absolute values sorted ascending (an insertion sort, in plain loops).
+fn signature_by_hand(r: &[f64]) -> Vec<f64> {
+    fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+        for i in 1..v.len() {
+            let mut j = i;
+            while j > 0 && v[j - 1] > v[j] {
+                v.swap(j - 1, j);
+                j -= 1;
+            }
+        }
+        v
+    }
+    let mut out = sorted(r.to_vec());
+    out.extend(sorted(r.iter().map(|x| x.abs()).collect()));
+    assert_eq!(out.len(), 2 * r.len());
+    out
+}
+
 async fn stored(db: &Db, table: &str, model: &str, entity: &str) -> (Vec<f32>, Option<String>) {
     let sql = format!("SELECT vector, feature_space FROM {table} WHERE model_id = $1 AND entity_id = $2");
     let (bytes, space): (Vec<u8>, Option<String>) = with_pool!(db, p => sqlx::query_as(&sql)
@@ -141,7 +160,7 @@ async fn v2_vectors_match_the_signature_computed_from_the_csv_files(t: TestDb) {
         .collect();
     let tail = &closes[closes.len() - H - 1..];
     let r: Vec<f64> = tail.windows(2).map(|w| (w[1] / w[0]).ln()).collect();
-    let expected: Vec<f32> = fragility_signature(&r).iter().map(|&x| x as f32).collect();
+    let expected: Vec<f32> = signature_by_hand(&r).iter().map(|&x| x as f32).collect();
     let (v, space) = stored(&t.db, "numeric_window_embeddings", "num-stab-core-v2", id).await;
     assert_eq!(&v[..2 * H], &expected[..]);
     assert!(v[2 * H..].iter().all(|&x| x == 0.0));
@@ -174,7 +193,7 @@ async fn v2_vectors_match_the_signature_computed_from_the_csv_files(t: TestDb) {
     for path in paths.values_mut() {
         path.sort_by_key(|p| p.0);
         let logs: Vec<f64> = path.iter().map(|p| (1.0 + p.1).ln()).collect();
-        for (m, s) in mean.iter_mut().zip(fragility_signature(&logs)) {
+        for (m, s) in mean.iter_mut().zip(signature_by_hand(&logs)) {
             *m += s / active as f64;
         }
     }
