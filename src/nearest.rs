@@ -282,8 +282,18 @@ async fn read_delta(
             return Ok(DeltaRead::Delta(Arc::clone(d)));
         }
     }
-    let keys = joint_scenario_keys(db, model, set).await?;
     let part = &p.partition;
+    let limit = delta_limit(part.len());
+    // With no update or delete since the build, every bump of the change
+    // counter is one inserted row: a delta too large is known without a read.
+    let gained = usize::try_from(now.version - prov.fingerprint.version).unwrap_or(0);
+    if gained > limit {
+        return Ok(DeltaRead::TooMany {
+            missing: gained,
+            limit,
+        });
+    }
+    let keys = joint_scenario_keys(db, model, set).await?;
     let mut have: std::collections::HashSet<(&str, &[u8])> =
         std::collections::HashSet::with_capacity(part.len());
     for row in 0..part.len() {
@@ -303,7 +313,6 @@ async fn read_delta(
         })
         .map(|(id, _)| id.clone())
         .collect();
-    let limit = delta_limit(part.len());
     if missing.len() > limit {
         return Ok(DeltaRead::TooMany {
             missing: missing.len(),
