@@ -305,6 +305,17 @@ pub struct ScenarioVector {
     pub feature_space: Option<String>,
 }
 
+impl From<JointVector> for ScenarioVector {
+    fn from(v: JointVector) -> Self {
+        ScenarioVector {
+            scenario_id: v.entity_id,
+            as_of: v.as_of_date,
+            vector: v.vector,
+            feature_space: v.feature_space,
+        }
+    }
+}
+
 /// One page of the joint scenario vectors of a set: scenario ids after
 /// `after`, in order, at most `page` of them.
 pub async fn joint_scenarios_page(
@@ -326,12 +337,7 @@ pub async fn joint_scenarios_page(
         .bind(sql_limit(Some(page)))
         .fetch_all(p)
         .await
-        .and_then(|rows| rows.iter().map(|r| Ok(ScenarioVector {
-            scenario_id: r.try_get(0)?,
-            as_of: r.try_get(1)?,
-            vector: r.try_get(2)?,
-            feature_space: r.try_get(3)?,
-        })).collect()))
+        .and_then(|rows| rows.iter().map(|r| joint_vector(r).map(ScenarioVector::from)).collect()))
     .map_err(|e| db.err(e))
 }
 
@@ -376,14 +382,7 @@ pub async fn joint_scenarios_by_ids(
             }
             q.fetch_all(p).await.and_then(|rows| {
                 rows.iter()
-                    .map(|r| {
-                        Ok(ScenarioVector {
-                            scenario_id: r.try_get(0)?,
-                            as_of: r.try_get(1)?,
-                            vector: r.try_get(2)?,
-                            feature_space: r.try_get(3)?,
-                        })
-                    })
+                    .map(|r| joint_vector(r).map(ScenarioVector::from))
                     .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
             })
         })

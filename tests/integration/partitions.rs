@@ -55,14 +55,7 @@ async fn build_default(db: &Db, dir: &Path, set: &str) {
 }
 
 fn opts(dir: &Path, ef: Option<usize>, exact: bool) -> SearchOpts {
-    SearchOpts {
-        source: None,
-        index_dir: Some(dir.to_path_buf()),
-        ef,
-        recall: None,
-        exact,
-        no_quantized: false,
-    }
+    crate::support::partition_opts(dir, ef, exact)
 }
 
 /// Query vectors from a market the stored scenarios were not drawn from.

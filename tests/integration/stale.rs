@@ -37,14 +37,7 @@ fn scenarios(set: &str, count: usize) -> GenScenarios {
 }
 
 fn opts(dir: &Path, ef: Option<usize>, exact: bool) -> SearchOpts {
-    SearchOpts {
-        source: None,
-        index_dir: Some(dir.to_path_buf()),
-        ef,
-        recall: None,
-        exact,
-        no_quantized: false,
-    }
+    crate::support::partition_opts(dir, ef, exact)
 }
 
 /// Every (id, vector) of the set, straight from the database.

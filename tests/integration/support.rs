@@ -259,3 +259,13 @@ pub fn stabspace_ok(args: &[&str], data_dir: &Path) -> String {
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+/// Searches through the partitions under `dir` (the CLI's options, by hand).
+pub fn partition_opts(dir: &Path, ef: Option<usize>, exact: bool) -> stabspace::nearest::SearchOpts {
+    stabspace::nearest::SearchOpts {
+        index_dir: Some(dir.to_path_buf()),
+        ef,
+        exact,
+        ..DB_SCAN
+    }
+}
