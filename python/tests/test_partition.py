@@ -2,6 +2,7 @@
 against numpy, graph recall against brute force, bad input, damaged files,
 and a file replaced while it is open."""
 
+import sys
 import threading
 
 import numpy as np
@@ -300,30 +301,66 @@ def test_searches_from_several_threads_agree_with_one_thread(graph):
         np.testing.assert_array_equal(g, want)
 
 
-def test_searches_release_the_gil(graph):
-    """While a long batch runs in one thread, another thread keeps running Python."""
-    import time
+def _another_thread_runs_during(call, max_calls):
+    """Whether another Python thread runs while `call` is inside the extension.
 
+    A handshake, not a stopwatch: the switch interval is raised so far that the
+    interpreter never takes the GIL from this thread on its own; the other
+    thread, blocked on `go` until this one is past every blocking call of its
+    own, can then run only when the extension releases the GIL. It sets
+    `ran`; `call` is repeated until it has (at most `max_calls` times: what a
+    GIL held throughout would end with, `ran` unset)."""
+    go, ran = threading.Event(), threading.Event()
+
+    def other():
+        go.wait()
+        ran.set()
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)  # before the thread starts: it waits with this interval too
+    try:
+        t = threading.Thread(target=other)
+        t.start()
+        go.set()
+        calls = 0
+        while not ran.is_set() and calls < max_calls:
+            call()
+            calls += 1
+        seen = ran.is_set()
+    finally:
+        sys.setswitchinterval(old)
+    t.join(timeout=60)  # a hang guard only
+    assert not t.is_alive()
+    return seen, calls
+
+
+def test_searches_release_the_gil(graph):
+    """While a search runs in the extension, another Python thread runs: for
+    the exact scan, the batch search and the single search."""
     path, _, _, queries, _ = graph
     p = stabspace.Partition(path)
-    Q = np.tile(queries, (60, 1))  # 12,000 queries
-    window = {}
+    Q = np.tile(queries, (10, 1))  # 2,000 queries
+    for name, call, max_calls in [
+        ("search_exact", lambda: p.search_exact(Q, k=10), 50),
+        ("search_batch", lambda: p.search_batch(Q, k=10, ef=200), 50),
+        ("search", lambda: [p.search(q, k=10, ef=200) for q in queries], 500),
+    ]:
+        seen, calls = _another_thread_runs_during(call, max_calls)
+        assert seen, f"{name}: no other thread ran during {calls} calls (the GIL was held)"
 
-    def work():
-        window["start"] = time.perf_counter()
-        p.search_exact(Q, k=10)
-        p.search_batch(Q, k=10, ef=200)
-        for q in Q[:3000]:
-            p.search(q, k=10, ef=200)
-        window["end"] = time.perf_counter()
 
-    t = threading.Thread(target=work)
-    stamps = []
-    t.start()
-    while t.is_alive():
-        stamps.append(time.perf_counter())
-        time.sleep(0.001)
-    t.join()
-    inside = [s for s in stamps if window["start"] < s < window["end"]]
-    assert window["end"] - window["start"] > 0.05, "the batch was too short to tell"
-    assert len(inside) >= 10, f"{len(inside)} ticks of the main thread during a {window['end'] - window['start']:.2f} s search"
+@pytest.mark.skipif(not getattr(sys, "_is_gil_enabled", lambda: True)(), reason="a free-threaded Python has no GIL")
+def test_the_gil_handshake_tells_a_held_gil_from_a_released_one():
+    """The handshake above fails for calls that keep the GIL (a Python loop
+    that never blocks, a sort in C) and passes for one that releases it (a sleep)."""
+    import time
+
+    def busy():
+        x = 0
+        for i in range(20000):
+            x += i
+
+    assert _another_thread_runs_during(busy, 200) == (False, 200)
+    descending = list(range(200_000, 0, -1))
+    assert _another_thread_runs_during(lambda: sorted(descending), 50) == (False, 50)
+    assert _another_thread_runs_during(lambda: time.sleep(0.001), 1000)[0]
