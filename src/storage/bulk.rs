@@ -66,6 +66,15 @@ pub enum Value {
 }
 
 impl Value {
+    /// Bytes the cell takes in a chunk, about.
+    fn size(&self) -> usize {
+        match self {
+            Value::Text(s) | Value::Json(s) => s.len() + 8,
+            Value::Bytes(b) => b.len() + 8,
+            _ => 8,
+        }
+    }
+
     /// The kind of value in words, for messages.
     fn kind(&self) -> &'static str {
         match self {
@@ -82,6 +91,10 @@ impl Value {
 
 /// Rows buffered before a chunk is sent.
 const CHUNK_ROWS: usize = 4096;
+/// Bytes of cell data buffered before a chunk is sent, whatever its rows: a
+/// chunk of 4096 rows of 1 MiB JSON would otherwise hold 4 GiB. 4096 vectors
+/// (6 MiB) stay one chunk.
+const CHUNK_BYTES: usize = 8 << 20;
 /// SQLite's limit on bound parameters per statement is 32766.
 const SQLITE_MAX_PARAMS: usize = 32_000;
 /// Rows per SQLite statement, at most.
@@ -129,6 +142,8 @@ impl TableSpec {
 pub struct BulkWriter {
     spec: &'static TableSpec,
     buf: Vec<Vec<Value>>,
+    /// [`Value::size`] of the buffered rows.
+    buf_bytes: usize,
     /// PostgreSQL: name of the staging table once created.
     stage: Option<String>,
     rows: u64,
@@ -139,16 +154,19 @@ impl BulkWriter {
         BulkWriter {
             spec,
             buf: Vec::with_capacity(CHUNK_ROWS),
+            buf_bytes: 0,
             stage: None,
             rows: 0,
         }
     }
 
-    /// Queue one row (cells in the order of `spec.columns`); writes a chunk when the buffer fills.
+    /// Queue one row (cells in the order of `spec.columns`); writes a chunk
+    /// when the buffer holds [`CHUNK_ROWS`] rows or [`CHUNK_BYTES`] bytes.
     pub async fn push(&mut self, tx: &mut Tx, row: Vec<Value>) -> Result<(), sqlx::Error> {
         debug_assert_eq!(row.len(), self.spec.columns.len(), "{}", self.spec.table);
+        self.buf_bytes += row.iter().map(Value::size).sum::<usize>();
         self.buf.push(row);
-        if self.buf.len() >= CHUNK_ROWS {
+        if self.buf.len() >= CHUNK_ROWS || self.buf_bytes >= CHUNK_BYTES {
             self.flush(tx).await?;
         }
         Ok(())
@@ -165,6 +183,7 @@ impl BulkWriter {
             Tx::Sqlite(t) => self.flush_sqlite(t).await?,
         }
         self.buf.clear();
+        self.buf_bytes = 0;
         Ok(())
     }
 
