@@ -6,11 +6,31 @@
 //! key, so importing the same file twice changes nothing.
 //!
 //! Input is checked at the door, the same way for both backends: ids and labels
-//! (at most [`MAX_ID_BYTES`] bytes, no control characters), value ranges (a
-//! positive close, a whole non-negative volume, a return above −1), the
-//! instrument status ([`STATUSES`]), instruments that prices and paths name
-//! (they must already be imported), and keys repeated within one file. Error
-//! messages quote at most [`EXCERPT_CHARS`] characters of the input.
+//! (at most [`MAX_ID_BYTES`] bytes, no control characters), dates (exactly
+//! `YYYY-MM-DD`, years 0001–9999: [`crate::cli::parse_date`]), value ranges (a
+//! positive close, a whole volume from 0 to [`MAX_VOLUME`], a day index from 0
+//! to [`MAX_DAY_INDEX`], a return above −1), the instrument status
+//! ([`STATUSES`]), instruments that prices and paths name and scenarios that
+//! paths name (they must already be imported), JSON objects (no key twice, no
+//! integer beyond 64 bits, weights whose absolute values sum to a finite
+//! number), and keys repeated within one file. Risk reports naming portfolios
+//! without target weights and fundamentals naming unknown issuers are imported
+//! with a warning listing them. Error messages quote at most [`EXCERPT_CHARS`]
+//! characters of the input.
+//!
+//! Memory is bounded at the door: a header or row longer than
+//! [`MAX_LINE_BYTES`] (1 MiB, line breaks inside quoted fields included) is an
+//! error at its line, found without holding it; rows go to the database in
+//! chunks of at most 4096 rows or about 8 MiB. What grows with the file is the
+//! duplicate-key check, 24 bytes a row (plus the hash table's slack), and what
+//! grows with the database is the ids read to check names against: every
+//! instrument id (prices, paths, portfolios), the scenario ids of the sets a
+//! paths file names (16 bytes each), every portfolio id (risk reports) or
+//! issuer id (fundamentals). Measured with `/usr/bin/time -v stabspace import
+//! prices FILE` on SQLite and PostgreSQL (debug build): a 200 MB one-line
+//! header or a 200 MB row is rejected at 22 MB peak RSS (840 MB and 488 MB
+//! before the line limit, when both imported), 200 rows of 1 MB JSON import at
+//! 57 MB (620 MB before the chunks' byte bound), 2 million path rows at 179 MB.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -21,7 +41,6 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use chrono::NaiveDate;
 use serde_json::{Map, Value as Json};
 
 use crate::error::{Error, Result};
@@ -45,7 +64,19 @@ pub const EXCERPT_CHARS: usize = 80;
 /// compare `lower(status)`); the generator writes `active` and `delisted`.
 pub const STATUSES: &[&str] = &["active", "delisted", "suspended"];
 
-/// Distinct unknown instruments a warning names before "and N more".
+/// The longest header or row, in bytes: 1 MiB. Line breaks inside quoted
+/// fields count, the line end does not. A longer one is an error at the line
+/// where it starts, found as its bytes stream past: it is never held whole.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// The largest volume: 2⁵³. Volumes are stored as doubles (`DOUBLE PRECISION`,
+/// SQLite `REAL`), which hold every whole number exactly only up to 2⁵³.
+pub const MAX_VOLUME: u64 = 1 << 53;
+
+/// The largest day index: 2³¹ − 1, the most an `INTEGER` column holds on PostgreSQL.
+pub const MAX_DAY_INDEX: u64 = i32::MAX as u64;
+
+/// Distinct unknown ids a warning names before "and N more".
 const WARN_NAMES: usize = 5;
 
 /// What a CSV file holds.
@@ -131,13 +162,19 @@ impl ImportKind {
         }
     }
 
-    /// Whether rows of this kind name instruments that must (prices, paths) or
-    /// should (portfolio weights) already be in `instruments`.
-    fn names_instruments(self) -> bool {
-        matches!(
-            self,
-            ImportKind::Prices | ImportKind::ScenarioPaths | ImportKind::Portfolios
-        )
+    /// The ids that rows of this kind name and that must (prices and paths:
+    /// instruments) or should (portfolio weights: instruments; risk reports:
+    /// portfolios with target weights; fundamentals: issuers) be in the
+    /// database already: the query reading them.
+    fn known_ids(self) -> Option<&'static str> {
+        match self {
+            ImportKind::Prices | ImportKind::ScenarioPaths | ImportKind::Portfolios => {
+                Some("SELECT instrument_id FROM instruments")
+            }
+            ImportKind::RiskReports => Some("SELECT DISTINCT portfolio_id FROM target_portfolios"),
+            ImportKind::Fundamentals => Some("SELECT issuer_id FROM issuers"),
+            _ => None,
+        }
     }
 
     /// Convert one validated record to the cells of [`ImportKind::spec`].
@@ -180,7 +217,7 @@ impl ImportKind {
                 ]
             }
             ImportKind::RiskReports => vec![
-                f.id("portfolio_id")?,
+                f.noted_id("portfolio_id", door)?,
                 f.date("as_of_date")?,
                 f.json_object("risk_metrics_json")?,
             ],
@@ -202,7 +239,7 @@ impl ImportKind {
                 ]
             }
             ImportKind::Fundamentals => vec![
-                f.id("issuer_id")?,
+                f.noted_id("issuer_id", door)?,
                 f.date("as_of_date")?,
                 f.json_object("fundamentals_json")?,
             ],
@@ -217,9 +254,12 @@ pub struct ImportSummary {
     pub file: PathBuf,
     pub rows: u64,
     pub seconds: f64,
-    /// Portfolios only: the distinct instrument ids in weights that are not in
-    /// `instruments`, sorted. The import stores them anyway and warns on stderr.
-    pub unknown_instruments: Vec<String>,
+    /// The distinct ids that rows name and the database does not know, sorted:
+    /// instruments in portfolio weights (not in `instruments`), portfolios in
+    /// risk reports (no target weights in `target_portfolios`), issuers in
+    /// fundamentals (not in `issuers`). The import stores the rows anyway and
+    /// warns on stderr, listing them. Empty for the other kinds.
+    pub unknown: Vec<String>,
 }
 
 /// Import one CSV file in one transaction.
@@ -231,8 +271,19 @@ pub async fn import_file(db: &Db, kind: ImportKind, path: &Path) -> Result<Impor
         .trim(csv::Trim::All)
         .from_reader(Lines::new(BufReader::with_capacity(1 << 20, file)));
     let header = rdr.headers().cloned();
-    let header = header.map_err(|e| csv_error(path, &e, rdr.get_mut()))?;
+    let header = header.map_err(|e| csv_error(path, &e, rdr.get_mut(), None))?;
     let header_line = rdr.get_mut().line_at(header.position().map_or(0, |p| p.byte()));
+    if header.is_empty() {
+        return Err(Error::BadRow {
+            file: path.to_path_buf(),
+            line: 1,
+            message: format!(
+                "empty file{}: expected a header row naming the columns {}",
+                if len > 0 { " (only blank lines)" } else { "" },
+                kind.required_columns().join(",")
+            ),
+        });
+    }
     let mut index: HashMap<String, usize> = HashMap::new();
     for (i, h) in header.iter().enumerate() {
         let name = h.trim().to_ascii_lowercase();
@@ -257,22 +308,27 @@ pub async fn import_file(db: &Db, kind: ImportKind, path: &Path) -> Result<Impor
         let i = *index.get(c).ok_or_else(|| Error::MissingColumn {
             file: path.to_path_buf(),
             column: c.to_string(),
-            found: excerpt(&header.iter().collect::<Vec<_>>().join(",")).0,
+            found: if index.is_empty() {
+                "no column names".to_string()
+            } else {
+                excerpt(&header.iter().collect::<Vec<_>>().join(",")).0
+            },
         })?;
         columns.insert(c, i);
     }
 
     let pb = progress::bytes(len, format!("importing {}", path.display()));
     let mut tx = db.begin().await?;
-    let known = if kind.names_instruments() {
-        Some(known_instruments(&mut tx).await.map_err(|e| db.err(e))?)
-    } else {
-        None
+    let known = match kind.known_ids() {
+        Some(sql) => Some(known_ids(&mut tx, sql).await.map_err(|e| db.err(e))?),
+        None => None,
     };
     let mut door = Door {
         known,
         unknown: BTreeSet::new(),
         keys: Keys::new(kind.spec()),
+        sets: HashMap::new(),
+        last_scenario: None,
     };
     let mut writer = BulkWriter::new(kind.spec());
     // Instruments create their markets and issuers; first region seen wins.
@@ -282,7 +338,7 @@ pub async fn import_file(db: &Db, kind: ImportKind, path: &Path) -> Result<Impor
     let mut rows = 0u64;
     while rdr
         .read_record(&mut record)
-        .map_err(|e| csv_error(path, &e, rdr.get_mut()))?
+        .map_err(|e| csv_error(path, &e, rdr.get_mut(), Some(&header)))?
     {
         let line = rdr
             .get_mut()
@@ -294,6 +350,22 @@ pub async fn import_file(db: &Db, kind: ImportKind, path: &Path) -> Result<Impor
             columns: &columns,
         };
         let row = kind.row(&fields, &mut door)?;
+        if let (ImportKind::ScenarioPaths, Value::Text(set), Value::Text(scenario)) = (kind, &row[0], &row[1])
+        {
+            // Paths come grouped by scenario: the row before's is known already.
+            if !matches!(&door.last_scenario, Some((s, c)) if s == set && c == scenario) {
+                if !door.sets.contains_key(set) {
+                    let ids = door
+                        .keys
+                        .scenario_ids(&mut tx, set)
+                        .await
+                        .map_err(|e| db.err(e))?;
+                    door.sets.insert(set.clone(), ids);
+                }
+                fields.known_scenario(&door, set, scenario)?;
+                door.last_scenario = Some((set.clone(), scenario.clone()));
+            }
+        }
         if let Some(earlier) = door.keys.first_line(&row, line) {
             return Err(Error::BadRow {
                 file: path.to_path_buf(),
@@ -330,52 +402,84 @@ pub async fn import_file(db: &Db, kind: ImportKind, path: &Path) -> Result<Impor
     }
     db.commit(tx).await?;
     pb.finish_and_clear();
-    let unknown_instruments: Vec<String> = door.unknown.into_iter().collect();
-    if !unknown_instruments.is_empty() {
-        eprintln!("warning: {}", unknown_warning(path, &unknown_instruments));
+    let unknown: Vec<String> = door.unknown.into_iter().collect();
+    if !unknown.is_empty() {
+        eprintln!("warning: {}", unknown_warning(kind, path, &unknown));
     }
     Ok(ImportSummary {
         kind,
         file: path.to_path_buf(),
         rows,
         seconds: started.elapsed().as_secs_f64(),
-        unknown_instruments,
+        unknown,
     })
 }
 
-/// The warning for portfolio weights naming instruments not in `instruments`.
-fn unknown_warning(path: &Path, ids: &[String]) -> String {
+/// The warning for rows naming ids the database does not know (see
+/// [`ImportSummary::unknown`]).
+fn unknown_warning(kind: ImportKind, path: &Path, ids: &[String]) -> String {
     let mut names: Vec<String> = ids.iter().take(WARN_NAMES).map(|s| quote(s)).collect();
     if ids.len() > WARN_NAMES {
         names.push(format!("and {} more", ids.len() - WARN_NAMES));
     }
-    format!(
-        "{}: weights name {} instrument{} not in the instruments table (imported anyway; \
-         they get no vector): {}",
-        path.display(),
-        ids.len(),
-        if ids.len() == 1 { "" } else { "s" },
-        names.join(", ")
-    )
+    let n = ids.len();
+    let s = if n == 1 { "" } else { "s" };
+    let what = match kind {
+        ImportKind::RiskReports => format!(
+            "risk reports name {n} portfolio{s} with no target weights in target_portfolios \
+             (imported anyway; import their weights with `stabspace import portfolios`)"
+        ),
+        ImportKind::Fundamentals => format!(
+            "fundamentals name {n} issuer{s} not in the issuers table (imported anyway; no \
+             instrument links to them until instruments naming them are imported)"
+        ),
+        _ => format!(
+            "weights name {n} instrument{s} not in the instruments table (imported anyway; \
+             they get no vector)"
+        ),
+    };
+    format!("{}: {what}: {}", path.display(), names.join(", "))
 }
 
-/// Every instrument id in the database, read inside the import's transaction.
-async fn known_instruments(tx: &mut Tx) -> Result<HashSet<String>, sqlx::Error> {
-    const SQL: &str = "SELECT instrument_id FROM instruments";
+/// The ids one query reads, inside the import's transaction.
+async fn known_ids(tx: &mut Tx, sql: &str) -> Result<HashSet<String>, sqlx::Error> {
     let ids: Vec<String> = match tx {
-        Tx::Postgres(t) => sqlx::query_scalar(SQL).fetch_all(&mut **t).await?,
-        Tx::Sqlite(t) => sqlx::query_scalar(SQL).fetch_all(&mut **t).await?,
+        Tx::Postgres(t) => sqlx::query_scalar(sql).fetch_all(&mut **t).await?,
+        Tx::Sqlite(t) => sqlx::query_scalar(sql).fetch_all(&mut **t).await?,
     };
     Ok(ids.into_iter().collect())
 }
 
-fn csv_error<R>(path: &Path, e: &csv::Error, lines: &mut Lines<R>) -> Error {
+/// The error for a failure of the CSV reader: a row with the wrong number of
+/// fields, bad UTF-8, or what [`Lines`] found (a line over the limit, an
+/// unbalanced quote). `header` is `None` while the header itself is read.
+fn csv_error<R>(
+    path: &Path,
+    e: &csv::Error,
+    lines: &mut Lines<R>,
+    header: Option<&csv::StringRecord>,
+) -> Error {
+    if let csv::ErrorKind::Io(io) = e.kind() {
+        if let Some(input) = io.get_ref().and_then(|r| r.downcast_ref::<InputError>()) {
+            return input.to_error(path, header);
+        }
+    }
     let line = lines.line_at(e.position().map_or(u64::MAX, |p| p.byte()));
     let message = match e.kind() {
         csv::ErrorKind::UnequalLengths {
             expected_len, len, ..
         } => {
-            format!("row has {len} fields, the header has {expected_len}")
+            let mut m = format!("row has {len} fields, the header has {expected_len}");
+            if let Some((quote_line, field)) =
+                lines.quoted_break_at(e.position().map_or(u64::MAX, |p| p.byte()))
+            {
+                let _ = write!(
+                    m,
+                    "; the quote opening {} on line {quote_line} spans a line break: is it unbalanced?",
+                    field_name(header, field)
+                );
+            }
+            m
         }
         csv::ErrorKind::Utf8 { .. } => "row is not valid UTF-8".to_string(),
         _ => excerpt(&e.to_string()).0,
@@ -387,7 +491,89 @@ fn csv_error<R>(path: &Path, e: &csv::Error, lines: &mut Lines<R>) -> Error {
     }
 }
 
-/// Physical line numbers for the CSV reader's byte positions.
+/// "field 2 (\"trade_date\")", or "field 2" when the header has no name for it.
+fn field_name(header: Option<&csv::StringRecord>, field: usize) -> String {
+    match header.and_then(|h| h.get(field)).filter(|n| !n.is_empty()) {
+        Some(name) => format!("field {} ({})", field + 1, quote(name)),
+        None => format!("field {}", field + 1),
+    }
+}
+
+/// What [`Lines`] finds wrong with the CSV text itself, before the parser
+/// holds it: passed through the `csv` reader as an I/O error.
+#[derive(Debug)]
+enum InputError {
+    /// A header or row longer than [`MAX_LINE_BYTES`]: the line where it
+    /// starts, and the quote still open where it was cut (line, field).
+    TooLong {
+        line: u64,
+        open_quote: Option<(u64, usize)>,
+    },
+    /// The file ends inside a quoted field: the line where its row starts and
+    /// where the quote opened (line, field).
+    UnbalancedQuote { row_line: u64, quote: (u64, usize) },
+}
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InputError::TooLong { line, .. } => {
+                write!(f, "line {line} is longer than {MAX_LINE_BYTES} bytes")
+            }
+            InputError::UnbalancedQuote { quote, .. } => write!(f, "unbalanced quote on line {}", quote.0),
+        }
+    }
+}
+
+impl std::error::Error for InputError {}
+
+impl InputError {
+    fn to_error(&self, path: &Path, header: Option<&csv::StringRecord>) -> Error {
+        let (line, message) = match *self {
+            InputError::TooLong { line, open_quote } => {
+                let mut m = format!(
+                    "{} is longer than {MAX_LINE_BYTES} bytes (1 MiB), the most one header or row \
+                     may hold; it was not read further",
+                    if header.is_some() {
+                        "this row"
+                    } else {
+                        "the header"
+                    }
+                );
+                if let Some((quote_line, field)) = open_quote {
+                    let _ = write!(
+                        m,
+                        "; it is inside the quoted {} opened on line {quote_line}: is that quote unbalanced?",
+                        field_name(header, field)
+                    );
+                }
+                (line, m)
+            }
+            InputError::UnbalancedQuote {
+                row_line,
+                quote: (quote_line, field),
+            } => {
+                let mut m = format!(
+                    "unbalanced quote: the quote opening {} on line {quote_line} is never closed \
+                     (the file ends inside it)",
+                    field_name(header, field)
+                );
+                if row_line != quote_line {
+                    let _ = write!(m, "; its row starts on line {row_line}");
+                }
+                (quote_line, m)
+            }
+        };
+        Error::BadRow {
+            file: path.to_path_buf(),
+            line,
+            message,
+        }
+    }
+}
+
+/// Physical line numbers for the CSV reader's byte positions, and the checks
+/// that must happen before the parser holds a row.
 ///
 /// The `csv` crate counts `\n` bytes read so far, and a CRLF record ends at its
 /// `\r`: the `\n` is read with the next record, whose position then still has
@@ -397,6 +583,13 @@ fn csv_error<R>(path: &Path, e: &csv::Error, lines: &mut Lines<R>) -> Error {
 /// one line end. A record's line is that of the first line with content at or
 /// after the record's byte position. Only lines read ahead of the parser are
 /// held, so memory stays bounded by the parser's buffer.
+///
+/// It also follows the records as the parser will split them (the `csv`
+/// crate's defaults: `,` between fields, `"` opening a field quotes it up to
+/// the next lone `"`, `""` inside is a quote, CR, LF or CRLF ends a record,
+/// blank lines are skipped), to stop a record longer than [`MAX_LINE_BYTES`]
+/// while it streams past, and to say where an unbalanced quote opened: the
+/// parser itself takes it for a field running to the end of the file.
 struct Lines<R> {
     inner: R,
     /// Bytes read so far.
@@ -407,6 +600,35 @@ struct Lines<R> {
     after_cr: bool,
     /// (byte offset, line number) of lines with content not yet asked about.
     starts: VecDeque<(u64, u64)>,
+    /// Where in a record the next byte is.
+    state: Csv,
+    /// Line where the current record starts, and its bytes so far.
+    row_line: u64,
+    row_offset: u64,
+    row_bytes: usize,
+    /// The current record's field (0-based).
+    field: usize,
+    /// (line, field) of the quote that opened the last quoted field.
+    quote: (u64, usize),
+    /// Whether the current record is in `breaks` already.
+    row_broken: bool,
+    /// (record offset, quote line, field) of records, not yet asked about,
+    /// with a line break inside a quoted field: the first such field.
+    breaks: VecDeque<(u64, u64, usize)>,
+}
+
+/// The states of the `csv` crate's record parser that matter here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Csv {
+    /// Between records: line ends are skipped.
+    StartRecord,
+    StartField,
+    /// In an unquoted field (a `"` there is an ordinary character).
+    InField,
+    InQuoted,
+    /// Just after a `"` inside a quoted field: a second `"` is a quote,
+    /// anything else ends the quoting.
+    AfterQuote,
 }
 
 impl<R> Lines<R> {
@@ -418,6 +640,14 @@ impl<R> Lines<R> {
             at_line_start: true,
             after_cr: false,
             starts: VecDeque::new(),
+            state: Csv::StartRecord,
+            row_line: 1,
+            row_offset: 0,
+            row_bytes: 0,
+            field: 0,
+            quote: (1, 0),
+            row_broken: false,
+            breaks: VecDeque::new(),
         }
     }
 
@@ -426,14 +656,84 @@ impl<R> Lines<R> {
         while self.starts.front().is_some_and(|&(o, _)| o < byte) {
             self.starts.pop_front();
         }
-        self.starts.front().map_or(self.line, |&(_, l)| l)
+        let (offset, line) = self.starts.front().copied().unwrap_or((self.offset, self.line));
+        while self.breaks.front().is_some_and(|&(o, _, _)| o < offset) {
+            self.breaks.pop_front();
+        }
+        line
+    }
+
+    /// For the record at `byte`: where the first quoted field holding a line
+    /// break opened (line, field), if any. Calls must not go back.
+    fn quoted_break_at(&mut self, byte: u64) -> Option<(u64, usize)> {
+        self.line_at(byte);
+        let offset = self.starts.front().map_or(self.offset, |&(o, _)| o);
+        self.breaks
+            .front()
+            .filter(|&&(o, _, _)| o == offset)
+            .map(|&(_, line, field)| (line, field))
+    }
+
+    /// Follow the parser over one byte (see [`Csv`]).
+    fn step(&mut self, b: u8) -> Result<(), InputError> {
+        let end = b == b'\n' || b == b'\r';
+        if self.state == Csv::StartRecord {
+            if end {
+                return Ok(());
+            }
+            self.state = Csv::StartField;
+            self.row_line = self.line;
+            self.row_offset = self.offset;
+            self.row_bytes = 0;
+            self.field = 0;
+            self.row_broken = false;
+        }
+        self.state = match (self.state, b) {
+            (Csv::StartField, b'"') => {
+                self.quote = (self.line, self.field);
+                Csv::InQuoted
+            }
+            (Csv::InQuoted, b'"') => Csv::AfterQuote,
+            (Csv::InQuoted, _) => {
+                if end && !self.row_broken {
+                    self.row_broken = true;
+                    self.breaks
+                        .push_back((self.row_offset, self.quote.0, self.quote.1));
+                }
+                Csv::InQuoted
+            }
+            (Csv::AfterQuote, b'"') => Csv::InQuoted,
+            (_, b',') => {
+                self.field += 1;
+                Csv::StartField
+            }
+            _ if end => Csv::StartRecord,
+            _ => Csv::InField,
+        };
+        if self.state != Csv::StartRecord {
+            self.row_bytes += 1;
+            if self.row_bytes > MAX_LINE_BYTES {
+                return Err(InputError::TooLong {
+                    line: self.row_line,
+                    open_quote: (self.state == Csv::InQuoted).then_some(self.quote),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
 impl<R: Read> Read for Lines<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() && self.state == Csv::InQuoted {
+            return Err(std::io::Error::other(InputError::UnbalancedQuote {
+                row_line: self.row_line,
+                quote: self.quote,
+            }));
+        }
         for &b in &buf[..n] {
+            self.step(b).map_err(std::io::Error::other)?;
             match b {
                 b'\n' => {
                     if !self.after_cr {
@@ -463,12 +763,21 @@ impl<R: Read> Read for Lines<R> {
 
 /// State kept across the rows of one file.
 struct Door {
-    /// Instrument ids in the database, for kinds that name instruments.
+    /// The ids in the database that rows of this kind name
+    /// ([`ImportKind::known_ids`]).
     known: Option<HashSet<String>>,
-    /// Weights naming instruments not in `known`.
+    /// Ids named that are not in `known`, where that is a warning.
     unknown: BTreeSet<String>,
     keys: Keys,
+    /// Scenario paths: the scenario ids of each set named so far, as hashes
+    /// (empty for a set with no scenarios), read when a set is first named.
+    sets: HashMap<String, IdHashes>,
+    /// Scenario paths: the (set, scenario) of the last row, known to be in `scenarios`.
+    last_scenario: Option<(String, String)>,
 }
+
+/// A set of ids as 128-bit hashes ([`Keys::id_hash`]): 16 bytes an id.
+type IdHashes = HashSet<KeyHash, BuildHasherDefault<FirstWord>>;
 
 /// The table keys seen so far in a file, as 128-bit hashes mapped to the line
 /// that first had them: 24 bytes a row (about 100 MB at the hash table's worst
@@ -559,6 +868,35 @@ impl Keys {
         KeyHash(a, b)
     }
 
+    /// The 128-bit hash of one id, keyed as the row keys are.
+    fn id_hash(&self, id: &str) -> KeyHash {
+        let [a, b] = self.hashers.each_ref().map(|s| s.hash_one(id));
+        KeyHash(a, b)
+    }
+
+    /// The scenario ids of one set, hashed, streamed from the database inside
+    /// the import's transaction (never all held as text).
+    async fn scenario_ids(&self, tx: &mut Tx, set: &str) -> Result<IdHashes, sqlx::Error> {
+        use futures_util::TryStreamExt as _;
+        const SQL: &str = "SELECT scenario_id FROM scenarios WHERE scenario_set_id = $1";
+        let mut ids = IdHashes::default();
+        match tx {
+            Tx::Postgres(t) => {
+                let mut rows = sqlx::query_scalar::<_, String>(SQL).bind(set).fetch(&mut **t);
+                while let Some(id) = rows.try_next().await? {
+                    ids.insert(self.id_hash(&id));
+                }
+            }
+            Tx::Sqlite(t) => {
+                let mut rows = sqlx::query_scalar::<_, String>(SQL).bind(set).fetch(&mut **t);
+                while let Some(id) = rows.try_next().await? {
+                    ids.insert(self.id_hash(&id));
+                }
+            }
+        }
+        Ok(ids)
+    }
+
     /// Record the row's key at `line`; the line that had it first, if any.
     fn first_line(&mut self, row: &[Value], line: u64) -> Option<u64> {
         let key = self.hash(row);
@@ -624,7 +962,7 @@ fn excerpt(s: &str) -> (String, bool) {
 }
 
 /// Input text for a message, in double quotes, cut as [`excerpt`] cuts.
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     match escaped(s) {
         (e, false) => format!("\"{e}\""),
         (e, true) => format!("\"{e}…\" ({} bytes)", s.len()),
@@ -776,11 +1114,50 @@ impl Fields<'_> {
         Ok(v)
     }
 
-    fn date(&self, col: &str) -> Result<Value> {
+    /// An id that should be in the database ([`ImportKind::known_ids`]): one
+    /// that is not is noted in `door` for the warning, not an error.
+    fn noted_id(&self, col: &str, door: &mut Door) -> Result<Value> {
+        let v = self.id(col)?;
         let s = self.raw(col);
-        NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        if door.known.as_ref().is_some_and(|k| !k.contains(s)) && !door.unknown.contains(s) {
+            door.unknown.insert(s.to_string());
+        }
+        Ok(v)
+    }
+
+    /// A scenario path's set and scenario must be in `scenarios` (the set's ids
+    /// are in `door.sets`).
+    fn known_scenario(&self, door: &Door, set: &str, scenario: &str) -> Result<()> {
+        let ids = &door.sets[set];
+        if ids.is_empty() {
+            return Err(self.bad(
+                "scenario_set_id",
+                format!(
+                    "unknown scenario set {}: it has no scenarios in the scenarios table; import \
+                     them with `stabspace import scenarios` first",
+                    quote(set)
+                ),
+            ));
+        }
+        if !ids.contains(&door.keys.id_hash(scenario)) {
+            return Err(self.bad(
+                "scenario_id",
+                format!(
+                    "unknown scenario {} of set {}: it is not in the scenarios table; import it \
+                     with `stabspace import scenarios` first",
+                    quote(scenario),
+                    quote(set)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A date, exactly `YYYY-MM-DD` with a year from 0001 to 9999 ([`crate::cli::parse_date`]).
+    fn date(&self, col: &str) -> Result<Value> {
+        crate::cli::parse_date(self.raw(col))
             .map(Value::Date)
-            .map_err(|_| self.bad(col, format!("invalid date {}, expected YYYY-MM-DD", quote(s))))
+            .map_err(|m| self.bad(col, m))
     }
 
     fn number(&self, col: &str) -> Result<f64> {
@@ -804,19 +1181,30 @@ impl Fields<'_> {
         Ok(Value::Float(x))
     }
 
-    /// A traded volume: a whole number of 0 or more (`1000`, `1000.0` and `1e3`
-    /// are the same value; `1000.5` is not a volume).
+    /// A traded volume: a whole number from 0 to [`MAX_VOLUME`] as written
+    /// (`1000`, `1000.0` and `1e3` are the same value; `1000.5` is not a volume,
+    /// nor is `9007199254740993`, which a double would round).
     fn volume(&self, col: &str) -> Result<Value> {
-        let x = self.number(col)?;
-        if x < 0.0 || x.fract() != 0.0 {
-            let s = quote(self.raw(col));
-            return Err(self.bad(
+        self.number(col)?;
+        let s = self.raw(col);
+        match whole(s) {
+            Some(Whole::Int(n)) if n <= u128::from(MAX_VOLUME) => Ok(Value::Float(n as f64)),
+            Some(Whole::Int(_) | Whole::TooLarge) => Err(self.bad(
                 col,
-                format!("{s} is not a volume: expected a whole number of 0 or more"),
-            ));
+                format!(
+                    "{} is above the largest volume, 2^53 = {MAX_VOLUME}: volumes are stored as \
+                     doubles, which hold every whole number exactly only up to there",
+                    quote(s)
+                ),
+            )),
+            _ => Err(self.bad(
+                col,
+                format!(
+                    "{} is not a volume: expected a whole number of 0 or more",
+                    quote(s)
+                ),
+            )),
         }
-        // -0 is stored as 0.
-        Ok(Value::Float(x + 0.0))
     }
 
     /// A simple return over one day: greater than −1 (a loss of at most the whole position).
@@ -832,21 +1220,70 @@ impl Fields<'_> {
         Ok(Value::Float(x))
     }
 
+    /// A day index: an integer from 0 to [`MAX_DAY_INDEX`].
     fn day_index(&self, col: &str) -> Result<Value> {
         let s = self.raw(col);
-        match s.parse::<i32>() {
-            Ok(i) if i >= 0 => Ok(Value::Int(i64::from(i))),
-            _ => Err(self.bad(
+        let (negative, digits) = match s.as_bytes().first() {
+            Some(b'-') => (true, &s[1..]),
+            Some(b'+') => (false, &s[1..]),
+            _ => (false, s),
+        };
+        if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(self.bad(
                 col,
-                format!("invalid day index {}, expected an integer ≥ 0", quote(s)),
-            )),
+                format!(
+                    "invalid day index {}, expected an integer from 0 to {MAX_DAY_INDEX}",
+                    quote(s)
+                ),
+            ));
         }
+        let significant = digits.trim_start_matches('0');
+        let value = if significant.len() > 19 {
+            u64::MAX
+        } else {
+            significant.parse::<u64>().unwrap_or(0)
+        };
+        if negative && value > 0 {
+            return Err(self.bad(
+                col,
+                format!(
+                    "day index {} is negative: expected an integer from 0 to {MAX_DAY_INDEX}",
+                    quote(s)
+                ),
+            ));
+        }
+        if value > MAX_DAY_INDEX {
+            return Err(self.bad(
+                col,
+                format!(
+                    "day index {} is above the limit {MAX_DAY_INDEX} (2^31 - 1, the largest an \
+                     INTEGER column holds)",
+                    quote(s)
+                ),
+            ));
+        }
+        Ok(Value::Int(value as i64))
     }
 
+    /// A JSON object, strictly: no key twice in any object, no integer that
+    /// does not fit 64 bits (it would be rounded to a double), no NUL.
     fn object(&self, col: &str) -> Result<Map<String, Json>> {
         let s = self.raw(col);
-        let v = serde_json::from_str::<Json>(s)
-            .map_err(|e| self.bad(col, format!("invalid JSON: {}", excerpt(&e.to_string()).0)))?;
+        let v = serde_json::from_str::<StrictJson>(s)
+            .map_err(|e| self.bad(col, json_error(s, &e)))?
+            .0;
+        if let Some((at, integer)) = long_integer(s) {
+            let (line, column) = json_position(s, at);
+            return Err(self.bad(
+                col,
+                format!(
+                    "the integer {} at line {line} column {column} of the JSON does not fit 64 bits: \
+                     JSON integers are stored exactly from -2^63 to 2^64 - 1; write it with a \
+                     decimal point or an exponent to store it as a double",
+                    excerpt(integer).0
+                ),
+            ));
+        }
         if let Some(nul) = json_nul(&v) {
             return Err(self.bad(
                 col,
@@ -866,10 +1303,13 @@ impl Fields<'_> {
         Ok(Value::Json(Json::Object(self.object(col)?).to_string()))
     }
 
-    /// A JSON object of instrument_id → finite numeric weight. Ids follow the
-    /// id rule; ids not in `instruments` are noted in `door` (a warning, not an error).
+    /// A JSON object of instrument_id → finite numeric weight, the absolute
+    /// weights summing to a finite number (the portfolio vector divides by
+    /// that sum). Ids follow the id rule; ids not in `instruments` are noted in
+    /// `door` (a warning, not an error).
     fn weights(&self, col: &str, door: &mut Door) -> Result<Map<String, Json>> {
         let m = self.object(col)?;
+        let mut total = 0f64;
         for (k, v) in &m {
             if k.is_empty() {
                 return Err(self.bad(col, "a weight has an empty instrument id".into()));
@@ -877,10 +1317,21 @@ impl Fields<'_> {
             if let Some(p) = id_problem(k) {
                 return Err(self.bad(col, format!("instrument id {p}")));
             }
-            if !v.as_f64().is_some_and(f64::is_finite) {
+            let Some(w) = v.as_f64().filter(|w| w.is_finite()) else {
                 return Err(self.bad(
                     col,
                     format!("weight of {} is {}, expected a number", quote(k), json_kind(v)),
+                ));
+            };
+            total += w.abs();
+            if !total.is_finite() {
+                return Err(self.bad(
+                    col,
+                    format!(
+                        "the absolute weights overflow a double (above about 1.8e308) when \
+                         summed, at the weight of {}; scale them down: only their ratios matter",
+                        quote(k)
+                    ),
                 ));
             }
             if door.known.as_ref().is_some_and(|known| !known.contains(k)) {
@@ -888,5 +1339,249 @@ impl Fields<'_> {
             }
         }
         Ok(m)
+    }
+}
+
+/// The exact value of a decimal number as written, when it is whole.
+#[derive(Debug, PartialEq, Eq)]
+enum Whole {
+    Int(u128),
+    /// Whole and positive, beyond 2¹²⁸.
+    TooLarge,
+    /// Not a whole number.
+    Fraction,
+    /// Below zero.
+    Negative,
+}
+
+/// What the decimal text `s` (`12`, `+1.5e3`, `-0.0`, `.5`) is exactly, without
+/// rounding through a double: `9007199254740993` is that integer, not 2⁵³, and
+/// `5000000000000000.3` is not whole. `None` if `s` is not a decimal number.
+fn whole(s: &str) -> Option<Whole> {
+    let (negative, s) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let (mantissa, exponent) = match s.find(['e', 'E']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if (int.is_empty() && frac.is_empty()) || !int.bytes().chain(frac.bytes()).all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    // The power of ten, saturated far beyond any meaningful range.
+    let mut exp: i64 = match exponent {
+        None => 0,
+        Some(e) => {
+            let (sign, digits) = match e.as_bytes().first() {
+                Some(b'-') => (-1, &e[1..]),
+                Some(b'+') => (1, &e[1..]),
+                _ => (1, e),
+            };
+            if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            let digits = digits.trim_start_matches('0');
+            sign * if digits.len() > 12 {
+                1_000_000_000_000
+            } else {
+                digits.parse::<i64>().unwrap_or(0)
+            }
+        }
+    };
+    exp -= frac.len() as i64;
+    let digits = format!("{int}{frac}");
+    let digits = digits.trim_start_matches('0');
+    if digits.is_empty() {
+        return Some(Whole::Int(0));
+    }
+    if negative {
+        return Some(Whole::Negative);
+    }
+    let significant = digits.trim_end_matches('0');
+    exp += (digits.len() - significant.len()) as i64;
+    if exp < 0 {
+        return Some(Whole::Fraction);
+    }
+    if significant.len() as i64 + exp > 39 {
+        return Some(Whole::TooLarge);
+    }
+    let n = significant.parse::<u128>().ok();
+    let n = n.and_then(|n| 10u128.checked_pow(exp as u32).and_then(|p| n.checked_mul(p)));
+    Some(n.map_or(Whole::TooLarge, Whole::Int))
+}
+
+/// A JSON value parsed as `serde_json::Value` is, except that a key given
+/// twice in one object is an error (serde_json keeps the last silently).
+struct StrictJson(Json);
+
+impl<'de> serde::Deserialize<'de> for StrictJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(StrictJson)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Json;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Json, E> {
+        Ok(Json::Null)
+    }
+    fn visit_bool<E>(self, b: bool) -> std::result::Result<Json, E> {
+        Ok(Json::Bool(b))
+    }
+    fn visit_i64<E>(self, n: i64) -> std::result::Result<Json, E> {
+        Ok(Json::from(n))
+    }
+    fn visit_u64<E>(self, n: u64) -> std::result::Result<Json, E> {
+        Ok(Json::from(n))
+    }
+    fn visit_f64<E: serde::de::Error>(self, x: f64) -> std::result::Result<Json, E> {
+        serde_json::Number::from_f64(x)
+            .map(Json::Number)
+            .ok_or_else(|| E::custom("a number that is not finite"))
+    }
+    fn visit_str<E>(self, s: &str) -> std::result::Result<Json, E> {
+        Ok(Json::String(s.to_string()))
+    }
+    fn visit_string<E>(self, s: String) -> std::result::Result<Json, E> {
+        Ok(Json::String(s))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Json, A::Error> {
+        let mut out = Vec::new();
+        while let Some(StrictJson(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Json::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Json, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key {} is given twice in one object",
+                    quote(&key)
+                )));
+            }
+            let StrictJson(v) = map.next_value()?;
+            out.insert(key, v);
+        }
+        Ok(Json::Object(out))
+    }
+}
+
+/// The message for JSON that does not parse, with a hint where it holds
+/// `NaN` or `Infinity` (which JSON does not have).
+fn json_error(text: &str, e: &serde_json::Error) -> String {
+    // serde_json's messages are short and quote no input; ours quote keys cut short.
+    let mut m = format!("invalid JSON: {e}");
+    if e.is_syntax() {
+        let at = text
+            .split_inclusive('\n')
+            .take(e.line().saturating_sub(1))
+            .map(str::len)
+            .sum::<usize>()
+            + e.column().saturating_sub(1);
+        let rest = text.get(at..).unwrap_or("").trim_start_matches('-');
+        if ["NaN", "nan", "Infinity", "inf"]
+            .iter()
+            .any(|w| rest.starts_with(w))
+        {
+            m.push_str(" (JSON has no NaN or Infinity: numbers must be finite)");
+        }
+    }
+    m
+}
+
+/// Line and column (1-based, in characters) of byte `at` of `text`.
+fn json_position(text: &str, at: usize) -> (usize, usize) {
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[start..].chars().count() + 1)
+}
+
+/// The first integer in JSON text (already parsed) that fits neither `i64`
+/// nor `u64`, which serde_json would round to a double: its byte offset and text.
+fn long_integer(text: &str) -> Option<(usize, &str)> {
+    let b = text.as_bytes();
+    let (mut i, mut in_string) = (0, false);
+    while i < b.len() {
+        let c = b[i];
+        if in_string {
+            match c {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else if c == b'"' {
+            in_string = true;
+        } else if c == b'-' || c.is_ascii_digit() {
+            let start = i;
+            while i < b.len() && matches!(b[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                i += 1;
+            }
+            let token = &text[start..i];
+            if !token.contains(['.', 'e', 'E'])
+                && token.parse::<i64>().is_err()
+                && token.parse::<u64>().is_err()
+            {
+                return Some((start, token));
+            }
+            continue;
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_reads_decimal_text_exactly() {
+        assert_eq!(whole("1000"), Some(Whole::Int(1000)));
+        assert_eq!(whole("1000.0"), Some(Whole::Int(1000)));
+        assert_eq!(whole("1e3"), Some(Whole::Int(1000)));
+        assert_eq!(whole("+1.5E3"), Some(Whole::Int(1500)));
+        assert_eq!(whole("12000e-3"), Some(Whole::Int(12)));
+        assert_eq!(whole("-0.0"), Some(Whole::Int(0)));
+        assert_eq!(whole("0e999999999999999999999"), Some(Whole::Int(0)));
+        assert_eq!(whole(".5"), Some(Whole::Fraction));
+        assert_eq!(whole("1000.5"), Some(Whole::Fraction));
+        assert_eq!(whole("1e-3"), Some(Whole::Fraction));
+        assert_eq!(whole("5000000000000000.3"), Some(Whole::Fraction));
+        assert_eq!(whole("1.0000000000000000001"), Some(Whole::Fraction));
+        assert_eq!(whole("-1"), Some(Whole::Negative));
+        assert_eq!(whole("9007199254740993"), Some(Whole::Int(9_007_199_254_740_993)));
+        assert_eq!(whole("1e39"), Some(Whole::TooLarge));
+        assert_eq!(whole("1e999999999999999999999"), Some(Whole::TooLarge));
+        assert_eq!(whole("1e38"), Some(Whole::Int(10u128.pow(38))));
+        for bad in ["", ".", "e5", "1e", "1e+", "x", "1.2.3", "inf", "NaN", "--1"] {
+            assert_eq!(whole(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn long_integers_are_found_outside_strings_only() {
+        assert_eq!(
+            long_integer(r#"{"a": 18446744073709551615, "b": -9223372036854775808}"#),
+            None
+        );
+        let t = r#"{"a": "123456789012345678901234", "b": [1.5e300, 18446744073709551616]}"#;
+        assert_eq!(long_integer(t), Some((49, "18446744073709551616")));
+        assert_eq!(
+            long_integer(r#"{"a\"1": -9223372036854775809}"#).map(|x| x.1),
+            Some("-9223372036854775809")
+        );
+        assert_eq!(long_integer(r#"{"a": 123456789012345678901234.0}"#), None);
     }
 }

@@ -8,7 +8,8 @@ use crate::import::{import_file, ImportKind};
 #[command(
     after_help = "Each file is imported in one transaction: a bad row aborts the file with an \
 error naming file, line and column, and nothing is written. Rows are upserted on the table key, so \
-re-importing a file changes nothing. Dates are YYYY-MM-DD; extra columns are ignored."
+re-importing a file changes nothing. Dates are YYYY-MM-DD (years 0001-9999); a header or row is at \
+most 1 MiB; extra columns are ignored."
 )]
 pub struct Args {
     /// What the files hold.
