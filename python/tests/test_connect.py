@@ -169,3 +169,33 @@ def test_without_pandas_rows_are_dicts_with_the_csv_columns(demo_sqlite, monkeyp
         "--model-id", MODEL,
     )
     assert list(rows[0].keys()) == header
+
+
+def test_a_partition_behind_the_database_answers_with_its_delta_and_says_so(demo):
+    """A set that gained rows since its partition was built: the connection's
+    frames, like the CLI, answer for the set as stored (the partition and an
+    exact scan of the rows it lacks) and say so in answered_by / partition_stale."""
+    day, instruments = latest_states(demo)
+    s = "GEN_STALE"
+    demo.cli("gen-scenarios", "--scenario-set-id", s, "--count", "2100", "--model-id", MODEL)
+    db = connect(demo)
+    fresh = db.similar_scenarios(instruments[0], day, MODEL, s, 10)
+    assert set(fresh["answered_by"]) == {"index"} and not fresh["partition_stale"].any()
+    demo.cli("gen-scenarios", "--scenario-set-id", s, "--count", "2160", "--model-id", MODEL, "--no-index")
+    args = ["--instrument-id", instruments[0], "--as-of", day, "--model-id", MODEL, "--scenario-set-id", s, "--top-k", "10"]
+    header, rows = cli_table(demo, "find-similar-stab-scenarios", *args)
+    got = db.similar_scenarios(instruments[0], day, MODEL, s, 10)
+    assert_same(got, header, rows)
+    assert set(got["answered_by"]) == {"index+delta"} and got["partition_stale"].all()
+    exact = db.similar_scenarios(instruments[0], day, MODEL, s, 10, exact=True)
+    assert set(exact["answered_by"]) == {"exact-scan"} and not exact["partition_stale"].any()
+    assert list(got["scenario_id"]) == list(exact["scenario_id"])
+    # A partition file on its own knows no database: how, but not whether stale.
+    p = stabspace.Partition(demo.data_dir / "index" / MODEL / f"{s}.stabidx")
+    q = np.ones(p.dim, dtype=np.float32)
+    assert p.search(q, 3).answered_by == "index"
+    assert p.search_exact(q, 3).answered_by == "exact-scan"
+    assert p.search(q, 3).partition_stale is None
+    demo.cli("index", "rebuild")
+    again = db.similar_scenarios(instruments[0], day, MODEL, s, 10)
+    assert set(again["answered_by"]) == {"index"} and not again["partition_stale"].any()
