@@ -24,7 +24,7 @@ use crate::cli::parse_date;
 use crate::commands::index::status_table;
 use crate::diagnostics::{find_similar, portfolio_exposure};
 use crate::nearest::{calibrated_ef, SearchOpts};
-use crate::partitions::{scenario_as_of, status_all};
+use crate::partitions::scenario_as_of;
 use crate::portfolio::DEFAULT_MIN_COVERAGE;
 
 const JOINT_MODEL: &str = "joint-stab-fragility-v1";
@@ -49,8 +49,8 @@ fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, 
             "expected a JSON object, {\"field\": value, …}",
         ));
     }
-    let de = &mut serde_json::Deserializer::from_slice(&body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(&body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let field = if path == "." { "body".to_string() } else { path };
@@ -60,7 +60,70 @@ fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, 
             inner.to_string()
         };
         ApiError::field(field, message)
+    })?;
+    // One JSON object and nothing after it but whitespace.
+    de.end().map_err(|e| {
+        ApiError::field(
+            "body",
+            format!("trailing bytes after the JSON object ({e}): send one object and nothing after it"),
+        )
+    })?;
+    Ok(value)
+}
+
+/// A number that may be left out (for its default) but not given as `null`.
+fn no_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    match Option::<T>::deserialize(d)? {
+        Some(v) => Ok(Some(v)),
+        None => Err(serde::de::Error::custom(
+            "null is not a number: give a number, or leave the field out for its default",
+        )),
+    }
+}
+
+/// An id, shown in a message: quoted, escaped, at most 64 characters of it.
+fn shown(id: &str) -> String {
+    let head: String = id.chars().take(64).collect();
+    if head.len() < id.len() {
+        format!("{head:?}…")
+    } else {
+        format!("{head:?}")
+    }
+}
+
+/// A joint model id: the registry's rule (it names a directory of partitions).
+fn model_id(field: &str, id: &str) -> Result<(), ApiError> {
+    crate::joint::check_model_id(id).map_err(|_| {
+        ApiError::field(
+            field,
+            format!(
+                "{} is not a joint model id: those are 1 to {} letters, digits, '.', '_' or '-', not starting \
+                 with '.'",
+                shown(id),
+                crate::joint::MAX_ID_LEN
+            ),
+        )
     })
+}
+
+/// A scenario set, instrument or portfolio id: the import's id rule (1 to
+/// `MAX_ID_BYTES` bytes, no control character).
+fn id(field: &str, id: &str) -> Result<(), ApiError> {
+    let max = crate::import::MAX_ID_BYTES;
+    let problem = if id.is_empty() {
+        "is empty".to_string()
+    } else if id.len() > max {
+        format!("is {} bytes long; ids are at most {max} bytes", id.len())
+    } else if let Some(c) = id.chars().find(|c| c.is_control()) {
+        format!("holds a control character (U+{:04X}); ids may not", u32::from(c))
+    } else {
+        return Ok(());
+    };
+    Err(ApiError::field(field, format!("{} {problem}", shown(id))))
 }
 
 fn positive(field: &str, v: i64, max: usize) -> Result<usize, ApiError> {
@@ -116,8 +179,11 @@ fn breadth(
 pub struct SearchRequest {
     vector: Option<Vec<f32>>,
     vectors: Option<Vec<Vec<f32>>>,
+    #[serde(default, deserialize_with = "no_null")]
     k: Option<i64>,
+    #[serde(default, deserialize_with = "no_null")]
     ef: Option<i64>,
+    #[serde(default, deserialize_with = "no_null")]
     recall: Option<f64>,
     #[serde(default)]
     exact: bool,
@@ -144,7 +210,7 @@ struct HitsOut<'a> {
 struct SearchOut<'a> {
     joint_model: &'a str,
     scenario_set: &'a str,
-    /// The graph's breadth; None for an exact scan.
+    /// The breadth the graph search used (at least k); None for an exact scan.
     ef: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     hits: Option<Vec<HitOut<'a>>>,
@@ -194,6 +260,8 @@ pub async fn search(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let Path((model, set)) = path.map_err(|r| ApiError::field("path", r.body_text()))?;
+    model_id("joint_model", &model)?;
+    id("scenario_set", &set)?;
     if app.hold {
         eprintln!("held at {}", crate::faults::SERVE_SEARCH_HELD);
         tokio::time::sleep(crate::faults::HOLD).await;
@@ -233,9 +301,8 @@ pub async fn search(
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 format!(
-                    "no index partition for joint model {model:?}, scenario set {set:?} under {} \
-                     (GET /v1/partitions lists them)",
-                    app.cache.index_dir().display()
+                    "no index partition for joint model {model:?}, scenario set {set:?} \
+                     (GET /v1/partitions lists them)"
                 ),
             ))
         }
@@ -258,8 +325,9 @@ pub async fn search(
             (None, None) => loaded.default_ef,
         })
     };
-    // A breadth of every row is a scan (the engine scans then).
-    let ef = ef.filter(|&e| e.max(k) < p.len());
+    // The breadth the engine searches: at least k (`Partition::search`); one
+    // of every row is a scan (the engine scans then).
+    let ef = ef.map(|e| e.max(k)).filter(|&e| e < p.len());
     // A graph search of one vector takes a fraction of a millisecond: it is
     // answered on this worker. Scans of a large partition, wide breadths and
     // batches go to the blocking pool (a batch spreads over the rayon threads),
@@ -332,8 +400,11 @@ pub struct SimilarRequest {
     #[serde(default = "default_model")]
     model_id: String,
     scenario_set_id: String,
+    #[serde(default, deserialize_with = "no_null")]
     top_k: Option<i64>,
+    #[serde(default, deserialize_with = "no_null")]
     ef: Option<i64>,
+    #[serde(default, deserialize_with = "no_null")]
     recall: Option<f64>,
     #[serde(default)]
     exact: bool,
@@ -349,8 +420,11 @@ pub struct ExposureRequest {
     scenario_set_id: String,
     #[serde(default = "default_model", alias = "joint_model_id")]
     stab_model_id: String,
+    #[serde(default, deserialize_with = "no_null")]
     top_k: Option<i64>,
+    #[serde(default, deserialize_with = "no_null")]
     ef: Option<i64>,
+    #[serde(default, deserialize_with = "no_null")]
     recall: Option<f64>,
     #[serde(default)]
     exact: bool,
@@ -391,6 +465,9 @@ pub async fn similar(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: SimilarRequest = parse(body)?;
+    id("instrument_id", &req.instrument_id)?;
+    model_id("model_id", &req.model_id)?;
+    id("scenario_set_id", &req.scenario_set_id)?;
     let as_of = date("as_of", &req.as_of)?;
     let (k, opts) = app.workflow(req.top_k, req.ef, req.recall, req.exact, req.no_quantized)?;
     // The workflow reads the database and searches (or, with exact, scans the
@@ -420,6 +497,9 @@ pub async fn exposure(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: ExposureRequest = parse(body)?;
+    id("portfolio_id", &req.portfolio_id)?;
+    id("scenario_set_id", &req.scenario_set_id)?;
+    model_id("stab_model_id", &req.stab_model_id)?;
     let as_of = date("as_of", &req.as_of)?;
     let (k, opts) = app.workflow(req.top_k, req.ef, req.recall, req.exact, req.no_quantized)?;
     if !(0.0..=1.0).contains(&req.min_coverage) {
@@ -446,13 +526,23 @@ pub async fn exposure(
     Ok(json_response(&json!({ "hits": t.json_rows() })))
 }
 
-/// `GET /v1/partitions`: `index status`.
+/// `GET /v1/partitions`: `index status`'s rows, each with `checksums`
+/// (`pending` until its file version has been verified in the background,
+/// then `ok` or `bad`; `null` without a readable file), in constant work per
+/// partition ([`super::status`]).
 pub async fn partitions(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
-    // Checks every partition file's checksums: not on an async worker's time.
-    let rows = off_worker(status_all(&app.db, app.cache.index_dir()))?;
-    Ok(json_response(
-        &json!({ "partitions": status_table(&rows).json_rows() }),
-    ))
+    // Stats and opens files (constant work each): not on an async worker's time.
+    let rows = off_worker(app.status.rows(&app.db))?;
+    let statuses: Vec<_> = rows.iter().map(|r| r.status.clone()).collect();
+    let mut out: Vec<serde_json::Value> = status_table(&statuses).json_rows();
+    for (o, r) in out.iter_mut().zip(&rows) {
+        if let serde_json::Value::Object(m) = o {
+            m.insert("checksums".into(), json!(r.checksums));
+        }
+    }
+    let mut body = json!({ "partitions": out });
+    app.scrub.json(&mut body);
+    Ok(json_response(&body))
 }
 
 /// `GET /healthz`.

@@ -23,7 +23,7 @@ use crate::nearest::{calibrated_ef, OpenPartition, PartitionSource, DEFAULT_RECA
 
 /// What identifies one version of a partition file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Stamp {
+pub(super) struct Stamp {
     dev: u64,
     ino: u64,
     len: u64,
@@ -31,7 +31,7 @@ struct Stamp {
 }
 
 impl Stamp {
-    fn of(meta: &std::fs::Metadata) -> Stamp {
+    pub(super) fn of(meta: &std::fs::Metadata) -> Stamp {
         Stamp {
             dev: meta.dev(),
             ino: meta.ino(),

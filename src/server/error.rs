@@ -1,5 +1,8 @@
 //! What a failed request gets: a status and a JSON body naming the field at
-//! fault, `{"error": {"status": 400, "field": "vectors[3]", "message": "…"}}`.
+//! fault, `{"error": {"status": 400, "field": "vectors[3]", "message": "…"}}`,
+//! with no absolute path of the server's machine in it ([`Scrub`]).
+
+use std::path::Path;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -73,5 +76,89 @@ impl IntoResponse for ApiError {
             }
         });
         (self.status, Json(body)).into_response()
+    }
+}
+
+/// Takes the absolute paths of the server's data directory and database file
+/// out of what clients read: a path under the data directory reads relative
+/// to it (`index/MODEL/SET.stabidx`), the SQLite file by its name.
+#[derive(Clone, Debug, Default)]
+pub struct Scrub {
+    /// (what, replacement), applied in order.
+    pairs: Vec<(String, String)>,
+}
+
+impl Scrub {
+    pub fn new(data_dir: &Path, db_label: &str) -> Scrub {
+        let mut pairs = Vec::new();
+        let file = db_label
+            .strip_prefix("sqlite://")
+            .or_else(|| db_label.strip_prefix("sqlite:"))
+            .map(|rest| rest.split('?').next().unwrap_or(rest));
+        if let Some(file) = file.filter(|f| f.starts_with('/')) {
+            let name = Path::new(file).file_name().map_or_else(
+                || "the database".to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            pairs.push((db_label.to_string(), format!("sqlite:{name}")));
+            pairs.push((file.to_string(), name));
+        }
+        let dir = data_dir.to_string_lossy().trim_end_matches('/').to_string();
+        if dir.starts_with('/') {
+            pairs.push((format!("{dir}/"), String::new()));
+            pairs.push((dir, "the data directory".into()));
+        }
+        Scrub { pairs }
+    }
+
+    pub fn text(&self, s: &str) -> String {
+        let mut out = s.to_string();
+        for (from, to) in &self.pairs {
+            if out.contains(from.as_str()) {
+                out = out.replace(from.as_str(), to);
+            }
+        }
+        out
+    }
+
+    /// Every string in a JSON value.
+    pub fn json(&self, v: &mut serde_json::Value) {
+        use serde_json::Value;
+        match v {
+            Value::String(s) if self.pairs.iter().any(|(from, _)| s.contains(from.as_str())) => {
+                *s = self.text(s);
+            }
+            Value::Array(a) => a.iter_mut().for_each(|x| self.json(x)),
+            Value::Object(m) => m.values_mut().for_each(|x| self.json(x)),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_makes_paths_relative_to_the_data_dir() {
+        let s = Scrub::new(Path::new("/srv/data/"), "sqlite:///srv/data/stabspace.db");
+        assert_eq!(
+            s.text("/srv/data/index/m/s.stabidx: bad checksum"),
+            "index/m/s.stabidx: bad checksum"
+        );
+        assert_eq!(
+            s.text("database error on sqlite:///srv/data/stabspace.db: locked"),
+            "database error on sqlite:stabspace.db: locked"
+        );
+        assert_eq!(
+            s.text("partitions under /srv/data"),
+            "partitions under the data directory"
+        );
+        let mut v = serde_json::json!({"error": {"message": "/srv/data/x \"y\"", "n": 1}});
+        s.json(&mut v);
+        assert_eq!(v["error"]["message"], "x \"y\"");
+        // Relative directories and PostgreSQL URLs name no path of the machine.
+        let s = Scrub::new(Path::new("data"), "postgres://u:***@db/x");
+        assert_eq!(s.text("data/index/m"), "data/index/m");
     }
 }

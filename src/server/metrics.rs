@@ -1,5 +1,6 @@
 //! `GET /metrics`: requests by route and status, latency histograms,
-//! partitions loaded and partition files swapped, in the Prometheus
+//! partitions loaded, partition files swapped and partition file versions
+//! whose checksums were verified, in the Prometheus
 //! (OpenMetrics) text format, through the `prometheus-client` crate.
 
 use std::sync::atomic::AtomicU64;
@@ -34,6 +35,7 @@ pub struct Metrics {
     pub latency: Latency,
     pub partitions_loaded: Gauge<i64, std::sync::atomic::AtomicI64>,
     pub partition_reloads: Counter<u64, AtomicU64>,
+    pub partition_verifications: Counter<u64, AtomicU64>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -68,12 +70,19 @@ impl Metrics {
             "Partition files found replaced (a rebuild) and opened again",
             partition_reloads.clone(),
         );
+        let partition_verifications = Counter::default();
+        registry.register(
+            "partition_verifications",
+            "Partition file versions whose checksums were read and checked (once per version, in the background)",
+            partition_verifications.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             requests,
             latency,
             partitions_loaded,
             partition_reloads,
+            partition_verifications,
         }
     }
 

@@ -5,41 +5,51 @@
 //! by a rebuild is picked up by the next request while requests in flight
 //! finish on the old map. Every request is counted and timed for `/metrics`
 //! ([`metrics`]); bad requests get a 4xx with a JSON error naming the field
-//! ([`error`]). Limits: body size, request timeout, concurrent requests, k,
-//! ef and vectors per request. There is no authentication: the server binds
-//! to loopback by default.
+//! ([`error`]), and no response names an absolute path of the machine
+//! ([`error::Scrub`]). `GET /v1/partitions` is `index status` in constant work
+//! per partition ([`status`]). Limits: body size (a larger `Content-Length`
+//! is refused before the body is read), request timeout, concurrent
+//! requests, k, ef and vectors per request. There is no authentication: the
+//! server binds to loopback by default.
 
 mod api;
 mod cache;
 mod error;
 mod metrics;
+mod status;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use axum::body::{Body, BodyDataStream, Bytes};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use futures_util::StreamExt;
 use std::io::Write;
 
+use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 
 use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::Service;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::{Error, Result};
 use crate::storage::Db;
 pub use cache::PartitionCache;
-use error::ApiError;
+use error::{ApiError, Scrub};
 pub use metrics::Metrics;
+use status::StatusCache;
 
 /// What one request may ask for, and what the server takes at once.
 #[derive(Clone, Debug)]
@@ -71,6 +81,10 @@ pub struct App {
     pub cache: Arc<PartitionCache>,
     pub metrics: Metrics,
     pub limits: Limits,
+    /// `GET /v1/partitions`'s rows, per file version.
+    status: StatusCache,
+    /// The data directory's and the database file's paths, out of every answer.
+    scrub: Scrub,
     /// Hold each search (a test hook: [`crate::faults::SERVE_SEARCH_HELD`]).
     hold: bool,
 }
@@ -78,8 +92,11 @@ pub struct App {
 impl App {
     pub fn new(db: Db, index_dir: PathBuf, limits: Limits) -> App {
         let metrics = Metrics::new();
+        let data_dir = index_dir.parent().unwrap_or(&index_dir).to_path_buf();
         App {
+            scrub: Scrub::new(&data_dir, db.label()),
             db,
+            status: StatusCache::new(index_dir.clone(), metrics.partition_verifications.clone()),
             cache: Arc::new(PartitionCache::new(index_dir, metrics.partition_reloads.clone())),
             metrics,
             limits,
@@ -115,6 +132,8 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::wrong_method)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        // The body is read in turn (at most --concurrency bodies in memory).
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), receive))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -125,8 +144,170 @@ pub fn router(app: Arc<App>) -> Router {
         // One semaphore for the whole server (`Router::layer` wraps each route
         // on its own: a plain ConcurrencyLimitLayer would limit per route).
         .layer(GlobalConcurrencyLimitLayer::new(limits.concurrency))
+        // A body above the limit is refused before a request waits for a turn.
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), admit))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), track))
         .with_state(app)
+}
+
+/// How long a refused body is still read (and discarded), at most.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Refuse a `Content-Length` above the limit at once (413), without reading
+/// the body or waiting for a turn. A request counts as in flight on its
+/// connection ([`InFlight`]) once it has been received whole: here when it
+/// has no body, else when [`receive`] has read it; from then until its
+/// answer has been handed to the connection, a shutdown finishes it (and
+/// closes connections with nothing in flight at once). Error answers leave
+/// here with the machine's paths taken out ([`Scrub`]).
+async fn admit(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    let max = app.limits.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared.filter(|&n| n > max as u64) {
+        linger(req.into_body().into_data_stream(), max);
+        return too_large(format!(
+            "request body of {n} bytes (Content-Length) is above the server's limit of {max} bytes (--max-body-mb)"
+        ));
+    }
+    let mark = Mark::default();
+    if let Some(conn) = req.extensions().get::<InFlight>() {
+        if req.body().is_end_stream() {
+            mark.set(conn);
+        }
+    }
+    req.extensions_mut().insert(mark.clone());
+    let response = scrub(&app.scrub, next.run(req).await).await;
+    match mark.take() {
+        // Until the body has been handed to the connection.
+        Some(guard) => response.map(|body| Body::new(Answering { body, _guard: guard })),
+        None => response,
+    }
+}
+
+/// Read the request's body whole (up to the limit) before the handler runs,
+/// so that a request is either received whole or not at all.
+async fn receive(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let max = app.limits.max_body_bytes;
+    let (parts, body) = req.into_parts();
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(c) if bytes.len() + c.len() > max => {
+                linger(stream, max);
+                return too_large(format!(
+                    "request body above the server's limit of {max} bytes (--max-body-mb)"
+                ));
+            }
+            Ok(c) => bytes.extend_from_slice(&c),
+            Err(e) => {
+                return ApiError::field("body", format!("the request body could not be read: {e}"))
+                    .into_response()
+            }
+        }
+    }
+    if let (Some(conn), Some(mark)) = (parts.extensions.get::<InFlight>(), parts.extensions.get::<Mark>()) {
+        mark.set(conn);
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
+}
+
+/// 413, and the connection closed after it (its body was not read).
+fn too_large(message: String) -> Response {
+    let mut r = ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// Read and discard what is left of a refused body, up to `max` bytes within
+/// [`LINGER`], so that a client still sending it reads the 413 rather than a
+/// reset; then the connection closes.
+fn linger(mut stream: BodyDataStream, max: usize) {
+    tokio::spawn(async move {
+        let mut left = max;
+        let _ = tokio::time::timeout(LINGER, async {
+            while let Some(Ok(c)) = stream.next().await {
+                if c.len() >= left {
+                    break;
+                }
+                left -= c.len();
+            }
+        })
+        .await;
+    });
+}
+
+/// Requests of one connection received whole and not yet answered.
+#[derive(Clone, Default)]
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(&self) -> InFlightGuard {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(Arc::clone(&self.0))
+    }
+
+    fn any(&self) -> bool {
+        self.0.load(Ordering::SeqCst) > 0
+    }
+}
+
+struct InFlightGuard(Arc<AtomicUsize>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One request's place among its connection's requests in flight, taken
+/// once it has been received whole.
+#[derive(Clone, Default)]
+struct Mark(Arc<std::sync::Mutex<Option<InFlightGuard>>>);
+
+impl Mark {
+    fn set(&self, conn: &InFlight) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if m.is_none() {
+            *m = Some(conn.enter());
+        }
+    }
+
+    fn take(&self) -> Option<InFlightGuard> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// A response body that keeps its request in flight until the connection
+/// has taken all of it (and dropped it).
+struct Answering {
+    body: Body,
+    _guard: InFlightGuard,
+}
+
+impl hyper::body::Body for Answering {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Count and time every request by its route pattern, and answer 408 (as a
@@ -169,9 +350,46 @@ async fn track(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
     response
 }
 
-/// Serve on `addr` until SIGINT or SIGTERM; then stop accepting, let the
-/// requests in flight finish (for at most the request timeout and 5 s more;
-/// a second signal stops at once), and return.
+/// An error's JSON with the machine's paths taken out ([`Scrub`]).
+async fn scrub(s: &Scrub, response: Response) -> Response {
+    if !response.status().is_client_error() && !response.status().is_server_error() {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // Errors are small JSON objects.
+    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error (an error too large to send)",
+        )
+        .into_response();
+    };
+    let bytes = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(mut v) => {
+            s.json(&mut v);
+            serde_json::to_vec(&v).map_or(bytes, Bytes::from)
+        }
+        Err(_) => Bytes::from(s.text(&String::from_utf8_lossy(&bytes))),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// How a connection ended at a shutdown.
+enum Ended {
+    /// Before the shutdown, or closed by its client or a timeout.
+    Before,
+    /// Closed at once: no request received whole.
+    Dropped,
+    /// Closed once its requests in flight were answered.
+    Finished,
+}
+
+/// Serve on `addr` until SIGINT or SIGTERM; then stop accepting, close at
+/// once every connection with no request received whole (a request head or
+/// body still arriving, or idle), let the requests received whole finish
+/// (for at most the request timeout and 5 s more; a second signal stops at
+/// once), and return.
 pub async fn serve(addr: SocketAddr, app: App) -> Result<()> {
     // Before anything is printed: a signal from then on is a shutdown, never the default action.
     let mut signals = Signals::new()?;
@@ -192,8 +410,9 @@ pub async fn serve(addr: SocketAddr, app: App) -> Result<()> {
     // Our own accept loop (axum::serve sets no timer, so hyper could not time
     // out a request head that never completes, nor an idle kept-alive
     // connection): HTTP/1.1 connections with a header read timeout, each
-    // watched for a graceful shutdown.
-    let graceful = GracefulShutdown::new();
+    // told of a shutdown.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -208,26 +427,65 @@ pub async fn serve(addr: SocketAddr, app: App) -> Result<()> {
                 };
                 // Small JSON answers on kept-alive connections: no Nagle delay.
                 let _ = stream.set_nodelay(true);
+                let in_flight = InFlight::default();
+                let tagged = in_flight.clone();
+                let router = router.clone();
+                let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                    req.extensions_mut().insert(tagged.clone());
+                    // A Router is always ready: no poll_ready needed.
+                    router.clone().call(req)
+                });
                 let conn = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(header_timeout)
                     .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()));
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    // A client that went away is not the server's error.
+                    .serve_connection(TokioIo::new(stream), service);
+                let mut stopping = stopping.clone();
+                connections.spawn(async move {
+                    let mut conn = std::pin::pin!(conn);
+                    tokio::select! {
+                        // A client that went away is not the server's error.
+                        _ = conn.as_mut() => return Ended::Before,
+                        _ = stopping.wait_for(|s| *s) => {}
+                    }
+                    // The connection is polled only here: nothing can be received
+                    // whole between this check and the drop.
+                    if !in_flight.any() {
+                        return Ended::Dropped;
+                    }
+                    conn.as_mut().graceful_shutdown();
                     let _ = conn.await;
+                    Ended::Finished
                 });
             }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             () = signals.next() => break,
         }
     }
     drop(listener);
-    println!("stabspace serve: shutting down: no new connections, finishing the requests in flight");
+    stop.send_replace(true);
+    println!(
+        "stabspace serve: shutting down: no new connections; closing those with no request received whole, \
+         finishing the requests in flight"
+    );
     let _ = std::io::stdout().flush();
+    let ended = async {
+        let (mut dropped, mut finished) = (0, 0);
+        while let Some(e) = connections.join_next().await {
+            match e {
+                Ok(Ended::Dropped) => dropped += 1,
+                Ok(Ended::Finished) => finished += 1,
+                _ => {}
+            }
+        }
+        (dropped, finished)
+    };
     tokio::select! {
-        () = graceful.shutdown() => {
-            println!("stabspace serve: stopped (requests in flight finished)");
+        (dropped, finished) = ended => {
+            println!(
+                "stabspace serve: stopped (requests in flight finished; {finished} connection(s) answered \
+                 their last request, {dropped} closed at once with no request received whole)"
+            );
         }
         () = tokio::time::sleep(drain) => {
             println!("stabspace serve: stopped after {} s with requests still open", drain.as_secs());
