@@ -1,7 +1,10 @@
 //! `stabspace serve` on a real loopback port, over real databases and
 //! partition files: answers equal the CLI's (both backends), bad requests get
-//! a JSON 4xx naming the field, a partition rebuilt under load fails no
-//! request, metrics count what was served, SIGTERM finishes what is in flight.
+//! a JSON 4xx naming the field (bad ids, nulls, trailing bytes, a body above
+//! the limit at once) and no answer names a path of the machine, a partition
+//! rebuilt under load fails no request, `GET /v1/partitions` verifies each
+//! file version once in the background, metrics count what was served,
+//! SIGTERM closes what was not received whole and finishes what was.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -19,6 +22,8 @@ use crate::support::{text, TestDb};
 const MODEL: &str = "joint-stab-fragility-v2";
 const FLAT_SET: &str = "HIST_CRASH_WINDOWS";
 const GRAPH_SET: &str = "GEN_BIG";
+/// A generated set below the graph threshold.
+const SMALL_SET: &str = "GEN_SMALL";
 
 /// Run the CLI on the test database; assert success; stdout.
 fn cli(t: &TestDb, args: &[&str]) -> String {
@@ -177,25 +182,35 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
-    /// SIGTERM, then the exit status (within 20 s).
+    /// SIGTERM, then the exit status (a hang guard of 20 s).
     fn terminate(&mut self) -> std::process::ExitStatus {
+        self.terminate_within(Duration::from_secs(20))
+    }
+
+    /// SIGTERM, then the exit status; `guard` only stops a test that hangs.
+    fn terminate_within(&mut self, guard: Duration) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         assert!(Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .expect("kill")
             .success());
-        let until = Instant::now() + Duration::from_secs(20);
+        let until = Instant::now() + guard;
         loop {
             if let Some(s) = self.child.try_wait().expect("wait") {
                 return s;
             }
             assert!(
                 Instant::now() < until,
-                "the server did not exit within 20 s of SIGTERM"
+                "the server had not exited {guard:?} after SIGTERM"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// host:port.
+    fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_string()
     }
 }
 
@@ -333,12 +348,11 @@ async fn answers_equal_the_cli(t: TestDb) {
         metrics.lines().any(|l| l == "stabspace_partitions_loaded 2"),
         "{metrics}"
     );
-    // GET /v1/partitions is `index status`.
+    // GET /v1/partitions is `index status`, once the checksums are verified.
     let want: Value = serde_json::from_str(&cli(&t, &["index", "status", "--format", "json"])).unwrap();
-    let (status, got) = get(&a, &s.url("/v1/partitions"));
-    assert_eq!(status, 200);
-    let got: Value = serde_json::from_str(&got).unwrap();
-    assert_eq!(got["partitions"], want);
+    let got = settled_partitions(&a, &s);
+    assert!(got.iter().all(|r| r["checksums"] == "ok"), "{got:?}");
+    assert_eq!(without_checksums(&got), want);
     // The raw search route answers as the partition does in process.
     let p = graph_partition(&t);
     let q = row_vector(&p, 7);
@@ -736,7 +750,10 @@ async fn metrics_count_requests_and_sigterm_finishes_requests_in_flight(t: TestD
     assert_eq!(code, 200, "{got}");
     assert_eq!(got["hits"][0]["scenario_id"], p.id(3).unwrap());
     let out = s.output();
-    assert!(out.contains("stopped (requests in flight finished)"), "{out}");
+    assert!(
+        out.contains("stopped (requests in flight finished; 1 connection(s) answered their last request"),
+        "{out}"
+    );
     assert!(
         ureq::get(s.url("/healthz")).call().is_err(),
         "the server still accepts connections"
@@ -758,32 +775,474 @@ async fn metrics_count_requests_and_sigterm_finishes_requests_in_flight(t: TestD
     );
     assert_eq!(get(&agent(), &s.url("/healthz")).0, 200);
     // A request head that never completes, and a connection left idle, are
-    // closed by the server after the timeout; a shutdown does not wait for them.
-    use std::io::{ErrorKind, Read, Write};
-    let addr = s.base.trim_start_matches("http://").to_string();
+    // closed by the server after the timeout (1 s; the read timeout is a hang
+    // guard); a shutdown does not wait for them.
+    use std::io::Write;
+    let addr = s.addr();
     let mut slow = std::net::TcpStream::connect(&addr).unwrap();
     slow.write_all(b"POST /v1/partitions HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
     let idle = std::net::TcpStream::connect(&addr).unwrap();
-    for (what, mut c) in [("a half-sent request head", slow), ("an idle connection", idle)] {
-        c.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-        let started = Instant::now();
-        // End of stream or a reset: closed by the server; a read timeout: still open.
-        let r = c.read_to_end(&mut Vec::new());
-        let waited = started.elapsed();
-        let open = matches!(&r, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut));
+    for (what, c) in [("a half-sent request head", slow), ("an idle connection", idle)] {
         assert!(
-            !open && waited < Duration::from_secs(10),
-            "{what}: still open after {waited:?}"
+            closed_by_server(c, Duration::from_secs(60)).is_some(),
+            "{what}: still open"
         );
     }
     let mut s = s;
     let _open = std::net::TcpStream::connect(&addr).unwrap();
-    let started = Instant::now();
     assert!(s.terminate().success());
+    let out = s.output();
     assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "shutdown took {:?}",
-        started.elapsed()
+        out.contains("stopped (requests in flight finished; 0 connection(s) answered their last request"),
+        "{out}"
     );
+}
+
+/// Read `c` until the server closes it (end of stream or a reset): what it
+/// sent, or `None` when it is still open after `guard` (a hang guard).
+fn closed_by_server(mut c: std::net::TcpStream, guard: Duration) -> Option<Vec<u8>> {
+    use std::io::{ErrorKind, Read};
+    c.set_read_timeout(Some(guard)).unwrap();
+    let mut got = Vec::new();
+    match c.read_to_end(&mut got) {
+        Ok(_) => Some(got),
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
+        Err(_) => Some(got),
+    }
+}
+
+/// Write `request` on a new connection; what the server answered before it
+/// closed the connection (a hang guard of 60 s).
+fn exchange(addr: &str, request: &[u8]) -> String {
+    use std::io::Write;
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.write_all(request).unwrap();
+    let got = closed_by_server(c, Duration::from_secs(60)).expect("the server closed the connection");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// `gen-scenarios` of `count` rows into `set` (and its partition, unless `extra` says --no-index).
+fn generate(t: &TestDb, set: &str, count: usize, extra: &[&str]) {
+    let count = count.to_string();
+    let mut args = vec![
+        "gen-scenarios",
+        "--scenario-set-id",
+        set,
+        "--count",
+        &count,
+        "--model-id",
+        MODEL,
+    ];
+    args.extend_from_slice(extra);
+    cli(t, &args);
+}
+
+fn partition_file(t: &TestDb, set: &str) -> std::path::PathBuf {
+    t.dir
+        .path()
+        .join("index")
+        .join(MODEL)
+        .join(format!("{set}.stabidx"))
+}
+
+/// `GET /v1/partitions`: (its rows, the body as sent).
+fn partitions(a: &ureq::Agent, s: &Server) -> (Vec<Value>, String) {
+    let (status, body) = get(a, &s.url("/v1/partitions"));
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    (v["partitions"].as_array().expect("partitions").clone(), body)
+}
+
+/// `GET /v1/partitions` once no file's checksums are pending (a hang guard of 60 s).
+fn settled_partitions(a: &ureq::Agent, s: &Server) -> Vec<Value> {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (rows, _) = partitions(a, s);
+        if !rows.iter().any(|r| r["checksums"] == "pending") {
+            return rows;
+        }
+        assert!(Instant::now() < until, "checksums still pending: {rows:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The rows as `index status --format json` has them.
+fn without_checksums(rows: &[Value]) -> Value {
+    Value::Array(
+        rows.iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.as_object_mut()
+                    .unwrap()
+                    .remove("checksums")
+                    .expect("a checksums field");
+                r
+            })
+            .collect(),
+    )
+}
+
+fn row<'a>(rows: &'a [Value], set: &str) -> &'a Value {
+    rows.iter()
+        .find(|r| r["scenario_set_id"] == set)
+        .unwrap_or_else(|| panic!("no row for {set} in {rows:?}"))
+}
+
+/// A counter's value on `/metrics`.
+fn counter(a: &ureq::Agent, s: &Server, name: &str) -> f64 {
+    let (_, m) = get(a, &s.url("/metrics"));
+    m.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in\n{m}"))
+        .parse()
+        .unwrap()
+}
+
+/// Damage a byte of the first section's data (the vectors): a new file version
+/// (written beside, renamed over) whose header and section table still open.
+fn damage(path: &std::path::Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[1024 + 100] ^= 0x5a;
+    let tmp = path.with_extension("damaged");
+    std::fs::write(&tmp, &bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+both_backends!(unmigrated: partitions_route_verifies_each_file_version_once_off_the_request_path);
+
+async fn partitions_route_verifies_each_file_version_once_off_the_request_path(t: TestDb) {
+    generate(&t, GRAPH_SET, 3000, &[]);
+    generate(&t, SMALL_SET, 50, &[]);
+    let s = Server::start(&t, &[], &[]);
+    let a = agent();
+    let verified = || counter(&a, &s, "stabspace_partition_verifications_total");
+    let status =
+        || -> Value { serde_json::from_str(&cli(&t, &["index", "status", "--format", "json"])).unwrap() };
+    // Each file verified once, in the background; then the rows are `index status`'s.
+    let rows = settled_partitions(&a, &s);
+    assert!(rows.iter().all(|r| r["checksums"] == "ok"), "{rows:?}");
+    assert_eq!(without_checksums(&rows), status());
+    assert_eq!(verified(), 2.0);
+    // The database moves on, the files do not: the rows follow the database
+    // (`index status`'s again), and no file is read again.
+    generate(&t, GRAPH_SET, 3050, &["--no-index"]);
+    let (rows, _) = partitions(&a, &s);
+    let big = row(&rows, GRAPH_SET);
+    assert_eq!(
+        (&big["state"], &big["next_rebuild"], &big["checksums"]),
+        (&json!("stale"), &json!("append 50 row(s)"), &json!("ok")),
+        "{big}"
+    );
+    assert_eq!(without_checksums(&rows), status());
+    assert_eq!(verified(), 2.0);
+    // A damaged section in a new version of a file: verified once, in the
+    // background, and then reported unreadable, as `index status` reports it
+    // (with the path relative to the data directory).
+    damage(&partition_file(&t, SMALL_SET));
+    let rows = settled_partitions(&a, &s);
+    let small = row(&rows, SMALL_SET);
+    let data_dir = format!("{}/", t.dir.path().display());
+    let want = row(status().as_array().unwrap(), SMALL_SET).clone();
+    assert_eq!(
+        (&small["state"], &small["checksums"], &small["next_rebuild"]),
+        (
+            &json!("unreadable"),
+            &json!("bad"),
+            &json!("full: the file cannot be read")
+        ),
+        "{small}"
+    );
+    assert_eq!(want["state"], "unreadable");
+    let detail = small["detail"].as_str().unwrap();
+    assert!(detail.contains("checksum mismatch"), "{detail}");
+    assert_eq!(detail, want["detail"].as_str().unwrap().replace(&data_dir, ""));
+    assert_eq!(verified(), 3.0);
+    // Asked again: the same answer, nothing read again.
+    let (again, body) = partitions(&a, &s);
+    assert_eq!(again, rows);
+    assert!(!body.contains(t.dir.path().to_str().unwrap()), "{body}");
+    assert_eq!(verified(), 3.0);
+}
+
+both_backends!(unmigrated: bad_ids_get_a_400_naming_the_field_and_no_answer_names_a_path);
+
+async fn bad_ids_get_a_400_naming_the_field_and_no_answer_names_a_path(t: TestDb) {
+    generate(&t, SMALL_SET, 50, &[]);
+    // A file that is not a partition, under a set's name: a 500 that names it
+    // relative to the data directory.
+    std::fs::write(partition_file(&t, "BROKEN"), b"not a partition").unwrap();
+    let s = Server::start(&t, &[], &[]);
+    let a = agent();
+    let data_dir = t.dir.path().to_str().unwrap().to_string();
+    let p = Partition::open(partition_file(&t, SMALL_SET)).unwrap();
+    let q = row_vector(&p, 0);
+    let long = "A".repeat(300);
+    let search = |model: &str, set: &str| s.url(&format!("/v1/partitions/{model}/{set}/search"));
+    let mut cases: Vec<(String, Value, u16, Option<&str>)> = vec![
+        (
+            search(MODEL, &long),
+            json!({"vector": q}),
+            400,
+            Some("scenario_set"),
+        ),
+        (
+            search(MODEL, "A%00B"),
+            json!({"vector": q}),
+            400,
+            Some("scenario_set"),
+        ),
+        (
+            search(MODEL, "A%0AB"),
+            json!({"vector": q}),
+            400,
+            Some("scenario_set"),
+        ),
+        (
+            search(&long, SMALL_SET),
+            json!({"vector": q}),
+            400,
+            Some("joint_model"),
+        ),
+        (
+            search("%2E%2E", SMALL_SET),
+            json!({"vector": q}),
+            400,
+            Some("joint_model"),
+        ),
+        (
+            search("a%2Fb", SMALL_SET),
+            json!({"vector": q}),
+            400,
+            Some("joint_model"),
+        ),
+        (
+            search("a%00", SMALL_SET),
+            json!({"vector": q}),
+            400,
+            Some("joint_model"),
+        ),
+        // `/` and `..` are legal in set ids (their file names are made safe): no such partition.
+        (search(MODEL, "..%2F..%2Fetc"), json!({"vector": q}), 404, None),
+        (search(MODEL, "NO_SUCH_SET"), json!({"vector": q}), 404, None),
+        (search(MODEL, "BROKEN"), json!({"vector": q}), 500, None),
+        (search(MODEL, SMALL_SET), json!({"vector": q}), 200, None),
+    ];
+    let similar = s.url("/v1/similar-scenarios");
+    let exposure = s.url("/v1/portfolio-exposure");
+    let sim = |instrument: &str, model: &str, set: &str| json!({"instrument_id": instrument, "as_of": "2020-03-16", "model_id": model, "scenario_set_id": set});
+    let exp = |portfolio: &str, model: &str, set: &str| json!({"portfolio_id": portfolio, "as_of": "2020-03-16", "stab_model_id": model, "scenario_set_id": set});
+    for (body, field) in [
+        (sim(&long, MODEL, SMALL_SET), "instrument_id"),
+        (sim("X\u{0}", MODEL, SMALL_SET), "instrument_id"),
+        (sim("", MODEL, SMALL_SET), "instrument_id"),
+        (sim("X", "../x", SMALL_SET), "model_id"),
+        (sim("X", MODEL, &long), "scenario_set_id"),
+        (sim("X", MODEL, "a\u{7}"), "scenario_set_id"),
+    ] {
+        cases.push((similar.clone(), body, 400, Some(field)));
+    }
+    for (body, field) in [
+        (exp(&long, MODEL, SMALL_SET), "portfolio_id"),
+        (exp("P", "a/b", SMALL_SET), "stab_model_id"),
+        (exp("P", MODEL, "\u{0}"), "scenario_set_id"),
+    ] {
+        cases.push((exposure.clone(), body, 400, Some(field)));
+    }
+    for (url, body, want, field) in &cases {
+        let (status, got) = post(&a, url, body);
+        assert_eq!(status, *want, "{url:.120} {body:.120}: {got}");
+        let text = got.to_string();
+        assert!(!text.contains(&data_dir), "{url:.120}: {text}");
+        if let Some(field) = field {
+            assert_eq!(got["error"]["field"], *field, "{url:.120} {body:.120}: {got}");
+        }
+    }
+    let (_, got) = post(&a, &search(MODEL, "BROKEN"), &json!({"vector": q}));
+    let message = got["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!("index/{MODEL}/BROKEN.stabidx: ")),
+        "{message}"
+    );
+    // The partitions' status names no path of the machine either.
+    let (rows, body) = partitions(&a, &s);
+    assert!(!body.contains(&data_dir), "{body}");
+    assert!(
+        rows.iter().any(|r| r["state"] == "unreadable"
+            && r["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with(&format!("index/{MODEL}/BROKEN.stabidx")))),
+        "{body}"
+    );
+    // Still serving.
+    assert_eq!(get(&a, &s.url("/healthz")).0, 200);
+}
+
+both_backends!(unmigrated: strict_bodies_and_the_breadth_searched);
+
+async fn strict_bodies_and_the_breadth_searched(t: TestDb) {
+    generate(&t, GRAPH_SET, 3000, &[]);
+    let s = Server::start(&t, &["--max-body-mb", "1"], &[]);
+    let a = agent();
+    let url = search_url(&s, GRAPH_SET);
+    let p = graph_partition(&t);
+    let q = row_vector(&p, 11);
+    let one = json!({"vector": q}).to_string();
+    // `null` where a number belongs names the field; leaving it out is the default.
+    for (field, url, body) in [
+        ("k", &url, json!({"vector": q, "k": null})),
+        ("ef", &url, json!({"vector": q, "ef": null})),
+        ("recall", &url, json!({"vector": q, "recall": null})),
+        (
+            "top_k",
+            &s.url("/v1/similar-scenarios"),
+            json!({"instrument_id": "X", "as_of": "2020-03-16", "scenario_set_id": GRAPH_SET, "top_k": null}),
+        ),
+        (
+            "ef",
+            &s.url("/v1/portfolio-exposure"),
+            json!({"portfolio_id": "P", "as_of": "2020-03-16", "scenario_set_id": GRAPH_SET, "ef": null}),
+        ),
+    ] {
+        let (status, got) = post(&a, url, &body);
+        assert_eq!(
+            (status, got["error"]["field"].as_str()),
+            (400, Some(field)),
+            "{got}"
+        );
+        assert!(
+            got["error"]["message"].as_str().unwrap().contains("null"),
+            "{got}"
+        );
+    }
+    let (status, got) = post_raw(&a, &url, &one);
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["hits"].as_array().unwrap().len(), 10);
+    // Anything but whitespace after the JSON object: 400.
+    for body in [format!("{one} x"), format!("{one}{one}"), format!("{one},")] {
+        let (status, got) = post_raw(&a, &url, &body);
+        assert_eq!(
+            (status, got["error"]["field"].as_str()),
+            (400, Some("body")),
+            "{got}"
+        );
+        assert!(
+            got["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("trailing bytes"),
+            "{got}"
+        );
+    }
+    assert_eq!(post_raw(&a, &url, &format!(" {one}\n\t ")).0, 200);
+    // The reported breadth is the one searched: at least k, a scan (null) at every row.
+    for (k, ef, want) in [(50, 5, Some(50)), (5, 40, Some(40)), (5, 5000, None)] {
+        let (status, got) = post(&a, &url, &json!({"vector": q, "k": k, "ef": ef}));
+        assert_eq!(status, 200, "{got}");
+        assert_eq!(got["ef"].as_u64(), want, "k {k} ef {ef}: {got}");
+        let hits = got["hits"].as_array().unwrap();
+        assert_eq!(hits.len(), k);
+        let searched = match want {
+            Some(e) => p.search(&q, k, e as usize).unwrap(),
+            None => p.search_exact(&q, k).unwrap(),
+        };
+        let ids: Vec<&str> = hits.iter().map(|h| h["scenario_id"].as_str().unwrap()).collect();
+        assert_eq!(ids, searched.iter().map(|h| h.id.as_str()).collect::<Vec<_>>());
+    }
+    let (_, got) = post(&a, &url, &json!({"vectors": [q, q], "k": 20, "ef": 3}));
+    assert_eq!(got["ef"], 20, "{got}");
+    // A Content-Length above the limit: 413 at once, before any of the body
+    // (whose sender would otherwise wait out the timeout for a 408).
+    let path = format!("/v1/partitions/{MODEL}/{GRAPH_SET}/search");
+    let answer = exchange(
+        &s.addr(),
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: 99999999999999\r\n\r\n{{\"vector\": ["
+        )
+        .as_bytes(),
+    );
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let got: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {answer}"));
+    assert!(
+        got["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("99999999999999 bytes"),
+        "{got}"
+    );
+    // Still serving, and the refusal counted.
+    assert_eq!(post_raw(&a, &url, &one).0, 200);
+    let route = "/v1/partitions/{joint_model}/{scenario_set}/search";
+    let (_, m) = get(&a, &s.url("/metrics"));
+    let line = format!("stabspace_http_requests_total{{route=\"{route}\",method=\"POST\",status=\"413\"}} 1");
+    assert!(m.lines().any(|l| l == line), "no {line:?} in\n{m}");
+}
+
+both_backends!(unmigrated: sigterm_closes_what_is_not_received_whole_and_finishes_the_rest);
+
+async fn sigterm_closes_what_is_not_received_whole_and_finishes_the_rest(t: TestDb) {
+    use std::io::Write;
+    generate(&t, SMALL_SET, 50, &[]);
+    let p = Partition::open(partition_file(&t, SMALL_SET)).unwrap();
+    let q = row_vector(&p, 3);
+    // A timeout far beyond the hang guard below: a shutdown that waited for
+    // a request not received whole would fail the test.
+    let mut s = Server::start(
+        &t,
+        &["--timeout-secs", "600"],
+        &[(
+            stabspace::faults::PAUSE_AT_ENV,
+            stabspace::faults::SERVE_SEARCH_HELD,
+        )],
+    );
+    let addr = s.addr();
+    let path = format!("/v1/partitions/{MODEL}/{SMALL_SET}/search");
+    let mut half_head = std::net::TcpStream::connect(&addr).unwrap();
+    half_head
+        .write_all(format!("POST {path} HTTP/1.1\r\nHost: x\r\n").as_bytes())
+        .unwrap();
+    let mut half_body = std::net::TcpStream::connect(&addr).unwrap();
+    half_body
+        .write_all(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                 Content-Length: 1000\r\n\r\n{{\"vector\": ["
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let idle = std::net::TcpStream::connect(&addr).unwrap();
+    // Accepted after those three (one accept loop, in order): a request received whole, held.
+    let url = s.url(&path);
+    let body = json!({"vector": q, "k": 3});
+    let in_flight = std::thread::spawn(move || post(&agent(), &url, &body));
+    s.await_stderr("held at serve:search-held");
+    let status = s.terminate_within(Duration::from_secs(120));
+    assert!(status.success(), "exit status {status}");
+    // The request received whole was answered.
+    let (code, got) = in_flight.join().expect("client");
+    assert_eq!(code, 200, "{got}");
+    assert_eq!(got["hits"][0]["scenario_id"], p.id(3).unwrap());
+    // The other three were closed at once, without an answer.
+    let out = s.output();
+    assert!(
+        out.contains(
+            "stopped (requests in flight finished; 1 connection(s) answered their last request, 3 closed at once"
+        ),
+        "{out}"
+    );
+    for (what, c) in [
+        ("half a head", half_head),
+        ("half a body", half_body),
+        ("idle", idle),
+    ] {
+        let got = closed_by_server(c, Duration::from_secs(60)).expect("closed");
+        assert!(
+            got.is_empty(),
+            "{what}: answered {}",
+            String::from_utf8_lossy(&got)
+        );
+    }
 }
