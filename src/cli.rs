@@ -186,13 +186,18 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Every command awaits its own work; what is left (a server's background
+    // rebuild, a blocking task of a request that timed out) ends with the process
+    // rather than delaying its exit. Partition files are replaced atomically.
+    runtime.shutdown_background();
+    code
 }
 
 /// True when --database-url was filled from DATABASE_URL, not typed on the

@@ -17,7 +17,10 @@ use crate::server::{serve, App, Limits};
   POST /v1/portfolio-exposure                             show-portfolio-stab-scenario-exposure's flags in snake_case\n\
   GET  /healthz, GET /metrics (Prometheus text format)\n\n\
 Partitions are opened once and shared; a partition rebuilt by the CLI (or another server) is picked up by \
-the next request, while requests in flight finish on the old file. SIGINT or SIGTERM stops accepting, \
+the next request, while requests in flight finish on the old file. Every answer is for the set as the \
+database holds it now and says how it was found (\"answered_by\": index, index+delta or exact-scan, \
+\"partition_stale\"), counted in the metric stabspace_answers_total; --rebuild-stale brings stale \
+partitions up to date in the background. SIGINT or SIGTERM stops accepting, \
 finishes the requests in flight and exits 0.\n\n\
 NO AUTHENTICATION: anyone who can reach the address can query (and read the scenario ids of) every \
 partition. The default address is loopback; put the server behind a proxy that authenticates before \
@@ -47,6 +50,17 @@ pub struct Args {
     /// Requests handled at once by the whole server; more wait their turn (within the timeout).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub concurrency: u32,
+    /// Rebuild stale partitions in the background, one at a time: at start and then every
+    /// --rebuild-stale-secs, each partition is compared with its set's change counters (constant
+    /// work) and those the database has moved past are rebuilt as `index rebuild` would (an
+    /// append when the set only gained rows). Until a new file is swapped in, queries answer
+    /// for the set as the database holds it (answered_by index+delta or exact-scan). Off by
+    /// default: builds are the backfills' and `index rebuild`'s work.
+    #[arg(long)]
+    pub rebuild_stale: bool,
+    /// Seconds between two looks for stale partitions (with --rebuild-stale).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..), requires = "rebuild_stale")]
+    pub rebuild_stale_secs: u64,
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
@@ -59,5 +73,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         timeout: Duration::from_secs(a.timeout_secs as u64),
         concurrency: a.concurrency as usize,
     };
-    serve(a.addr, App::new(db, index_dir(&g.data_dir), limits)).await
+    let mut app = App::new(db, index_dir(&g.data_dir), limits);
+    app.rebuild_stale = a.rebuild_stale.then(|| Duration::from_secs(a.rebuild_stale_secs));
+    serve(a.addr, app).await
 }

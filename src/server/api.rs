@@ -15,19 +15,21 @@ use chrono::NaiveDate;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use stabspace_index::Hit;
 
-use super::cache::Loaded;
 use super::error::ApiError;
 use super::App;
 use crate::cli::parse_date;
 use crate::commands::index::status_table;
 use crate::diagnostics::{find_similar, portfolio_exposure};
-use crate::nearest::{calibrated_ef, SearchOpts};
-use crate::partitions::scenario_as_of;
+use crate::nearest::{AnsweredBy, ScenarioHit, ScenarioSpace, SearchOpts};
 use crate::portfolio::DEFAULT_MIN_COVERAGE;
 
 const JOINT_MODEL: &str = "joint-stab-fragility-v1";
+
+/// The routes' patterns, as the metrics label them.
+pub const SEARCH_ROUTE: &str = "/v1/partitions/{joint_model}/{scenario_set}/search";
+pub const SIMILAR_ROUTE: &str = "/v1/similar-scenarios";
+pub const EXPOSURE_ROUTE: &str = "/v1/portfolio-exposure";
 
 /// The widest single-vector graph search answered on an async worker.
 const INLINE_MAX_EF: usize = 1024;
@@ -212,6 +214,12 @@ struct SearchOut<'a> {
     scenario_set: &'a str,
     /// The breadth the graph search used (at least k); None for an exact scan.
     ef: Option<usize>,
+    /// How the answer was found: `index`, `index+delta` (the partition and an
+    /// exact scan of the rows the database gained since it was built) or
+    /// `exact-scan` (the set as the database holds it).
+    answered_by: &'static str,
+    /// Whether the partition file is behind the database.
+    partition_stale: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     hits: Option<Vec<HitOut<'a>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -240,15 +248,15 @@ fn check_vector(field: &str, v: &[f32], dim: usize) -> Result<(), ApiError> {
     }
 }
 
-fn hits_out<'a>(loaded: &Loaded, hits: &'a [Hit]) -> Vec<HitOut<'a>> {
+fn hits_out(hits: &[ScenarioHit]) -> Vec<HitOut<'_>> {
     hits.iter()
         .enumerate()
         .map(|(i, h)| HitOut {
             rank: i + 1,
-            scenario_id: &h.id,
+            scenario_id: &h.scenario_id,
             cosine: h.cosine,
             euclidean: h.euclidean,
-            scenario_as_of: scenario_as_of(&loaded.open, h.row as usize).ok(),
+            scenario_as_of: Some(h.scenario_as_of),
         })
         .collect()
 }
@@ -307,72 +315,61 @@ pub async fn search(
             ))
         }
     };
-    let p = &loaded.open.partition;
+    drop(loaded);
     for (i, q) in queries.iter().enumerate() {
         let field = if batch {
             format!("vectors[{i}]")
         } else {
             "vector".to_string()
         };
-        check_vector(&field, q, p.dim())?;
+        check_vector(&field, q, crate::vector::DIM)?;
     }
-    let ef = if req.exact || !p.has_graph() {
-        None
+    // The set as the database holds it now: the partition when it is
+    // current, with the rows it lacks when the set only gained some, else the
+    // database's vectors (always for `exact`).
+    let opts = app.search_opts(ef, r, req.exact, req.no_quantized);
+    let space = if req.exact {
+        off_worker(ScenarioSpace::open(&app.db, &opts, &model, &set))?
     } else {
-        Some(match (ef, r) {
-            (Some(ef), _) => ef,
-            (None, Some(r)) => calibrated_ef(p, r)?.0,
-            (None, None) => loaded.default_ef,
-        })
+        ScenarioSpace::open(&app.db, &opts, &model, &set).await?
     };
-    // The breadth the engine searches: at least k (`Partition::search`); one
-    // of every row is a scan (the engine scans then).
-    let ef = ef.map(|e| e.max(k)).filter(|&e| e < p.len());
+    let answer = space.answer();
+    app.metrics.count_answer(SEARCH_ROUTE, answer);
+    let ef = space.breadth(k);
     // A graph search of one vector takes a fraction of a millisecond: it is
-    // answered on this worker. Scans of a large partition, wide breadths and
-    // batches go to the blocking pool (a batch spreads over the rayon threads),
-    // so that they never hold up the workers that answer other requests.
-    let inline =
-        !batch && (p.len() <= stabspace_index::FLAT_THRESHOLD || ef.is_some_and(|e| e <= INLINE_MAX_EF));
-    let found: Vec<Vec<Hit>> = if inline {
-        let q = &queries[0];
-        vec![match ef {
-            Some(ef) => p.search(q, k, ef),
-            None => p.search_exact(q, k),
-        }
-        .map_err(crate::error::Error::from)?]
+    // answered on this worker. Scans of a large partition or set, wide
+    // breadths, delta scans and batches go to the blocking pool (a batch
+    // spreads over the rayon threads), so that they never hold up the workers
+    // that answer other requests.
+    let inline = !batch
+        && answer.by == AnsweredBy::Index
+        && (space.len() <= stabspace_index::FLAT_THRESHOLD || ef.is_some_and(|e| e <= INLINE_MAX_EF));
+    let found: Vec<Vec<ScenarioHit>> = if inline {
+        vec![space.search(&queries[0], k)?]
     } else {
-        let l = Arc::clone(&loaded);
         tokio::task::spawn_blocking(move || {
-            let p = &l.open.partition;
-            match (batch, ef) {
-                (true, _) => p.search_batch(&queries, k, ef),
-                (false, Some(ef)) => p.search(&queries[0], k, ef).map(|h| vec![h]),
-                (false, None) => p.search_exact(&queries[0], k).map(|h| vec![h]),
+            if batch {
+                space.search_batch(&queries, k)
+            } else {
+                space.search(&queries[0], k).map(|h| vec![h])
             }
         })
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("search failed: {e}")))?
-        .map_err(crate::error::Error::from)?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("search failed: {e}")))??
     };
     let mut out = SearchOut {
         joint_model: &model,
         scenario_set: &set,
         ef,
+        answered_by: answer.by.label(),
+        partition_stale: answer.partition_stale,
         hits: None,
         results: None,
     };
     if batch {
-        out.results = Some(
-            found
-                .iter()
-                .map(|h| HitsOut {
-                    hits: hits_out(&loaded, h),
-                })
-                .collect(),
-        );
+        out.results = Some(found.iter().map(|h| HitsOut { hits: hits_out(h) }).collect());
     } else {
-        out.hits = Some(hits_out(&loaded, &found[0]));
+        out.hits = Some(hits_out(&found[0]));
     }
     Ok(json_response(&out))
 }
@@ -447,15 +444,25 @@ impl App {
     ) -> Result<(usize, SearchOpts), ApiError> {
         let k = positive("top_k", top_k.unwrap_or(20), self.limits.max_k)?;
         let (ef, recall) = breadth(ef, recall, exact, self.limits.max_ef)?;
-        let opts = SearchOpts {
+        Ok((k, self.search_opts(ef, recall, exact, no_quantized)))
+    }
+
+    /// The CLI's search options, with partitions from the shared cache.
+    fn search_opts(
+        &self,
+        ef: Option<usize>,
+        recall: Option<f64>,
+        exact: bool,
+        no_quantized: bool,
+    ) -> SearchOpts {
+        SearchOpts {
             source: Some(Arc::clone(&self.cache) as Arc<dyn crate::nearest::PartitionSource>),
             index_dir: Some(self.cache.index_dir().to_path_buf()),
             ef,
             recall,
             exact,
             no_quantized,
-        };
-        Ok((k, opts))
+        }
     }
 }
 
@@ -482,6 +489,7 @@ pub async fn similar(
         &req.scenario_set_id,
         k,
     ))?;
+    app.metrics.count_answer(SIMILAR_ROUTE, found.answer);
     let t = crate::commands::find_similar_stab_scenarios::table(
         &req.scenario_set_id,
         &req.instrument_id,
@@ -518,6 +526,7 @@ pub async fn exposure(
         k,
         req.min_coverage,
     ))?;
+    app.metrics.count_answer(EXPOSURE_ROUTE, e.answer);
     let t = crate::commands::show_portfolio_stab_scenario_exposure::table(
         &req.scenario_set_id,
         &req.portfolio_id,

@@ -27,6 +27,15 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// How a query was answered (`index`, `index+delta`, `exact-scan`) and
+/// whether the partition was stale, by route.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnswerLabels {
+    pub route: String,
+    pub answered_by: String,
+    pub partition_stale: String,
+}
+
 type Latency = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -36,6 +45,9 @@ pub struct Metrics {
     pub partitions_loaded: Gauge<i64, std::sync::atomic::AtomicI64>,
     pub partition_reloads: Counter<u64, AtomicU64>,
     pub partition_verifications: Counter<u64, AtomicU64>,
+    pub answers: Family<AnswerLabels, Counter>,
+    /// Stale partitions rebuilt by `serve --rebuild-stale`.
+    pub stale_rebuilds: Counter<u64, AtomicU64>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -76,7 +88,22 @@ impl Metrics {
             "Partition file versions whose checksums were read and checked (once per version, in the background)",
             partition_verifications.clone(),
         );
+        let answers = Family::<AnswerLabels, Counter>::default();
+        registry.register(
+            "answers",
+            "Scenario queries answered, by route, by how (index, index+delta, exact-scan) and whether \
+             the partition was stale",
+            answers.clone(),
+        );
+        let stale_rebuilds = Counter::default();
+        registry.register(
+            "stale_rebuilds",
+            "Stale partitions rebuilt in the background (serve --rebuild-stale)",
+            stale_rebuilds.clone(),
+        );
         Metrics {
+            answers,
+            stale_rebuilds,
             registry: Mutex::new(registry),
             requests,
             latency,
@@ -84,6 +111,17 @@ impl Metrics {
             partition_reloads,
             partition_verifications,
         }
+    }
+
+    /// Count one answer of `route`.
+    pub fn count_answer(&self, route: &str, answer: crate::nearest::Answer) {
+        self.answers
+            .get_or_create(&AnswerLabels {
+                route: route.to_string(),
+                answered_by: answer.by.label().to_string(),
+                partition_stale: answer.partition_stale.to_string(),
+            })
+            .inc();
     }
 
     /// The exposition text.

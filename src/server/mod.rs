@@ -87,6 +87,8 @@ pub struct App {
     scrub: Scrub,
     /// Hold each search (a test hook: [`crate::faults::SERVE_SEARCH_HELD`]).
     hold: bool,
+    /// `--rebuild-stale`: how often to look for stale partitions.
+    pub rebuild_stale: Option<Duration>,
 }
 
 impl App {
@@ -101,6 +103,7 @@ impl App {
             metrics,
             limits,
             hold: crate::faults::armed(crate::faults::SERVE_SEARCH_HELD),
+            rebuild_stale: None,
         }
     }
 
@@ -121,12 +124,9 @@ pub fn router(app: Arc<App>) -> Router {
     let limits = app.limits.clone();
     Router::new()
         .route("/v1/partitions", get(api::partitions))
-        .route(
-            "/v1/partitions/{joint_model}/{scenario_set}/search",
-            post(api::search),
-        )
-        .route("/v1/similar-scenarios", post(api::similar))
-        .route("/v1/portfolio-exposure", post(api::exposure))
+        .route(api::SEARCH_ROUTE, post(api::search))
+        .route(api::SIMILAR_ROUTE, post(api::similar))
+        .route(api::EXPOSURE_ROUTE, post(api::exposure))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics))
         .fallback(api::no_route)
@@ -390,6 +390,48 @@ enum Ended {
 /// body still arriving, or idle), let the requests received whole finish
 /// (for at most the request timeout and 5 s more; a second signal stops at
 /// once), and return.
+/// `serve --rebuild-stale`: every `every`, the partitions the database has
+/// moved past ([`partitions::stale_partitions`], constant work each) are
+/// rebuilt one at a time as `index rebuild` does (an append when the set only
+/// gained rows). Queries keep answering meanwhile (`index+delta` or
+/// `exact-scan`); the cache swaps the new file in at the next request.
+async fn rebuild_stale(app: Arc<App>, every: Duration, mut stopping: tokio::sync::watch::Receiver<bool>) {
+    let dir = app.cache.index_dir().to_path_buf();
+    loop {
+        let stale = match crate::partitions::stale_partitions(&app.db, &dir).await {
+            Ok(stale) => stale,
+            Err(e) => {
+                eprintln!("warning: --rebuild-stale: cannot list stale partitions: {e}");
+                Vec::new()
+            }
+        };
+        for (model, set) in stale {
+            if *stopping.borrow() {
+                return;
+            }
+            eprintln!("--rebuild-stale: index {model} / {set} is stale; rebuilding");
+            match crate::partitions::rebuild(&app.db, &dir, &model, &set).await {
+                Ok(built) => {
+                    app.metrics.stale_rebuilds.inc();
+                    let how = match built.provenance.appended_rows {
+                        Some(n) => format!("appended {n} row(s)"),
+                        None => "built in full".to_string(),
+                    };
+                    eprintln!(
+                        "--rebuild-stale: index {model} / {set}: {how}, {} rows, in {:.2} s",
+                        built.provenance.rows, built.provenance.build_seconds
+                    );
+                }
+                Err(e) => eprintln!("warning: --rebuild-stale: index {model} / {set}: {e}"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stopping.wait_for(|s| *s) => return,
+        }
+    }
+}
+
 pub async fn serve(addr: SocketAddr, app: App) -> Result<()> {
     // Before anything is printed: a signal from then on is a shutdown, never the default action.
     let mut signals = Signals::new()?;
@@ -403,7 +445,9 @@ pub async fn serve(addr: SocketAddr, app: App) -> Result<()> {
     let index_dir = app.cache.index_dir().display().to_string();
     let db = app.db.label().to_string();
     let header_timeout = app.limits.timeout;
-    let router = router(Arc::new(app));
+    let rebuild_every = app.rebuild_stale;
+    let app = Arc::new(app);
+    let router = router(Arc::clone(&app));
     println!("stabspace serve: listening on http://{local} (database {db}, partitions under {index_dir})");
     println!("no authentication: keep it on loopback, or behind a proxy that authenticates");
     let _ = std::io::stdout().flush();
@@ -412,6 +456,15 @@ pub async fn serve(addr: SocketAddr, app: App) -> Result<()> {
     // connection): HTTP/1.1 connections with a header read timeout, each
     // told of a shutdown.
     let (stop, stopping) = tokio::sync::watch::channel(false);
+    if let Some(every) = rebuild_every {
+        println!(
+            "rebuilding stale partitions in the background, one at a time (checked every {} s)",
+            every.as_secs()
+        );
+        tokio::spawn(rebuild_stale(app, every, stopping.clone()));
+    } else {
+        drop(app);
+    }
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {

@@ -1246,3 +1246,100 @@ async fn sigterm_closes_what_is_not_received_whole_and_finishes_the_rest(t: Test
         );
     }
 }
+
+both_backends!(unmigrated: a_stale_partition_answers_for_the_set_as_stored_and_rebuild_stale_repairs_it);
+
+/// The value of one labelled series on `/metrics` (0 when absent).
+fn series(a: &ureq::Agent, s: &Server, name: &str, labels: &str) -> f64 {
+    let (_, m) = get(a, &s.url("/metrics"));
+    m.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}{{{labels}}} ")))
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+/// The raw search route answers for the set as the database holds it: a
+/// partition the database has moved past answers `index+delta` (the rows it
+/// lacks scanned exactly: a new row is found by its own vector) or
+/// `exact-scan` (a row was removed), says so and counts it in a metric;
+/// `exact` scans the set as stored; `--rebuild-stale` rebuilds it in the
+/// background and the answers are `index` again.
+async fn a_stale_partition_answers_for_the_set_as_stored_and_rebuild_stale_repairs_it(t: TestDb) {
+    const SET: &str = "GEN_STALE";
+    generate(&t, SET, 2100, &[]);
+    let s = Server::start(&t, &[], &[]);
+    let a = agent();
+    let url = search_url(&s, SET);
+    let p = Partition::open(partition_file(&t, SET)).unwrap();
+    let (status, r) = post(&a, &url, &json!({"vector": row_vector(&p, 0), "k": 3}));
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(
+        (&r["answered_by"], &r["partition_stale"]),
+        (&json!("index"), &json!(false))
+    );
+
+    // 50 rows more, no partition write.
+    generate(&t, SET, 2150, &["--no-index"]);
+    let stored = stabspace::storage::joint::joint_scenarios_page(&t.db, MODEL, SET, None, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2150);
+    let known: std::collections::HashSet<&str> = (0..p.len()).map(|r| p.id(r).unwrap()).collect();
+    let new = stored
+        .iter()
+        .find(|v| !known.contains(v.scenario_id.as_str()))
+        .expect("a row the partition lacks");
+    let v = stabspace::vector::from_bytes(&new.vector, "a new row").unwrap();
+    let (status, r) = post(&a, &url, &json!({"vector": v, "k": 3}));
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(
+        (&r["answered_by"], &r["partition_stale"]),
+        (&json!("index+delta"), &json!(true))
+    );
+    assert_eq!(r["hits"][0]["scenario_id"], new.scenario_id.as_str(), "{r}");
+    // A batch answers the same way.
+    let (_, b) = post(&a, &url, &json!({"vectors": [v, row_vector(&p, 0)], "k": 3}));
+    assert_eq!(b["answered_by"], "index+delta", "{b}");
+    assert_eq!(
+        b["results"][0]["hits"][0]["scenario_id"],
+        new.scenario_id.as_str()
+    );
+    // `exact` scans the set as stored, not the file.
+    let (_, e) = post(&a, &url, &json!({"vector": v, "k": 3, "exact": true}));
+    assert_eq!(
+        (&e["answered_by"], &e["partition_stale"], &e["ef"]),
+        (&json!("exact-scan"), &json!(false), &Value::Null)
+    );
+    assert_eq!(
+        e["hits"], r["hits"],
+        "the exact scan of the set and index+delta agree"
+    );
+    let labels = "route=\"/v1/partitions/{joint_model}/{scenario_set}/search\",answered_by=\"index+delta\",partition_stale=\"true\"";
+    assert_eq!(series(&a, &s, "stabspace_answers_total", labels), 2.0);
+
+    // A removed row: the partition is not searched; the row is gone from the answers.
+    let gone = p.id(0).unwrap().to_string();
+    stabspace::with_pool!(t.db, pool => sqlx::query("DELETE FROM joint_embeddings WHERE entity_id = $1 AND scope_id = $2")
+        .bind(&gone).bind(SET).execute(pool).await.map(|_| ()))
+    .unwrap();
+    let (_, d) = post(&a, &url, &json!({"vector": row_vector(&p, 0), "k": 3}));
+    assert_eq!(
+        (&d["answered_by"], &d["partition_stale"]),
+        (&json!("exact-scan"), &json!(true))
+    );
+    assert_ne!(d["hits"][0]["scenario_id"], gone.as_str(), "{d}");
+    drop(s);
+
+    // --rebuild-stale: rebuilt in the background, then answered from the partition again.
+    let s = Server::start(&t, &["--rebuild-stale", "--rebuild-stale-secs", "1"], &[]);
+    s.await_stderr(&format!("--rebuild-stale: index {MODEL} / {SET}: built in full"));
+    let url = search_url(&s, SET);
+    let (_, r) = post(&a, &url, &json!({"vector": v, "k": 3}));
+    assert_eq!(
+        (&r["answered_by"], &r["partition_stale"]),
+        (&json!("index"), &json!(false)),
+        "{r}"
+    );
+    assert_eq!(r["hits"][0]["scenario_id"], new.scenario_id.as_str());
+    assert_eq!(counter(&a, &s, "stabspace_stale_rebuilds_total"), 1.0);
+    assert_eq!(Partition::open(partition_file(&t, SET)).unwrap().len(), 2149);
+}
