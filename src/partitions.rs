@@ -462,23 +462,46 @@ pub enum BuildMode {
     AppendIfOnlyGained,
 }
 
-/// Why the existing partition at `path` cannot be extended with `params`;
-/// `None` when it can (its rows must still be compared with the database's).
-fn not_extendable(
-    p: &Partition,
-    prov: &Provenance,
-    database_id: &str,
-    params: &BuildParams,
-) -> Option<String> {
-    let recorded = &prov.params;
+/// What a status or a rebuild needs of a readable partition file, read once
+/// (header, section table, provenance: constant work).
+#[derive(Clone, Debug)]
+pub struct FileSummary {
+    pub prov: Provenance,
+    pub file_bytes: u64,
+    /// The format version.
+    pub version: u32,
+    /// What graph searches traverse (`None`: no graph).
+    pub traversal: Option<&'static str>,
+    pub row_hashes: bool,
+    pub graph: bool,
+}
+
+impl FileSummary {
+    pub fn of(p: &Partition, prov: Provenance) -> FileSummary {
+        let info = p.info();
+        FileSummary {
+            prov,
+            file_bytes: info.file_bytes,
+            version: info.version,
+            traversal: p.has_graph().then(|| info.quantized.unwrap_or("f32")),
+            row_hashes: p.row_hashes().is_some(),
+            graph: p.has_graph(),
+        }
+    }
+}
+
+/// Why the existing partition cannot be extended with `params`; `None` when
+/// it can (its rows must still be compared with the database's).
+fn not_extendable(f: &FileSummary, database_id: &str, params: &BuildParams) -> Option<String> {
+    let (prov, recorded) = (&f.prov, &f.prov.params);
     if !prov.is_from(database_id) {
         Some("the partition was built from another database".into())
-    } else if p.row_hashes().is_none() {
+    } else if !f.row_hashes {
         Some(format!(
             "the partition is in format version {}, without row hashes",
-            p.info().version
+            f.version
         ))
-    } else if !p.has_graph() {
+    } else if !f.graph {
         Some("the partition has no graph (it was below the graph threshold)".into())
     } else if params.builder != GraphBuilder::Native {
         Some(format!(
@@ -546,7 +569,7 @@ pub async fn build(
                     full_reason = Some(format!("the partition cannot be read ({e})"));
                     None
                 }
-                Ok((p, prov)) => match not_extendable(&p, &prov, &database_id, params) {
+                Ok((p, prov)) => match not_extendable(&FileSummary::of(&p, prov), &database_id, params) {
                     Some(why) => {
                         full_reason = Some(why);
                         None
@@ -782,52 +805,53 @@ pub async fn status_of(db: &Db, index_dir: &Path, model: &str, set: &str) -> Res
             st.detail = e.to_string();
             st.next_rebuild = "full: the file cannot be read".into();
         }
-        Ok((p, prov)) => {
-            st.file_bytes = Some(p.info().file_bytes);
-            st.format_version = Some(p.info().version);
-            st.traversal = p.has_graph().then(|| p.info().quantized.unwrap_or("f32"));
-            st.state = if !prov.is_from(&database_id) {
-                Freshness::Foreign
-            } else if now.rows == 0 {
-                Freshness::Orphaned
-            } else if prov.fingerprint.version == now.version {
-                // The rule of `Fingerprint::is_current`, which queries use.
-                Freshness::Fresh
-            } else {
-                Freshness::Stale
-            };
-            st.detail = match st.state {
-                Freshness::Fresh => String::new(),
-                Freshness::Orphaned => "the database has no scenario vectors of this (model, set)".into(),
-                Freshness::Foreign => format!(
-                    "{}; queries scan the database exactly until it is rebuilt",
-                    foreign_reason(&prov, &database_id)
-                ),
-                _ => format!("built from {}; the database has {}", prov.fingerprint, now),
-            };
-            st.next_rebuild = next_rebuild(&p, &prov, st.state, &now, &database_id);
-            st.provenance = Some(prov);
-        }
+        Ok((p, prov)) => readable_status(&mut st, &FileSummary::of(&p, prov), &now, &database_id),
     }
     Ok(st)
+}
+
+/// Fill in `st` for a readable partition file against the database's
+/// fingerprint `now`: its state, detail and next rebuild (`index status`,
+/// and the server's `GET /v1/partitions` from the summary it read once).
+pub fn readable_status(st: &mut Status, f: &FileSummary, now: &Fingerprint, database_id: &str) {
+    let prov = &f.prov;
+    st.file_bytes = Some(f.file_bytes);
+    st.format_version = Some(f.version);
+    st.traversal = f.traversal;
+    st.state = if !prov.is_from(database_id) {
+        Freshness::Foreign
+    } else if now.rows == 0 {
+        Freshness::Orphaned
+    } else if prov.fingerprint.version == now.version {
+        // The rule of `Fingerprint::is_current`, which queries use.
+        Freshness::Fresh
+    } else {
+        Freshness::Stale
+    };
+    st.detail = match st.state {
+        Freshness::Fresh => String::new(),
+        Freshness::Orphaned => "the database has no scenario vectors of this (model, set)".into(),
+        Freshness::Foreign => format!(
+            "{}; queries scan the database exactly until it is rebuilt",
+            foreign_reason(prov, database_id)
+        ),
+        _ => format!("built from {}; the database has {}", prov.fingerprint, now),
+    };
+    st.next_rebuild = next_rebuild(f, st.state, now, database_id);
+    st.provenance = Some(prov.clone());
 }
 
 /// What `index rebuild` will do with a readable partition in `state`,
 /// predicted from the change counters in O(1) (the rebuild itself decides by
 /// comparing row hashes).
-fn next_rebuild(
-    p: &Partition,
-    prov: &Provenance,
-    state: Freshness,
-    now: &Fingerprint,
-    database_id: &str,
-) -> String {
+fn next_rebuild(f: &FileSummary, state: Freshness, now: &Fingerprint, database_id: &str) -> String {
+    let prov = &f.prov;
     let counters = Counters {
         version: now.version,
         rewrites: now.rewrites.unwrap_or(0),
     };
     // `index rebuild` keeps the recorded parameters: the rules of `build`.
-    let not_extendable = not_extendable(p, prov, database_id, &prov.params.build_params());
+    let not_extendable = not_extendable(f, database_id, &prov.params.build_params());
     match (state, not_extendable) {
         (Freshness::Fresh, _) => "none".into(),
         (Freshness::Orphaned, _) => "none: no rows left (drop it with `index drop`)".into(),

@@ -18,11 +18,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus_client::metrics::counter::Counter;
-use stabspace_index::{GraphBuilder, Partition};
+use stabspace_index::Partition;
 
 use super::cache::Stamp;
 use crate::error::{Error, Result};
-use crate::partitions::{self, Change, Counters, Fingerprint, Freshness, Provenance, Status};
+use crate::partitions::{self, Counters, FileSummary, Fingerprint, Freshness, Provenance, Status};
 use crate::storage::Db;
 
 /// What a file version's checksums said.
@@ -50,17 +50,7 @@ enum Head {
     Unopenable(String),
     /// Opened, but its provenance is not a stabspace partition record.
     NoProvenance(String),
-    Read(Arc<Header>),
-}
-
-/// A readable file version: what its status row needs.
-struct Header {
-    prov: Provenance,
-    file_bytes: u64,
-    version: u32,
-    traversal: Option<&'static str>,
-    row_hashes: bool,
-    graph: bool,
+    Read(Arc<FileSummary>),
 }
 
 /// One version of one partition file.
@@ -317,17 +307,7 @@ fn open_version(path: &Path, stamp: Stamp) -> FileVersion {
     };
     let head = match Provenance::of(&p) {
         Err(e) => Head::NoProvenance(e.to_string()),
-        Ok(prov) => {
-            let info = p.info();
-            Head::Read(Arc::new(Header {
-                prov,
-                file_bytes: info.file_bytes,
-                version: info.version,
-                traversal: p.has_graph().then(|| info.quantized.unwrap_or("f32")),
-                row_hashes: p.row_hashes().is_some(),
-                graph: p.has_graph(),
-            }))
-        }
+        Ok(prov) => Head::Read(Arc::new(FileSummary::of(&p, prov))),
     };
     FileVersion {
         stamp,
@@ -412,68 +392,9 @@ fn row(
         (Head::NoProvenance(e), _) => return unreadable(st, e.clone()),
         (Head::Read(h), _) => h,
     };
-    let prov = &h.prov;
-    st.file_bytes = Some(h.file_bytes);
-    st.format_version = Some(h.version);
-    st.traversal = h.traversal;
-    st.state = if !prov.is_from(database_id) {
-        Freshness::Foreign
-    } else if now.rows == 0 {
-        Freshness::Orphaned
-    } else if prov.fingerprint.version == now.version {
-        Freshness::Fresh
-    } else {
-        Freshness::Stale
-    };
-    st.detail = match st.state {
-        Freshness::Fresh => String::new(),
-        Freshness::Orphaned => "the database has no scenario vectors of this (model, set)".into(),
-        Freshness::Foreign => format!(
-            "{}; queries scan the database exactly until it is rebuilt",
-            partitions::foreign_reason(prov, database_id)
-        ),
-        _ => format!("built from {}; the database has {}", prov.fingerprint, now),
-    };
-    st.next_rebuild = next_rebuild(h, st.state, &now, database_id);
-    st.provenance = Some(prov.clone());
+    partitions::readable_status(&mut st, h, &now, database_id);
     Row {
         status: st,
         checksums,
-    }
-}
-
-/// What `index rebuild` will do (the rule of `partitions::next_rebuild`,
-/// from the header read once): the tests compare these rows with `index
-/// status`'s.
-fn next_rebuild(h: &Header, state: Freshness, now: &Fingerprint, database_id: &str) -> String {
-    let prov = &h.prov;
-    let counters = Counters {
-        version: now.version,
-        rewrites: now.rewrites.unwrap_or(0),
-    };
-    let builder = prov.params.build_params().builder;
-    let not_extendable = if !prov.is_from(database_id) {
-        Some("the partition was built from another database".to_string())
-    } else if !h.row_hashes {
-        Some(format!(
-            "the partition is in format version {}, without row hashes",
-            h.version
-        ))
-    } else if !h.graph {
-        Some("the partition has no graph (it was below the graph threshold)".into())
-    } else if builder != GraphBuilder::Native {
-        Some(format!("the {} builder always builds in full", builder.name()))
-    } else {
-        None
-    };
-    match (state, not_extendable) {
-        (Freshness::Fresh, _) => "none".into(),
-        (Freshness::Orphaned, _) => "none: no rows left (drop it with `index drop`)".into(),
-        (_, Some(why)) => format!("full: {why}"),
-        (_, None) => match prov.fingerprint.change_since(counters) {
-            Change::None => "none".into(),
-            Change::OnlyAdded => format!("append {} row(s)", (now.rows - prov.fingerprint.rows).max(0)),
-            Change::Rewritten => "full: rows were changed or removed".into(),
-        },
     }
 }
