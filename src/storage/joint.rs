@@ -9,21 +9,10 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use sqlx::Row;
 
-use super::queries::sql_limit;
+use super::sql::{placeholders, sql_limit, IN_CHUNK};
 use super::Db;
 use crate::error::Result;
 use crate::with_pool;
-
-/// Ids per `IN (…)` list: far below both backends' parameter limits.
-const IN_CHUNK: usize = 500;
-
-/// `$first, $first+1, …` for an IN list of `len` values.
-pub fn placeholders(first: usize, len: usize) -> String {
-    (first..first + len)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
 
 /// Distinct values of one text column, for "what exists" in error messages.
 pub async fn distinct(

@@ -13,6 +13,7 @@ pub mod merge;
 pub mod meta;
 pub mod prune;
 pub mod queries;
+pub mod sql;
 pub mod tables;
 
 use std::path::Path;

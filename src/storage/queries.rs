@@ -11,16 +11,13 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::NaiveDate;
 use sqlx::Row;
 
-use super::joint::placeholders;
+use super::sql::{placeholders, split_floats, IN_CHUNK};
 use super::{Db, Pool};
 use crate::encoders::PriceWindow;
 use crate::error::{Error, Result};
 use crate::with_pool;
 
-/// `--limit` as SQL: no limit is the largest value both backends accept.
-pub fn sql_limit(limit: Option<u64>) -> i64 {
-    limit.map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX))
-}
+use super::sql::sql_limit;
 
 /// Active instruments of a market, ordered by id, at most `limit`.
 pub async fn active_instruments(db: &Db, market_id: &str, limit: Option<u64>) -> Result<Vec<String>> {
@@ -50,7 +47,7 @@ pub async fn recent_prices(
 ) -> Result<HashMap<String, PriceWindow>> {
     let mut out: HashMap<String, PriceWindow> = HashMap::with_capacity(instruments.len());
     let offset = n.saturating_sub(1) as i64;
-    for chunk in instruments.chunks(500) {
+    for chunk in instruments.chunks(IN_CHUNK) {
         let sql = format!(
             "SELECT i.instrument_id, (SELECT q.trade_date FROM prices_daily q \
                WHERE q.instrument_id = i.instrument_id AND q.trade_date <= $1 \
@@ -150,11 +147,6 @@ async fn price_windows(db: &Db, ids: &[String], from: NaiveDate, to: NaiveDate) 
                 .collect()
         }
     }
-}
-
-/// Numbers joined by commas (SQLite's stand-in for arrays).
-fn split_floats(joined: &str) -> Result<Vec<f64>, std::num::ParseFloatError> {
-    joined.split(',').map(str::parse).collect()
 }
 
 /// Distinct scenario ids with paths in a set, ordered, at most `limit`.
