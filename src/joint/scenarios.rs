@@ -8,12 +8,13 @@ use super::registry::{self, Claim};
 use super::states::list_or;
 use super::{joint_model, Branches, Weights, STAB_JOINT_TYPE};
 use crate::backfill::BackfillSummary;
-use crate::encoders::SCENARIO_MODELS;
+use crate::encoders::{recorded_space, SCENARIO_MODELS};
 use crate::error::{Error, Result};
 use crate::progress;
 use crate::storage::bulk::{BulkWriter, Value};
-use crate::storage::joint::{count_where, distinct, numeric_scenarios_page};
+use crate::storage::joint::{count_where, distinct};
 use crate::storage::tables::JOINT_EMBEDDINGS;
+use crate::storage::vectors::numeric_scenarios_page;
 use crate::storage::Db;
 use crate::vector;
 
@@ -58,7 +59,10 @@ pub async fn backfill_joint_scenarios(db: &Db, p: &ScenarioProjection) -> Result
         if want == 0 {
             break;
         }
-        let page = numeric_scenarios_page(db, &p.scenario_model_id, set, after.as_deref(), want).await?;
+        let mut page = numeric_scenarios_page(db, &p.scenario_model_id, set, after.as_deref(), want).await?;
+        for (s, _, _) in &mut page {
+            s.feature_space = recorded_space(&p.scenario_model_id, s.feature_space.take());
+        }
         let Some(last) = page.last() else { break };
         after = Some(last.0.scenario_id.clone());
         if summary.encoded == 0 {

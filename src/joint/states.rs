@@ -14,9 +14,10 @@ use crate::encoders::{recorded_space, WINDOW_MODELS};
 use crate::error::{Error, Result};
 use crate::progress;
 use crate::storage::bulk::{BulkWriter, Value};
-use crate::storage::joint::{date_agg, distinct, latest_joint, market_instruments, numeric_states};
+use crate::storage::joint::{date_agg, distinct, latest_joint, market_instruments};
 use crate::storage::prune::{keep_only, VectorKey};
 use crate::storage::tables::JOINT_EMBEDDINGS;
+use crate::storage::vectors::numeric_states;
 use crate::storage::Db;
 use crate::vector;
 
@@ -57,7 +58,10 @@ pub async fn backfill_joint_states(db: &Db, p: &StateBackfill) -> Result<StateSu
     let started = Instant::now();
     let model = joint_model(&p.joint_model_id, p.weights)?;
     let region = p.region.as_deref();
-    let states = numeric_states(db, &p.stab_model_id, &p.market_id, region, p.as_of, p.limit).await?;
+    let mut states = numeric_states(db, &p.stab_model_id, &p.market_id, region, p.as_of, p.limit).await?;
+    for s in &mut states {
+        s.feature_space = recorded_space(&p.stab_model_id, s.feature_space.take());
+    }
     if states.is_empty() {
         return Err(no_states(db, p).await);
     }

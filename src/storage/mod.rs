@@ -15,6 +15,7 @@ pub mod prune;
 pub mod queries;
 pub mod sql;
 pub mod tables;
+pub mod vectors;
 
 use std::path::Path;
 use std::str::FromStr;
