@@ -28,7 +28,7 @@ const DATA_TABLES: &[&str] = &[
 async fn contents(db: &Db) -> Result<Vec<(&'static str, i64)>> {
     let mut out = Vec::new();
     for &t in DATA_TABLES {
-        let n = crate::storage::queries::count(db, t).await?;
+        let n = crate::storage::tables::count(db, t).await?;
         if n > 0 {
             out.push((t, n));
         }

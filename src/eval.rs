@@ -22,7 +22,8 @@ use crate::joint::{backfill_joint_states, list_or, StateBackfill, Weights, PROFI
 use crate::nearest::{ScenarioSpace, SearchOpts};
 use crate::portfolio::portfolio_vector;
 use crate::progress;
-use crate::storage::joint::{date_agg, distinct, joint_states, market_instruments};
+use crate::storage::joint::{date_agg, distinct, joint_states};
+use crate::storage::market::market_instruments;
 use crate::storage::Db;
 use crate::vector;
 use crate::with_pool;

@@ -336,26 +336,6 @@ pub async fn count_where(db: &Db, table: &str, filter: &str, binds: &[&str]) -> 
     Ok(n)
 }
 
-/// Latest `issuer_fundamentals` row of each issuer on or before `as_of`, by issuer.
-pub async fn latest_fundamentals(
-    db: &Db,
-    as_of: NaiveDate,
-    limit: Option<u64>,
-) -> Result<Vec<(String, NaiveDate, String)>> {
-    let sql = "SELECT f.issuer_id, f.as_of_date, CAST(f.fundamentals AS TEXT) FROM issuer_fundamentals f \
-               WHERE f.as_of_date = (SELECT max(g.as_of_date) FROM issuer_fundamentals g \
-                                     WHERE g.issuer_id = f.issuer_id AND g.as_of_date <= $1) \
-               ORDER BY f.issuer_id LIMIT $2";
-    fetch_all(db, sql, &[Arg::Date(as_of), Arg::Int(sql_limit(limit))]).await
-}
-
-/// Instruments of a market (and region), active or not, by id.
-pub async fn market_instruments(db: &Db, market: &str, region: Option<&str>) -> Result<Vec<String>> {
-    let sql = "SELECT instrument_id FROM instruments WHERE market_id = $1 AND ($2 IS NULL OR region = $2) \
-               ORDER BY instrument_id";
-    super::sql::fetch_column(db, sql, &[Arg::Text(market), Arg::OptText(region)]).await
-}
-
 /// `target_portfolios` rows (portfolio, date, target_positions as text) of
 /// `portfolios` with `as_of_date <= to`, by portfolio then date.
 pub async fn targets(

@@ -9,10 +9,12 @@
 
 pub mod bulk;
 pub mod joint;
+pub mod market;
 pub mod merge;
 pub mod meta;
+pub mod prices;
 pub mod prune;
-pub mod queries;
+pub mod scenarios;
 pub mod sql;
 pub mod tables;
 pub mod vectors;

@@ -57,6 +57,7 @@ macro_rules! bind_args {
         q
     }};
 }
+pub(crate) use bind_args;
 
 /// A row both backends decode (a tuple of shared column types).
 pub trait Decoded: Send + Unpin + for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> {}
