@@ -1,6 +1,5 @@
 //! `joint_embeddings`: the joint space's instrument states, scenarios and
-//! issuer profiles, read for both backends (and, until they move to their own
-//! modules, the portfolio tables' reads).
+//! issuer profiles, read for both backends.
 //!
 //! Every read binds its arguments, fetches tuples and maps them to the row
 //! structs below through the helpers of [`super::sql`].
@@ -334,87 +333,4 @@ pub async fn count_where(db: &Db, table: &str, filter: &str, binds: &[&str]) -> 
     let sql = format!("SELECT COUNT(*) FROM {table} WHERE {filter}");
     let (n,): (i64,) = fetch_one(db, &sql, &texts(binds)).await?;
     Ok(n)
-}
-
-/// `target_portfolios` rows (portfolio, date, target_positions as text) of
-/// `portfolios` with `as_of_date <= to`, by portfolio then date.
-pub async fn targets(
-    db: &Db,
-    portfolios: &[String],
-    to: NaiveDate,
-) -> Result<Vec<(String, NaiveDate, String)>> {
-    let mut out = Vec::new();
-    for chunk in portfolios.chunks(IN_CHUNK) {
-        let sql = format!(
-            "SELECT portfolio_id, as_of_date, CAST(target_positions AS TEXT) FROM target_portfolios \
-             WHERE as_of_date <= $1 AND portfolio_id IN ({}) ORDER BY portfolio_id, as_of_date",
-            placeholders(2, chunk.len())
-        );
-        let mut args = vec![Arg::Date(to)];
-        args.extend(chunk.iter().map(|id| Arg::Text(id)));
-        let rows: Vec<(String, NaiveDate, String)> = fetch_all(db, &sql, &args).await?;
-        out.extend(rows);
-    }
-    Ok(out)
-}
-
-/// (portfolio, date) of the risk reports in `[from, to]`, of one portfolio or all.
-pub async fn report_days(
-    db: &Db,
-    portfolio: Option<&str>,
-    from: NaiveDate,
-    to: NaiveDate,
-) -> Result<Vec<(String, NaiveDate)>> {
-    let sql = "SELECT portfolio_id, as_of_date FROM portfolio_risk_reports \
-               WHERE ($1 IS NULL OR portfolio_id = $1) AND as_of_date >= $2 AND as_of_date <= $3 \
-               ORDER BY portfolio_id, as_of_date";
-    fetch_all(
-        db,
-        sql,
-        &[Arg::OptText(portfolio), Arg::Date(from), Arg::Date(to)],
-    )
-    .await
-}
-
-/// Risk metrics (as text) of one portfolio's reports in `[from, to]`, by date.
-pub async fn risk_metrics(
-    db: &Db,
-    portfolio: &str,
-    from: NaiveDate,
-    to: NaiveDate,
-) -> Result<Vec<(NaiveDate, String)>> {
-    let sql = "SELECT as_of_date, CAST(risk_metrics AS TEXT) FROM portfolio_risk_reports \
-               WHERE portfolio_id = $1 AND as_of_date >= $2 AND as_of_date <= $3 ORDER BY as_of_date";
-    fetch_all(db, sql, &[Arg::Text(portfolio), Arg::Date(from), Arg::Date(to)]).await
-}
-
-/// A `backtest_runs` row, JSON as text.
-#[derive(Clone, Debug)]
-pub struct BacktestRun {
-    pub run_id: String,
-    pub strategy_id: String,
-    pub start_date: NaiveDate,
-    pub end_date: NaiveDate,
-    pub config_json: String,
-}
-
-/// Runs of a strategy, or the one run with an id, by run id.
-pub async fn backtest_runs(db: &Db, strategy: Option<&str>, run: Option<&str>) -> Result<Vec<BacktestRun>> {
-    let sql =
-        "SELECT run_id, strategy_id, start_date, end_date, CAST(config_json AS TEXT) FROM backtest_runs \
-               WHERE ($1 IS NULL OR strategy_id = $1) AND ($2 IS NULL OR run_id = $2) ORDER BY run_id";
-    let rows: Vec<(String, String, NaiveDate, NaiveDate, String)> =
-        fetch_all(db, sql, &[Arg::OptText(strategy), Arg::OptText(run)]).await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(run_id, strategy_id, start_date, end_date, config_json)| BacktestRun {
-                run_id,
-                strategy_id,
-                start_date,
-                end_date,
-                config_json,
-            },
-        )
-        .collect())
 }

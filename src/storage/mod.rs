@@ -14,6 +14,7 @@ pub mod merge;
 pub mod meta;
 pub mod prices;
 pub mod prune;
+pub mod reports;
 pub mod scenarios;
 pub mod sql;
 pub mod tables;

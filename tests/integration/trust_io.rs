@@ -797,7 +797,7 @@ both_backends!(null_in_a_merged_patch_is_stored_as_null_on_both_backends);
 
 async fn metrics_of(db: &Db, pid: &str) -> Json {
     let date = NaiveDate::from_ymd_opt(2025, 1, 31).unwrap();
-    let rows = stabspace::storage::joint::risk_metrics(db, pid, date, date)
+    let rows = stabspace::storage::reports::risk_metrics(db, pid, date, date)
         .await
         .unwrap();
     serde_json::from_str(&rows[0].1).unwrap()
