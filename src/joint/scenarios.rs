@@ -12,9 +12,10 @@ use crate::encoders::{recorded_space, SCENARIO_MODELS};
 use crate::error::{Error, Result};
 use crate::progress;
 use crate::storage::bulk::{BulkWriter, Value};
-use crate::storage::joint::{count_where, distinct};
 use crate::storage::tables::JOINT_EMBEDDINGS;
-use crate::storage::vectors::numeric_scenarios_page;
+use crate::storage::vectors::{
+    count_numeric_scenarios, numeric_scenario_models, numeric_scenario_sets, numeric_scenarios_page,
+};
 use crate::storage::Db;
 use crate::vector;
 
@@ -40,14 +41,9 @@ pub async fn backfill_joint_scenarios(db: &Db, p: &ScenarioProjection) -> Result
         model_id: p.joint_model_id.clone(),
         ..Default::default()
     };
-    let total = count_where(
-        db,
-        "numeric_window_embeddings",
-        "model_id = $1 AND entity_type = 'SCENARIO' AND scope_id = $2",
-        &[&p.scenario_model_id, set],
-    )
-    .await?
-    .max(0) as u64;
+    let total = count_numeric_scenarios(db, &p.scenario_model_id, set)
+        .await?
+        .max(0) as u64;
     let pb = progress::items(p.limit.map_or(total, |l| l.min(total)), "scenarios");
     pb.set_message(format!("{} {set}", p.joint_model_id));
     let mut tx = db.begin().await?;
@@ -126,25 +122,11 @@ pub async fn backfill_joint_scenarios(db: &Db, p: &ScenarioProjection) -> Result
         }
     }
     if summary.encoded == 0 {
-        let sets = distinct(
-            db,
-            "scope_id",
-            "numeric_window_embeddings",
-            "entity_type = 'SCENARIO' AND model_id = $1",
-            &[&p.scenario_model_id],
-        )
-        .await?;
+        let sets = numeric_scenario_sets(db, &p.scenario_model_id).await?;
         if let Some(note) =
             super::unknown_model_note(&p.scenario_model_id, "scenario encoder", SCENARIO_MODELS)
         {
-            let models = distinct(
-                db,
-                "model_id",
-                "numeric_window_embeddings",
-                "entity_type = 'SCENARIO' AND scope_id = $1",
-                &[set],
-            )
-            .await?;
+            let models = numeric_scenario_models(db, set).await?;
             return Err(Error::Invalid(format!(
                 "no {} vectors of scenario set {set:?} are stored and {note} (models with vectors of the \
                  set: {})",

@@ -1,5 +1,5 @@
 //! `joint_embeddings`: the joint space's instrument states, scenarios and
-//! issuer profiles, read for both backends.
+//! issuer profiles, read for both backends; and the hints' "what exists".
 //!
 //! Every read binds its arguments, fetches tuples and maps them to the row
 //! structs below through the helpers of [`super::sql`].
@@ -8,8 +8,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDate;
 
-use super::sql::{fetch_all, fetch_one, placeholders, sql_limit, Arg, IN_CHUNK};
-use super::Db;
+use super::sql::{
+    date_agg, distinct, fetch_all, fetch_one, placeholders, sql_limit, tx_execute, Arg, IN_CHUNK,
+};
+use super::{Db, Tx};
 use crate::error::Result;
 
 /// `joint_type` of stability/fragility states and scenarios.
@@ -307,30 +309,113 @@ pub async fn scenario_spaces(db: &Db, model: &str, set: &str) -> Result<Vec<(Opt
     .await
 }
 
-/// Text binds as [`Arg`]s.
-fn texts<'a>(binds: &[&'a str]) -> Vec<Arg<'a>> {
-    binds.iter().map(|b| Arg::Text(b)).collect()
+/// The joint models with STAB scenario vectors of `set`, with their feature
+/// space when all their vectors of the set record the same one.
+pub async fn scenario_models_of_set(db: &Db, set: &str) -> Result<Vec<(String, Option<String>)>> {
+    let sql = "SELECT model_id, CASE WHEN COUNT(DISTINCT feature_space) = 1 THEN MIN(feature_space) END \
+               FROM joint_embeddings \
+               WHERE joint_type = $1 AND entity_type = 'SCENARIO' AND scope_id = $2 \
+               GROUP BY model_id ORDER BY model_id";
+    fetch_all(db, sql, &[Arg::Text(STAB_JOINT_TYPE), Arg::Text(set)]).await
 }
 
-/// Distinct values of one text column, for "what exists" in error messages.
-pub async fn distinct(
+/// The sets with STAB scenario vectors under `model` (at most 50, for hints).
+pub async fn scenario_sets_of_model(db: &Db, model: &str) -> Result<Vec<String>> {
+    distinct(
+        db,
+        "scope_id",
+        "joint_embeddings",
+        "joint_type = $1 AND model_id = $2 AND entity_type = 'SCENARIO'",
+        &[Arg::Text(STAB_JOINT_TYPE), Arg::Text(model)],
+    )
+    .await
+}
+
+/// The joint models with STAB scenario vectors (at most 50, for hints).
+pub async fn scenario_models(db: &Db) -> Result<Vec<String>> {
+    distinct(
+        db,
+        "model_id",
+        "joint_embeddings",
+        "joint_type = $1 AND entity_type = 'SCENARIO'",
+        &[Arg::Text(STAB_JOINT_TYPE)],
+    )
+    .await
+}
+
+/// The joint models with STAB instrument states (at most 50, for hints).
+pub async fn state_models(db: &Db) -> Result<Vec<String>> {
+    distinct(
+        db,
+        "model_id",
+        "joint_embeddings",
+        "joint_type = $1 AND entity_type = 'INSTRUMENT'",
+        &[Arg::Text(STAB_JOINT_TYPE)],
+    )
+    .await
+}
+
+/// The latest date with STAB instrument states of `model`.
+pub async fn latest_state_date(db: &Db, model: &str) -> Result<Option<NaiveDate>> {
+    date_agg(
+        db,
+        "SELECT max(as_of_date) FROM joint_embeddings WHERE joint_type = $1 AND model_id = $2 \
+         AND entity_type = 'INSTRUMENT'",
+        &[Arg::Text(STAB_JOINT_TYPE), Arg::Text(model)],
+    )
+    .await
+}
+
+/// The dates of an instrument's STAB states of `model` nearest to `as_of`:
+/// the latest before it and the earliest after it.
+pub async fn state_dates_around(
     db: &Db,
-    column: &str,
-    table: &str,
-    filter: &str,
-    binds: &[&str],
-) -> Result<Vec<String>> {
-    super::sql::distinct(db, column, table, filter, &texts(binds)).await
+    model: &str,
+    instrument: &str,
+    as_of: NaiveDate,
+) -> Result<(Option<NaiveDate>, Option<NaiveDate>)> {
+    let sql = "SELECT max(CASE WHEN as_of_date < $4 THEN as_of_date END), \
+                      min(CASE WHEN as_of_date > $4 THEN as_of_date END) \
+               FROM joint_embeddings WHERE joint_type = $1 AND model_id = $2 \
+               AND entity_type = 'INSTRUMENT' AND scope_id = '' AND entity_id = $3";
+    let args = [
+        Arg::Text(STAB_JOINT_TYPE),
+        Arg::Text(model),
+        Arg::Text(instrument),
+        Arg::Date(as_of),
+    ];
+    fetch_one(db, sql, &args).await
 }
 
-/// One date-valued aggregate (`max(as_of_date)`, …) with text binds.
-pub async fn date_agg(db: &Db, sql: &str, binds: &[&str]) -> Result<Option<NaiveDate>> {
-    super::sql::date_agg(db, sql, &texts(binds)).await
+/// The earliest date with issuer profiles of `model`.
+pub async fn earliest_profile_date(db: &Db, model: &str) -> Result<Option<NaiveDate>> {
+    date_agg(
+        db,
+        "SELECT min(as_of_date) FROM joint_embeddings WHERE joint_type = $1 AND model_id = $2",
+        &[Arg::Text(PROFILE_JOINT_TYPE), Arg::Text(model)],
+    )
+    .await
 }
 
-/// `COUNT(*)` of the rows of `table` matching `filter` (text binds).
-pub async fn count_where(db: &Db, table: &str, filter: &str, binds: &[&str]) -> Result<i64> {
-    let sql = format!("SELECT COUNT(*) FROM {table} WHERE {filter}");
-    let (n,): (i64,) = fetch_one(db, &sql, &texts(binds)).await?;
+/// How many STAB vectors (states and scenarios) `model` has.
+pub async fn count_stab_vectors(db: &Db, model: &str) -> Result<i64> {
+    let sql = "SELECT COUNT(*) FROM joint_embeddings WHERE joint_type = $1 AND model_id = $2";
+    let (n,): (i64,) = fetch_one(db, sql, &[Arg::Text(STAB_JOINT_TYPE), Arg::Text(model)]).await?;
     Ok(n)
+}
+
+/// Delete every STAB vector of `entity_type` stored under `model`, inside the
+/// transaction; the rows deleted.
+pub async fn delete_stab_vectors(tx: &mut Tx, model: &str, entity_type: &str) -> Result<u64, sqlx::Error> {
+    let sql = "DELETE FROM joint_embeddings WHERE joint_type = $1 AND model_id = $2 AND entity_type = $3";
+    tx_execute(
+        tx,
+        sql,
+        &[
+            Arg::Text(STAB_JOINT_TYPE),
+            Arg::Text(model),
+            Arg::Text(entity_type),
+        ],
+    )
+    .await
 }

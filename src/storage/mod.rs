@@ -8,10 +8,12 @@
 //! split per backend in [`bulk`].
 
 pub mod bulk;
+pub mod demo;
 pub mod joint;
 pub mod market;
 pub mod merge;
 pub mod meta;
+pub mod partition_counters;
 pub mod prices;
 pub mod prune;
 pub mod reports;
