@@ -16,6 +16,7 @@ pub mod meta;
 pub mod partition_counters;
 pub mod prices;
 pub mod prune;
+pub mod registry;
 pub mod reports;
 pub mod scenarios;
 pub mod sql;
