@@ -46,6 +46,8 @@ use serde_json::{Map, Value as Json};
 use crate::error::{Error, Result};
 use crate::progress;
 use crate::storage::bulk::{BulkWriter, TableSpec, Value};
+use crate::storage::market::{known_ids, KnownIds};
+use crate::storage::scenarios::each_scenario_id;
 use crate::storage::tables::*;
 use crate::storage::{Db, Tx};
 
@@ -165,14 +167,14 @@ impl ImportKind {
     /// The ids that rows of this kind name and that must (prices and paths:
     /// instruments) or should (portfolio weights: instruments; risk reports:
     /// portfolios with target weights; fundamentals: issuers) be in the
-    /// database already: the query reading them.
-    fn known_ids(self) -> Option<&'static str> {
+    /// database already.
+    fn known_ids(self) -> Option<KnownIds> {
         match self {
             ImportKind::Prices | ImportKind::ScenarioPaths | ImportKind::Portfolios => {
-                Some("SELECT instrument_id FROM instruments")
+                Some(KnownIds::Instruments)
             }
-            ImportKind::RiskReports => Some("SELECT DISTINCT portfolio_id FROM target_portfolios"),
-            ImportKind::Fundamentals => Some("SELECT issuer_id FROM issuers"),
+            ImportKind::RiskReports => Some(KnownIds::TargetPortfolios),
+            ImportKind::Fundamentals => Some(KnownIds::Issuers),
             _ => None,
         }
     }
@@ -320,7 +322,7 @@ pub async fn import_file(db: &Db, kind: ImportKind, path: &Path) -> Result<Impor
     let pb = progress::bytes(len, format!("importing {}", path.display()));
     let mut tx = db.begin().await?;
     let known = match kind.known_ids() {
-        Some(sql) => Some(known_ids(&mut tx, sql).await.map_err(|e| db.err(e))?),
+        Some(which) => Some(known_ids(&mut tx, which).await.map_err(|e| db.err(e))?),
         None => None,
     };
     let mut door = Door {
@@ -355,11 +357,7 @@ pub async fn import_file(db: &Db, kind: ImportKind, path: &Path) -> Result<Impor
             // Paths come grouped by scenario: the row before's is known already.
             if !matches!(&door.last_scenario, Some((s, c)) if s == set && c == scenario) {
                 if !door.sets.contains_key(set) {
-                    let ids = door
-                        .keys
-                        .scenario_ids(&mut tx, set)
-                        .await
-                        .map_err(|e| db.err(e))?;
+                    let ids = door.keys.scenario_ids(db, &mut tx, set).await?;
                     door.sets.insert(set.clone(), ids);
                 }
                 fields.known_scenario(&door, set, scenario)?;
@@ -439,15 +437,6 @@ fn unknown_warning(kind: ImportKind, path: &Path, ids: &[String]) -> String {
         ),
     };
     format!("{}: {what}: {}", path.display(), names.join(", "))
-}
-
-/// The ids one query reads, inside the import's transaction.
-async fn known_ids(tx: &mut Tx, sql: &str) -> Result<HashSet<String>, sqlx::Error> {
-    let ids: Vec<String> = match tx {
-        Tx::Postgres(t) => sqlx::query_scalar(sql).fetch_all(&mut **t).await?,
-        Tx::Sqlite(t) => sqlx::query_scalar(sql).fetch_all(&mut **t).await?,
-    };
-    Ok(ids.into_iter().collect())
 }
 
 /// The error for a failure of the CSV reader: a row with the wrong number of
@@ -876,24 +865,13 @@ impl Keys {
 
     /// The scenario ids of one set, hashed, streamed from the database inside
     /// the import's transaction (never all held as text).
-    async fn scenario_ids(&self, tx: &mut Tx, set: &str) -> Result<IdHashes, sqlx::Error> {
-        use futures_util::TryStreamExt as _;
-        const SQL: &str = "SELECT scenario_id FROM scenarios WHERE scenario_set_id = $1";
+    async fn scenario_ids(&self, db: &Db, tx: &mut Tx, set: &str) -> Result<IdHashes> {
         let mut ids = IdHashes::default();
-        match tx {
-            Tx::Postgres(t) => {
-                let mut rows = sqlx::query_scalar::<_, String>(SQL).bind(set).fetch(&mut **t);
-                while let Some(id) = rows.try_next().await? {
-                    ids.insert(self.id_hash(&id));
-                }
-            }
-            Tx::Sqlite(t) => {
-                let mut rows = sqlx::query_scalar::<_, String>(SQL).bind(set).fetch(&mut **t);
-                while let Some(id) = rows.try_next().await? {
-                    ids.insert(self.id_hash(&id));
-                }
-            }
-        }
+        each_scenario_id(tx, set, |id| {
+            ids.insert(self.id_hash(id));
+        })
+        .await
+        .map_err(|e| db.err(e))?;
         Ok(ids)
     }
 
