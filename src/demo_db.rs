@@ -4,44 +4,14 @@
 //! mixes synthetic rows into a user's data.
 
 use crate::error::{Error, Result};
-use crate::storage::{meta, Db};
-
-/// Every table holding data, children before parents.
-const DATA_TABLES: &[&str] = &[
-    "portfolio_risk_reports",
-    "target_portfolios",
-    "backtest_runs",
-    "joint_embeddings",
-    "joint_scenario_versions",
-    "joint_models",
-    "numeric_window_embeddings",
-    "scenario_paths",
-    "scenarios",
-    "prices_daily",
-    "issuer_fundamentals",
-    "instruments",
-    "issuers",
-    "markets",
-];
-
-/// Rows per data table, for the tables that have any.
-async fn contents(db: &Db) -> Result<Vec<(&'static str, i64)>> {
-    let mut out = Vec::new();
-    for &t in DATA_TABLES {
-        let n = crate::storage::queries::count(db, t).await?;
-        if n > 0 {
-            out.push((t, n));
-        }
-    }
-    Ok(out)
-}
+use crate::storage::{demo, meta, Db};
 
 /// Make `db` ready for the demo: mark an empty database as the demo's, empty
 /// one the demo filled before, refuse anything else. Returns whether earlier
 /// demo data was cleared.
 pub async fn claim(db: &Db) -> Result<bool> {
     let marked = meta::get(db, meta::DEMO_KEY).await?.is_some();
-    let found = contents(db).await?;
+    let found = demo::contents(db).await?;
     if !marked && !found.is_empty() {
         let what: Vec<String> = found.iter().map(|(t, n)| format!("{n} rows in {t}")).collect();
         return Err(Error::Invalid(format!(
@@ -53,16 +23,7 @@ pub async fn claim(db: &Db) -> Result<bool> {
         )));
     }
     let cleared = !found.is_empty();
-    let mut tx = db.begin().await?;
-    for &t in DATA_TABLES {
-        let sql = format!("DELETE FROM {t}");
-        match &mut tx {
-            crate::storage::Tx::Postgres(c) => sqlx::query(&sql).execute(&mut **c).await.map(|_| ()),
-            crate::storage::Tx::Sqlite(c) => sqlx::query(&sql).execute(&mut **c).await.map(|_| ()),
-        }
-        .map_err(|e| db.err(e))?;
-    }
-    db.commit(tx).await?;
+    demo::empty(db).await?;
     meta::set(db, meta::DEMO_KEY, "created by stabspace demo").await?;
     Ok(cleared)
 }

@@ -18,14 +18,16 @@ use serde::Serialize;
 use crate::backfill::{backfill_numeric_embeddings, NumericBackfill};
 use crate::encoders::{horizon_of_space, state_encoder_for_space, window_encoder, DEFAULT_HORIZON};
 use crate::error::{Error, Result};
-use crate::joint::{backfill_joint_states, list_or, StateBackfill, Weights, PROFILE_JOINT_TYPE};
+use crate::joint::{backfill_joint_states, list_or, StateBackfill, Weights};
 use crate::nearest::{ScenarioSpace, SearchOpts};
 use crate::portfolio::portfolio_vector;
 use crate::progress;
-use crate::storage::joint::{date_agg, distinct, joint_states, market_instruments};
+use crate::storage::joint::{earliest_profile_date, joint_states};
+use crate::storage::market::{market_instruments, markets};
+use crate::storage::prices;
+use crate::storage::scenarios::{scenarios_with_days, sets_with_shock_type, shock_types};
 use crate::storage::Db;
 use crate::vector;
-use crate::with_pool;
 
 /// The shock type of scenarios that are windows of the market's own history.
 pub const HISTORICAL_WINDOW: &str = "historical_window";
@@ -191,14 +193,7 @@ pub async fn eval_retrieval(db: &Db, spec: &EvalSpec) -> Result<EvalReport> {
     pb.set_message(format!("{stab_model} and {} states", spec.joint_model_id));
     // A profile-augmented model has no states before its first profile.
     let first_profile = match &profile_model {
-        Some(pm) => {
-            date_agg(
-                db,
-                "SELECT min(as_of_date) FROM joint_embeddings WHERE joint_type = $1 AND model_id = $2",
-                &[PROFILE_JOINT_TYPE, pm],
-            )
-            .await?
-        }
+        Some(pm) => earliest_profile_date(db, pm).await?,
         None => None,
     };
     for &d in &dates {
@@ -338,23 +333,10 @@ fn score<'a>(offset: usize, ranks: impl Iterator<Item = &'a WindowRank>, scenari
 
 /// The set's historical windows with their length (days of their paths).
 async fn historical_windows(db: &Db, set: &str) -> Result<Vec<Window>> {
-    let sql = "SELECT s.scenario_id, s.scenario_date, \
-                      (SELECT CAST(COUNT(DISTINCT p.day_index) AS BIGINT) FROM scenario_paths p \
-                        WHERE p.scenario_set_id = s.scenario_set_id AND p.scenario_id = s.scenario_id) \
-               FROM scenarios s WHERE s.scenario_set_id = $1 AND s.shock_type = $2 ORDER BY s.scenario_id";
-    let rows: Vec<(String, NaiveDate, Option<i64>)> =
-        with_pool!(db, p => sqlx::query_as(sql).bind(set).bind(HISTORICAL_WINDOW).fetch_all(p).await)
-            .map_err(|e| db.err(e))?;
+    let rows = scenarios_with_days(db, set, HISTORICAL_WINDOW).await?;
     if rows.is_empty() {
-        let types = distinct(db, "shock_type", "scenarios", "scenario_set_id = $1", &[set]).await?;
-        let sets = distinct(
-            db,
-            "scenario_set_id",
-            "scenarios",
-            "shock_type = $1",
-            &[HISTORICAL_WINDOW],
-        )
-        .await?;
+        let types = shock_types(db, set).await?;
+        let sets = sets_with_shock_type(db, HISTORICAL_WINDOW).await?;
         return Err(Error::Invalid(format!(
             "scenario set {set:?} has no scenarios with shock_type {HISTORICAL_WINDOW:?} (its shock types: {}); \
              sets with historical windows: {}",
@@ -363,14 +345,15 @@ async fn historical_windows(db: &Db, set: &str) -> Result<Vec<Window>> {
         )));
     }
     rows.into_iter()
-        .map(|(scenario_id, start, days)| match days {
+        .map(|r| match r.days {
             Some(d) if d > 0 => Ok(Window {
-                scenario_id,
-                start,
+                scenario_id: r.scenario_id,
+                start: r.scenario_date,
                 days: d as usize,
             }),
             _ => Err(Error::Invalid(format!(
-                "scenario {scenario_id:?} of set {set:?} has no scenario_paths: its length is unknown"
+                "scenario {:?} of set {set:?} has no scenario_paths: its length is unknown",
+                r.scenario_id
             ))),
         })
         .collect()
@@ -378,13 +361,9 @@ async fn historical_windows(db: &Db, set: &str) -> Result<Vec<Window>> {
 
 /// The market's trading days: the dates with a price of any of its instruments.
 async fn market_calendar(db: &Db, market: &str) -> Result<Vec<NaiveDate>> {
-    let sql = "SELECT DISTINCT p.trade_date FROM prices_daily p \
-               JOIN instruments i ON i.instrument_id = p.instrument_id \
-               WHERE i.market_id = $1 ORDER BY p.trade_date";
-    let days: Vec<NaiveDate> = with_pool!(db, p => sqlx::query_scalar(sql).bind(market).fetch_all(p).await)
-        .map_err(|e| db.err(e))?;
+    let days = prices::market_calendar(db, market).await?;
     if days.is_empty() {
-        let markets = distinct(db, "market_id", "instruments", "1 = 1", &[]).await?;
+        let markets = markets(db).await?;
         return Err(Error::Invalid(format!(
             "market {market:?} has no prices; markets: {}",
             list_or(&markets, "none (import instruments first)")

@@ -16,13 +16,12 @@ use stabspace_index::{FlatIndex, Partition};
 
 use crate::encoders::describe_space;
 use crate::error::{Error, Result};
-use crate::joint::STAB_JOINT_TYPE;
 use crate::partitions::{
     self, counters, fingerprint, partition_path, scenario_as_of, Change, Counters, Provenance, SpaceTally,
     DEFAULT_EF,
 };
 use crate::storage::joint::{
-    distinct, joint_scenario_keys, joint_scenarios_by_ids, joint_scenarios_page, scenario_spaces,
+    joint_scenario_keys, joint_scenarios_by_ids, joint_scenarios_page, scenario_spaces,
 };
 use crate::storage::Db;
 use crate::vector::{self, DIM};
@@ -899,23 +898,9 @@ pub async fn no_scenarios(db: &Db, model: &str, set: &str, zero: usize) -> Error
              non-finite values); nothing can be ranked by cosine"
         ));
     }
-    let sets = distinct(
-        db,
-        "scope_id",
-        "joint_embeddings",
-        "joint_type = $1 AND model_id = $2 AND entity_type = 'SCENARIO'",
-        &[STAB_JOINT_TYPE, model],
-    )
-    .await;
-    let models = distinct(
-        db,
-        "model_id",
-        "joint_embeddings",
-        "joint_type = $1 AND entity_type = 'SCENARIO'",
-        &[STAB_JOINT_TYPE],
-    )
-    .await;
-    let elsewhere = match spaces_of_set(db, set).await {
+    let sets = crate::storage::joint::scenario_sets_of_model(db, model).await;
+    let models = crate::storage::joint::scenario_models(db).await;
+    let elsewhere = match crate::storage::joint::scenario_models_of_set(db, set).await {
         Ok(v) => v.into_iter().filter(|(m, _)| m != model).collect::<Vec<_>>(),
         Err(e) => return e,
     };
@@ -955,18 +940,4 @@ pub async fn no_scenarios(db: &Db, model: &str, set: &str, zero: usize) -> Error
         )),
         (Err(e), _) | (_, Err(e)) => e,
     }
-}
-
-/// The joint models with STAB scenario vectors of `set`, with their feature space (when all record the same one).
-async fn spaces_of_set(db: &Db, set: &str) -> Result<Vec<(String, Option<String>)>> {
-    let sql = "SELECT model_id, CASE WHEN COUNT(DISTINCT feature_space) = 1 THEN MIN(feature_space) END \
-               FROM joint_embeddings \
-               WHERE joint_type = $1 AND entity_type = 'SCENARIO' AND scope_id = $2 \
-               GROUP BY model_id ORDER BY model_id";
-    crate::with_pool!(db, p => sqlx::query_as::<_, (String, Option<String>)>(sql)
-        .bind(STAB_JOINT_TYPE)
-        .bind(set)
-        .fetch_all(p)
-        .await)
-    .map_err(|e| db.err(e))
 }

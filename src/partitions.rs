@@ -24,10 +24,8 @@ use stabspace_index::{
 };
 
 use crate::error::{Error, Result};
-use crate::joint::STAB_JOINT_TYPE;
-use crate::storage::Db;
+use crate::storage::{partition_counters, Db};
 use crate::vector::DIM;
-use crate::with_pool;
 
 /// File extension of partition files.
 pub const EXTENSION: &str = "stabidx";
@@ -154,35 +152,20 @@ impl Fingerprint {
 
 /// The change counters of (model, set): one indexed row lookup.
 pub async fn counters(db: &Db, model: &str, set: &str) -> Result<Counters> {
-    let sql = "SELECT version, rewrites FROM joint_scenario_versions WHERE model_id = $1 AND scope_id = $2";
-    let row: Option<(i64, i64)> = with_pool!(db, p => sqlx::query_as(sql)
-        .bind(model)
-        .bind(set)
-        .fetch_optional(p)
-        .await)
-    .map_err(|e| db.err(e))?;
-    Ok(row.map_or(Counters::default(), |(version, rewrites)| Counters {
-        version,
-        rewrites,
+    let row = partition_counters::counters(db, model, set).await?;
+    Ok(row.map_or(Counters::default(), |r| Counters {
+        version: r.version,
+        rewrites: r.rewrites,
     }))
 }
 
 /// The counters and a count of the set's rows: a scan of the set, for builds
 /// and `index status`, never for queries of a fresh partition.
 pub async fn fingerprint(db: &Db, model: &str, set: &str) -> Result<Fingerprint> {
-    let sql = "SELECT COUNT(*), CAST(max(created_at) AS TEXT) \
-               FROM joint_embeddings WHERE joint_type = $1 AND model_id = $2 AND entity_type = 'SCENARIO' \
-                 AND scope_id = $3";
     // The counters first: a write between the two reads makes the
     // fingerprint look older, never newer, than the rows counted.
     let now = counters(db, model, set).await?;
-    let (rows, latest): (i64, Option<String>) = with_pool!(db, p => sqlx::query_as(sql)
-        .bind(STAB_JOINT_TYPE)
-        .bind(model)
-        .bind(set)
-        .fetch_one(p)
-        .await)
-    .map_err(|e| db.err(e))?;
+    let (rows, latest) = partition_counters::scenario_rows(db, model, set).await?;
     Ok(Fingerprint {
         rows,
         version: now.version,
@@ -746,9 +729,7 @@ pub fn files(index_dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// (model, set) pairs with STAB scenario vectors in the database.
 pub async fn sources(db: &Db) -> Result<Vec<(String, String)>> {
-    let sql = "SELECT DISTINCT model_id, scope_id FROM joint_embeddings \
-               WHERE joint_type = $1 AND entity_type = 'SCENARIO' ORDER BY model_id, scope_id";
-    with_pool!(db, p => sqlx::query_as(sql).bind(STAB_JOINT_TYPE).fetch_all(p).await).map_err(|e| db.err(e))
+    partition_counters::sources(db).await
 }
 
 /// One line of `index status`.

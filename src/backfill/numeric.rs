@@ -1,18 +1,20 @@
 //! `backfill-numeric-embeddings`: price windows of a market's active instruments.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use chrono::NaiveDate;
 
 use super::BackfillSummary;
-use crate::encoders::{window_encoder, MarketContext, SkipReason};
+use crate::encoders::{window_encoder, MarketContext, PriceWindow, SkipReason};
 use crate::error::{Error, Result};
 use crate::progress;
 use crate::storage::bulk::{BulkWriter, Value};
+use crate::storage::market::{active_instruments, active_markets};
+use crate::storage::prices::{recent_prices, PriceRows};
 use crate::storage::prune::{keep_only, VectorKey};
 use crate::storage::tables::NUMERIC_WINDOW_EMBEDDINGS;
-use crate::storage::{queries, Db};
+use crate::storage::Db;
 use crate::vector;
 
 #[derive(Clone, Debug)]
@@ -35,9 +37,9 @@ pub async fn backfill_numeric_embeddings(db: &Db, p: &NumericBackfill) -> Result
     if window_days == 0 {
         return Err(Error::Invalid("--window-days must be at least 1".into()));
     }
-    let instruments = queries::active_instruments(db, &p.market_id, p.limit).await?;
+    let instruments = active_instruments(db, &p.market_id, p.limit).await?;
     if instruments.is_empty() {
-        let markets = known_markets(db).await?;
+        let markets = active_markets(db).await?;
         return Err(Error::Invalid(format!(
             "market {:?} has no active instruments; markets with active instruments: {}",
             p.market_id,
@@ -53,10 +55,10 @@ pub async fn backfill_numeric_embeddings(db: &Db, p: &NumericBackfill) -> Result
     // instruments (--limit bounds what is encoded, not the market): their
     // windows are read once, for both.
     let windows = if encoder.uses_market() && p.limit.is_some() {
-        let all = queries::active_instruments(db, &p.market_id, None).await?;
-        queries::recent_prices(db, &all, p.as_of, need).await?
+        let all = active_instruments(db, &p.market_id, None).await?;
+        price_windows(db, &all, p.as_of, need).await?
     } else {
-        queries::recent_prices(db, &instruments, p.as_of, need).await?
+        price_windows(db, &instruments, p.as_of, need).await?
     };
     let market = if encoder.uses_market() {
         MarketContext::from_windows(windows.values())
@@ -129,7 +131,23 @@ pub async fn backfill_numeric_embeddings(db: &Db, p: &NumericBackfill) -> Result
     Ok(summary)
 }
 
-async fn known_markets(db: &Db) -> Result<Vec<String>> {
-    let sql = "SELECT DISTINCT market_id FROM instruments WHERE lower(status) = 'active' ORDER BY market_id";
-    crate::with_pool!(db, p => sqlx::query_scalar::<_, String>(sql).fetch_all(p).await).map_err(|e| db.err(e))
+/// For each instrument, its last `n` prices on or before `as_of` as a window.
+async fn price_windows(
+    db: &Db,
+    instruments: &[String],
+    as_of: NaiveDate,
+    n: usize,
+) -> Result<HashMap<String, PriceWindow>> {
+    let rows = recent_prices(db, instruments, as_of, n).await?;
+    Ok(rows.into_iter().map(|(id, r)| (id, price_window(r))).collect())
+}
+
+/// The encoders' view of one instrument's prices.
+fn price_window(r: PriceRows) -> PriceWindow {
+    PriceWindow {
+        instrument_id: r.instrument_id,
+        dates: r.dates,
+        close: r.close,
+        volume: r.volume,
+    }
 }

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::faults;
 use crate::progress;
 use crate::storage::bulk::{BulkWriter, Value};
-use crate::storage::queries::{self, PathCell};
+use crate::storage::scenarios::{self, PathCell};
 use crate::storage::tables::NUMERIC_WINDOW_EMBEDDINGS;
 use crate::storage::Db;
 use crate::vector;
@@ -31,12 +31,9 @@ pub async fn backfill_numeric_scenario_embeddings(db: &Db, p: &ScenarioBackfill)
     let encoder = scenario_encoder(&p.model_id, p.horizon_days)?;
     let space = encoder.feature_space();
     let set = p.scenario_set_id.as_str();
-    let ids = queries::scenario_ids(db, set, p.limit).await?;
+    let ids = scenarios::scenario_ids(db, set, p.limit).await?;
     if ids.is_empty() {
-        let sets = crate::with_pool!(db, p => sqlx::query_scalar::<_, String>(
-            "SELECT DISTINCT scenario_set_id FROM scenario_paths ORDER BY scenario_set_id")
-            .fetch_all(p).await)
-        .map_err(|e| db.err(e))?;
+        let sets = scenarios::sets_with_paths(db).await?;
         return Err(Error::Invalid(format!(
             "scenario set {set:?} has no scenario paths; sets with paths: {}",
             if sets.is_empty() {
@@ -46,7 +43,7 @@ pub async fn backfill_numeric_scenario_embeddings(db: &Db, p: &ScenarioBackfill)
             }
         )));
     }
-    let meta = queries::scenario_meta(db, set).await?;
+    let meta = scenarios::scenario_meta(db, set).await?;
     let missing: Vec<&String> = ids.iter().filter(|id| !meta.contains_key(*id)).collect();
     if let Some(first) = missing.first() {
         return Err(Error::Invalid(format!(
@@ -74,7 +71,7 @@ pub async fn backfill_numeric_scenario_embeddings(db: &Db, p: &ScenarioBackfill)
         let (db, set) = (db.clone(), set.to_string());
         tokio::spawn(async move {
             for (first, last) in ranges {
-                let rows = queries::scenario_panels(&db, &set, &first, &last).await;
+                let rows = scenarios::scenario_panels(&db, &set, &first, &last).await;
                 let failed = rows.is_err();
                 if send.send(rows).await.is_err() || failed {
                     break;
@@ -93,7 +90,7 @@ pub async fn backfill_numeric_scenario_embeddings(db: &Db, p: &ScenarioBackfill)
                 }
             } else {
                 // Incomplete: read its cells one by one to name the missing one.
-                let cells = queries::scenario_paths(db, set, &row.scenario_id, &row.scenario_id).await?;
+                let cells = scenarios::scenario_paths(db, set, &row.scenario_id, &row.scenario_id).await?;
                 build_panel(set, &cells)?
             };
             let v = encoder.encode(&panel)?;

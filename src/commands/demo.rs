@@ -23,7 +23,7 @@ use crate::nearest::SearchOpts;
 use crate::partitions::{build_with_progress, index_dir};
 use crate::portfolio::DEFAULT_MIN_COVERAGE;
 use crate::progress;
-use crate::storage::{queries, resolve_url};
+use crate::storage::{resolve_url, tables};
 use crate::synth::{generate, month_ends, trading_days, SynthConfig};
 use stabspace_index::BuildParams;
 
@@ -341,8 +341,8 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         );
     }
 
-    let vectors = queries::count(&db, "numeric_window_embeddings").await?;
-    let joint = queries::count(&db, "joint_embeddings").await?;
+    let vectors = tables::count(&db, "numeric_window_embeddings").await?;
+    let joint = tables::count(&db, "joint_embeddings").await?;
     println!(
         "done in {:.1} s: {vectors} numeric and {joint} joint vectors stored in {}.",
         started.elapsed().as_secs_f64(),

@@ -7,8 +7,8 @@ use serde_json::{json, Value as Json};
 
 use crate::error::{Error, Result};
 use crate::joint::list_or;
-use crate::storage::joint::{backtest_runs, distinct, risk_metrics};
 use crate::storage::merge::merge_backtest_metrics;
+use crate::storage::reports::{backtest_runs, risk_metrics, strategies};
 use crate::storage::Db;
 
 /// The summary of one run's daily metrics.
@@ -63,7 +63,7 @@ pub async fn backfill_backtest_metrics(
 ) -> Result<BacktestSummary> {
     let runs = backtest_runs(db, strategy, run).await?;
     if runs.is_empty() {
-        let known = distinct(db, "strategy_id", "backtest_runs", "1 = 1", &[]).await?;
+        let known = strategies(db).await?;
         let what = match (strategy, run) {
             (_, Some(r)) => format!("no backtest run {r:?}"),
             (Some(s), None) => format!("no backtest runs of strategy {s:?}"),

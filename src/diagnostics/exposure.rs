@@ -5,10 +5,11 @@ use chrono::NaiveDate;
 
 use super::vectors::{portfolio_vectors, DaySkip};
 use crate::error::{Error, Result};
-use crate::joint::{list_or, STAB_JOINT_TYPE};
+use crate::joint::list_or;
 use crate::nearest::{Answer, ScenarioHit, ScenarioSpace, SearchOpts};
 use crate::portfolio::{NoVector, PortfolioVector};
-use crate::storage::joint::{date_agg, distinct, joint_states};
+use crate::storage::joint::{joint_states, latest_state_date, state_dates_around, state_models};
+use crate::storage::reports::{earliest_target, target_portfolio_ids};
 use crate::storage::Db;
 use crate::vector;
 
@@ -61,19 +62,7 @@ pub async fn find_similar(
 
 async fn no_state(db: &Db, instrument: &str, as_of: NaiveDate, model: &str) -> Error {
     let explain = async {
-        let sql = "SELECT max(CASE WHEN as_of_date < $4 THEN as_of_date END), \
-                          min(CASE WHEN as_of_date > $4 THEN as_of_date END) \
-                   FROM joint_embeddings WHERE joint_type = $1 AND model_id = $2 \
-                   AND entity_type = 'INSTRUMENT' AND scope_id = '' AND entity_id = $3";
-        let (before, after): (Option<NaiveDate>, Option<NaiveDate>) =
-            crate::with_pool!(db, p => sqlx::query_as(sql)
-            .bind(STAB_JOINT_TYPE)
-            .bind(model)
-            .bind(instrument)
-            .bind(as_of)
-            .fetch_one(p)
-            .await)
-            .map_err(|e| db.err(e))?;
+        let (before, after) = state_dates_around(db, model, instrument, as_of).await?;
         if before.is_some() || after.is_some() {
             let show = |d: Option<NaiveDate>| d.map_or("none".to_string(), |d| d.to_string());
             return Ok(format!(
@@ -95,24 +84,11 @@ async fn no_state(db: &Db, instrument: &str, as_of: NaiveDate, model: &str) -> E
 
 /// `what`, then the latest date with STAB states of `model`, or the models that have some.
 pub async fn stab_states_hint(db: &Db, model: &str, what: &str) -> Result<String> {
-    let latest = date_agg(
-        db,
-        "SELECT max(as_of_date) FROM joint_embeddings WHERE joint_type = $1 AND model_id = $2 \
-         AND entity_type = 'INSTRUMENT'",
-        &[STAB_JOINT_TYPE, model],
-    )
-    .await?;
+    let latest = latest_state_date(db, model).await?;
     Ok(match latest {
         Some(d) => format!("{what}; the latest date with STAB states of {model} is {d}"),
         None => {
-            let models = distinct(
-                db,
-                "model_id",
-                "joint_embeddings",
-                "joint_type = $1 AND entity_type = 'INSTRUMENT'",
-                &[STAB_JOINT_TYPE],
-            )
-            .await?;
+            let models = state_models(db).await?;
             match models.iter().find(|m| *m != model) {
                 Some(other) => {
                     let hint = match crate::cli::command_line_with_joint_model(model, other) {
@@ -204,7 +180,7 @@ pub(crate) async fn no_vector(
         };
         Ok(match skip {
             DaySkip::NoTarget { earliest: None } => {
-                let known = distinct(db, "portfolio_id", "target_portfolios", "1 = 1", &[]).await?;
+                let known = target_portfolio_ids(db).await?;
                 format!(
                     "portfolio {portfolio:?} has no target_portfolios rows; portfolios with targets: {}",
                     list_or(&known, "none (import portfolios first)")
@@ -232,13 +208,4 @@ pub(crate) async fn no_vector(
         })
     };
     explain.await.map_or_else(|e| e, Error::Invalid)
-}
-
-async fn earliest_target(db: &Db, portfolio: &str) -> Result<Option<NaiveDate>> {
-    date_agg(
-        db,
-        "SELECT min(as_of_date) FROM target_portfolios WHERE portfolio_id = $1",
-        &[portfolio],
-    )
-    .await
 }

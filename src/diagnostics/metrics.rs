@@ -18,8 +18,8 @@ use crate::error::{Error, Result};
 use crate::joint::list_or;
 use crate::nearest::{ScenarioSpace, SearchOpts};
 use crate::portfolio::NoVector;
-use crate::storage::joint::{date_agg, distinct, report_days};
 use crate::storage::merge::merge_risk_metrics;
+use crate::storage::reports::{report_days, report_portfolio_ids, report_span};
 use crate::storage::Db;
 
 /// Scenarios ranked per day: the closest one and the top-3 mean.
@@ -229,35 +229,20 @@ async fn vectors_reason(db: &Db, pid: &str, date: NaiveDate, model: &str, min_co
 async fn no_reports(db: &Db, p: &MetricsBackfill) -> Error {
     let explain = async {
         Ok(match &p.portfolio_id {
-            Some(pid) => {
-                let first = date_agg(
-                    db,
-                    "SELECT min(as_of_date) FROM portfolio_risk_reports WHERE portfolio_id = $1",
-                    &[pid],
-                )
-                .await?;
-                let last = date_agg(
-                    db,
-                    "SELECT max(as_of_date) FROM portfolio_risk_reports WHERE portfolio_id = $1",
-                    &[pid],
-                )
-                .await?;
-                match (first, last) {
-                    (Some(a), Some(b)) => format!(
-                        "portfolio {pid:?} has no risk reports {}; its reports run {}",
-                        crate::output::span(p.start, p.end),
-                        crate::output::span(a, b)
-                    ),
-                    _ => {
-                        let known =
-                            distinct(db, "portfolio_id", "portfolio_risk_reports", "1 = 1", &[]).await?;
-                        format!(
-                            "portfolio {pid:?} has no risk reports; portfolios with reports: {}",
-                            list_or(&known, "none (import risk-reports first)")
-                        )
-                    }
+            Some(pid) => match report_span(db, pid).await? {
+                (Some(a), Some(b)) => format!(
+                    "portfolio {pid:?} has no risk reports {}; its reports run {}",
+                    crate::output::span(p.start, p.end),
+                    crate::output::span(a, b)
+                ),
+                _ => {
+                    let known = report_portfolio_ids(db).await?;
+                    format!(
+                        "portfolio {pid:?} has no risk reports; portfolios with reports: {}",
+                        list_or(&known, "none (import risk-reports first)")
+                    )
                 }
-            }
+            },
             None => format!(
                 "no portfolio has risk reports {}",
                 crate::output::span(p.start, p.end)

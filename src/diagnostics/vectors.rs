@@ -14,7 +14,8 @@ use crate::error::Result;
 use crate::joint::STAB_JOINT_TYPE;
 use crate::nearest::{SameSpace, ScenarioSpace};
 use crate::portfolio::{portfolio_vector, NoVector, PortfolioVector, Weights};
-use crate::storage::joint::{joint_between, latest_joint, targets};
+use crate::storage::joint::{joint_between, latest_joint};
+use crate::storage::reports::targets;
 use crate::storage::Db;
 use crate::vector;
 

@@ -15,10 +15,9 @@ pub use states::{backfill_joint_states, list_or, StateBackfill, StateSummary};
 use crate::error::{Error, Result};
 use crate::vector::DIM;
 
-/// `joint_type` of stability/fragility states and scenarios.
-pub const STAB_JOINT_TYPE: &str = "STAB_FRAGILITY_V0";
-/// `joint_type` of issuer profile embeddings.
-pub const PROFILE_JOINT_TYPE: &str = "PROFILE_CORE_V0";
+/// `joint_type` of stability/fragility states and scenarios, and of issuer
+/// profile embeddings: values of a storage column, defined there.
+pub use crate::storage::joint::{PROFILE_JOINT_TYPE, STAB_JOINT_TYPE};
 
 /// Ids of the built-in joint models, in the order `--help` lists them (any
 /// other id is registered by its first backfill: [`registry`]).

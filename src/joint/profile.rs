@@ -17,7 +17,7 @@ use crate::backfill::BackfillSummary;
 use crate::encoders::pad_to_dim;
 use crate::error::{Error, Result};
 use crate::storage::bulk::{BulkWriter, Value};
-use crate::storage::joint::{date_agg, latest_fundamentals};
+use crate::storage::market::{earliest_fundamentals, latest_fundamentals};
 use crate::storage::prune::{keep_only, VectorKey};
 use crate::storage::tables::JOINT_EMBEDDINGS;
 use crate::storage::Db;
@@ -92,7 +92,7 @@ pub async fn backfill_joint_profiles(db: &Db, p: &ProfileBackfill) -> Result<Bac
     }
     let rows = latest_fundamentals(db, p.as_of, p.limit).await?;
     if rows.is_empty() {
-        let first = date_agg(db, "SELECT min(as_of_date) FROM issuer_fundamentals", &[]).await?;
+        let first = earliest_fundamentals(db).await?;
         return Err(Error::Invalid(match first {
             Some(d) => format!(
                 "no issuer_fundamentals on or before {}; the earliest are from {d}",

@@ -16,11 +16,12 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::{Weights, STAB_JOINT_TYPE};
+use super::Weights;
 use crate::encoders::{describe_space, multiscale, signature, V1_SPACE};
 use crate::error::{Error, Result};
-use crate::storage::{Backend, Db, Tx};
-use crate::{on_tx, with_pool};
+use crate::storage::joint::{count_stab_vectors, delete_stab_vectors};
+use crate::storage::registry::{self as rows, Cell, Column, JointModelRow};
+use crate::storage::{Db, Tx};
 
 /// `kind` of the identity model: z = Σ w_b·z_b / Σ w_b over the branches present.
 pub const IDENTITY_KIND: &str = "identity-weighted-average";
@@ -68,66 +69,35 @@ pub struct JointModelRecord {
     pub registered_at: String,
 }
 
-type Row = (
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<f64>,
-    Option<f64>,
-    Option<f64>,
-    String,
-);
-
-/// The columns of a record; `registered_at` as `YYYY-MM-DD HH:MM:SS` UTC on both backends.
-fn columns(backend: Backend) -> String {
-    let at = match backend {
-        Backend::Postgres => "to_char(registered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')",
-        Backend::Sqlite => "CAST(registered_at AS TEXT)",
-    };
-    format!(
-        "joint_model_id, kind, feature_space, stab_model_id, scenario_model_id, profile_model_id, \
-         w_stab, w_scen, w_prof, {at}"
-    )
-}
-
-fn record(r: Row) -> JointModelRecord {
-    JointModelRecord {
-        joint_model_id: r.0,
-        kind: r.1,
-        feature_space: r.2,
-        stab_model_id: r.3,
-        scenario_model_id: r.4,
-        profile_model_id: r.5,
-        w_stab: r.6,
-        w_scen: r.7,
-        w_prof: r.8,
-        registered_at: r.9,
+impl From<JointModelRow> for JointModelRecord {
+    fn from(r: JointModelRow) -> Self {
+        JointModelRecord {
+            joint_model_id: r.joint_model_id,
+            kind: r.kind,
+            feature_space: r.feature_space,
+            stab_model_id: r.stab_model_id,
+            scenario_model_id: r.scenario_model_id,
+            profile_model_id: r.profile_model_id,
+            w_stab: r.w_stab,
+            w_scen: r.w_scen,
+            w_prof: r.w_prof,
+            registered_at: r.registered_at,
+        }
     }
 }
 
 /// Every registered joint model, by id.
 pub async fn joint_models(db: &Db) -> Result<Vec<JointModelRecord>> {
-    let sql = format!(
-        "SELECT {} FROM joint_models ORDER BY joint_model_id",
-        columns(db.backend())
-    );
-    let rows: Vec<Row> =
-        with_pool!(db, p => sqlx::query_as(&sql).fetch_all(p).await).map_err(|e| db.err(e))?;
-    Ok(rows.into_iter().map(record).collect())
+    Ok(rows::joint_models(db)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect())
 }
 
 /// The registered joint model `id`, if any.
 pub async fn find(db: &Db, id: &str) -> Result<Option<JointModelRecord>> {
-    let sql = format!(
-        "SELECT {} FROM joint_models WHERE joint_model_id = $1",
-        columns(db.backend())
-    );
-    let row: Option<Row> =
-        with_pool!(db, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await).map_err(|e| db.err(e))?;
-    Ok(row.map(record))
+    Ok(rows::find(db, id).await?.map(Into::into))
 }
 
 /// What a backfill is about to store under a joint model.
@@ -197,13 +167,13 @@ impl fmt::Display for Registration {
 
 /// A field a claim sets: (column, value as text for messages, value to bind).
 struct Field {
-    column: &'static str,
+    column: Column,
     label: &'static str,
     text: Option<String>,
     number: Option<f64>,
 }
 
-fn text(column: &'static str, label: &'static str, v: Option<&str>) -> Field {
+fn text(column: Column, label: &'static str, v: Option<&str>) -> Field {
     Field {
         column,
         label,
@@ -212,7 +182,7 @@ fn text(column: &'static str, label: &'static str, v: Option<&str>) -> Field {
     }
 }
 
-fn number(column: &'static str, label: &'static str, v: f64) -> Field {
+fn number(column: Column, label: &'static str, v: f64) -> Field {
     Field {
         column,
         label,
@@ -232,22 +202,30 @@ impl Field {
 
     fn recorded(&self, r: &JointModelRecord) -> Option<String> {
         match self.column {
-            "feature_space" => r.feature_space.clone(),
-            "stab_model_id" => r.stab_model_id.clone(),
-            "scenario_model_id" => r.scenario_model_id.clone(),
-            "profile_model_id" => r.profile_model_id.clone(),
-            "w_stab" => r.w_stab.map(|w| format!("{w}")),
-            "w_scen" => r.w_scen.map(|w| format!("{w}")),
-            "w_prof" => r.w_prof.map(|w| format!("{w}")),
-            other => unreachable!("not a claim column: {other}"),
+            Column::FeatureSpace => r.feature_space.clone(),
+            Column::StabModelId => r.stab_model_id.clone(),
+            Column::ScenarioModelId => r.scenario_model_id.clone(),
+            Column::ProfileModelId => r.profile_model_id.clone(),
+            Column::WStab => r.w_stab.map(|w| format!("{w}")),
+            Column::WScen => r.w_scen.map(|w| format!("{w}")),
+            Column::WProf => r.w_prof.map(|w| format!("{w}")),
         }
+    }
+
+    /// The column and the value to write into it (NULL when it has none).
+    fn cell(&self) -> (Column, Cell<'_>) {
+        let value = match self.number {
+            Some(n) => Cell::Number(n),
+            None => Cell::Text(self.text.as_deref()),
+        };
+        (self.column, value)
     }
 }
 
 /// The fields a claim determines. Weights are compared only where they
 /// change the vectors: the state weights when there is a profile branch.
 fn fields(claim: &Claim) -> (Vec<Field>, Vec<Field>) {
-    let space = text("feature_space", "feature space", claim.feature_space());
+    let space = text(Column::FeatureSpace, "feature space", claim.feature_space());
     match claim {
         Claim::States {
             stab_model_id,
@@ -257,16 +235,16 @@ fn fields(claim: &Claim) -> (Vec<Field>, Vec<Field>) {
         } => {
             let mut compared = vec![
                 space,
-                text("stab_model_id", "state branch", Some(stab_model_id)),
+                text(Column::StabModelId, "state branch", Some(stab_model_id)),
                 text(
-                    "profile_model_id",
+                    Column::ProfileModelId,
                     "profile branch",
                     Some(profile_model_id.as_deref().unwrap_or(NO_PROFILE)),
                 ),
             ];
             let w = vec![
-                number("w_stab", "w_stab", weights.stab),
-                number("w_prof", "w_prof", weights.profile),
+                number(Column::WStab, "w_stab", weights.stab),
+                number(Column::WProf, "w_prof", weights.profile),
             ];
             if profile_model_id.is_some() {
                 compared.extend(w);
@@ -282,9 +260,13 @@ fn fields(claim: &Claim) -> (Vec<Field>, Vec<Field>) {
         } => (
             vec![
                 space,
-                text("scenario_model_id", "scenario branch", Some(scenario_model_id)),
+                text(
+                    Column::ScenarioModelId,
+                    "scenario branch",
+                    Some(scenario_model_id),
+                ),
             ],
-            vec![number("w_scen", "w_scen", weights.scenario)],
+            vec![number(Column::WScen, "w_scen", weights.scenario)],
         ),
     }
 }
@@ -343,19 +325,11 @@ pub async fn register(db: &Db, tx: &mut Tx, id: &str, claim: &Claim, replace: bo
     // Insert first: a concurrent backfill registering the same new id waits
     // on the key instead of failing on it, and on SQLite the write lock is
     // taken here (waiting out the busy timeout) rather than on a later write.
-    let all: Vec<&Field> = compared.iter().chain(&recorded_only).collect();
-    let cols: Vec<&str> = all.iter().map(|f| f.column).collect();
-    let sql = format!(
-        "INSERT INTO joint_models (joint_model_id, kind, {}) VALUES ($1, $2, {}) \
-         ON CONFLICT (joint_model_id) DO NOTHING",
-        cols.join(", "),
-        (3..3 + all.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let inserted = execute(db, tx, &sql, &[id, IDENTITY_KIND], &all).await?;
-    if inserted == 1 {
+    let all: Vec<(Column, Cell<'_>)> = compared.iter().chain(&recorded_only).map(Field::cell).collect();
+    let inserted = rows::insert_if_absent(tx, id, IDENTITY_KIND, &all)
+        .await
+        .map_err(|e| db.err(e))?;
+    if inserted {
         return Ok(Registration {
             registered: true,
             ..Default::default()
@@ -363,17 +337,7 @@ pub async fn register(db: &Db, tx: &mut Tx, id: &str, claim: &Claim, replace: bo
     }
     // Registered before: lock the row (PostgreSQL) so that no other backfill
     // completes or replaces it until this one commits.
-    let lock = match tx.backend() {
-        Backend::Postgres => " FOR UPDATE",
-        Backend::Sqlite => "",
-    };
-    let sql = format!(
-        "SELECT {} FROM joint_models WHERE joint_model_id = $1{lock}",
-        columns(tx.backend())
-    );
-    let existing: Row =
-        on_tx!(tx, c => sqlx::query_as(&sql).bind(id).fetch_one(c).await).map_err(|e| db.err(e))?;
-    let existing = record(existing);
+    let existing: JointModelRecord = rows::lock(tx, id).await.map_err(|e| db.err(e))?.into();
 
     let differs: Vec<(&Field, String)> = compared
         .iter()
@@ -417,7 +381,7 @@ pub async fn register(db: &Db, tx: &mut Tx, id: &str, claim: &Claim, replace: bo
             list.join("; ")
         )));
     } else {
-        let space_changed = differs.iter().any(|(f, _)| f.column == "feature_space");
+        let space_changed = differs.iter().any(|(f, _)| f.column == Column::FeatureSpace);
         for (f, old) in &differs {
             out.replaced
                 .push(format!("{id}: {} {old} → {}", f.label, f.shown()));
@@ -430,14 +394,16 @@ pub async fn register(db: &Db, tx: &mut Tx, id: &str, claim: &Claim, replace: bo
         };
         let mut deleted = vec![(own, delete_rows(db, tx, id, own).await?)];
         if space_changed {
-            let clear = match claim {
-                Claim::States { .. } => "scenario_model_id = NULL, w_scen = NULL",
-                Claim::Scenarios { .. } => {
-                    "stab_model_id = NULL, profile_model_id = NULL, w_stab = NULL, w_prof = NULL"
-                }
+            let clear: &[Column] = match claim {
+                Claim::States { .. } => &[Column::ScenarioModelId, Column::WScen],
+                Claim::Scenarios { .. } => &[
+                    Column::StabModelId,
+                    Column::ProfileModelId,
+                    Column::WStab,
+                    Column::WProf,
+                ],
             };
-            let sql = format!("UPDATE joint_models SET {clear} WHERE joint_model_id = $1");
-            execute(db, tx, &sql, &[id], &[]).await?;
+            rows::clear(tx, id, clear).await.map_err(|e| db.err(e))?;
             deleted.push((other, delete_rows(db, tx, id, other).await?));
         }
         let gone: Vec<String> = deleted
@@ -457,42 +423,16 @@ pub async fn register(db: &Db, tx: &mut Tx, id: &str, claim: &Claim, replace: bo
         out.replaced.push(note);
     }
     if !set.is_empty() {
-        let assigns: Vec<String> = set
-            .iter()
-            .enumerate()
-            .map(|(i, f)| format!("{} = ${}", f.column, i + 2))
-            .collect();
-        let sql = format!(
-            "UPDATE joint_models SET {}, updated_at = CURRENT_TIMESTAMP WHERE joint_model_id = $1",
-            assigns.join(", ")
-        );
-        execute(db, tx, &sql, &[id], &set).await?;
+        let cells: Vec<(Column, Cell<'_>)> = set.iter().map(|f| f.cell()).collect();
+        rows::update(tx, id, &cells).await.map_err(|e| db.err(e))?;
     }
     Ok(out)
 }
 
 async fn delete_rows(db: &Db, tx: &mut Tx, id: &str, entity_type: &str) -> Result<u64> {
-    let sql = "DELETE FROM joint_embeddings WHERE joint_type = $1 AND model_id = $2 AND entity_type = $3";
-    execute(db, tx, sql, &[STAB_JOINT_TYPE, id, entity_type], &[]).await
-}
-
-/// Run `sql` in the transaction with `leading` bound first ($1, $2, …), then
-/// each field's value (NULL when it has none); the rows it changed.
-async fn execute(db: &Db, tx: &mut Tx, sql: &str, leading: &[&str], fields: &[&Field]) -> Result<u64> {
-    on_tx!(tx, c => {
-        let mut q = sqlx::query(sql);
-        for v in leading {
-            q = q.bind(v.to_string());
-        }
-        for f in fields {
-            q = match f.number {
-                Some(n) => q.bind(n),
-                None => q.bind(f.text.clone()),
-            };
-        }
-        q.execute(c).await.map(|r| r.rows_affected())
-    })
-    .map_err(|e| db.err(e))
+    delete_stab_vectors(tx, id, entity_type)
+        .await
+        .map_err(|e| db.err(e))
 }
 
 /// What the registry says of `model`, for errors: its definition, or that it
@@ -501,10 +441,7 @@ pub async fn note(db: &Db, model: &str) -> Result<String> {
     if let Some(r) = find(db, model).await? {
         return Ok(format!("{model} is {}", describe(&r)));
     }
-    let sql = "SELECT COUNT(*) FROM joint_embeddings WHERE joint_type = $1 AND model_id = $2";
-    let vectors: i64 =
-        with_pool!(db, p => sqlx::query_scalar(sql).bind(STAB_JOINT_TYPE).bind(model).fetch_one(p).await)
-            .map_err(|e| db.err(e))?;
+    let vectors = count_stab_vectors(db, model).await?;
     if vectors > 0 {
         return Ok(format!(
             "{model} has {vectors} vector(s) but no registry entry: written by gen-scenarios (synthetic, \

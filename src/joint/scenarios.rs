@@ -8,12 +8,14 @@ use super::registry::{self, Claim};
 use super::states::list_or;
 use super::{joint_model, Branches, Weights, STAB_JOINT_TYPE};
 use crate::backfill::BackfillSummary;
-use crate::encoders::SCENARIO_MODELS;
+use crate::encoders::{recorded_space, SCENARIO_MODELS};
 use crate::error::{Error, Result};
 use crate::progress;
 use crate::storage::bulk::{BulkWriter, Value};
-use crate::storage::joint::{count_where, distinct, numeric_scenarios_page};
 use crate::storage::tables::JOINT_EMBEDDINGS;
+use crate::storage::vectors::{
+    count_numeric_scenarios, numeric_scenario_models, numeric_scenario_sets, numeric_scenarios_page,
+};
 use crate::storage::Db;
 use crate::vector;
 
@@ -39,14 +41,9 @@ pub async fn backfill_joint_scenarios(db: &Db, p: &ScenarioProjection) -> Result
         model_id: p.joint_model_id.clone(),
         ..Default::default()
     };
-    let total = count_where(
-        db,
-        "numeric_window_embeddings",
-        "model_id = $1 AND entity_type = 'SCENARIO' AND scope_id = $2",
-        &[&p.scenario_model_id, set],
-    )
-    .await?
-    .max(0) as u64;
+    let total = count_numeric_scenarios(db, &p.scenario_model_id, set)
+        .await?
+        .max(0) as u64;
     let pb = progress::items(p.limit.map_or(total, |l| l.min(total)), "scenarios");
     pb.set_message(format!("{} {set}", p.joint_model_id));
     let mut tx = db.begin().await?;
@@ -58,7 +55,10 @@ pub async fn backfill_joint_scenarios(db: &Db, p: &ScenarioProjection) -> Result
         if want == 0 {
             break;
         }
-        let page = numeric_scenarios_page(db, &p.scenario_model_id, set, after.as_deref(), want).await?;
+        let mut page = numeric_scenarios_page(db, &p.scenario_model_id, set, after.as_deref(), want).await?;
+        for (s, _, _) in &mut page {
+            s.feature_space = recorded_space(&p.scenario_model_id, s.feature_space.take());
+        }
         let Some(last) = page.last() else { break };
         after = Some(last.0.scenario_id.clone());
         if summary.encoded == 0 {
@@ -122,25 +122,11 @@ pub async fn backfill_joint_scenarios(db: &Db, p: &ScenarioProjection) -> Result
         }
     }
     if summary.encoded == 0 {
-        let sets = distinct(
-            db,
-            "scope_id",
-            "numeric_window_embeddings",
-            "entity_type = 'SCENARIO' AND model_id = $1",
-            &[&p.scenario_model_id],
-        )
-        .await?;
+        let sets = numeric_scenario_sets(db, &p.scenario_model_id).await?;
         if let Some(note) =
             super::unknown_model_note(&p.scenario_model_id, "scenario encoder", SCENARIO_MODELS)
         {
-            let models = distinct(
-                db,
-                "model_id",
-                "numeric_window_embeddings",
-                "entity_type = 'SCENARIO' AND scope_id = $1",
-                &[set],
-            )
-            .await?;
+            let models = numeric_scenario_models(db, set).await?;
             return Err(Error::Invalid(format!(
                 "no {} vectors of scenario set {set:?} are stored and {note} (models with vectors of the \
                  set: {})",

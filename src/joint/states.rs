@@ -14,9 +14,11 @@ use crate::encoders::{recorded_space, WINDOW_MODELS};
 use crate::error::{Error, Result};
 use crate::progress;
 use crate::storage::bulk::{BulkWriter, Value};
-use crate::storage::joint::{date_agg, distinct, latest_joint, market_instruments, numeric_states};
+use crate::storage::joint::{earliest_profile_date, latest_joint};
+use crate::storage::market::{market_instruments, markets};
 use crate::storage::prune::{keep_only, VectorKey};
 use crate::storage::tables::JOINT_EMBEDDINGS;
+use crate::storage::vectors::{latest_numeric_state_date, numeric_state_models, numeric_states};
 use crate::storage::Db;
 use crate::vector;
 
@@ -57,7 +59,10 @@ pub async fn backfill_joint_states(db: &Db, p: &StateBackfill) -> Result<StateSu
     let started = Instant::now();
     let model = joint_model(&p.joint_model_id, p.weights)?;
     let region = p.region.as_deref();
-    let states = numeric_states(db, &p.stab_model_id, &p.market_id, region, p.as_of, p.limit).await?;
+    let mut states = numeric_states(db, &p.stab_model_id, &p.market_id, region, p.as_of, p.limit).await?;
+    for s in &mut states {
+        s.feature_space = recorded_space(&p.stab_model_id, s.feature_space.take());
+    }
     if states.is_empty() {
         return Err(no_states(db, p).await);
     }
@@ -73,12 +78,7 @@ pub async fn backfill_joint_states(db: &Db, p: &StateBackfill) -> Result<StateSu
                 .collect();
             let found = latest_joint(db, PROFILE_JOINT_TYPE, pm, "ISSUER", &issuers, p.as_of).await?;
             if found.is_empty() {
-                let latest = date_agg(
-                    db,
-                    "SELECT min(as_of_date) FROM joint_embeddings WHERE joint_type = $1 AND model_id = $2",
-                    &[PROFILE_JOINT_TYPE, pm],
-                )
-                .await?;
+                let latest = earliest_profile_date(db, pm).await?;
                 return Err(Error::Invalid(match latest {
                     Some(d) => format!(
                         "no {pm} profile of the market's issuers on or before {}; the earliest profiles are \
@@ -255,7 +255,7 @@ async fn no_states(db: &Db, p: &StateBackfill) -> Error {
     let explain = async {
         let instruments = market_instruments(db, &p.market_id, p.region.as_deref()).await?;
         if instruments.is_empty() {
-            let markets = distinct(db, "market_id", "instruments", "1 = 1", &[]).await?;
+            let markets = markets(db).await?;
             return Ok(format!(
                 "market {:?}{} has no instruments; markets: {}",
                 p.market_id,
@@ -265,28 +265,14 @@ async fn no_states(db: &Db, p: &StateBackfill) -> Error {
                 list_or(&markets, "none (import instruments first)")
             ));
         }
-        let latest = date_agg(
-            db,
-            "SELECT max(n.as_of_date) FROM numeric_window_embeddings n \
-             JOIN instruments i ON i.instrument_id = n.entity_id \
-             WHERE n.model_id = $1 AND n.entity_type = 'INSTRUMENT' AND i.market_id = $2",
-            &[&p.stab_model_id, &p.market_id],
-        )
-        .await?;
+        let latest = latest_numeric_state_date(db, &p.stab_model_id, &p.market_id).await?;
         Ok(match latest {
             Some(d) => format!(
                 "no {} vectors of market {:?} on {}; the latest date with them is {d}",
                 p.stab_model_id, p.market_id, p.as_of
             ),
             None => {
-                let models = distinct(
-                    db,
-                    "model_id",
-                    "numeric_window_embeddings",
-                    "entity_type = 'INSTRUMENT'",
-                    &[],
-                )
-                .await?;
+                let models = numeric_state_models(db).await?;
                 match super::unknown_model_note(&p.stab_model_id, "state encoder", WINDOW_MODELS) {
                     Some(note) => format!(
                         "no {} vectors of market {:?} are stored and {note} (models with instrument \

@@ -5,9 +5,9 @@
 //! - `demo`: present when `stabspace demo` created the database's contents; the
 //!   demo refuses a database that holds data without it.
 
+use super::sql::{execute, fetch_optional, Arg};
+use super::Db;
 use crate::error::{Error, Result};
-use crate::storage::Db;
-use crate::with_pool;
 
 /// Key of the demo marker.
 pub const DEMO_KEY: &str = "demo";
@@ -15,16 +15,16 @@ pub const DEMO_KEY: &str = "demo";
 /// One value of `stabspace_meta`.
 pub async fn get(db: &Db, key: &str) -> Result<Option<String>> {
     let sql = "SELECT value FROM stabspace_meta WHERE key = $1";
-    with_pool!(db, p => sqlx::query_scalar::<_, String>(sql).bind(key).fetch_optional(p).await)
-        .map_err(|e| db.err(e))
+    let row: Option<(String,)> = fetch_optional(db, sql, &[Arg::Text(key)]).await?;
+    Ok(row.map(|(v,)| v))
 }
 
 /// Set one value of `stabspace_meta`.
 pub async fn set(db: &Db, key: &str, value: &str) -> Result<()> {
     let sql = "INSERT INTO stabspace_meta (key, value) VALUES ($1, $2) \
                ON CONFLICT (key) DO UPDATE SET value = excluded.value";
-    with_pool!(db, p => sqlx::query(sql).bind(key).bind(value).execute(p).await.map(|_| ()))
-        .map_err(|e| db.err(e))
+    execute(db, sql, &[Arg::Text(key), Arg::Text(value)]).await?;
+    Ok(())
 }
 
 /// The database's identity, made at its first migration.

@@ -8,12 +8,20 @@
 //! split per backend in [`bulk`].
 
 pub mod bulk;
+pub mod demo;
 pub mod joint;
+pub mod market;
 pub mod merge;
 pub mod meta;
+pub mod partition_counters;
+pub mod prices;
 pub mod prune;
-pub mod queries;
+pub mod registry;
+pub mod reports;
+pub mod scenarios;
+pub mod sql;
 pub mod tables;
+pub mod vectors;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -10,12 +10,8 @@ use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
 
-use super::joint::placeholders;
+use super::sql::{placeholders, tx_execute, tx_fetch_all, Arg, IN_CHUNK};
 use super::Tx;
-use crate::on_tx;
-
-/// Ids per `IN (…)` list.
-const CHUNK: usize = 500;
 
 /// The stored vectors of one (table, model, entity type, scope, date).
 #[derive(Clone, Copy, Debug)]
@@ -44,42 +40,38 @@ impl VectorKey<'_> {
     }
 }
 
+impl<'a> VectorKey<'a> {
+    /// The binds of [`VectorKey::table_filter`], $1 to $5.
+    fn args(&self) -> Vec<Arg<'a>> {
+        vec![
+            Arg::Text(self.model_id),
+            Arg::Text(self.entity_type),
+            Arg::Text(self.scope_id),
+            Arg::Date(self.as_of),
+            Arg::Text(self.joint_type.unwrap_or_default()),
+        ]
+    }
+}
+
 /// The entity ids stored under `key`, sorted.
 pub async fn stored_ids(tx: &mut Tx, key: VectorKey<'_>) -> Result<Vec<String>, sqlx::Error> {
     let sql = format!("SELECT entity_id {} ORDER BY entity_id", key.table_filter());
-    let jt = key.joint_type.unwrap_or_default();
-    on_tx!(tx, c => sqlx::query_scalar::<_, String>(&sql)
-        .bind(key.model_id)
-        .bind(key.entity_type)
-        .bind(key.scope_id)
-        .bind(key.as_of)
-        .bind(jt)
-        .fetch_all(c)
-        .await)
+    let rows: Vec<(String,)> = tx_fetch_all(tx, &sql, &key.args()).await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
 /// Delete the vectors of `ids` under `key`; returns the rows deleted.
 pub async fn delete_ids(tx: &mut Tx, key: VectorKey<'_>, ids: &[String]) -> Result<u64, sqlx::Error> {
-    let jt = key.joint_type.unwrap_or_default();
     let mut deleted = 0;
-    for chunk in ids.chunks(CHUNK) {
+    for chunk in ids.chunks(IN_CHUNK) {
         let sql = format!(
             "DELETE {} AND entity_id IN ({})",
             key.table_filter(),
             placeholders(6, chunk.len())
         );
-        deleted += on_tx!(tx, c => {
-            let mut q = sqlx::query(&sql)
-                .bind(key.model_id)
-                .bind(key.entity_type)
-                .bind(key.scope_id)
-                .bind(key.as_of)
-                .bind(jt);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            q.execute(c).await?.rows_affected()
-        });
+        let mut args = key.args();
+        args.extend(chunk.iter().map(|id| Arg::Text(id)));
+        deleted += tx_execute(tx, &sql, &args).await?;
     }
     Ok(deleted)
 }

@@ -3,6 +3,16 @@
 //! columns.
 
 use super::bulk::{Col, OnConflict, TableSpec};
+use super::sql::fetch_one;
+use super::Db;
+use crate::error::Result;
+
+/// Number of rows in a table (for summaries and tests).
+pub async fn count(db: &Db, table: &str) -> Result<i64> {
+    let sql = format!("SELECT COUNT(*) FROM {table}");
+    let (n,): (i64,) = fetch_one(db, &sql, &[]).await?;
+    Ok(n)
+}
 
 pub static MARKETS: TableSpec = TableSpec {
     table: "markets",

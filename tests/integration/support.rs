@@ -217,9 +217,7 @@ pub async fn import_all(db: &Db, g: &Generated) {
 }
 
 pub async fn count(db: &Db, table: &str) -> i64 {
-    stabspace::storage::queries::count(db, table)
-        .await
-        .expect("count")
+    stabspace::storage::tables::count(db, table).await.expect("count")
 }
 
 /// Read a CSV file written by the generator as header-keyed rows.

@@ -20,7 +20,7 @@ use stabspace::import::{import_file, ImportKind};
 use stabspace::joint::{backfill_joint_states, StateBackfill, Weights};
 use stabspace::output::{Format, Table};
 use stabspace::storage::merge::{merge_backtest_metrics, merge_risk_metrics};
-use stabspace::storage::{queries, Backend, Db};
+use stabspace::storage::{scenarios, Backend, Db};
 use stabspace::synth::{HISTORICAL_SET, MONTE_CARLO_SET};
 use stabspace::with_pool;
 
@@ -119,7 +119,7 @@ async fn numeric_columns_created_by_another_tool_read_as_doubles(t: TestDb) {
     let got = backfill_small_market(&t.db, t.dir.path()).await;
 
     // The per-cell read (used to name a missing cell) also reads NUMERIC.
-    let cells = queries::scenario_paths(&t.db, MONTE_CARLO_SET, "", "~")
+    let cells = scenarios::scenario_paths(&t.db, MONTE_CARLO_SET, "", "~")
         .await
         .unwrap();
     assert!(!cells.is_empty());
@@ -131,7 +131,7 @@ async fn numeric_columns_created_by_another_tool_read_as_doubles(t: TestDb) {
             .expect("postgres was reachable"),
     };
     let want = backfill_small_market(&reference.db, reference.dir.path()).await;
-    let ref_cells = queries::scenario_paths(&reference.db, MONTE_CARLO_SET, "", "~")
+    let ref_cells = scenarios::scenario_paths(&reference.db, MONTE_CARLO_SET, "", "~")
         .await
         .unwrap();
     assert_eq!(got.len(), want.len());
@@ -797,7 +797,7 @@ both_backends!(null_in_a_merged_patch_is_stored_as_null_on_both_backends);
 
 async fn metrics_of(db: &Db, pid: &str) -> Json {
     let date = NaiveDate::from_ymd_opt(2025, 1, 31).unwrap();
-    let rows = stabspace::storage::joint::risk_metrics(db, pid, date, date)
+    let rows = stabspace::storage::reports::risk_metrics(db, pid, date, date)
         .await
         .unwrap();
     serde_json::from_str(&rows[0].1).unwrap()
