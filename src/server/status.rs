@@ -284,12 +284,18 @@ impl StatusCache {
 /// The counters of every set that has ever had a scenario vector written
 /// (one row per set).
 async fn all_counters(db: &Db) -> Result<SetCounters> {
-    let sql = "SELECT model_id, scope_id, version, rewrites FROM joint_scenario_versions";
-    let rows: Vec<(String, String, i64, i64)> =
-        crate::with_pool!(db, p => sqlx::query_as(sql).fetch_all(p).await).map_err(|e| db.err(e))?;
-    Ok(rows
+    Ok(crate::storage::partition_counters::all_counters(db)
+        .await?
         .into_iter()
-        .map(|(m, s, version, rewrites)| ((m, s), Counters { version, rewrites }))
+        .map(|(m, s, c)| {
+            (
+                (m, s),
+                Counters {
+                    version: c.version,
+                    rewrites: c.rewrites,
+                },
+            )
+        })
         .collect())
 }
 

@@ -24,6 +24,16 @@ pub async fn counters(db: &Db, model: &str, set: &str) -> Result<Option<CounterR
     Ok(row.map(|(version, rewrites)| CounterRow { version, rewrites }))
 }
 
+/// The counters of every set ever written, as (model, set, counters): one row each.
+pub async fn all_counters(db: &Db) -> Result<Vec<(String, String, CounterRow)>> {
+    let sql = "SELECT model_id, scope_id, version, rewrites FROM joint_scenario_versions";
+    let rows: Vec<(String, String, i64, i64)> = fetch_all(db, sql, &[]).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(m, s, version, rewrites)| (m, s, CounterRow { version, rewrites }))
+        .collect())
+}
+
 /// The number of STAB scenario vectors of (model, set) and the latest
 /// `created_at` among them (as text): a scan of the set.
 pub async fn scenario_rows(db: &Db, model: &str, set: &str) -> Result<(i64, Option<String>)> {
