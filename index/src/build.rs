@@ -12,6 +12,7 @@ use crate::graph::Graph;
 use crate::insert::{self, InsertParams};
 use crate::partition::Partition;
 use crate::quantize::{Quantization, Quantized};
+use crate::rng::splitmix64;
 use crate::write::{write_partition, Section};
 
 /// Below this many rows a partition is written flat (no graph) and searched by
@@ -506,13 +507,12 @@ impl PartitionBuilder {
 
 /// 0..n shuffled by `seed` (Fisher–Yates over splitmix64): the insertion order.
 fn permutation(n: usize, seed: u64) -> Vec<usize> {
+    // The splitmix64 stream: the state advances by the increment the mix adds.
     let mut state = seed;
     let mut next = move || {
+        let z = splitmix64(state);
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        z
     };
     let mut order: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {

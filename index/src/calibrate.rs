@@ -18,9 +18,9 @@
 use rayon::prelude::*;
 
 use crate::graph::Graph;
-use crate::insert::splitmix64;
 use crate::kernel;
 use crate::quantize::Quantized;
+use crate::rng::splitmix64;
 use crate::search::{rerank_breadth, traverse, Visited};
 
 /// Neighbours per query in the calibration.

@@ -35,6 +35,7 @@ pub mod kernel;
 mod partition;
 mod quantize;
 mod reference;
+mod rng;
 mod search;
 pub mod sweep;
 pub mod tempfiles;
