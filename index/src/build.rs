@@ -13,6 +13,7 @@ use crate::insert::{self, InsertParams};
 use crate::partition::Partition;
 use crate::quantize::{Quantization, Quantized};
 use crate::rng::splitmix64;
+use crate::vector::checked_norm;
 use crate::write::{write_partition, Section};
 
 /// Below this many rows a partition is written flat (no graph) and searched by
@@ -95,29 +96,6 @@ pub struct BuildStats {
     pub calibration: Option<Calibration>,
     /// Seconds the calibration took (within `total_seconds`).
     pub calibration_seconds: f64,
-}
-
-/// Check a vector and return its L2 norm (f64).
-pub(crate) fn checked_norm(row: usize, dim: usize, v: &[f32]) -> Result<f64> {
-    if v.len() != dim {
-        return Err(IndexError::WrongDimension {
-            row,
-            expected: dim,
-            got: v.len(),
-        });
-    }
-    if let Some((component, &value)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
-        return Err(IndexError::NonFinite {
-            row,
-            component,
-            value,
-        });
-    }
-    let norm = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
-    if norm == 0.0 || !norm.is_finite() {
-        return Err(IndexError::ZeroVector { row });
-    }
-    Ok(norm)
 }
 
 /// The hash stored per row in `ROW_HASHES`: xxh3-64 of the id, the payload

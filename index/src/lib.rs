@@ -40,6 +40,7 @@ mod search;
 pub mod sweep;
 pub mod tempfiles;
 pub mod vecfile;
+mod vector;
 mod write;
 
 pub use build::{

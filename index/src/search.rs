@@ -6,11 +6,11 @@ use std::collections::BinaryHeap;
 
 use rayon::prelude::*;
 
-use crate::build::checked_norm;
 use crate::error::{IndexError, Result};
 use crate::kernel;
 use crate::partition::{GraphView, Partition};
 use crate::quantize::QuantizedView;
+use crate::vector::checked_norm;
 
 /// One result: the row, its id, and its cosine similarity and Euclidean
 /// distance to the query (on the vectors as given, not the normalised ones).
