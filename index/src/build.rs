@@ -5,7 +5,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use crate::calibrate::{calibrate, Calibration, RECALIBRATE_AFTER};
+use crate::calibrate::{calibrate, RECALIBRATE_AFTER};
+use crate::calibration::Calibration;
 use crate::error::{IndexError, Result};
 use crate::format::{kind, Header, FLAG_DETERMINISTIC, FLAG_GRAPH, METRIC_COSINE, SECTION_OPTIONAL};
 use crate::graph::Graph;

@@ -25,6 +25,7 @@
 
 mod build;
 mod calibrate;
+mod calibration;
 mod error;
 pub mod faults;
 mod flat;
@@ -46,7 +47,8 @@ mod write;
 pub use build::{
     row_hash, BuildOutcome, BuildParams, BuildStats, GraphBuilder, PartitionBuilder, FLAT_THRESHOLD, MAX_M,
 };
-pub use calibrate::{Calibration, CALIBRATION_K, CALIBRATION_SAMPLE, RECALIBRATE_AFTER, RECALL_TARGETS};
+pub use calibrate::{CALIBRATION_K, CALIBRATION_SAMPLE, RECALIBRATE_AFTER, RECALL_TARGETS};
+pub use calibration::Calibration;
 pub use error::{IndexError, Result};
 pub use flat::FlatIndex;
 pub use partition::{Partition, PartitionInfo};

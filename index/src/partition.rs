@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use memmap2::Mmap;
 
-use crate::calibrate::Calibration;
+use crate::calibration::Calibration;
 use crate::error::{IndexError, Result};
 use crate::format::{
     kind, Header, FLAG_GRAPH, HEADER_LEN_V1, MAGIC, METRIC_COSINE, MIN_VERSION, SECTION_OPTIONAL, VERSION,
