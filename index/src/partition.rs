@@ -13,6 +13,7 @@ use crate::error::{IndexError, Result};
 use crate::format::{
     kind, Header, FLAG_GRAPH, HEADER_LEN_V1, MAGIC, METRIC_COSINE, MIN_VERSION, SECTION_OPTIONAL, VERSION,
 };
+use crate::graph::GraphView;
 use crate::quantize::{self, Parsed, Quantization, QuantizedView};
 use crate::search::Visited;
 
@@ -55,20 +56,6 @@ struct GraphRanges {
     level0: Range<usize>,
     upper_index: Range<usize>,
     upper: Range<usize>,
-}
-
-/// The graph slices of a partition, borrowed for one search.
-pub(crate) struct GraphView<'a> {
-    pub vectors: &'a [f32],
-    pub dim: usize,
-    pub entry_point: u32,
-    pub max_level: u32,
-    pub level0: &'a [u32],
-    pub upper_index: &'a [u32],
-    pub upper: &'a [u32],
-    pub m: usize,
-    pub m0: usize,
-    pub count: usize,
 }
 
 /// A description of an open partition, for status tables.

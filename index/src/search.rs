@@ -7,8 +7,9 @@ use std::collections::BinaryHeap;
 use rayon::prelude::*;
 
 use crate::error::{IndexError, Result};
+use crate::graph::GraphView;
 use crate::kernel;
-use crate::partition::{GraphView, Partition};
+use crate::partition::Partition;
 use crate::quantize::QuantizedView;
 use crate::vector::checked_norm;
 
