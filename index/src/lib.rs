@@ -22,6 +22,27 @@
 //!
 //! `unsafe` is confined to the memory map (`partition.rs`) and the SIMD kernels
 //! (`kernel/x86.rs`), each block with a `// SAFETY:` comment.
+//!
+//! # Layers
+//!
+//! A module imports only modules of lower layers, never its own layer or one
+//! above (`tests/engine/layers.rs` reads the `use crate::…`, `crate::…::` and
+//! `super::…` paths of `src/` and fails otherwise; a new module goes on one of
+//! these lines):
+//!
+//! 1. `error`, `faults`, `format`, `kernel`: the leaves (the error type, fault
+//!    injection, the file format's header and constants, the dot kernels).
+//! 2. `calibration`, `rng`, `vector`, `write`: the calibration record and its
+//!    bytes, splitmix64, checking a vector as given, writing a file atomically.
+//! 3. `graph`, `quantize`, `tempfiles`, `vecfile`: graph views and in-memory
+//!    graphs, quantised codes; temporary-file names, vector files.
+//! 4. `search`: traversal of a graph view, exact scans and re-ranks over rows.
+//! 5. `flat`, `insert`, `reference`: the in-memory exact index; the graph
+//!    builders (ours, and hnsw_rs as the reference).
+//! 6. `calibrate`: measuring a built graph's recall per search breadth.
+//! 7. `partition`: the mapped file, its typed slices and its searches.
+//! 8. `build`, `sweep`: building a partition file (new or extending one);
+//!    recall and speed sweeps over one.
 
 mod build;
 mod calibrate;
