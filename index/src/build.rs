@@ -5,13 +5,16 @@
 use std::path::Path;
 use std::time::Instant;
 
-use crate::calibrate::{calibrate, Calibration, RECALIBRATE_AFTER};
+use crate::calibrate::{calibrate, RECALIBRATE_AFTER};
+use crate::calibration::Calibration;
 use crate::error::{IndexError, Result};
 use crate::format::{kind, Header, FLAG_DETERMINISTIC, FLAG_GRAPH, METRIC_COSINE, SECTION_OPTIONAL};
 use crate::graph::Graph;
 use crate::insert::{self, InsertParams};
 use crate::partition::Partition;
 use crate::quantize::{Quantization, Quantized};
+use crate::rng::splitmix64;
+use crate::vector::checked_norm;
 use crate::write::{write_partition, Section};
 
 /// Below this many rows a partition is written flat (no graph) and searched by
@@ -94,29 +97,6 @@ pub struct BuildStats {
     pub calibration: Option<Calibration>,
     /// Seconds the calibration took (within `total_seconds`).
     pub calibration_seconds: f64,
-}
-
-/// Check a vector and return its L2 norm (f64).
-pub(crate) fn checked_norm(row: usize, dim: usize, v: &[f32]) -> Result<f64> {
-    if v.len() != dim {
-        return Err(IndexError::WrongDimension {
-            row,
-            expected: dim,
-            got: v.len(),
-        });
-    }
-    if let Some((component, &value)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
-        return Err(IndexError::NonFinite {
-            row,
-            component,
-            value,
-        });
-    }
-    let norm = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
-    if norm == 0.0 || !norm.is_finite() {
-        return Err(IndexError::ZeroVector { row });
-    }
-    Ok(norm)
 }
 
 /// The hash stored per row in `ROW_HASHES`: xxh3-64 of the id, the payload
@@ -506,13 +486,12 @@ impl PartitionBuilder {
 
 /// 0..n shuffled by `seed` (Fisher–Yates over splitmix64): the insertion order.
 fn permutation(n: usize, seed: u64) -> Vec<usize> {
+    // The splitmix64 stream: the state advances by the increment the mix adds.
     let mut state = seed;
     let mut next = move || {
+        let z = splitmix64(state);
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        z
     };
     let mut order: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {

@@ -3,9 +3,9 @@
 //! For callers that have the vectors at hand and no partition file (a query
 //! against a set that has not been indexed yet).
 
-use crate::build::checked_norm;
 use crate::error::{IndexError, Result};
 use crate::search::{exact, exact_batch, Hit, Query, Rows};
+use crate::vector::checked_norm;
 
 /// Rows added one by one, searched exactly.
 #[derive(Clone, Debug, Default)]

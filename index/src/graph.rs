@@ -1,7 +1,22 @@
-//! An HNSW graph in memory, in the file's layout (`FORMAT.md`: `LEVEL0`,
-//! `UPPER_INDEX`, `UPPER`), as the builders produce it and the writer stores it.
+//! HNSW graphs in the file's layout (`FORMAT.md`: `LEVEL0`, `UPPER_INDEX`,
+//! `UPPER`): borrowed for searching ([`GraphView`], from a mapped partition
+//! or from memory), and owned in memory ([`Graph`]) as the builders produce
+//! it and the writer stores it.
 
-use crate::partition::GraphView;
+/// An HNSW graph borrowed for one search: the slices of a mapped partition or
+/// of an in-memory [`Graph`], and the normalised vectors of its rows.
+pub(crate) struct GraphView<'a> {
+    pub vectors: &'a [f32],
+    pub dim: usize,
+    pub entry_point: u32,
+    pub max_level: u32,
+    pub level0: &'a [u32],
+    pub upper_index: &'a [u32],
+    pub upper: &'a [u32],
+    pub m: usize,
+    pub m0: usize,
+    pub count: usize,
+}
 
 /// The graph of `n` rows: level-0 blocks of `m0 + 1` words (degree, then
 /// slots), and for rows above level 0 a block in `upper` (`L`, then per level

@@ -32,6 +32,7 @@ use rayon::prelude::*;
 
 use crate::graph::Graph;
 use crate::kernel;
+use crate::rng::splitmix64;
 use crate::search::{prefetch, Scored, Visited, PREFETCH_LINES, PREFETCH_STRIDE};
 
 /// Highest level a row may be drawn at (the expected top of a billion rows at
@@ -58,13 +59,6 @@ pub(crate) fn level_of(seed: u64, row: usize, m: usize) -> usize {
     let u = 1.0 - bits as f64 / (1u64 << 53) as f64;
     let ml = 1.0 / (m as f64).ln();
     ((-u.ln() * ml).floor() as usize).min(MAX_LEVEL)
-}
-
-pub(crate) fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// The graph while rows are inserted.

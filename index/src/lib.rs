@@ -22,9 +22,31 @@
 //!
 //! `unsafe` is confined to the memory map (`partition.rs`) and the SIMD kernels
 //! (`kernel/x86.rs`), each block with a `// SAFETY:` comment.
+//!
+//! # Layers
+//!
+//! A module imports only modules of lower layers, never its own layer or one
+//! above (`tests/engine/layers.rs` reads the `use crate::…`, `crate::…::` and
+//! `super::…` paths of `src/` and fails otherwise; a new module goes on one of
+//! these lines):
+//!
+//! 1. `error`, `faults`, `format`, `kernel`: the leaves (the error type, fault
+//!    injection, the file format's header and constants, the dot kernels).
+//! 2. `calibration`, `rng`, `vector`, `write`: the calibration record and its
+//!    bytes, splitmix64, checking a vector as given, writing a file atomically.
+//! 3. `graph`, `quantize`, `tempfiles`, `vecfile`: graph views and in-memory
+//!    graphs, quantised codes; temporary-file names, vector files.
+//! 4. `search`: traversal of a graph view, exact scans and re-ranks over rows.
+//! 5. `flat`, `insert`, `reference`: the in-memory exact index; the graph
+//!    builders (ours, and hnsw_rs as the reference).
+//! 6. `calibrate`: measuring a built graph's recall per search breadth.
+//! 7. `partition`: the mapped file, its typed slices and its searches.
+//! 8. `build`, `sweep`: building a partition file (new or extending one);
+//!    recall and speed sweeps over one.
 
 mod build;
 mod calibrate;
+mod calibration;
 mod error;
 pub mod faults;
 mod flat;
@@ -35,16 +57,19 @@ pub mod kernel;
 mod partition;
 mod quantize;
 mod reference;
+mod rng;
 mod search;
 pub mod sweep;
 pub mod tempfiles;
 pub mod vecfile;
+mod vector;
 mod write;
 
 pub use build::{
     row_hash, BuildOutcome, BuildParams, BuildStats, GraphBuilder, PartitionBuilder, FLAT_THRESHOLD, MAX_M,
 };
-pub use calibrate::{Calibration, CALIBRATION_K, CALIBRATION_SAMPLE, RECALIBRATE_AFTER, RECALL_TARGETS};
+pub use calibrate::{CALIBRATION_K, CALIBRATION_SAMPLE, RECALIBRATE_AFTER, RECALL_TARGETS};
+pub use calibration::Calibration;
 pub use error::{IndexError, Result};
 pub use flat::FlatIndex;
 pub use partition::{Partition, PartitionInfo};

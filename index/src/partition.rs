@@ -1,5 +1,6 @@
 //! Opening a partition file: map it, validate the header and section table
-//! (constant work), then hand out typed slices of the map.
+//! (constant work), then hand out typed slices of the map; and searching it
+//! (the graph or an exact scan, by the functions of `search.rs`).
 
 use std::fs::File;
 use std::ops::Range;
@@ -7,14 +8,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use memmap2::Mmap;
+use rayon::prelude::*;
 
-use crate::calibrate::Calibration;
+use crate::calibration::Calibration;
 use crate::error::{IndexError, Result};
 use crate::format::{
     kind, Header, FLAG_GRAPH, HEADER_LEN_V1, MAGIC, METRIC_COSINE, MIN_VERSION, SECTION_OPTIONAL, VERSION,
 };
+use crate::graph::GraphView;
 use crate::quantize::{self, Parsed, Quantization, QuantizedView};
-use crate::search::Visited;
+use crate::search::{
+    exact, exact_batch, rerank, rerank_breadth, traverse, Hit, Query, Rows, Scored, Visited,
+};
 
 /// An open, memory-mapped partition. `Send + Sync`: many threads may search it at once.
 pub struct Partition {
@@ -40,7 +45,7 @@ pub struct Partition {
     /// Whether graph searches traverse the quantised codes when there are some.
     use_quantized: bool,
     /// Reusable visited sets, one per concurrent search.
-    pub(crate) visited: Mutex<Vec<Visited>>,
+    visited: Mutex<Vec<Visited>>,
 }
 
 #[derive(Clone, Debug)]
@@ -55,20 +60,6 @@ struct GraphRanges {
     level0: Range<usize>,
     upper_index: Range<usize>,
     upper: Range<usize>,
-}
-
-/// The graph slices of a partition, borrowed for one search.
-pub(crate) struct GraphView<'a> {
-    pub vectors: &'a [f32],
-    pub dim: usize,
-    pub entry_point: u32,
-    pub max_level: u32,
-    pub level0: &'a [u32],
-    pub upper_index: &'a [u32],
-    pub upper: &'a [u32],
-    pub m: usize,
-    pub m0: usize,
-    pub count: usize,
 }
 
 /// A description of an open partition, for status tables.
@@ -506,5 +497,110 @@ impl Partition {
             }
         }
         Ok(())
+    }
+}
+
+impl Rows for Partition {
+    fn dim(&self) -> usize {
+        Partition::dim(self)
+    }
+    fn len(&self) -> usize {
+        Partition::len(self)
+    }
+    fn vectors(&self) -> &[f32] {
+        Partition::vectors(self)
+    }
+    fn norms(&self) -> &[f64] {
+        Partition::norms(self)
+    }
+    fn id(&self, row: usize) -> Result<&str> {
+        Partition::id(self, row)
+    }
+}
+
+impl Partition {
+    /// Approximate top-k: HNSW search with breadth `ef` (at least k), then the
+    /// candidate pool re-ranked exactly. Flat partitions answer exactly.
+    /// Sorted by cosine, descending; ties by row. `k` and `ef` above the row
+    /// count mean every row: they are clamped to it before anything is
+    /// allocated, and a breadth of every row is an exact scan.
+    pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Hit>> {
+        let (k, ef) = (k.min(self.len()), ef.min(self.len()));
+        let q = Query::new(self.dim(), query)?;
+        if k == 0 || self.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(g) = self.graph() else {
+            return exact(self, &q, k);
+        };
+        // A breadth of every row costs what a scan costs; the scan also
+        // reaches any row the graph does not link to.
+        if ef.max(k) >= self.len() {
+            return exact(self, &q, k);
+        }
+        let pool = {
+            let mut visited = self.take_visited();
+            let r = self.hnsw(&g, &q.unit, ef.max(k), &mut visited);
+            self.visited
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(visited);
+            r?
+        };
+        let rows: Vec<u32> = pool
+            .iter()
+            .take(rerank_breadth(self.traversal_codes().is_some(), k, pool.len()))
+            .map(|s| s.1)
+            .collect();
+        rerank(self, &q, &rows, k)
+    }
+
+    /// Exact top-k by scanning every row (the reference the graph is measured
+    /// against). `k` is clamped to the row count.
+    pub fn search_exact(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
+        let k = k.min(self.len());
+        let q = Query::new(self.dim(), query)?;
+        if k == 0 || self.is_empty() {
+            return Ok(Vec::new());
+        }
+        exact(self, &q, k)
+    }
+
+    /// Many queries at once, spread over the rayon thread pool. `ef = None`
+    /// (or a partition without a graph) scans exactly, in blocks of queries
+    /// that share each pass over the rows. `k` and `ef` are clamped to the row count.
+    pub fn search_batch(&self, queries: &[Vec<f32>], k: usize, ef: Option<usize>) -> Result<Vec<Vec<Hit>>> {
+        let (k, ef) = (k.min(self.len()), ef.map(|ef| ef.min(self.len())));
+        match ef {
+            Some(ef) if self.has_graph() => queries.par_iter().map(|q| self.search(q, k, ef)).collect(),
+            _ => {
+                let qs = queries
+                    .iter()
+                    .map(|q| Query::new(self.dim(), q))
+                    .collect::<Result<Vec<_>>>()?;
+                if k == 0 || self.is_empty() {
+                    return Ok(vec![Vec::new(); qs.len()]);
+                }
+                exact_batch(self, &qs, k)
+            }
+        }
+    }
+
+    fn take_visited(&self) -> Visited {
+        let mut v = self
+            .visited
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_else(|| Visited::new(self.len()));
+        v.reset();
+        v
+    }
+
+    /// HNSW search over this partition's graph (on the quantised codes when
+    /// the partition has them and quantised traversal is on), mapping a damaged link to a
+    /// [`IndexError::Corrupt`] naming the file.
+    fn hnsw(&self, g: &GraphView<'_>, q: &[f32], ef: usize, visited: &mut Visited) -> Result<Vec<Scored>> {
+        traverse(g, self.traversal_codes(), q, ef, visited).map_err(|reason| self.corrupt(reason))
     }
 }

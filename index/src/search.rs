@@ -1,16 +1,20 @@
-//! Searching a partition: HNSW traversal over the mapped graph, then an exact
-//! re-rank of the candidate pool in f64; or an exact scan.
+//! Searching: HNSW traversal of a graph view (mapped from a partition or in
+//! memory), then an exact re-rank of the candidate pool in f64; or an exact
+//! scan. Over any [`Rows`] (a partition, a [`FlatIndex`]); the partition's
+//! search methods, which call these, are in `partition.rs`.
+//!
+//! [`FlatIndex`]: crate::FlatIndex
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
 use rayon::prelude::*;
 
-use crate::build::checked_norm;
 use crate::error::{IndexError, Result};
+use crate::graph::GraphView;
 use crate::kernel;
-use crate::partition::{GraphView, Partition};
 use crate::quantize::QuantizedView;
+use crate::vector::checked_norm;
 
 /// One result: the row, its id, and its cosine similarity and Euclidean
 /// distance to the query (on the vectors as given, not the normalised ones).
@@ -90,7 +94,7 @@ impl Ord for Scored {
 
 /// A validated query: normalised in f32 for the graph and in f64 for re-ranking.
 pub(crate) struct Query {
-    unit: Vec<f32>,
+    pub(crate) unit: Vec<f32>,
     unit64: Vec<f64>,
     norm: f64,
 }
@@ -110,24 +114,6 @@ pub(crate) trait Rows {
 
     fn vector(&self, row: usize) -> &[f32] {
         &self.vectors()[row * self.dim()..(row + 1) * self.dim()]
-    }
-}
-
-impl Rows for Partition {
-    fn dim(&self) -> usize {
-        Partition::dim(self)
-    }
-    fn len(&self) -> usize {
-        Partition::len(self)
-    }
-    fn vectors(&self) -> &[f32] {
-        Partition::vectors(self)
-    }
-    fn norms(&self) -> &[f64] {
-        Partition::norms(self)
-    }
-    fn id(&self, row: usize) -> Result<&str> {
-        Partition::id(self, row)
     }
 }
 
@@ -176,93 +162,6 @@ pub(crate) fn rerank_breadth(int8: bool, k: usize, pool: usize) -> usize {
 }
 /// Bound on the f32 kernel's error for unit vectors of the dimensions we use.
 const F32_MARGIN: f32 = 1e-4;
-
-impl Partition {
-    /// Approximate top-k: HNSW search with breadth `ef` (at least k), then the
-    /// candidate pool re-ranked exactly. Flat partitions answer exactly.
-    /// Sorted by cosine, descending; ties by row. `k` and `ef` above the row
-    /// count mean every row: they are clamped to it before anything is
-    /// allocated, and a breadth of every row is an exact scan.
-    pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Hit>> {
-        let (k, ef) = (k.min(self.len()), ef.min(self.len()));
-        let q = Query::new(self.dim(), query)?;
-        if k == 0 || self.is_empty() {
-            return Ok(Vec::new());
-        }
-        let Some(g) = self.graph() else {
-            return exact(self, &q, k);
-        };
-        // A breadth of every row costs what a scan costs; the scan also
-        // reaches any row the graph does not link to.
-        if ef.max(k) >= self.len() {
-            return exact(self, &q, k);
-        }
-        let pool = {
-            let mut visited = self.take_visited();
-            let r = self.hnsw(&g, &q.unit, ef.max(k), &mut visited);
-            self.visited
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(visited);
-            r?
-        };
-        let rows: Vec<u32> = pool
-            .iter()
-            .take(rerank_breadth(self.traversal_codes().is_some(), k, pool.len()))
-            .map(|s| s.1)
-            .collect();
-        rerank(self, &q, &rows, k)
-    }
-
-    /// Exact top-k by scanning every row (the reference the graph is measured
-    /// against). `k` is clamped to the row count.
-    pub fn search_exact(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
-        let k = k.min(self.len());
-        let q = Query::new(self.dim(), query)?;
-        if k == 0 || self.is_empty() {
-            return Ok(Vec::new());
-        }
-        exact(self, &q, k)
-    }
-
-    /// Many queries at once, spread over the rayon thread pool. `ef = None`
-    /// (or a partition without a graph) scans exactly, in blocks of queries
-    /// that share each pass over the rows. `k` and `ef` are clamped to the row count.
-    pub fn search_batch(&self, queries: &[Vec<f32>], k: usize, ef: Option<usize>) -> Result<Vec<Vec<Hit>>> {
-        let (k, ef) = (k.min(self.len()), ef.map(|ef| ef.min(self.len())));
-        match ef {
-            Some(ef) if self.has_graph() => queries.par_iter().map(|q| self.search(q, k, ef)).collect(),
-            _ => {
-                let qs = queries
-                    .iter()
-                    .map(|q| Query::new(self.dim(), q))
-                    .collect::<Result<Vec<_>>>()?;
-                if k == 0 || self.is_empty() {
-                    return Ok(vec![Vec::new(); qs.len()]);
-                }
-                exact_batch(self, &qs, k)
-            }
-        }
-    }
-
-    fn take_visited(&self) -> Visited {
-        let mut v = self
-            .visited
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .unwrap_or_else(|| Visited::new(self.len()));
-        v.reset();
-        v
-    }
-
-    /// HNSW search over this partition's graph (on the quantised codes when
-    /// the partition has them and quantised traversal is on), mapping a damaged link to a
-    /// [`IndexError::Corrupt`] naming the file.
-    fn hnsw(&self, g: &GraphView<'_>, q: &[f32], ef: usize, visited: &mut Visited) -> Result<Vec<Scored>> {
-        traverse(g, self.traversal_codes(), q, ef, visited).map_err(|reason| self.corrupt(reason))
-    }
-}
 
 /// How a graph search scores a row against the query: larger is nearer.
 pub(crate) trait Score {
@@ -613,7 +512,7 @@ fn finish<R: Rows + ?Sized>(rows: &R, q: &Query, top: TopK, k: usize) -> Result<
 }
 
 /// Exact cosines (f64) of `rows`, best k by cosine then row.
-fn rerank<R: Rows + ?Sized>(src: &R, q: &Query, rows: &[u32], k: usize) -> Result<Vec<Hit>> {
+pub(crate) fn rerank<R: Rows + ?Sized>(src: &R, q: &Query, rows: &[u32], k: usize) -> Result<Vec<Hit>> {
     let norms = src.norms();
     // Divide by the f64 norm of the stored f32 unit vector (1 ± 1e-7), so the
     // identical vector scores 1.0 rather than 1.00000002.

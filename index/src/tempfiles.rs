@@ -172,7 +172,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("P.stabidx");
         let (mut seen, mut orphans) = (Vec::new(), None);
-        crate::write_atomic(&target, |w| {
+        crate::write::write_atomic(&target, |w| {
             use std::io::Write;
             w.write_all(b"data")?;
             for e in std::fs::read_dir(dir.path())? {

@@ -7,5 +7,6 @@ mod builder;
 mod corruption;
 mod exact;
 mod golden;
+mod layers;
 mod quantized;
 mod recall;
