@@ -3,12 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
-use crate::error::{Error, Result};
-use crate::storage::{resolve_url, Access, Db};
+use crate::config::{Config, DATABASE_URL_ENV, DATA_DIR_ENV, DEFAULT_DATA_DIR};
+use crate::error::Result;
+use crate::storage::Db;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,15 +33,15 @@ pub struct GlobalOpts {
     /// Database: postgres://user[:password]@host[:port]/db or sqlite://path/file.db.
     /// Without it, the embedded SQLite file <data-dir>/stabspace.db is used (created by the
     /// first command that writes; commands that only read need it to exist).
-    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    #[arg(long, env = DATABASE_URL_ENV, global = true, hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// Directory for the embedded database and index files.
     #[arg(
         long,
-        env = "STABSPACE_DATA_DIR",
+        env = DATA_DIR_ENV,
         global = true,
-        default_value = "./stabspace-data"
+        default_value = DEFAULT_DATA_DIR
     )]
     pub data_dir: PathBuf,
 
@@ -52,31 +52,24 @@ pub struct GlobalOpts {
 }
 
 impl GlobalOpts {
+    /// The database and data directory these flags name.
+    pub fn config(&self) -> Config {
+        Config::new(self.database_url.clone(), self.data_dir.clone())
+    }
+
     /// The database URL in use.
     pub fn url(&self) -> String {
-        resolve_url(self.database_url.as_deref(), &self.data_dir)
+        self.config().url()
     }
 
-    /// Open the database for a command that writes to it: the embedded SQLite
-    /// file is created when missing, and so is the data directory when the
-    /// database is the embedded default (an explicit `sqlite://` path's
-    /// directory must exist). Missing migrations are applied.
+    /// Open the database for a command that writes to it ([`Config::open_db`]).
     pub async fn open_db(&self) -> Result<Db> {
-        if self.explicit_url().is_none() {
-            std::fs::create_dir_all(&self.data_dir).map_err(|e| Error::io(&self.data_dir, e))?;
-        }
-        Db::open_for(&self.url(), Access::Write).await
+        self.config().open_db().await
     }
 
-    /// Open the database for a command that only reads: it must exist (a
-    /// SQLite file is never created) and is not written to unless migrations
-    /// are missing.
+    /// Open the database for a command that only reads ([`Config::open_db_read`]).
     pub async fn open_db_read(&self) -> Result<Db> {
-        Db::open_for(&self.url(), Access::Read).await
-    }
-
-    fn explicit_url(&self) -> Option<&str> {
-        self.database_url.as_deref().filter(|u| !u.trim().is_empty())
+        self.config().open_db_read().await
     }
 }
 
@@ -218,64 +211,6 @@ fn url_from_env(m: &clap::ArgMatches) -> bool {
     sources.contains(&ValueSource::EnvVariable) && !sources.contains(&ValueSource::CommandLine)
 }
 
-/// clap value parser for counts that must be at least 1 (`--top-k`, `--k`).
-pub fn parse_positive(s: &str) -> std::result::Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(_) => Err(format!("{s:?} is not a whole number")),
-    }
-}
-
-/// clap value parser for a count of results or a search breadth: a whole
-/// number of 1 or more, where any number too large for this machine means
-/// "as many as there are" (the search clamps it to the set's size).
-pub fn parse_clamped(s: &str) -> std::result::Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => Ok(usize::MAX),
-        Err(_) => Err(format!("{s:?} is not a whole number")),
-    }
-}
-
-/// The one parser of dates from user input: CSV fields (`import`), command-line
-/// flags (`--as-of`, …, as a clap value parser), the server's JSON (`as_of`) and
-/// Python's `as_of`.
-///
-/// A date is exactly `YYYY-MM-DD`: ten bytes, a four-digit year from 0001 to
-/// 9999, a two-digit month and day, and a day that exists. chrono's `%Y-%m-%d`
-/// alone also takes `2023-1-5`, `+2023-01-05` and year 0 (stored as `0000-…`
-/// on SQLite and `… BC` on PostgreSQL), so the shape is checked here first; the
-/// years allowed are those both backends store and print alike. The message
-/// quotes at most [`crate::import::EXCERPT_CHARS`] characters of the input.
-pub fn parse_date(s: &str) -> std::result::Result<NaiveDate, String> {
-    let b = s.as_bytes();
-    let shape = b.len() == 10
-        && b.iter().enumerate().all(|(i, &c)| {
-            if i == 4 || i == 7 {
-                c == b'-'
-            } else {
-                c.is_ascii_digit()
-            }
-        });
-    if !shape {
-        return Err(format!(
-            "invalid date {}, expected YYYY-MM-DD (a four-digit year, a two-digit month and day)",
-            crate::import::quote(s)
-        ));
-    }
-    let num = |r: std::ops::Range<usize>| b[r].iter().fold(0u32, |n, &c| n * 10 + u32::from(c - b'0'));
-    let (year, month, day) = (num(0..4), num(5..7), num(8..10));
-    if year == 0 {
-        return Err(format!(
-            "invalid date \"{s}\", expected YYYY-MM-DD with a year from 0001 to 9999"
-        ));
-    }
-    NaiveDate::from_ymd_opt(year as i32, month, day)
-        .ok_or_else(|| format!("invalid date \"{s}\": there is no such day (expected YYYY-MM-DD)"))
-}
-
 /// The flags naming the joint model in the running command (the first is
 /// its own name, the others aliases), set by [`run`] from the parsed command.
 static JOINT_MODEL_FLAGS: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
@@ -350,52 +285,4 @@ pub fn command_line_with_joint_model(current: &str, model: &str) -> Option<Strin
             .collect::<Vec<_>>()
             .join(" "),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_date;
-    use chrono::NaiveDate;
-
-    #[test]
-    fn dates_are_exactly_yyyy_mm_dd_with_years_0001_to_9999() {
-        let d = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
-        assert_eq!(parse_date("2023-01-05"), Ok(d(2023, 1, 5)));
-        assert_eq!(parse_date("0001-01-01"), Ok(d(1, 1, 1)));
-        assert_eq!(parse_date("9999-12-31"), Ok(d(9999, 12, 31)));
-        assert_eq!(parse_date("2024-02-29"), Ok(d(2024, 2, 29)));
-        for bad in [
-            "2023-1-5",
-            "2023-01-5",
-            "2023-1-05",
-            "+2023-01-05",
-            "-2023-01-05",
-            "10000-01-01",
-            "23-01-05",
-            " 2023-01-05",
-            "2023-01-05 ",
-            "2023/01/05",
-            "2023-01-05T00:00",
-            "２０２３-01-05",
-            "",
-        ] {
-            let e = parse_date(bad).expect_err(bad);
-            assert!(e.contains("expected YYYY-MM-DD (a four-digit year"), "{bad}: {e}");
-        }
-        let e = parse_date("0000-01-05").unwrap_err();
-        assert!(e.contains("year from 0001 to 9999"), "{e}");
-        for bad in [
-            "2023-02-29",
-            "2023-13-01",
-            "2023-00-10",
-            "2023-01-00",
-            "2023-04-31",
-        ] {
-            let e = parse_date(bad).expect_err(bad);
-            assert!(e.contains("no such day"), "{bad}: {e}");
-        }
-        // A long input is quoted as an excerpt.
-        let e = parse_date(&"9".repeat(1 << 20)).unwrap_err();
-        assert!(e.len() < 300 && e.contains("(1048576 bytes)"), "{e}");
-    }
 }

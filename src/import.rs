@@ -7,7 +7,7 @@
 //!
 //! Input is checked at the door, the same way for both backends: ids and labels
 //! (at most [`MAX_ID_BYTES`] bytes, no control characters), dates (exactly
-//! `YYYY-MM-DD`, years 0001–9999: [`crate::cli::parse_date`]), value ranges (a
+//! `YYYY-MM-DD`, years 0001–9999: [`crate::config::parse_date`]), value ranges (a
 //! positive close, a whole volume from 0 to [`MAX_VOLUME`], a day index from 0
 //! to [`MAX_DAY_INDEX`], a return above −1), the instrument status
 //! ([`STATUSES`]), instruments that prices and paths name and scenarios that
@@ -1153,9 +1153,9 @@ impl Fields<'_> {
         Ok(())
     }
 
-    /// A date, exactly `YYYY-MM-DD` with a year from 0001 to 9999 ([`crate::cli::parse_date`]).
+    /// A date, exactly `YYYY-MM-DD` with a year from 0001 to 9999 ([`crate::config::parse_date`]).
     fn date(&self, col: &str) -> Result<Value> {
-        crate::cli::parse_date(self.raw(col))
+        crate::config::parse_date(self.raw(col))
             .map(Value::Date)
             .map_err(|m| self.bad(col, m))
     }

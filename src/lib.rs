@@ -11,6 +11,7 @@ pub mod backfill;
 pub mod bench;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod demo_db;
 pub mod diagnostics;
 pub mod encoders;

@@ -112,12 +112,12 @@ pub struct SearchArgs {
     /// an exact scan with some of its own rows as held-out queries (`stabspace index status`
     /// shows the breadth per target); the query prints the breadth chosen. Partitions in
     /// format version 1 were not calibrated: they use ef 128 until rebuilt.
-    #[arg(long, value_name = "R", value_parser = parse_recall, conflicts_with = "ef")]
+    #[arg(long, value_name = "R", value_parser = crate::config::parse_recall, conflicts_with = "ef")]
     pub recall: Option<f64>,
     /// Search breadth on the index graph, for experts: overrides --recall (≥ k; larger is
     /// slower and more exact). Any value is accepted: one at or above the partition's row
     /// count (clamped to it) scans every row exactly.
-    #[arg(long, value_name = "N", value_parser = crate::cli::parse_clamped)]
+    #[arg(long, value_name = "N", value_parser = crate::config::parse_clamped)]
     pub ef: Option<usize>,
     /// Scan every scenario vector of the database exactly (never a partition file) instead of
     /// searching the index graph.
@@ -140,15 +140,6 @@ impl SearchArgs {
             exact: self.exact,
             no_quantized: self.no_quantized,
         }
-    }
-}
-
-/// clap value parser for `--recall`: a number in (0, 1].
-fn parse_recall(s: &str) -> std::result::Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(r) if r > 0.0 && r <= 1.0 => Ok(r),
-        Ok(r) => Err(format!("{r} is not a recall between 0 (exclusive) and 1")),
-        Err(_) => Err(format!("{s:?} is not a number")),
     }
 }
 

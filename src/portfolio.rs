@@ -98,15 +98,8 @@ pub struct CoverageArgs {
     /// must carry. Holdings without a state are left out of the vector and named on stderr; below
     /// this share the day has no vector (an error for one day, a skipped day in a backfill).
     /// 0 accepts any coverage.
-    #[arg(long, value_name = "F", default_value_t = DEFAULT_MIN_COVERAGE, value_parser = parse_share)]
+    #[arg(long, value_name = "F", default_value_t = DEFAULT_MIN_COVERAGE, value_parser = crate::config::parse_share)]
     pub min_coverage: f64,
-}
-
-fn parse_share(s: &str) -> std::result::Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
-        _ => Err(format!("{s:?} is not a share between 0 and 1")),
-    }
 }
 
 /// Why a portfolio vector cannot be formed on a date.

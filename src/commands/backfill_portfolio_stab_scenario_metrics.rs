@@ -1,6 +1,7 @@
 use chrono::NaiveDate;
 
-use crate::cli::{parse_date, GlobalOpts};
+use crate::cli::GlobalOpts;
+use crate::config::parse_date;
 use crate::diagnostics::{backfill_portfolio_metrics, MetricsBackfill};
 use crate::error::Result;
 use crate::nearest::SearchArgs;

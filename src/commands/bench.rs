@@ -6,8 +6,9 @@ use stabspace_index::Partition;
 use crate::bench::{
     hold_out, read_vectors, run as run_bench, svg_plot, Base, BenchRow, BenchSpec, Series, CSV_COLUMNS,
 };
-use crate::cli::{parse_date, GlobalOpts};
+use crate::cli::GlobalOpts;
 use crate::commands::index::ParamArgs;
+use crate::config::parse_date;
 use crate::error::{Error, Result};
 use crate::output::{check_output_dir, write_file_atomically, Cell, Format, Table};
 use crate::partitions::{index_dir, partition_path};
@@ -55,7 +56,7 @@ pub struct Args {
     #[arg(long)]
     pub dim: Option<usize>,
     /// Neighbours per query.
-    #[arg(long, default_value_t = 10, value_parser = crate::cli::parse_positive)]
+    #[arg(long, default_value_t = 10, value_parser = crate::config::parse_positive)]
     pub k: usize,
     /// Search breadths to sweep.
     #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256")]

@@ -1,7 +1,8 @@
 use chrono::NaiveDate;
 
-use crate::cli::{parse_date, GlobalOpts};
+use crate::cli::GlobalOpts;
 use crate::commands::index::ParamArgs;
+use crate::config::parse_date;
 use crate::error::Result;
 use crate::gen_scenarios::{gen_scenarios, GenScenarios};
 use crate::partitions::{build_with_progress, index_dir};

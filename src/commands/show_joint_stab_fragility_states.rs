@@ -1,6 +1,7 @@
 use chrono::NaiveDate;
 
-use crate::cli::{parse_date, GlobalOpts};
+use crate::cli::GlobalOpts;
+use crate::config::parse_date;
 use crate::diagnostics::stab_states_hint;
 use crate::error::{Error, Result};
 use crate::output::{OutputArgs, Table};

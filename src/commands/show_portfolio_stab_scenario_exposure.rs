@@ -1,6 +1,7 @@
 use chrono::NaiveDate;
 
-use crate::cli::{parse_date, GlobalOpts};
+use crate::cli::GlobalOpts;
+use crate::config::parse_date;
 use crate::diagnostics::{portfolio_exposure, Exposure};
 use crate::error::Result;
 use crate::nearest::SearchArgs;
@@ -40,7 +41,7 @@ pub struct Args {
     pub stab_model_id: String,
     /// Number of scenarios to list. More than the set holds lists every scenario of the set
     /// (any value is accepted and clamped to the set's size).
-    #[arg(long, default_value_t = 20, value_parser = crate::cli::parse_clamped)]
+    #[arg(long, default_value_t = 20, value_parser = crate::config::parse_clamped)]
     pub top_k: usize,
     #[command(flatten)]
     pub search: SearchArgs,

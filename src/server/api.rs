@@ -18,8 +18,8 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::App;
-use crate::cli::parse_date;
 use crate::commands::index::status_table;
+use crate::config::parse_date;
 use crate::diagnostics::{find_similar, portfolio_exposure};
 use crate::nearest::{AnsweredBy, ScenarioHit, ScenarioSpace, SearchOpts};
 use crate::portfolio::DEFAULT_MIN_COVERAGE;
