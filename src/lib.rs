@@ -26,6 +26,7 @@ pub mod output;
 pub mod partitions;
 pub mod portfolio;
 pub mod progress;
+pub mod report;
 pub mod server;
 pub mod storage;
 pub mod synth;

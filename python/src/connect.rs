@@ -8,7 +8,6 @@ use chrono::NaiveDate;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use stabspace::commands::{find_similar_stab_scenarios, show_portfolio_stab_scenario_exposure};
 use stabspace::config::{parse_date, Config};
 use stabspace::diagnostics::{find_similar, portfolio_exposure};
 use stabspace::output::{Cell, Table};
@@ -16,6 +15,7 @@ use std::sync::Arc;
 
 use stabspace::nearest::{PartitionSource, SearchOpts};
 use stabspace::portfolio::DEFAULT_MIN_COVERAGE;
+use stabspace::report;
 use stabspace::server::PartitionCache;
 use stabspace::storage::{redact, Db};
 
@@ -123,10 +123,7 @@ impl Connection {
                 ))
             })
             .map_err(errors::library)?;
-        frame(
-            py,
-            find_similar_stab_scenarios::table(&set, &instrument_id, as_of, found),
-        )
+        frame(py, report::similar_scenarios(&set, &instrument_id, as_of, found))
     }
 
     /// `show-portfolio-stab-scenario-exposure`: the portfolio's STAB vector on `as_of`
@@ -172,10 +169,7 @@ impl Connection {
                 ))
             })
             .map_err(errors::library)?;
-        frame(
-            py,
-            show_portfolio_stab_scenario_exposure::table(&scenario_set_id, &portfolio_id, e),
-        )
+        frame(py, report::portfolio_exposure(&scenario_set_id, &portfolio_id, e))
     }
 }
 
