@@ -10,6 +10,8 @@ use crate::config::{Config, DATABASE_URL_ENV, DATA_DIR_ENV, DEFAULT_DATA_DIR};
 use crate::error::Result;
 use crate::storage::Db;
 
+pub mod args;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "stabspace",

@@ -1,11 +1,11 @@
 use chrono::NaiveDate;
 
+use crate::cli::args::CoverageArgs;
+use crate::cli::args::SearchArgs;
 use crate::cli::GlobalOpts;
 use crate::config::parse_date;
 use crate::diagnostics::{backfill_portfolio_metrics, MetricsBackfill};
 use crate::error::Result;
-use crate::nearest::SearchArgs;
-use crate::portfolio::CoverageArgs;
 
 #[derive(Debug, clap::Args)]
 #[command(

@@ -1,11 +1,11 @@
 use chrono::NaiveDate;
 
+use crate::cli::args::OutputArgs;
+use crate::cli::args::SearchArgs;
 use crate::cli::GlobalOpts;
 use crate::config::parse_date;
 use crate::diagnostics::find_similar;
 use crate::error::Result;
-use crate::nearest::SearchArgs;
-use crate::output::OutputArgs;
 use crate::report;
 
 #[derive(Debug, clap::Args)]
@@ -58,5 +58,10 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         a.top_k,
     )
     .await?;
-    report::similar_scenarios(&a.scenario_set_id, &a.instrument_id, a.as_of, found).emit(&a.out)
+    a.out.emit(&report::similar_scenarios(
+        &a.scenario_set_id,
+        &a.instrument_id,
+        a.as_of,
+        found,
+    ))
 }

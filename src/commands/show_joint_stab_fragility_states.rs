@@ -1,10 +1,11 @@
 use chrono::NaiveDate;
 
+use crate::cli::args::OutputArgs;
 use crate::cli::GlobalOpts;
 use crate::config::parse_date;
 use crate::diagnostics::stab_states_hint;
 use crate::error::{Error, Result};
-use crate::output::{OutputArgs, Table};
+use crate::output::Table;
 use crate::storage::joint::joint_states;
 use crate::vector;
 
@@ -93,5 +94,5 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             vector::l2_norm(&v).into(),
         ]);
     }
-    t.emit(&a.out)
+    a.out.emit(&t)
 }

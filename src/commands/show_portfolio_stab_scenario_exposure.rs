@@ -1,12 +1,12 @@
 use chrono::NaiveDate;
 
+use crate::cli::args::CoverageArgs;
+use crate::cli::args::OutputArgs;
+use crate::cli::args::SearchArgs;
 use crate::cli::GlobalOpts;
 use crate::config::parse_date;
 use crate::diagnostics::portfolio_exposure;
 use crate::error::Result;
-use crate::nearest::SearchArgs;
-use crate::output::OutputArgs;
-use crate::portfolio::CoverageArgs;
 use crate::report;
 
 #[derive(Debug, clap::Args)]
@@ -65,5 +65,9 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         a.coverage.min_coverage,
     )
     .await?;
-    report::portfolio_exposure(&a.scenario_set_id, &a.portfolio_id, e).emit(&a.out)
+    a.out.emit(&report::portfolio_exposure(
+        &a.scenario_set_id,
+        &a.portfolio_id,
+        e,
+    ))
 }
