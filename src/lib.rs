@@ -23,6 +23,7 @@ pub mod import;
 pub mod joint;
 pub mod nearest;
 pub mod output;
+pub mod partition_cache;
 pub mod partitions;
 pub mod portfolio;
 pub mod progress;

@@ -14,9 +14,9 @@ use stabspace::output::{Cell, Table};
 use std::sync::Arc;
 
 use stabspace::nearest::{PartitionSource, SearchOpts};
+use stabspace::partition_cache::PartitionCache;
 use stabspace::portfolio::DEFAULT_MIN_COVERAGE;
 use stabspace::report;
-use stabspace::server::PartitionCache;
 use stabspace::storage::{redact, Db};
 
 use crate::arrays;
@@ -43,7 +43,7 @@ pub fn connect(
     let db = py
         .detach(|| rt.block_on(config.open_db_read()))
         .map_err(errors::library)?;
-    let partitions = Arc::new(PartitionCache::new(config.index_dir(), Default::default()));
+    let partitions = Arc::new(PartitionCache::new(config.index_dir()));
     Ok(Connection {
         db,
         rt,
