@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
 use crate::config::{Config, DATABASE_URL_ENV, DATA_DIR_ENV, DEFAULT_DATA_DIR};
-use crate::error::Result;
+use crate::error::{Error, Result, NEVER_COMPARED};
 use crate::storage::Db;
 
 pub mod args;
@@ -184,7 +184,7 @@ pub fn main() -> ExitCode {
     let code = match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", message(&e));
             ExitCode::FAILURE
         }
     };
@@ -193,6 +193,18 @@ pub fn main() -> ExitCode {
     // rather than delaying its exit. Partition files are replaced atomically.
     runtime.shutdown_background();
     code
+}
+
+/// An error as the CLI prints it: a hint naming another joint model becomes
+/// the command line that asks for it, where this command can give one.
+fn message(e: &Error) -> String {
+    match e {
+        Error::OtherJointModel { what, asked, other } => match command_line_with_joint_model(asked, other) {
+            Some(cmd) => format!("{what}; {NEVER_COMPARED}: run `{cmd}`"),
+            None => e.to_string(),
+        },
+        e => e.to_string(),
+    }
 }
 
 /// True when --database-url was filled from DATABASE_URL, not typed on the
@@ -240,9 +252,10 @@ fn shell_safe(c: char) -> bool {
 /// This process's command line with its joint model `current` replaced by
 /// `model` (or the command's joint model flag added when `current` was its
 /// default), for hints that give the command that works; a database URL's
-/// password is hidden. `None` outside the `stabspace` CLI (the Python
-/// package, the server), for a command without a joint model flag, or when an
-/// argument is not UTF-8.
+/// password is hidden. `None` for a command without a joint model flag
+/// (or before [`run`] parsed one), or when an argument is not UTF-8. The
+/// library's [`Error::OtherJointModel`] names the model; [`main`] prints it as
+/// this command line.
 pub fn command_line_with_joint_model(current: &str, model: &str) -> Option<String> {
     let flags = *JOINT_MODEL_FLAGS.get()?;
     let canonical = *flags.first()?;

@@ -886,15 +886,15 @@ pub async fn no_scenarios(db: &Db, model: &str, set: &str, zero: usize) -> Error
                 )
             })
             .collect();
-        let hint = match crate::cli::command_line_with_joint_model(model, other) {
-            Some(cmd) => format!("run `{cmd}`"),
-            None => format!("ask for joint model {other}"),
+        return Error::OtherJointModel {
+            what: format!(
+                "no STAB scenario vectors of set {set:?} under joint model {model}{registered}, but the set \
+                 has them under {}",
+                listed.join(", ")
+            ),
+            asked: model.to_string(),
+            other: other.clone(),
         };
-        return Error::Invalid(format!(
-            "no STAB scenario vectors of set {set:?} under joint model {model}{registered}, but the set has \
-             them under {}; vectors of different joint models are never compared: {hint}",
-            listed.join(", ")
-        ));
     }
     match (sets, models) {
         (Ok(sets), Ok(models)) => Error::Invalid(format!(

@@ -70,7 +70,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         if let Some(r) = &a.region {
             what.push_str(&format!(" in region {r:?}"));
         }
-        return Err(Error::Invalid(stab_states_hint(&db, &a.model_id, &what).await?));
+        return Err(stab_states_hint(&db, &a.model_id, &what).await?);
     }
     let mut t = Table::new(&[
         "as_of_date",

@@ -76,12 +76,12 @@ async fn no_state(db: &Db, instrument: &str, as_of: NaiveDate, model: &str) -> E
             .map_err(|e| db.err(e))?;
         if before.is_some() || after.is_some() {
             let show = |d: Option<NaiveDate>| d.map_or("none".to_string(), |d| d.to_string());
-            return Ok(format!(
+            return Ok(Error::Invalid(format!(
                 "instrument {instrument:?} has no STAB state of {model} on {as_of}; its nearest states are \
                  on {} (before) and {} (after)",
                 show(before),
                 show(after)
-            ));
+            )));
         }
         stab_states_hint(
             db,
@@ -90,11 +90,12 @@ async fn no_state(db: &Db, instrument: &str, as_of: NaiveDate, model: &str) -> E
         )
         .await
     };
-    explain.await.map_or_else(|e| e, Error::Invalid)
+    explain.await.unwrap_or_else(|e| e)
 }
 
-/// `what`, then the latest date with STAB states of `model`, or the models that have some.
-pub async fn stab_states_hint(db: &Db, model: &str, what: &str) -> Result<String> {
+/// The error saying `what`, then the latest date with STAB states of
+/// `model`, or the models that have some ([`Error::OtherJointModel`]).
+pub async fn stab_states_hint(db: &Db, model: &str, what: &str) -> Result<Error> {
     let latest = date_agg(
         db,
         "SELECT max(as_of_date) FROM joint_embeddings WHERE joint_type = $1 AND model_id = $2 \
@@ -103,7 +104,9 @@ pub async fn stab_states_hint(db: &Db, model: &str, what: &str) -> Result<String
     )
     .await?;
     Ok(match latest {
-        Some(d) => format!("{what}; the latest date with STAB states of {model} is {d}"),
+        Some(d) => Error::Invalid(format!(
+            "{what}; the latest date with STAB states of {model} is {d}"
+        )),
         None => {
             let models = distinct(
                 db,
@@ -114,23 +117,20 @@ pub async fn stab_states_hint(db: &Db, model: &str, what: &str) -> Result<String
             )
             .await?;
             match models.iter().find(|m| *m != model) {
-                Some(other) => {
-                    let hint = match crate::cli::command_line_with_joint_model(model, other) {
-                        Some(cmd) => format!("run `{cmd}`"),
-                        None => format!("ask for joint model {other}"),
-                    };
-                    format!(
-                        "{what}; no STAB states of {model} are stored ({}), but there are under {}; vectors \
-                         of different joint models are never compared: {hint}",
+                Some(other) => Error::OtherJointModel {
+                    what: format!(
+                        "{what}; no STAB states of {model} are stored ({}), but there are under {}",
                         crate::joint::registry::note(db, model).await?,
                         list_or(&models, "none")
-                    )
-                }
-                None => format!(
+                    ),
+                    asked: model.to_string(),
+                    other: other.clone(),
+                },
+                None => Error::Invalid(format!(
                     "{what}; no STAB states of {model:?} are stored (joint models with states: none); run \
                      `stabspace backfill-joint-stab-fragility-states --as-of <date> --market-id <market> \
                      --joint-model-id {model}` first"
-                ),
+                )),
             }
         }
     })
@@ -202,7 +202,7 @@ pub(crate) async fn no_vector(
             },
             other => other,
         };
-        Ok(match skip {
+        Ok(Error::Invalid(match skip {
             DaySkip::NoTarget { earliest: None } => {
                 let known = distinct(db, "portfolio_id", "target_portfolios", "1 = 1", &[]).await?;
                 format!(
@@ -214,7 +214,7 @@ pub(crate) async fn no_vector(
                 "portfolio {portfolio:?} has no target weights on or before {as_of}; its earliest are from {d}"
             ),
             DaySkip::NoVector(NoVector::NoStates { holdings }) => {
-                stab_states_hint(
+                return stab_states_hint(
                     db,
                     model,
                     &format!(
@@ -222,16 +222,16 @@ pub(crate) async fn no_vector(
                          state of {model} on or before {as_of}"
                     ),
                 )
-                .await?
+                .await;
             }
             DaySkip::NoVector(
                 z @ (NoVector::ZeroWeights { .. } | NoVector::Unusable { .. } | NoVector::LowCoverage { .. }),
             ) => {
                 format!("portfolio {portfolio:?} on {as_of}: {z}")
             }
-        })
+        }))
     };
-    explain.await.map_or_else(|e| e, Error::Invalid)
+    explain.await.unwrap_or_else(|e| e)
 }
 
 async fn earliest_target(db: &Db, portfolio: &str) -> Result<Option<NaiveDate>> {

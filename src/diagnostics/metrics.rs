@@ -163,8 +163,8 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
     if queries.is_empty() {
         let (pid, date) = &days[0];
         let first = vectors_reason(db, pid, *date, &p.model_id, p.min_coverage).await;
-        return Err(Error::Invalid(format!(
-            "none of the {} risk reports {} has a portfolio STAB vector; the first: {first}",
+        return Err(first.prefixed(&format!(
+            "none of the {} risk reports {} has a portfolio STAB vector; the first: ",
             days.len(),
             crate::output::span(p.start, p.end)
         )));
@@ -215,14 +215,14 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
 }
 
 /// The full explanation for one day without a vector.
-async fn vectors_reason(db: &Db, pid: &str, date: NaiveDate, model: &str, min_coverage: f64) -> String {
+async fn vectors_reason(db: &Db, pid: &str, date: NaiveDate, model: &str, min_coverage: f64) -> Error {
     let day = [(pid.to_string(), date)];
     match portfolio_vectors(db, model, &day, None, min_coverage).await {
         Ok(mut v) => match v.pop() {
-            Some(Err(skip)) => no_vector(db, pid, date, model, skip).await.to_string(),
-            _ => "it has one now".into(),
+            Some(Err(skip)) => no_vector(db, pid, date, model, skip).await,
+            _ => Error::Invalid("it has one now".into()),
         },
-        Err(e) => e.to_string(),
+        Err(e) => e,
     }
 }
 
