@@ -11,6 +11,7 @@ use crate::error::{Error, Result, NEVER_COMPARED};
 use crate::storage::Db;
 
 pub mod args;
+pub mod progress;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -44,7 +44,7 @@ use std::time::Instant;
 use serde_json::{Map, Value as Json};
 
 use crate::error::{Error, Result};
-use crate::progress;
+use crate::progress::{Progress, BYTES};
 use crate::storage::bulk::{BulkWriter, TableSpec, Value};
 use crate::storage::tables::*;
 use crate::storage::{Db, Tx};
@@ -263,7 +263,12 @@ pub struct ImportSummary {
 }
 
 /// Import one CSV file in one transaction.
-pub async fn import_file(db: &Db, kind: ImportKind, path: &Path) -> Result<ImportSummary> {
+pub async fn import_file(
+    db: &Db,
+    kind: ImportKind,
+    path: &Path,
+    progress: &dyn Progress,
+) -> Result<ImportSummary> {
     let started = Instant::now();
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -317,7 +322,8 @@ pub async fn import_file(db: &Db, kind: ImportKind, path: &Path) -> Result<Impor
         columns.insert(c, i);
     }
 
-    let pb = progress::bytes(len, format!("importing {}", path.display()));
+    progress.start(BYTES, Some(len));
+    progress.message(&format!("importing {}", path.display()));
     let mut tx = db.begin().await?;
     let known = match kind.known_ids() {
         Some(sql) => Some(known_ids(&mut tx, sql).await.map_err(|e| db.err(e))?),
@@ -387,7 +393,7 @@ pub async fn import_file(db: &Db, kind: ImportKind, path: &Path) -> Result<Impor
         writer.push(&mut tx, row).await.map_err(|e| db.err(e))?;
         rows += 1;
         if rows % 4096 == 0 {
-            pb.set_position(rdr.position().byte());
+            progress.set_position(rdr.position().byte());
         }
     }
     writer.finish(&mut tx).await.map_err(|e| db.err(e))?;
@@ -401,7 +407,7 @@ pub async fn import_file(db: &Db, kind: ImportKind, path: &Path) -> Result<Impor
         w.finish(&mut tx).await.map_err(|e| db.err(e))?;
     }
     db.commit(tx).await?;
-    pb.finish_and_clear();
+    progress.finish();
     let unknown: Vec<String> = door.unknown.into_iter().collect();
     if !unknown.is_empty() {
         eprintln!("warning: {}", unknown_warning(kind, path, &unknown));

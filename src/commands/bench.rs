@@ -195,7 +195,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         + 1
         + spec.efs.len() as u64
         + u64::from(spec.appends > 0) * (1 + spec.appends + spec.efs.len()) as u64;
-    let pb = crate::progress::steps(steps);
+    let pb = crate::cli::progress::steps(steps);
     let bar = pb.clone();
     let mut started = 0u64;
     let rows = tokio::task::block_in_place(|| {

@@ -3,11 +3,12 @@
 
 use stabspace_index::{BuildParams, GraphBuilder, Partition, Quantization, MAX_M};
 
+use crate::cli::progress::Bars;
 use crate::cli::GlobalOpts;
 use crate::error::{Error, Result};
 use crate::output::Format;
 use crate::partitions::{
-    build_with_progress, files, index_dir, partition_path, recorded_params, sources, status_all, status_of,
+    build, files, index_dir, partition_path, recorded_params, sources, status_all, status_of,
     sweep_temp_files, swept_note, BuildMode, Freshness,
 };
 use crate::report;
@@ -221,17 +222,19 @@ pub struct DropArgs {
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
+    let bars = Bars::default();
     let dir = index_dir(&g.data_dir);
     match a.command {
         IndexCommand::Build(b) => {
             let db = g.open_db_read().await?;
-            let built = build_with_progress(
+            let built = build(
                 &db,
                 &dir,
                 &b.model_id,
                 &b.scenario_set_id,
                 &b.params.params(),
                 BuildMode::Full,
+                &bars,
             )
             .await?;
             print!("{built}");
@@ -263,10 +266,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
                 } else {
                     BuildMode::AppendIfOnlyGained
                 };
-                print!(
-                    "{}",
-                    build_with_progress(&db, &dir, &model, &set, &params, mode).await?
-                );
+                print!("{}", build(&db, &dir, &model, &set, &params, mode, &bars).await?);
                 rebuilt += 1;
             }
             println!("{rebuilt} partition(s) rebuilt");

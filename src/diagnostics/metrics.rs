@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::joint::list_or;
 use crate::nearest::{ScenarioSpace, SearchOpts};
 use crate::portfolio::NoVector;
+use crate::progress::Progress;
 use crate::storage::joint::{date_agg, distinct, report_days};
 use crate::storage::merge::merge_risk_metrics;
 use crate::storage::Db;
@@ -102,7 +103,11 @@ fn more(n: usize, shown: usize) -> String {
     }
 }
 
-pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<MetricsSummary> {
+pub async fn backfill_portfolio_metrics(
+    db: &Db,
+    p: &MetricsBackfill,
+    progress: &dyn Progress,
+) -> Result<MetricsSummary> {
     let started = Instant::now();
     if p.start > p.end {
         return Err(Error::Invalid(format!(
@@ -115,8 +120,8 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
         return Err(no_reports(db, p).await);
     }
     let space = ScenarioSpace::open(db, &p.search, &p.model_id, &p.scenario_set_id).await?;
-    let pb = crate::progress::items(days.len() as u64, "portfolio-days");
-    pb.set_message("reading weights and STAB states");
+    progress.start("portfolio-days", Some(days.len() as u64));
+    progress.message("reading weights and STAB states");
     let vectors = portfolio_vectors(db, &p.model_id, &days, Some(&space), p.min_coverage).await?;
 
     let mut summary = MetricsSummary {
@@ -171,17 +176,17 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
     }
 
     // In blocks, so the bar moves; each block still runs on every core.
-    pb.set_position((days.len() - queries.len()) as u64);
-    pb.set_message(format!("nearest scenarios in {}", p.scenario_set_id));
+    progress.set_position((days.len() - queries.len()) as u64);
+    progress.message(&format!("nearest scenarios in {}", p.scenario_set_id));
     let hits = tokio::task::block_in_place(|| {
         let mut hits = Vec::with_capacity(queries.len());
         for block in queries.chunks(SEARCH_BLOCK) {
             hits.extend(space.search_batch(block, TOP)?);
-            pb.inc(block.len() as u64);
+            progress.advance(block.len() as u64);
         }
         Ok::<_, Error>(hits)
     })?;
-    pb.finish_and_clear();
+    progress.finish();
     let answer = space.answer();
     let patches: Vec<(String, NaiveDate, serde_json::Value)> = scored
         .iter()
