@@ -114,6 +114,7 @@ pub enum Command {
     Bench(commands::bench::Args),
     /// HTTP server for nearest-scenario queries: partitions opened once, hot swaps, metrics
     /// (no authentication; loopback by default).
+    #[cfg(feature = "server")]
     Serve(commands::serve::Args),
     /// Write a large synthetic scenario set straight into the database (for benchmarks).
     GenScenarios(commands::gen_scenarios::Args),
@@ -160,6 +161,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::EvalRetrieval(a) => commands::eval_retrieval::run(g, a).await,
         Command::Index(a) => commands::index::run(g, a).await,
         Command::Bench(a) => commands::bench::run(g, a).await,
+        #[cfg(feature = "server")]
         Command::Serve(a) => commands::serve::run(g, a).await,
         Command::GenScenarios(a) => commands::gen_scenarios::run(g, a).await,
         Command::Generate(a) => commands::generate::run(g, a).await,

@@ -80,7 +80,8 @@ pub const MAX_DAY_INDEX: u64 = i32::MAX as u64;
 const WARN_NAMES: usize = 5;
 
 /// What a CSV file holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum ImportKind {
     /// instrument_id,issuer_id,market_id,region,status (creates missing markets and issuers)
     Instruments,

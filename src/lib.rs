@@ -4,12 +4,20 @@
 //! vectors stored in PostgreSQL or an embedded SQLite file; the `index/` crate
 //! (`stabspace-index`) makes nearest-scenario queries over them fast.
 //! See `ARCHITECTURE.md` for a map of the modules.
+//!
+//! Features (both on by default; the `stabspace` binary needs both): `cli`,
+//! the command line (`cli`, `commands`: clap, indicatif), and `server`,
+//! `stabspace serve` (`server`: axum, hyper, prometheus-client). Without
+//! them the library (configuration, storage, workflows, reports) is what the
+//! Python package links.
 
 #![forbid(unsafe_code)]
 
 pub mod backfill;
 pub mod bench;
+#[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "cli")]
 pub mod commands;
 pub mod config;
 pub mod demo_db;
@@ -28,6 +36,7 @@ pub mod partitions;
 pub mod portfolio;
 pub mod progress;
 pub mod report;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod storage;
 pub mod synth;
