@@ -26,6 +26,7 @@ use stabspace::nearest::{
     delta_limit, AnsweredBy, OpenPartition, PartitionSource, ScenarioSpace, SearchOpts,
 };
 use stabspace::partitions::{build, partition_path, BuildMode};
+use stabspace::progress::Quiet;
 use stabspace::storage::Db;
 use stabspace_index::BuildParams;
 
@@ -78,7 +79,7 @@ fn stale(c: &mut Criterion) {
     let db: Db = rt.block_on(async {
         let db = Db::connect(&url).await.unwrap();
         db.migrate().await.unwrap();
-        gen_scenarios(&db, &spec(n)).await.unwrap();
+        gen_scenarios(&db, &spec(n), &Quiet).await.unwrap();
         build(
             &db,
             &dir,
@@ -86,7 +87,7 @@ fn stale(c: &mut Criterion) {
             SET,
             &BuildParams::default(),
             BuildMode::Full,
-            &mut |_, _| {},
+            &Quiet,
         )
         .await
         .unwrap();
@@ -131,7 +132,7 @@ fn stale(c: &mut Criterion) {
 
     // A tenth more rows, no rebuild: the largest delta a query scans.
     let added = delta_limit(n);
-    rt.block_on(gen_scenarios(&db, &spec(n + added))).unwrap();
+    rt.block_on(gen_scenarios(&db, &spec(n + added), &Quiet)).unwrap();
     g.bench_function("open/delta-read", |b| {
         b.iter(|| {
             let source: Arc<dyn PartitionSource> =

@@ -3,12 +3,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
-use crate::error::{Error, Result};
-use crate::storage::{resolve_url, Access, Db};
+use crate::config::{Config, DATABASE_URL_ENV, DATA_DIR_ENV, DEFAULT_DATA_DIR};
+use crate::error::{Error, Result, NEVER_COMPARED};
+use crate::storage::Db;
+
+pub mod args;
+pub mod progress;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,15 +36,15 @@ pub struct GlobalOpts {
     /// Database: postgres://user[:password]@host[:port]/db or sqlite://path/file.db.
     /// Without it, the embedded SQLite file <data-dir>/stabspace.db is used (created by the
     /// first command that writes; commands that only read need it to exist).
-    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    #[arg(long, env = DATABASE_URL_ENV, global = true, hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// Directory for the embedded database and index files.
     #[arg(
         long,
-        env = "STABSPACE_DATA_DIR",
+        env = DATA_DIR_ENV,
         global = true,
-        default_value = "./stabspace-data"
+        default_value = DEFAULT_DATA_DIR
     )]
     pub data_dir: PathBuf,
 
@@ -52,31 +55,24 @@ pub struct GlobalOpts {
 }
 
 impl GlobalOpts {
+    /// The database and data directory these flags name.
+    pub fn config(&self) -> Config {
+        Config::new(self.database_url.clone(), self.data_dir.clone())
+    }
+
     /// The database URL in use.
     pub fn url(&self) -> String {
-        resolve_url(self.database_url.as_deref(), &self.data_dir)
+        self.config().url()
     }
 
-    /// Open the database for a command that writes to it: the embedded SQLite
-    /// file is created when missing, and so is the data directory when the
-    /// database is the embedded default (an explicit `sqlite://` path's
-    /// directory must exist). Missing migrations are applied.
+    /// Open the database for a command that writes to it ([`Config::open_db`]).
     pub async fn open_db(&self) -> Result<Db> {
-        if self.explicit_url().is_none() {
-            std::fs::create_dir_all(&self.data_dir).map_err(|e| Error::io(&self.data_dir, e))?;
-        }
-        Db::open_for(&self.url(), Access::Write).await
+        self.config().open_db().await
     }
 
-    /// Open the database for a command that only reads: it must exist (a
-    /// SQLite file is never created) and is not written to unless migrations
-    /// are missing.
+    /// Open the database for a command that only reads ([`Config::open_db_read`]).
     pub async fn open_db_read(&self) -> Result<Db> {
-        Db::open_for(&self.url(), Access::Read).await
-    }
-
-    fn explicit_url(&self) -> Option<&str> {
-        self.database_url.as_deref().filter(|u| !u.trim().is_empty())
+        self.config().open_db_read().await
     }
 }
 
@@ -118,6 +114,7 @@ pub enum Command {
     Bench(commands::bench::Args),
     /// HTTP server for nearest-scenario queries: partitions opened once, hot swaps, metrics
     /// (no authentication; loopback by default).
+    #[cfg(feature = "server")]
     Serve(commands::serve::Args),
     /// Write a large synthetic scenario set straight into the database (for benchmarks).
     GenScenarios(commands::gen_scenarios::Args),
@@ -164,6 +161,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::EvalRetrieval(a) => commands::eval_retrieval::run(g, a).await,
         Command::Index(a) => commands::index::run(g, a).await,
         Command::Bench(a) => commands::bench::run(g, a).await,
+        #[cfg(feature = "server")]
         Command::Serve(a) => commands::serve::run(g, a).await,
         Command::GenScenarios(a) => commands::gen_scenarios::run(g, a).await,
         Command::Generate(a) => commands::generate::run(g, a).await,
@@ -189,7 +187,7 @@ pub fn main() -> ExitCode {
     let code = match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", message(&e));
             ExitCode::FAILURE
         }
     };
@@ -198,6 +196,18 @@ pub fn main() -> ExitCode {
     // rather than delaying its exit. Partition files are replaced atomically.
     runtime.shutdown_background();
     code
+}
+
+/// An error as the CLI prints it: a hint naming another joint model becomes
+/// the command line that asks for it, where this command can give one.
+fn message(e: &Error) -> String {
+    match e {
+        Error::OtherJointModel { what, asked, other } => match command_line_with_joint_model(asked, other) {
+            Some(cmd) => format!("{what}; {NEVER_COMPARED}: run `{cmd}`"),
+            None => e.to_string(),
+        },
+        e => e.to_string(),
+    }
 }
 
 /// True when --database-url was filled from DATABASE_URL, not typed on the
@@ -216,64 +226,6 @@ fn url_from_env(m: &clap::ArgMatches) -> bool {
         level = m.subcommand().map(|(_, sub)| sub);
     }
     sources.contains(&ValueSource::EnvVariable) && !sources.contains(&ValueSource::CommandLine)
-}
-
-/// clap value parser for counts that must be at least 1 (`--top-k`, `--k`).
-pub fn parse_positive(s: &str) -> std::result::Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(_) => Err(format!("{s:?} is not a whole number")),
-    }
-}
-
-/// clap value parser for a count of results or a search breadth: a whole
-/// number of 1 or more, where any number too large for this machine means
-/// "as many as there are" (the search clamps it to the set's size).
-pub fn parse_clamped(s: &str) -> std::result::Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => Ok(usize::MAX),
-        Err(_) => Err(format!("{s:?} is not a whole number")),
-    }
-}
-
-/// The one parser of dates from user input: CSV fields (`import`), command-line
-/// flags (`--as-of`, …, as a clap value parser), the server's JSON (`as_of`) and
-/// Python's `as_of`.
-///
-/// A date is exactly `YYYY-MM-DD`: ten bytes, a four-digit year from 0001 to
-/// 9999, a two-digit month and day, and a day that exists. chrono's `%Y-%m-%d`
-/// alone also takes `2023-1-5`, `+2023-01-05` and year 0 (stored as `0000-…`
-/// on SQLite and `… BC` on PostgreSQL), so the shape is checked here first; the
-/// years allowed are those both backends store and print alike. The message
-/// quotes at most [`crate::import::EXCERPT_CHARS`] characters of the input.
-pub fn parse_date(s: &str) -> std::result::Result<NaiveDate, String> {
-    let b = s.as_bytes();
-    let shape = b.len() == 10
-        && b.iter().enumerate().all(|(i, &c)| {
-            if i == 4 || i == 7 {
-                c == b'-'
-            } else {
-                c.is_ascii_digit()
-            }
-        });
-    if !shape {
-        return Err(format!(
-            "invalid date {}, expected YYYY-MM-DD (a four-digit year, a two-digit month and day)",
-            crate::import::quote(s)
-        ));
-    }
-    let num = |r: std::ops::Range<usize>| b[r].iter().fold(0u32, |n, &c| n * 10 + u32::from(c - b'0'));
-    let (year, month, day) = (num(0..4), num(5..7), num(8..10));
-    if year == 0 {
-        return Err(format!(
-            "invalid date \"{s}\", expected YYYY-MM-DD with a year from 0001 to 9999"
-        ));
-    }
-    NaiveDate::from_ymd_opt(year as i32, month, day)
-        .ok_or_else(|| format!("invalid date \"{s}\": there is no such day (expected YYYY-MM-DD)"))
 }
 
 /// The flags naming the joint model in the running command (the first is
@@ -303,9 +255,10 @@ fn shell_safe(c: char) -> bool {
 /// This process's command line with its joint model `current` replaced by
 /// `model` (or the command's joint model flag added when `current` was its
 /// default), for hints that give the command that works; a database URL's
-/// password is hidden. `None` outside the `stabspace` CLI (the Python
-/// package, the server), for a command without a joint model flag, or when an
-/// argument is not UTF-8.
+/// password is hidden. `None` for a command without a joint model flag
+/// (or before [`run`] parsed one), or when an argument is not UTF-8. The
+/// library's [`Error::OtherJointModel`] names the model; [`main`] prints it as
+/// this command line.
 pub fn command_line_with_joint_model(current: &str, model: &str) -> Option<String> {
     let flags = *JOINT_MODEL_FLAGS.get()?;
     let canonical = *flags.first()?;
@@ -350,52 +303,4 @@ pub fn command_line_with_joint_model(current: &str, model: &str) -> Option<Strin
             .collect::<Vec<_>>()
             .join(" "),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_date;
-    use chrono::NaiveDate;
-
-    #[test]
-    fn dates_are_exactly_yyyy_mm_dd_with_years_0001_to_9999() {
-        let d = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
-        assert_eq!(parse_date("2023-01-05"), Ok(d(2023, 1, 5)));
-        assert_eq!(parse_date("0001-01-01"), Ok(d(1, 1, 1)));
-        assert_eq!(parse_date("9999-12-31"), Ok(d(9999, 12, 31)));
-        assert_eq!(parse_date("2024-02-29"), Ok(d(2024, 2, 29)));
-        for bad in [
-            "2023-1-5",
-            "2023-01-5",
-            "2023-1-05",
-            "+2023-01-05",
-            "-2023-01-05",
-            "10000-01-01",
-            "23-01-05",
-            " 2023-01-05",
-            "2023-01-05 ",
-            "2023/01/05",
-            "2023-01-05T00:00",
-            "２０２３-01-05",
-            "",
-        ] {
-            let e = parse_date(bad).expect_err(bad);
-            assert!(e.contains("expected YYYY-MM-DD (a four-digit year"), "{bad}: {e}");
-        }
-        let e = parse_date("0000-01-05").unwrap_err();
-        assert!(e.contains("year from 0001 to 9999"), "{e}");
-        for bad in [
-            "2023-02-29",
-            "2023-13-01",
-            "2023-00-10",
-            "2023-01-00",
-            "2023-04-31",
-        ] {
-            let e = parse_date(bad).expect_err(bad);
-            assert!(e.contains("no such day"), "{bad}: {e}");
-        }
-        // A long input is quoted as an excerpt.
-        let e = parse_date(&"9".repeat(1 << 20)).unwrap_err();
-        assert!(e.len() < 300 && e.contains("(1048576 bytes)"), "{e}");
-    }
 }

@@ -114,7 +114,24 @@ pub enum Error {
     /// Input that is well-formed but cannot be used (nothing stored, a gap in a panel, …).
     #[error("{0}")]
     Invalid(String),
+
+    /// What was asked for is stored only under other joint models, and vectors
+    /// of different joint models are never compared. `what` says what is
+    /// missing under `asked` and which joint models have it; the hint names
+    /// `other`, the joint model to ask for. Python and the server show this
+    /// text; the CLI ends it with the command line that asks for `other`.
+    #[error("{what}; {}: ask for joint model {other}", NEVER_COMPARED)]
+    OtherJointModel {
+        what: String,
+        /// The joint model asked for.
+        asked: String,
+        /// The joint model that has it.
+        other: String,
+    },
 }
+
+/// The reason [`Error::OtherJointModel`] gives before its hint.
+pub const NEVER_COMPARED: &str = "vectors of different joint models are never compared";
 
 impl Error {
     /// `Err(MixedSpaces)` when both spaces are recorded and differ.
@@ -132,6 +149,20 @@ impl Error {
                 right_space: b.to_string(),
             }),
             _ => Ok(()),
+        }
+    }
+
+    /// This error with `prefix` put before its message: an
+    /// [`Error::OtherJointModel`] keeps its fields (the prefix goes into
+    /// `what`), any other error becomes [`Error::Invalid`] with the prefixed text.
+    pub fn prefixed(self, prefix: &str) -> Error {
+        match self {
+            Error::OtherJointModel { what, asked, other } => Error::OtherJointModel {
+                what: format!("{prefix}{what}"),
+                asked,
+                other,
+            },
+            other => Error::Invalid(format!("{prefix}{other}")),
         }
     }
 

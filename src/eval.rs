@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::joint::{backfill_joint_states, list_or, StateBackfill, Weights};
 use crate::nearest::{ScenarioSpace, SearchOpts};
 use crate::portfolio::portfolio_vector;
-use crate::progress;
+use crate::progress::Progress;
 use crate::storage::joint::{earliest_profile_date, joint_states};
 use crate::storage::market::{market_instruments, markets};
 use crate::storage::prices;
@@ -98,7 +98,7 @@ struct Window {
     days: usize,
 }
 
-pub async fn eval_retrieval(db: &Db, spec: &EvalSpec) -> Result<EvalReport> {
+pub async fn eval_retrieval(db: &Db, spec: &EvalSpec, progress: &dyn Progress) -> Result<EvalReport> {
     let set = spec.scenario_set_id.as_str();
     let windows = historical_windows(db, set).await?;
     let calendar = market_calendar(db, &spec.market_id).await?;
@@ -189,15 +189,15 @@ pub async fn eval_retrieval(db: &Db, spec: &EvalSpec) -> Result<EvalReport> {
     let dates: BTreeSet<NaiveDate> = queries.iter().map(|q| q.2).collect();
 
     // Backfill the states of those dates (numeric, then joint).
-    let pb = progress::items(dates.len() as u64, "dates");
-    pb.set_message(format!("{stab_model} and {} states", spec.joint_model_id));
+    progress.start("dates", Some(dates.len() as u64));
+    progress.message(&format!("{stab_model} and {} states", spec.joint_model_id));
     // A profile-augmented model has no states before its first profile.
     let first_profile = match &profile_model {
         Some(pm) => earliest_profile_date(db, pm).await?,
         None => None,
     };
     for &d in &dates {
-        pb.inc(1);
+        progress.advance(1);
         if let Some(pm) = &profile_model {
             if first_profile.is_none_or(|first| d < first) {
                 skipped.push(format!("states on {d}: no {pm} profile on or before it"));
@@ -214,6 +214,7 @@ pub async fn eval_retrieval(db: &Db, spec: &EvalSpec) -> Result<EvalReport> {
                 limit: None,
                 model_id: stab_model.clone(),
             },
+            progress,
         )
         .await?;
         if numeric.encoded == 0 {
@@ -232,10 +233,11 @@ pub async fn eval_retrieval(db: &Db, spec: &EvalSpec) -> Result<EvalReport> {
                 limit: None,
                 replace: false,
             },
+            progress,
         )
         .await?;
     }
-    pb.finish_and_clear();
+    progress.finish();
 
     // The equal-weight market portfolio of each date.
     let members: BTreeSet<String> = market_instruments(db, &spec.market_id, None)

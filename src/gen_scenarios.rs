@@ -20,7 +20,7 @@ use serde_json::json;
 use crate::encoders::pad_to_dim;
 use crate::error::{Error, Result};
 use crate::joint::STAB_JOINT_TYPE;
-use crate::progress;
+use crate::progress::Progress;
 use crate::storage::bulk::{BulkWriter, Value};
 use crate::storage::tables::{JOINT_EMBEDDINGS, SCENARIOS};
 use crate::storage::Db;
@@ -78,15 +78,15 @@ impl Market {
     }
 }
 
-pub async fn gen_scenarios(db: &Db, p: &GenScenarios) -> Result<(u64, f64)> {
+pub async fn gen_scenarios(db: &Db, p: &GenScenarios, progress: &dyn Progress) -> Result<(u64, f64)> {
     let started = Instant::now();
     if p.count == 0 {
         return Err(Error::Invalid("--count must be at least 1".into()));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
     let market = Market::simulate(&mut rng);
-    let pb = progress::items(p.count as u64, "scenarios");
-    pb.set_message(format!("gen-scenarios {}", p.scenario_set_id));
+    progress.start("scenarios", Some(p.count as u64));
+    progress.message(&format!("gen-scenarios {}", p.scenario_set_id));
     let mut tx = db.begin().await?;
     let mut meta = BulkWriter::new(&SCENARIOS);
     let mut vectors = BulkWriter::new(&JOINT_EMBEDDINGS);
@@ -138,11 +138,11 @@ pub async fn gen_scenarios(db: &Db, p: &GenScenarios) -> Result<(u64, f64)> {
             )
             .await
             .map_err(|e| db.err(e))?;
-        pb.inc(1);
+        progress.advance(1);
     }
     meta.finish(&mut tx).await.map_err(|e| db.err(e))?;
     let n = vectors.finish(&mut tx).await.map_err(|e| db.err(e))?;
     db.commit(tx).await?;
-    pb.finish_and_clear();
+    progress.finish();
     Ok((n, started.elapsed().as_secs_f64()))
 }

@@ -4,13 +4,22 @@
 //! vectors stored in PostgreSQL or an embedded SQLite file; the `index/` crate
 //! (`stabspace-index`) makes nearest-scenario queries over them fast.
 //! See `ARCHITECTURE.md` for a map of the modules.
+//!
+//! Features (both on by default; the `stabspace` binary needs both): `cli`,
+//! the command line (`cli`, `commands`: clap, indicatif), and `server`,
+//! `stabspace serve` (`server`: axum, hyper, prometheus-client). Without
+//! them the library (configuration, storage, workflows, reports) is what the
+//! Python package links.
 
 #![forbid(unsafe_code)]
 
 pub mod backfill;
 pub mod bench;
+#[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "cli")]
 pub mod commands;
+pub mod config;
 pub mod demo_db;
 pub mod diagnostics;
 pub mod encoders;
@@ -22,9 +31,12 @@ pub mod import;
 pub mod joint;
 pub mod nearest;
 pub mod output;
+pub mod partition_cache;
 pub mod partitions;
 pub mod portfolio;
 pub mod progress;
+pub mod report;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod storage;
 pub mod synth;

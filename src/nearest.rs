@@ -103,54 +103,6 @@ pub struct SearchOpts {
 /// The recall@10 a graph search aims at when neither `--ef` nor `--recall` is given.
 pub const DEFAULT_RECALL: f64 = 0.95;
 
-/// `--ef` and `--exact`, shared by the commands that search scenarios.
-#[derive(Clone, Debug, clap::Args)]
-pub struct SearchArgs {
-    /// Target recall@10 of the graph search, between 0 and 1 (default 0.95). The breadth
-    /// used is the smallest that reached it when this partition was built, measured against
-    /// an exact scan with some of its own rows as held-out queries (`stabspace index status`
-    /// shows the breadth per target); the query prints the breadth chosen. Partitions in
-    /// format version 1 were not calibrated: they use ef 128 until rebuilt.
-    #[arg(long, value_name = "R", value_parser = parse_recall, conflicts_with = "ef")]
-    pub recall: Option<f64>,
-    /// Search breadth on the index graph, for experts: overrides --recall (≥ k; larger is
-    /// slower and more exact). Any value is accepted: one at or above the partition's row
-    /// count (clamped to it) scans every row exactly.
-    #[arg(long, value_name = "N", value_parser = crate::cli::parse_clamped)]
-    pub ef: Option<usize>,
-    /// Scan every scenario vector of the database exactly (never a partition file) instead of
-    /// searching the index graph.
-    #[arg(long, conflicts_with_all = ["ef", "recall"])]
-    pub exact: bool,
-    /// Run the graph search on the f32 vectors instead of the partition's int8 codes (slower;
-    /// for comparison). Either way the candidates are re-ranked exactly, so cosines and
-    /// distances are exact; only which candidates the beam finds can differ.
-    #[arg(long, conflicts_with = "exact")]
-    pub no_quantized: bool,
-}
-
-impl SearchArgs {
-    pub fn opts(&self, data_dir: &Path) -> SearchOpts {
-        SearchOpts {
-            source: None,
-            index_dir: Some(partitions::index_dir(data_dir)),
-            ef: self.ef,
-            recall: self.recall,
-            exact: self.exact,
-            no_quantized: self.no_quantized,
-        }
-    }
-}
-
-/// clap value parser for `--recall`: a number in (0, 1].
-fn parse_recall(s: &str) -> std::result::Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(r) if r > 0.0 && r <= 1.0 => Ok(r),
-        Ok(r) => Err(format!("{r} is not a recall between 0 (exclusive) and 1")),
-        Err(_) => Err(format!("{s:?} is not a number")),
-    }
-}
-
 /// The breadth that meets `recall` on partition `p` by its build-time
 /// calibration, and a note when it cannot be met or was not measured.
 pub fn calibrated_ef(p: &Partition, recall: f64) -> Result<(usize, Option<String>)> {
@@ -919,15 +871,15 @@ pub async fn no_scenarios(db: &Db, model: &str, set: &str, zero: usize) -> Error
                 )
             })
             .collect();
-        let hint = match crate::cli::command_line_with_joint_model(model, other) {
-            Some(cmd) => format!("run `{cmd}`"),
-            None => format!("ask for joint model {other}"),
+        return Error::OtherJointModel {
+            what: format!(
+                "no STAB scenario vectors of set {set:?} under joint model {model}{registered}, but the set \
+                 has them under {}",
+                listed.join(", ")
+            ),
+            asked: model.to_string(),
+            other: other.clone(),
         };
-        return Error::Invalid(format!(
-            "no STAB scenario vectors of set {set:?} under joint model {model}{registered}, but the set has \
-             them under {}; vectors of different joint models are never compared: {hint}",
-            listed.join(", ")
-        ));
     }
     match (sets, models) {
         (Ok(sets), Ok(models)) => Error::Invalid(format!(

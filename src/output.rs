@@ -2,14 +2,15 @@
 //! documents) or JSON, to stdout or to a file written atomically.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::NaiveDate;
 use serde_json::{Map, Value as Json};
 
 use crate::error::{Error, Result};
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Format {
     /// Comma-separated values with a header row; floats with 6 decimals.
     #[default]
@@ -18,17 +19,6 @@ pub enum Format {
     Json,
     /// Aligned columns for reading in a terminal.
     Text,
-}
-
-/// `--format` and `--output`, shared by every command that prints a table.
-#[derive(Clone, Debug, clap::Args)]
-pub struct OutputArgs {
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Csv)]
-    pub format: Format,
-    /// Write to this file (replaced atomically) instead of stdout.
-    #[arg(long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
 }
 
 /// A date range in words: "on D" for one day, else "from A to B".
@@ -193,11 +183,6 @@ impl Table {
                 out
             }
         }
-    }
-
-    /// Print to stdout, or write to `--output` atomically (into an existing directory).
-    pub fn emit(&self, out: &OutputArgs) -> Result<()> {
-        self.emit_to(out.format, out.output.as_deref())
     }
 
     /// Print `format` to stdout, or write it to `output` atomically.

@@ -24,6 +24,7 @@ use stabspace_index::{
 };
 
 use crate::error::{Error, Result};
+use crate::progress::{Progress, Quiet};
 use crate::storage::{partition_counters, Db};
 use crate::vector::DIM;
 
@@ -512,7 +513,7 @@ fn not_extendable(f: &FileSummary, database_id: &str, params: &BuildParams) -> O
 }
 
 /// Read the STAB scenario vectors of (model, set) and write its partition
-/// atomically. `progress(done, total)` follows the graph insertions.
+/// atomically. `progress` follows the read, then the graph insertions.
 ///
 /// With [`BuildMode::AppendIfOnlyGained`] and an existing partition of this
 /// database built with the same parameters, every row read is hashed
@@ -530,7 +531,23 @@ pub async fn build(
     set: &str,
     params: &BuildParams,
     mode: BuildMode,
-    progress: &mut (dyn FnMut(usize, usize) + Send),
+    progress: &dyn Progress,
+) -> Result<Built> {
+    progress.start("vectors", None);
+    progress.message(&format!("index {model} / {set}: reading the vectors"));
+    let built = build_partition(db, index_dir, model, set, params, mode, progress).await;
+    progress.finish();
+    built
+}
+
+async fn build_partition(
+    db: &Db,
+    index_dir: &Path,
+    model: &str,
+    set: &str,
+    params: &BuildParams,
+    mode: BuildMode,
+    progress: &dyn Progress,
 ) -> Result<Built> {
     let started = Instant::now();
     let swept = sweep_temp_files(index_dir)?;
@@ -650,7 +667,17 @@ pub async fn build(
         serde_json::to_string(p).expect("provenance serialises")
     };
     // The graph build is CPU-bound: off the async runtime.
-    tokio::task::block_in_place(|| b.write_with(&path2, &params2, provenance_of, progress))?;
+    let label = format!("index {model} / {set}: graph");
+    let mut graph_rows = 0;
+    let mut inserted = |done: usize, total: usize| {
+        if total != graph_rows {
+            graph_rows = total;
+            progress.start("vectors", Some(total as u64));
+            progress.message(&label);
+        }
+        progress.set_position(done as u64);
+    };
+    tokio::task::block_in_place(|| b.write_with(&path2, &params2, provenance_of, &mut inserted))?;
     crate::faults::pause_point(crate::faults::INDEX_RENAMED);
     provenance.build_seconds = started.elapsed().as_secs_f64();
     let file_bytes = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
@@ -930,35 +957,9 @@ pub async fn rebuild(db: &Db, index_dir: &Path, model: &str, set: &str) -> Resul
         set,
         &params,
         BuildMode::AppendIfOnlyGained,
-        &mut |_, _| {},
+        &Quiet,
     )
     .await
-}
-
-/// [`build`] with a progress bar on a terminal.
-pub async fn build_with_progress(
-    db: &Db,
-    index_dir: &Path,
-    model: &str,
-    set: &str,
-    params: &BuildParams,
-    mode: BuildMode,
-) -> Result<Built> {
-    let pb = crate::progress::items(0, "vectors");
-    pb.set_message(format!("index {model} / {set}: reading the vectors"));
-    let bar = pb.clone();
-    let label = format!("index {model} / {set}: graph");
-    let mut progress = move |done: usize, total: usize| {
-        if bar.length() != Some(total as u64) {
-            bar.set_length(total as u64);
-            bar.set_message(label.clone());
-            bar.reset_elapsed();
-        }
-        bar.set_position(done as u64);
-    };
-    let built = build(db, index_dir, model, set, params, mode, &mut progress).await;
-    pb.finish_and_clear();
-    built
 }
 
 impl std::fmt::Display for Built {

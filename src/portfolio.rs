@@ -91,24 +91,6 @@ impl PortfolioVector {
 /// different portfolio (a tenth of the book unseen), so the day is skipped.
 pub const DEFAULT_MIN_COVERAGE: f64 = 0.9;
 
-/// `--min-coverage`, shared by the commands that form portfolio vectors.
-#[derive(Clone, Debug, clap::Args)]
-pub struct CoverageArgs {
-    /// Least share (0 to 1) of the portfolio's absolute weight that the holdings with a STAB state
-    /// must carry. Holdings without a state are left out of the vector and named on stderr; below
-    /// this share the day has no vector (an error for one day, a skipped day in a backfill).
-    /// 0 accepts any coverage.
-    #[arg(long, value_name = "F", default_value_t = DEFAULT_MIN_COVERAGE, value_parser = parse_share)]
-    pub min_coverage: f64,
-}
-
-fn parse_share(s: &str) -> std::result::Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
-        _ => Err(format!("{s:?} is not a share between 0 and 1")),
-    }
-}
-
 /// Why a portfolio vector cannot be formed on a date.
 #[derive(Clone, Debug, PartialEq)]
 pub enum NoVector {

@@ -1,62 +1,32 @@
-//! Progress bars on stderr. indicatif draws nothing when stderr is not a
-//! terminal, so piped and CI output stays clean.
+//! Progress of the long workflows (imports, backfills, index builds), told
+//! to an observer. The library draws nothing: the CLI's observer draws bars
+//! on a terminal, Python and the server pass [`Quiet`].
 
-use std::time::Duration;
-
-use indicatif::{ProgressBar, ProgressState, ProgressStyle};
-
-/// Items per second as a whole number ("954/s"), or "–" before the first item.
-fn rate(state: &ProgressState, w: &mut dyn std::fmt::Write) {
-    let r = state.per_sec();
-    let _ = if state.pos() == 0 || !r.is_finite() {
-        write!(w, "–/s")
-    } else if r >= 10.0 {
-        write!(w, "{r:.0}/s")
-    } else {
-        write!(w, "{r:.1}/s")
-    };
+/// What a workflow tells about its progress. Every method does nothing
+/// unless implemented.
+pub trait Progress: Send + Sync {
+    /// Work of `total` units begins (`None`: not known yet); `unit` names them
+    /// ("instruments", "scenarios", [`BYTES`], …). Work may start inside other
+    /// work (the backfills of each date inside `eval-retrieval`), and
+    /// [`finish`](Progress::finish) ends the innermost; a `start` in the
+    /// innermost work's own unit is a new stage of it, its total and clock
+    /// counted again (an index build: reading the vectors, then the graph).
+    fn start(&self, _unit: &str, _total: Option<u64>) {}
+    /// What is being done now.
+    fn message(&self, _message: &str) {}
+    /// `n` more units done.
+    fn advance(&self, _n: u64) {}
+    /// `done` units done in all.
+    fn set_position(&self, _done: u64) {}
+    /// The work is done.
+    fn finish(&self) {}
 }
 
-/// A bar counting items (`what`: "instruments", "scenarios", …) with a rate
-/// in whole items per second and an estimate of the time left.
-pub fn items(len: u64, what: &str) -> ProgressBar {
-    let pb = ProgressBar::new(len);
-    pb.set_style(
-        ProgressStyle::with_template(&format!(
-            "{{spinner}} {{msg}} [{{bar:30}}] {{pos}}/{{len}} {what} ({{rate}}, eta {{eta}})"
-        ))
-        .expect("valid template")
-        .with_key("rate", rate)
-        .progress_chars("=> "),
-    );
-    pb.enable_steady_tick(Duration::from_millis(200));
-    pb
-}
+/// The unit of work that reads a file: its bytes.
+pub const BYTES: &str = "bytes";
 
-/// A bar over the `len` steps of a job whose steps differ in size (a build,
-/// then a sweep): the step's name, its number, and the time so far.
-pub fn steps(len: u64) -> ProgressBar {
-    let pb = ProgressBar::new(len);
-    pb.set_style(
-        ProgressStyle::with_template("{spinner} step {pos}/{len} [{bar:30}] {msg} ({elapsed})")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    pb.enable_steady_tick(Duration::from_millis(200));
-    pb
-}
+/// The observer that shows nothing (Python, the server, tests).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Quiet;
 
-/// A bar over the bytes of a file being read.
-pub fn bytes(len: u64, msg: String) -> ProgressBar {
-    let pb = ProgressBar::new(len);
-    pb.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    pb.set_message(msg);
-    pb.enable_steady_tick(Duration::from_millis(200));
-    pb
-}
+impl Progress for Quiet {}

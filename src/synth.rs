@@ -29,7 +29,8 @@ pub const HISTORICAL_SET: &str = "HIST_CRASH_WINDOWS";
 /// Scenario set of Monte-Carlo stress paths.
 pub const MONTE_CARLO_SET: &str = "MC_STRESS_V0";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum SetKind {
     /// The planted episodes' windows, as observed in the generated prices.
     Historical,

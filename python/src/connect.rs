@@ -8,16 +8,15 @@ use chrono::NaiveDate;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use stabspace::cli::{parse_date, GlobalOpts};
-use stabspace::commands::{find_similar_stab_scenarios, show_portfolio_stab_scenario_exposure};
+use stabspace::config::{parse_date, Config};
 use stabspace::diagnostics::{find_similar, portfolio_exposure};
 use stabspace::output::{Cell, Table};
 use std::sync::Arc;
 
 use stabspace::nearest::{PartitionSource, SearchOpts};
-use stabspace::partitions::index_dir;
+use stabspace::partition_cache::PartitionCache;
 use stabspace::portfolio::DEFAULT_MIN_COVERAGE;
-use stabspace::server::PartitionCache;
+use stabspace::report;
 use stabspace::storage::{redact, Db};
 
 use crate::arrays;
@@ -36,28 +35,19 @@ pub fn connect(
     database_url: Option<String>,
     data_dir: Option<PathBuf>,
 ) -> PyResult<Connection> {
-    let from_env = database_url.is_none();
-    let database_url = database_url.or_else(|| std::env::var("DATABASE_URL").ok());
-    let data_dir = data_dir
-        .or_else(|| std::env::var_os("STABSPACE_DATA_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("./stabspace-data"));
-    let g = GlobalOpts {
-        database_url_from_env: from_env && database_url.is_some(),
-        database_url,
-        data_dir,
-    };
+    let config = Config::with_env_defaults(database_url, data_dir);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| errors::DatabaseError::new_err(format!("cannot start the async runtime: {e}")))?;
     let db = py
-        .detach(|| rt.block_on(g.open_db_read()))
+        .detach(|| rt.block_on(config.open_db_read()))
         .map_err(errors::library)?;
-    let partitions = Arc::new(PartitionCache::new(index_dir(&g.data_dir), Default::default()));
+    let partitions = Arc::new(PartitionCache::new(config.index_dir()));
     Ok(Connection {
         db,
         rt,
-        g,
+        config,
         partitions,
     })
 }
@@ -69,7 +59,7 @@ pub struct Connection {
     // Fields drop in order: the pool before the runtime it runs on.
     db: Db,
     rt: tokio::runtime::Runtime,
-    g: GlobalOpts,
+    config: Config,
     /// Partitions opened once and shared by every call (reopened when a rebuild replaces the file).
     partitions: Arc<PartitionCache>,
 }
@@ -79,21 +69,21 @@ impl Connection {
     fn __repr__(&self) -> String {
         format!(
             "stabspace.Connection({}, data_dir={:?})",
-            redact(&self.g.url()),
-            self.g.data_dir.display().to_string()
+            redact(&self.config.url()),
+            self.config.data_dir.display().to_string()
         )
     }
 
     /// The database in use (password redacted).
     #[getter]
     fn database(&self) -> String {
-        redact(&self.g.url())
+        redact(&self.config.url())
     }
 
     /// Where the index partitions are read from.
     #[getter]
     fn index_dir(&self) -> PathBuf {
-        index_dir(&self.g.data_dir)
+        self.config.index_dir()
     }
 
     /// `find-similar-stab-scenarios`: the instrument's STAB state on `as_of` (its latest on or
@@ -133,10 +123,7 @@ impl Connection {
                 ))
             })
             .map_err(errors::library)?;
-        frame(
-            py,
-            find_similar_stab_scenarios::table(&set, &instrument_id, as_of, found),
-        )
+        frame(py, report::similar_scenarios(&set, &instrument_id, as_of, found))
     }
 
     /// `show-portfolio-stab-scenario-exposure`: the portfolio's STAB vector on `as_of`
@@ -182,10 +169,7 @@ impl Connection {
                 ))
             })
             .map_err(errors::library)?;
-        frame(
-            py,
-            show_portfolio_stab_scenario_exposure::table(&scenario_set_id, &portfolio_id, e),
-        )
+        frame(py, report::portfolio_exposure(&scenario_set_id, &portfolio_id, e))
     }
 }
 
@@ -207,7 +191,7 @@ impl Connection {
         }
         Ok(SearchOpts {
             source: Some(Arc::clone(&self.partitions) as Arc<dyn PartitionSource>),
-            index_dir: Some(index_dir(&self.g.data_dir)),
+            index_dir: Some(self.config.index_dir()),
             ef: ef.map(|e| arrays::positive("ef", e)).transpose()?,
             recall: recall.map(arrays::recall).transpose()?,
             exact,

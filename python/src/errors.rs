@@ -62,7 +62,8 @@ pub fn library(e: stabspace::Error) -> PyErr {
         | E::BadRow { .. }
         | E::UnknownModel { .. }
         | E::MixedSpaces { .. }
-        | E::Invalid(_) => PyValueError::new_err(msg),
+        | E::Invalid(_)
+        | E::OtherJointModel { .. } => PyValueError::new_err(msg),
     }
 }
 

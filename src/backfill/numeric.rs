@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use super::BackfillSummary;
 use crate::encoders::{window_encoder, MarketContext, PriceWindow, SkipReason};
 use crate::error::{Error, Result};
-use crate::progress;
+use crate::progress::Progress;
 use crate::storage::bulk::{BulkWriter, Value};
 use crate::storage::market::{active_instruments, active_markets};
 use crate::storage::prices::{recent_prices, PriceRows};
@@ -29,7 +29,11 @@ pub struct NumericBackfill {
     pub model_id: String,
 }
 
-pub async fn backfill_numeric_embeddings(db: &Db, p: &NumericBackfill) -> Result<BackfillSummary> {
+pub async fn backfill_numeric_embeddings(
+    db: &Db,
+    p: &NumericBackfill,
+    progress: &dyn Progress,
+) -> Result<BackfillSummary> {
     let started = Instant::now();
     let encoder = window_encoder(&p.model_id, p.horizon_days)?;
     let window_days = encoder.fixed_window_days().unwrap_or(p.window_days);
@@ -66,8 +70,8 @@ pub async fn backfill_numeric_embeddings(db: &Db, p: &NumericBackfill) -> Result
         MarketContext::default()
     };
 
-    let pb = progress::items(instruments.len() as u64, "instruments");
-    pb.set_message(format!("{} {}", p.model_id, p.market_id));
+    progress.start("instruments", Some(instruments.len() as u64));
+    progress.message(&format!("{} {}", p.model_id, p.market_id));
     let mut summary = BackfillSummary {
         model_id: p.model_id.clone(),
         ..Default::default()
@@ -76,7 +80,7 @@ pub async fn backfill_numeric_embeddings(db: &Db, p: &NumericBackfill) -> Result
     let mut writer = BulkWriter::new(&NUMERIC_WINDOW_EMBEDDINGS);
     let mut written: BTreeSet<&str> = BTreeSet::new();
     for id in &instruments {
-        pb.inc(1);
+        progress.advance(1);
         let have = windows.get(id).map_or(0, |w| w.dates.len());
         let encoded = match windows.get(id) {
             Some(w) if have >= need => encoder.encode_in_market(w, &market).map(|v| (v, w.span())),
@@ -126,7 +130,7 @@ pub async fn backfill_numeric_embeddings(db: &Db, p: &NumericBackfill) -> Result
         .await
         .map_err(|e| db.err(e))?;
     db.commit(tx).await?;
-    pb.finish_and_clear();
+    progress.finish();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }

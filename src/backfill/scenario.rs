@@ -7,7 +7,7 @@ use super::BackfillSummary;
 use crate::encoders::{scenario_encoder, ScenarioPanel};
 use crate::error::{Error, Result};
 use crate::faults;
-use crate::progress;
+use crate::progress::Progress;
 use crate::storage::bulk::{BulkWriter, Value};
 use crate::storage::scenarios::{self, PathCell};
 use crate::storage::tables::NUMERIC_WINDOW_EMBEDDINGS;
@@ -26,7 +26,11 @@ pub struct ScenarioBackfill {
 /// Scenarios whose paths are read per query.
 const SCENARIOS_PER_READ: usize = 1000;
 
-pub async fn backfill_numeric_scenario_embeddings(db: &Db, p: &ScenarioBackfill) -> Result<BackfillSummary> {
+pub async fn backfill_numeric_scenario_embeddings(
+    db: &Db,
+    p: &ScenarioBackfill,
+    progress: &dyn Progress,
+) -> Result<BackfillSummary> {
     let started = Instant::now();
     let encoder = scenario_encoder(&p.model_id, p.horizon_days)?;
     let space = encoder.feature_space();
@@ -53,8 +57,8 @@ pub async fn backfill_numeric_scenario_embeddings(db: &Db, p: &ScenarioBackfill)
         )));
     }
 
-    let pb = progress::items(ids.len() as u64, "scenarios");
-    pb.set_message(format!("{} {set}", p.model_id));
+    progress.start("scenarios", Some(ids.len() as u64));
+    progress.message(&format!("{} {set}", p.model_id));
     faults::pause_point(faults::SCENARIO_BEFORE_WRITE);
     let half = (ids.len() as u64).div_ceil(2);
     let mut tx = db.begin().await?;
@@ -109,7 +113,7 @@ pub async fn backfill_numeric_scenario_embeddings(db: &Db, p: &ScenarioBackfill)
             ];
             writer.push(&mut tx, row).await.map_err(|e| db.err(e))?;
             encoded += 1;
-            pb.inc(1);
+            progress.advance(1);
             if encoded == half && faults::armed(faults::SCENARIO_MID_WRITE) {
                 // Test hook only: the rows so far into the table, uncommitted.
                 writer.flush(&mut tx).await.map_err(|e| db.err(e))?;
@@ -123,7 +127,7 @@ pub async fn backfill_numeric_scenario_embeddings(db: &Db, p: &ScenarioBackfill)
     writer.finish(&mut tx).await.map_err(|e| db.err(e))?;
     faults::pause_point(faults::SCENARIO_BEFORE_COMMIT);
     db.commit(tx).await?;
-    pb.finish_and_clear();
+    progress.finish();
     Ok(BackfillSummary {
         model_id: p.model_id.clone(),
         encoded,

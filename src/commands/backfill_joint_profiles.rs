@@ -1,6 +1,7 @@
 use chrono::NaiveDate;
 
-use crate::cli::{parse_date, GlobalOpts};
+use crate::cli::GlobalOpts;
+use crate::config::parse_date;
 use crate::error::Result;
 use crate::joint::{backfill_joint_profiles, ProfileBackfill};
 

@@ -1,8 +1,9 @@
+use crate::cli::progress::Bars;
 use crate::cli::GlobalOpts;
 use crate::commands::index::ParamArgs;
 use crate::error::Result;
 use crate::joint::{backfill_joint_scenarios, ScenarioProjection, Weights};
-use crate::partitions::{build_with_progress, index_dir};
+use crate::partitions::{build, index_dir};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -43,6 +44,7 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
+    let bars = Bars::default();
     let db = g.open_db().await?;
     let s = backfill_joint_scenarios(
         &db,
@@ -54,6 +56,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             limit: a.limit,
             replace: a.replace,
         },
+        &bars,
     )
     .await?;
     print!("{s}");
@@ -61,13 +64,14 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     if !a.no_index {
         // After the commit: a failed backfill leaves the old partition in place.
         let dir = index_dir(&g.data_dir);
-        let built = build_with_progress(
+        let built = build(
             &db,
             &dir,
             &a.joint_model_id,
             &a.scenario_set_id,
             &a.params.params(),
             crate::partitions::BuildMode::AppendIfOnlyGained,
+            &bars,
         )
         .await?;
         print!("{built}");

@@ -1,6 +1,8 @@
 use chrono::NaiveDate;
 
-use crate::cli::{parse_date, GlobalOpts};
+use crate::cli::progress::Bars;
+use crate::cli::GlobalOpts;
+use crate::config::parse_date;
 use crate::error::Result;
 use crate::joint::{backfill_joint_states, StateBackfill, Weights};
 
@@ -56,6 +58,7 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
+    let bars = Bars::default();
     let db = g.open_db().await?;
     let s = backfill_joint_states(
         &db,
@@ -74,6 +77,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             limit: a.limit,
             replace: a.replace,
         },
+        &bars,
     )
     .await?;
     print!("{s}");

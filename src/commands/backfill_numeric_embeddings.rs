@@ -1,7 +1,9 @@
 use chrono::NaiveDate;
 
 use crate::backfill::{backfill_numeric_embeddings, NumericBackfill};
-use crate::cli::{parse_date, GlobalOpts};
+use crate::cli::progress::Bars;
+use crate::cli::GlobalOpts;
+use crate::config::parse_date;
 use crate::encoders::{is_signature_model, resolve_horizon, DEFAULT_WINDOW_DAYS};
 use crate::error::{Error, Result};
 
@@ -44,6 +46,7 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
+    let bars = Bars::default();
     let horizon_days = resolve_horizon(&a.model_id, a.horizon_days)?;
     let window_days = match a.window_days {
         Some(w) if is_signature_model(&a.model_id) && w != horizon_days => {
@@ -68,6 +71,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             limit: a.limit,
             model_id: a.model_id,
         },
+        &bars,
     )
     .await?;
     print!("{summary}");

@@ -1,4 +1,5 @@
 use crate::backfill::{backfill_numeric_scenario_embeddings, ScenarioBackfill};
+use crate::cli::progress::Bars;
 use crate::cli::GlobalOpts;
 use crate::encoders::resolve_horizon;
 use crate::error::Result;
@@ -36,6 +37,7 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
+    let bars = Bars::default();
     let db = g.open_db().await?;
     let summary = backfill_numeric_scenario_embeddings(
         &db,
@@ -45,6 +47,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             model_id: a.model_id,
             limit: a.limit,
         },
+        &bars,
     )
     .await?;
     print!("{summary}");

@@ -1,10 +1,12 @@
 use chrono::NaiveDate;
 
-use crate::cli::{parse_date, GlobalOpts};
+use crate::cli::args::CoverageArgs;
+use crate::cli::args::SearchArgs;
+use crate::cli::progress::Bars;
+use crate::cli::GlobalOpts;
+use crate::config::parse_date;
 use crate::diagnostics::{backfill_portfolio_metrics, MetricsBackfill};
 use crate::error::Result;
-use crate::nearest::SearchArgs;
-use crate::portfolio::CoverageArgs;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -51,6 +53,7 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
+    let bars = Bars::default();
     let db = g.open_db().await?;
     let s = backfill_portfolio_metrics(
         &db,
@@ -63,6 +66,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             search: a.search.opts(&g.data_dir),
             min_coverage: a.coverage.min_coverage,
         },
+        &bars,
     )
     .await?;
     print!("{s}");

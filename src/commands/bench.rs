@@ -6,8 +6,9 @@ use stabspace_index::Partition;
 use crate::bench::{
     hold_out, read_vectors, run as run_bench, svg_plot, Base, BenchRow, BenchSpec, Series, CSV_COLUMNS,
 };
-use crate::cli::{parse_date, GlobalOpts};
+use crate::cli::GlobalOpts;
 use crate::commands::index::ParamArgs;
+use crate::config::parse_date;
 use crate::error::{Error, Result};
 use crate::output::{check_output_dir, write_file_atomically, Cell, Format, Table};
 use crate::partitions::{index_dir, partition_path};
@@ -55,7 +56,7 @@ pub struct Args {
     #[arg(long)]
     pub dim: Option<usize>,
     /// Neighbours per query.
-    #[arg(long, default_value_t = 10, value_parser = crate::cli::parse_positive)]
+    #[arg(long, default_value_t = 10, value_parser = crate::config::parse_positive)]
     pub k: usize,
     /// Search breadths to sweep.
     #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256")]
@@ -194,7 +195,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         + 1
         + spec.efs.len() as u64
         + u64::from(spec.appends > 0) * (1 + spec.appends + spec.efs.len()) as u64;
-    let pb = crate::progress::steps(steps);
+    let pb = crate::cli::progress::steps(steps);
     let bar = pb.clone();
     let mut started = 0u64;
     let rows = tokio::task::block_in_place(|| {

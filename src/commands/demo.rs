@@ -7,6 +7,7 @@ use chrono::NaiveDate;
 use crate::backfill::{
     backfill_numeric_embeddings, backfill_numeric_scenario_embeddings, NumericBackfill, ScenarioBackfill,
 };
+use crate::cli::progress::{self, Bars};
 use crate::cli::GlobalOpts;
 use crate::diagnostics::{
     backfill_backtest_metrics, backfill_portfolio_metrics, portfolio_exposure, MetricsBackfill,
@@ -20,9 +21,8 @@ use crate::joint::{
     ScenarioProjection, StateBackfill, Weights,
 };
 use crate::nearest::SearchOpts;
-use crate::partitions::{build_with_progress, index_dir};
+use crate::partitions::{build, index_dir};
 use crate::portfolio::DEFAULT_MIN_COVERAGE;
-use crate::progress;
 use crate::storage::{resolve_url, tables};
 use crate::synth::{generate, month_ends, trading_days, SynthConfig};
 use stabspace_index::BuildParams;
@@ -95,6 +95,7 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
+    let bars = Bars::default();
     let started = Instant::now();
     let (stab_model, scenario_model) = a.encoders.models();
     let window_days = a.encoders.window_days();
@@ -150,7 +151,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
 
     println!("2. imported:");
     for (kind, path, _) in &gen.files {
-        let s = import_file(&db, *kind, path).await?;
+        let s = import_file(&db, *kind, path, &bars).await?;
         println!(
             "     {:<15} {:>8} rows  ({:.2} s)",
             kind.name(),
@@ -182,6 +183,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
                 limit: None,
                 model_id: stab_model.into(),
             },
+            &bars,
         )
         .await?
         .encoded;
@@ -207,6 +209,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
                 limit: None,
                 replace: false,
             },
+            &bars,
         )
         .await?;
         joint += s.summary.encoded;
@@ -231,6 +234,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
                 horizon_days: DEFAULT_HORIZON,
                 limit: None,
             },
+            &bars,
         )
         .await?;
         let j = backfill_joint_scenarios(
@@ -243,15 +247,17 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
                 limit: None,
                 replace: false,
             },
+            &bars,
         )
         .await?;
-        let built = build_with_progress(
+        let built = build(
             &db,
             &index_dir(&g.data_dir),
             joint_model,
             set,
             &BuildParams::default(),
             crate::partitions::BuildMode::Full,
+            &bars,
         )
         .await?;
         println!(
@@ -276,6 +282,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             search: search.clone(),
             min_coverage: DEFAULT_MIN_COVERAGE,
         },
+        &bars,
     )
     .await?;
     print!("5. backfill-portfolio-stab-scenario-metrics --scenario-set-id {set} --stab-model-id {joint_model}: {m}");
@@ -324,6 +331,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             offsets: vec![0, 5, 10],
             search: search.clone(),
         },
+        &bars,
     )
     .await?;
     println!(

@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 
+use crate::cli::progress::Bars;
 use crate::cli::GlobalOpts;
 use crate::encoders::DEFAULT_WINDOW_DAYS;
 use crate::error::{Error, Result};
@@ -57,6 +58,7 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
+    let bars = Bars::default();
     if a.offsets.is_empty() {
         return Err(Error::Invalid("--offsets: give at least one offset".into()));
     }
@@ -78,6 +80,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
                 ..Default::default()
             },
         },
+        &bars,
     )
     .await?;
     for s in &report.skipped {

@@ -1,10 +1,12 @@
 use chrono::NaiveDate;
 
-use crate::cli::{parse_date, GlobalOpts};
-use crate::diagnostics::{find_similar, SimilarScenarios};
+use crate::cli::args::OutputArgs;
+use crate::cli::args::SearchArgs;
+use crate::cli::GlobalOpts;
+use crate::config::parse_date;
+use crate::diagnostics::find_similar;
 use crate::error::Result;
-use crate::nearest::SearchArgs;
-use crate::output::{OutputArgs, Table};
+use crate::report;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -36,7 +38,7 @@ pub struct Args {
     pub scenario_set_id: String,
     /// Number of scenarios to list. More than the set holds lists every scenario of the set
     /// (any value is accepted and clamped to the set's size).
-    #[arg(long, default_value_t = 20, value_parser = crate::cli::parse_clamped)]
+    #[arg(long, default_value_t = 20, value_parser = crate::config::parse_clamped)]
     pub top_k: usize,
     #[command(flatten)]
     pub search: SearchArgs,
@@ -56,38 +58,10 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         a.top_k,
     )
     .await?;
-    table(&a.scenario_set_id, &a.instrument_id, a.as_of, found).emit(&a.out)
-}
-
-/// The command's output: one row per hit (also the answer of `stabspace serve`'s
-/// `POST /v1/similar-scenarios`).
-pub fn table(set: &str, instrument: &str, as_of: NaiveDate, found: SimilarScenarios) -> Table {
-    let mut t = Table::new(&[
-        "rank",
-        "cosine",
-        "euclidean",
-        "scenario_set_id",
-        "scenario_id",
-        "scenario_as_of",
-        "instrument_id",
-        "as_of_date",
-        "answered_by",
-        "partition_stale",
-    ]);
-    let answer = found.answer;
-    for (i, h) in found.hits.into_iter().enumerate() {
-        t.push(vec![
-            (i + 1).into(),
-            h.cosine.into(),
-            h.euclidean.into(),
-            set.to_string().into(),
-            h.scenario_id.into(),
-            h.scenario_as_of.into(),
-            instrument.to_string().into(),
-            as_of.into(),
-            answer.by.label().into(),
-            answer.partition_stale.into(),
-        ]);
-    }
-    t
+    a.out.emit(&report::similar_scenarios(
+        &a.scenario_set_id,
+        &a.instrument_id,
+        a.as_of,
+        found,
+    ))
 }

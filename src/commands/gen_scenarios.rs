@@ -1,10 +1,12 @@
 use chrono::NaiveDate;
 
-use crate::cli::{parse_date, GlobalOpts};
+use crate::cli::progress::Bars;
+use crate::cli::GlobalOpts;
 use crate::commands::index::ParamArgs;
+use crate::config::parse_date;
 use crate::error::Result;
 use crate::gen_scenarios::{gen_scenarios, GenScenarios};
-use crate::partitions::{build_with_progress, index_dir};
+use crate::partitions::{build, index_dir};
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -39,6 +41,7 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
+    let bars = Bars::default();
     let db = g.open_db().await?;
     let (n, secs) = gen_scenarios(
         &db,
@@ -49,6 +52,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             seed: a.seed,
             scenario_date: a.scenario_date,
         },
+        &bars,
     )
     .await?;
     println!(
@@ -57,13 +61,14 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         n as f64 / secs.max(1e-9)
     );
     if !a.no_index {
-        let built = build_with_progress(
+        let built = build(
             &db,
             &index_dir(&g.data_dir),
             &a.model_id,
             &a.scenario_set_id,
             &a.params.params(),
             crate::partitions::BuildMode::Full,
+            &bars,
         )
         .await?;
         print!("{built}");

@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 
+use crate::cli::progress::Bars;
 use crate::cli::GlobalOpts;
 use crate::error::Result;
 use crate::import::{import_file, ImportKind};
@@ -21,9 +22,10 @@ pub struct Args {
 }
 
 pub async fn run(g: &GlobalOpts, args: Args) -> Result<()> {
+    let bars = Bars::default();
     let db = g.open_db().await?;
     for file in &args.files {
-        let s = import_file(&db, args.kind, file).await?;
+        let s = import_file(&db, args.kind, file, &bars).await?;
         println!(
             "imported {} {} rows from {} in {:.2} s",
             s.rows,

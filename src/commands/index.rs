@@ -3,13 +3,15 @@
 
 use stabspace_index::{BuildParams, GraphBuilder, Partition, Quantization, MAX_M};
 
+use crate::cli::progress::Bars;
 use crate::cli::GlobalOpts;
 use crate::error::{Error, Result};
-use crate::output::{Cell, Format, Table};
+use crate::output::Format;
 use crate::partitions::{
-    build_with_progress, files, index_dir, partition_path, recorded_params, sources, status_all, status_of,
-    sweep_temp_files, swept_note, BuildMode, Freshness, Status,
+    build, files, index_dir, partition_path, recorded_params, sources, status_all, status_of,
+    sweep_temp_files, swept_note, BuildMode, Freshness,
 };
+use crate::report;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -220,17 +222,19 @@ pub struct DropArgs {
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
+    let bars = Bars::default();
     let dir = index_dir(&g.data_dir);
     match a.command {
         IndexCommand::Build(b) => {
             let db = g.open_db_read().await?;
-            let built = build_with_progress(
+            let built = build(
                 &db,
                 &dir,
                 &b.model_id,
                 &b.scenario_set_id,
                 &b.params.params(),
                 BuildMode::Full,
+                &bars,
             )
             .await?;
             print!("{built}");
@@ -262,10 +266,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
                 } else {
                     BuildMode::AppendIfOnlyGained
                 };
-                print!(
-                    "{}",
-                    build_with_progress(&db, &dir, &model, &set, &params, mode).await?
-                );
+                print!("{}", build(&db, &dir, &model, &set, &params, mode, &bars).await?);
                 rebuilt += 1;
             }
             println!("{rebuilt} partition(s) rebuilt");
@@ -284,7 +285,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
                 println!("no partitions and no STAB scenario vectors in {}", db.label());
                 return Ok(());
             }
-            status_table(&rows).emit_to(s.format, None)?;
+            report::partition_status(&rows).emit_to(s.format, None)?;
         }
         IndexCommand::Verify => {
             let all = files(&dir)?;
@@ -336,56 +337,4 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// `index status`'s table (also `stabspace serve`'s `GET /v1/partitions`).
-pub fn status_table(rows: &[Status]) -> Table {
-    let mut t = Table::new(&[
-        "model_id",
-        "scenario_set_id",
-        "state",
-        "vectors",
-        "size_mb",
-        "m",
-        "ef_construction",
-        "feature_space",
-        "built_at",
-        "format",
-        "traversal",
-        "build",
-        "recall_calibration",
-        "next_rebuild",
-        "detail",
-    ]);
-    for s in rows {
-        let p = s.provenance.as_ref();
-        t.push(vec![
-            s.model_id.clone().into(),
-            s.scenario_set_id.clone().into(),
-            s.state.label().into(),
-            p.map_or(Cell::Null, |p| p.rows.into()),
-            s.file_bytes.map_or(Cell::Null, |b| Cell::Float(b as f64 / 1e6)),
-            p.map_or(Cell::Null, |p| p.params.m.into()),
-            p.map_or(Cell::Null, |p| p.params.ef_construction.into()),
-            p.and_then(|p| p.feature_space.clone()).into(),
-            p.map_or(Cell::Null, |p| p.built_at.clone().into()),
-            s.format_version.map_or(Cell::Null, |v| {
-                if v < stabspace_index::format::VERSION {
-                    format!("v{v} (old: rebuild to upgrade)").into()
-                } else {
-                    format!("v{v}").into()
-                }
-            }),
-            s.traversal.map_or(Cell::Null, |t| t.into()),
-            p.map_or(Cell::Null, |p| match (p.build, p.appended_rows) {
-                (Some(crate::partitions::BuildKind::Append), Some(n)) => format!("append +{n}").into(),
-                _ => "full".into(),
-            }),
-            p.and_then(|p| p.calibration.as_ref())
-                .map_or(Cell::Null, |c| c.summary().into()),
-            s.next_rebuild.clone().into(),
-            s.detail.clone().into(),
-        ]);
-    }
-    t
 }

@@ -17,6 +17,7 @@ pub mod generate;
 pub mod import;
 pub mod index;
 pub mod migrate;
+#[cfg(feature = "server")]
 pub mod serve;
 pub mod show_joint_models;
 pub mod show_joint_stab_fragility_scenarios;

@@ -33,19 +33,19 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:7878")]
     pub addr: SocketAddr,
     /// Largest k (top_k) a request may ask for.
-    #[arg(long, default_value_t = 1000, value_parser = crate::cli::parse_clamped)]
+    #[arg(long, default_value_t = 1000, value_parser = crate::config::parse_clamped)]
     pub max_k: usize,
     /// Largest search breadth (ef) a request may ask for.
-    #[arg(long, default_value_t = 10_000, value_parser = crate::cli::parse_clamped)]
+    #[arg(long, default_value_t = 10_000, value_parser = crate::config::parse_clamped)]
     pub max_ef: usize,
     /// Most vectors in one search request.
-    #[arg(long, default_value_t = 1024, value_parser = crate::cli::parse_clamped)]
+    #[arg(long, default_value_t = 1024, value_parser = crate::config::parse_clamped)]
     pub max_batch: usize,
     /// Largest request body, in MiB (a larger one is answered 413).
-    #[arg(long, default_value_t = 16, value_parser = crate::cli::parse_clamped)]
+    #[arg(long, default_value_t = 16, value_parser = crate::config::parse_clamped)]
     pub max_body_mb: usize,
     /// Seconds a request may take (its wait for a turn included) before it is answered 408.
-    #[arg(long, default_value_t = 30, value_parser = crate::cli::parse_clamped)]
+    #[arg(long, default_value_t = 30, value_parser = crate::config::parse_clamped)]
     pub timeout_secs: usize,
     /// Requests handled at once by the whole server; more wait their turn (within the timeout).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65_536))]

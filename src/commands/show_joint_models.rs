@@ -1,7 +1,8 @@
+use crate::cli::args::OutputArgs;
 use crate::cli::GlobalOpts;
 use crate::error::Result;
 use crate::joint::registry::joint_models;
-use crate::output::{Cell, OutputArgs, Table};
+use crate::output::{Cell, Table};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Lists the joint model registry as \
@@ -45,5 +46,5 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             r.registered_at.into(),
         ]);
     }
-    t.emit(&a.out)
+    a.out.emit(&t)
 }

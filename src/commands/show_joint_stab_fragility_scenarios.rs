@@ -1,7 +1,8 @@
+use crate::cli::args::OutputArgs;
 use crate::cli::GlobalOpts;
 use crate::error::Result;
 use crate::nearest::no_scenarios;
-use crate::output::{OutputArgs, Table};
+use crate::output::Table;
 use crate::storage::joint::joint_scenarios_page;
 use crate::vector;
 
@@ -56,5 +57,5 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             vector::l2_norm(&v).into(),
         ]);
     }
-    t.emit(&a.out)
+    a.out.emit(&t)
 }

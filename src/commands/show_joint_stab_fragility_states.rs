@@ -1,9 +1,11 @@
 use chrono::NaiveDate;
 
-use crate::cli::{parse_date, GlobalOpts};
+use crate::cli::args::OutputArgs;
+use crate::cli::GlobalOpts;
+use crate::config::parse_date;
 use crate::diagnostics::stab_states_hint;
 use crate::error::{Error, Result};
-use crate::output::{OutputArgs, Table};
+use crate::output::Table;
 use crate::storage::joint::joint_states;
 use crate::vector;
 
@@ -68,7 +70,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         if let Some(r) = &a.region {
             what.push_str(&format!(" in region {r:?}"));
         }
-        return Err(Error::Invalid(stab_states_hint(&db, &a.model_id, &what).await?));
+        return Err(stab_states_hint(&db, &a.model_id, &what).await?);
     }
     let mut t = Table::new(&[
         "as_of_date",
@@ -92,5 +94,5 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             vector::l2_norm(&v).into(),
         ]);
     }
-    t.emit(&a.out)
+    a.out.emit(&t)
 }

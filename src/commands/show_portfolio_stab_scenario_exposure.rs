@@ -1,11 +1,13 @@
 use chrono::NaiveDate;
 
-use crate::cli::{parse_date, GlobalOpts};
-use crate::diagnostics::{portfolio_exposure, Exposure};
+use crate::cli::args::CoverageArgs;
+use crate::cli::args::OutputArgs;
+use crate::cli::args::SearchArgs;
+use crate::cli::GlobalOpts;
+use crate::config::parse_date;
+use crate::diagnostics::portfolio_exposure;
 use crate::error::Result;
-use crate::nearest::SearchArgs;
-use crate::output::{OutputArgs, Table};
-use crate::portfolio::CoverageArgs;
+use crate::report;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -40,7 +42,7 @@ pub struct Args {
     pub stab_model_id: String,
     /// Number of scenarios to list. More than the set holds lists every scenario of the set
     /// (any value is accepted and clamped to the set's size).
-    #[arg(long, default_value_t = 20, value_parser = crate::cli::parse_clamped)]
+    #[arg(long, default_value_t = 20, value_parser = crate::config::parse_clamped)]
     pub top_k: usize,
     #[command(flatten)]
     pub search: SearchArgs,
@@ -63,39 +65,9 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         a.coverage.min_coverage,
     )
     .await?;
-    table(&a.scenario_set_id, &a.portfolio_id, e).emit(&a.out)
-}
-
-/// The command's output: one row per hit (also the answer of `stabspace serve`'s
-/// `POST /v1/portfolio-exposure`).
-pub fn table(set: &str, portfolio: &str, e: Exposure) -> Table {
-    let mut t = Table::new(&[
-        "cosine",
-        "euclidean",
-        "scenario_set_id",
-        "scenario_id",
-        "scenario_as_of",
-        "portfolio_id",
-        "portfolio_ctx_norm",
-        "num_instruments_used",
-        "weight_covered",
-        "answered_by",
-        "partition_stale",
-    ]);
-    for h in e.hits {
-        t.push(vec![
-            h.cosine.into(),
-            h.euclidean.into(),
-            set.to_string().into(),
-            h.scenario_id.into(),
-            h.scenario_as_of.into(),
-            portfolio.to_string().into(),
-            e.vector.ctx_norm.into(),
-            e.vector.used.into(),
-            e.vector.weight_covered.into(),
-            e.answer.by.label().into(),
-            e.answer.partition_stale.into(),
-        ]);
-    }
-    t
+    a.out.emit(&report::portfolio_exposure(
+        &a.scenario_set_id,
+        &a.portfolio_id,
+        e,
+    ))
 }

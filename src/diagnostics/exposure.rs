@@ -65,12 +65,12 @@ async fn no_state(db: &Db, instrument: &str, as_of: NaiveDate, model: &str) -> E
         let (before, after) = state_dates_around(db, model, instrument, as_of).await?;
         if before.is_some() || after.is_some() {
             let show = |d: Option<NaiveDate>| d.map_or("none".to_string(), |d| d.to_string());
-            return Ok(format!(
+            return Ok(Error::Invalid(format!(
                 "instrument {instrument:?} has no STAB state of {model} on {as_of}; its nearest states are \
                  on {} (before) and {} (after)",
                 show(before),
                 show(after)
-            ));
+            )));
         }
         stab_states_hint(
             db,
@@ -79,34 +79,34 @@ async fn no_state(db: &Db, instrument: &str, as_of: NaiveDate, model: &str) -> E
         )
         .await
     };
-    explain.await.map_or_else(|e| e, Error::Invalid)
+    explain.await.unwrap_or_else(|e| e)
 }
 
-/// `what`, then the latest date with STAB states of `model`, or the models that have some.
-pub async fn stab_states_hint(db: &Db, model: &str, what: &str) -> Result<String> {
+/// The error saying `what`, then the latest date with STAB states of
+/// `model`, or the models that have some ([`Error::OtherJointModel`]).
+pub async fn stab_states_hint(db: &Db, model: &str, what: &str) -> Result<Error> {
     let latest = latest_state_date(db, model).await?;
     Ok(match latest {
-        Some(d) => format!("{what}; the latest date with STAB states of {model} is {d}"),
+        Some(d) => Error::Invalid(format!(
+            "{what}; the latest date with STAB states of {model} is {d}"
+        )),
         None => {
             let models = state_models(db).await?;
             match models.iter().find(|m| *m != model) {
-                Some(other) => {
-                    let hint = match crate::cli::command_line_with_joint_model(model, other) {
-                        Some(cmd) => format!("run `{cmd}`"),
-                        None => format!("ask for joint model {other}"),
-                    };
-                    format!(
-                        "{what}; no STAB states of {model} are stored ({}), but there are under {}; vectors \
-                         of different joint models are never compared: {hint}",
+                Some(other) => Error::OtherJointModel {
+                    what: format!(
+                        "{what}; no STAB states of {model} are stored ({}), but there are under {}",
                         crate::joint::registry::note(db, model).await?,
                         list_or(&models, "none")
-                    )
-                }
-                None => format!(
+                    ),
+                    asked: model.to_string(),
+                    other: other.clone(),
+                },
+                None => Error::Invalid(format!(
                     "{what}; no STAB states of {model:?} are stored (joint models with states: none); run \
                      `stabspace backfill-joint-stab-fragility-states --as-of <date> --market-id <market> \
                      --joint-model-id {model}` first"
-                ),
+                )),
             }
         }
     })
@@ -178,7 +178,7 @@ pub(crate) async fn no_vector(
             },
             other => other,
         };
-        Ok(match skip {
+        Ok(Error::Invalid(match skip {
             DaySkip::NoTarget { earliest: None } => {
                 let known = target_portfolio_ids(db).await?;
                 format!(
@@ -190,7 +190,7 @@ pub(crate) async fn no_vector(
                 "portfolio {portfolio:?} has no target weights on or before {as_of}; its earliest are from {d}"
             ),
             DaySkip::NoVector(NoVector::NoStates { holdings }) => {
-                stab_states_hint(
+                return stab_states_hint(
                     db,
                     model,
                     &format!(
@@ -198,14 +198,14 @@ pub(crate) async fn no_vector(
                          state of {model} on or before {as_of}"
                     ),
                 )
-                .await?
+                .await;
             }
             DaySkip::NoVector(
                 z @ (NoVector::ZeroWeights { .. } | NoVector::Unusable { .. } | NoVector::LowCoverage { .. }),
             ) => {
                 format!("portfolio {portfolio:?} on {as_of}: {z}")
             }
-        })
+        }))
     };
-    explain.await.map_or_else(|e| e, Error::Invalid)
+    explain.await.unwrap_or_else(|e| e)
 }

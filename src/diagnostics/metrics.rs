@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::joint::list_or;
 use crate::nearest::{ScenarioSpace, SearchOpts};
 use crate::portfolio::NoVector;
+use crate::progress::Progress;
 use crate::storage::merge::merge_risk_metrics;
 use crate::storage::reports::{report_days, report_portfolio_ids, report_span};
 use crate::storage::Db;
@@ -102,7 +103,11 @@ fn more(n: usize, shown: usize) -> String {
     }
 }
 
-pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<MetricsSummary> {
+pub async fn backfill_portfolio_metrics(
+    db: &Db,
+    p: &MetricsBackfill,
+    progress: &dyn Progress,
+) -> Result<MetricsSummary> {
     let started = Instant::now();
     if p.start > p.end {
         return Err(Error::Invalid(format!(
@@ -115,8 +120,8 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
         return Err(no_reports(db, p).await);
     }
     let space = ScenarioSpace::open(db, &p.search, &p.model_id, &p.scenario_set_id).await?;
-    let pb = crate::progress::items(days.len() as u64, "portfolio-days");
-    pb.set_message("reading weights and STAB states");
+    progress.start("portfolio-days", Some(days.len() as u64));
+    progress.message("reading weights and STAB states");
     let vectors = portfolio_vectors(db, &p.model_id, &days, Some(&space), p.min_coverage).await?;
 
     let mut summary = MetricsSummary {
@@ -163,25 +168,25 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
     if queries.is_empty() {
         let (pid, date) = &days[0];
         let first = vectors_reason(db, pid, *date, &p.model_id, p.min_coverage).await;
-        return Err(Error::Invalid(format!(
-            "none of the {} risk reports {} has a portfolio STAB vector; the first: {first}",
+        return Err(first.prefixed(&format!(
+            "none of the {} risk reports {} has a portfolio STAB vector; the first: ",
             days.len(),
             crate::output::span(p.start, p.end)
         )));
     }
 
     // In blocks, so the bar moves; each block still runs on every core.
-    pb.set_position((days.len() - queries.len()) as u64);
-    pb.set_message(format!("nearest scenarios in {}", p.scenario_set_id));
+    progress.set_position((days.len() - queries.len()) as u64);
+    progress.message(&format!("nearest scenarios in {}", p.scenario_set_id));
     let hits = tokio::task::block_in_place(|| {
         let mut hits = Vec::with_capacity(queries.len());
         for block in queries.chunks(SEARCH_BLOCK) {
             hits.extend(space.search_batch(block, TOP)?);
-            pb.inc(block.len() as u64);
+            progress.advance(block.len() as u64);
         }
         Ok::<_, Error>(hits)
     })?;
-    pb.finish_and_clear();
+    progress.finish();
     let answer = space.answer();
     let patches: Vec<(String, NaiveDate, serde_json::Value)> = scored
         .iter()
@@ -215,14 +220,14 @@ pub async fn backfill_portfolio_metrics(db: &Db, p: &MetricsBackfill) -> Result<
 }
 
 /// The full explanation for one day without a vector.
-async fn vectors_reason(db: &Db, pid: &str, date: NaiveDate, model: &str, min_coverage: f64) -> String {
+async fn vectors_reason(db: &Db, pid: &str, date: NaiveDate, model: &str, min_coverage: f64) -> Error {
     let day = [(pid.to_string(), date)];
     match portfolio_vectors(db, model, &day, None, min_coverage).await {
         Ok(mut v) => match v.pop() {
-            Some(Err(skip)) => no_vector(db, pid, date, model, skip).await.to_string(),
-            _ => "it has one now".into(),
+            Some(Err(skip)) => no_vector(db, pid, date, model, skip).await,
+            _ => Error::Invalid("it has one now".into()),
         },
-        Err(e) => e.to_string(),
+        Err(e) => e,
     }
 }
 

@@ -7,7 +7,7 @@
 //!
 //! Input is checked at the door, the same way for both backends: ids and labels
 //! (at most [`MAX_ID_BYTES`] bytes, no control characters), dates (exactly
-//! `YYYY-MM-DD`, years 0001–9999: [`crate::cli::parse_date`]), value ranges (a
+//! `YYYY-MM-DD`, years 0001–9999: [`crate::config::parse_date`]), value ranges (a
 //! positive close, a whole volume from 0 to [`MAX_VOLUME`], a day index from 0
 //! to [`MAX_DAY_INDEX`], a return above −1), the instrument status
 //! ([`STATUSES`]), instruments that prices and paths name and scenarios that
@@ -51,7 +51,7 @@ use text::excerpt;
 pub(crate) use text::quote;
 
 use crate::error::{Error, Result};
-use crate::progress;
+use crate::progress::{Progress, BYTES};
 use crate::storage::bulk::{BulkWriter, TableSpec, Value};
 use crate::storage::market::{known_ids, KnownIds};
 use crate::storage::tables::*;
@@ -88,7 +88,8 @@ pub const MAX_DAY_INDEX: u64 = i32::MAX as u64;
 const WARN_NAMES: usize = 5;
 
 /// What a CSV file holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum ImportKind {
     /// instrument_id,issuer_id,market_id,region,status (creates missing markets and issuers)
     Instruments,
@@ -271,7 +272,12 @@ pub struct ImportSummary {
 }
 
 /// Import one CSV file in one transaction.
-pub async fn import_file(db: &Db, kind: ImportKind, path: &Path) -> Result<ImportSummary> {
+pub async fn import_file(
+    db: &Db,
+    kind: ImportKind,
+    path: &Path,
+    progress: &dyn Progress,
+) -> Result<ImportSummary> {
     let started = Instant::now();
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -325,7 +331,8 @@ pub async fn import_file(db: &Db, kind: ImportKind, path: &Path) -> Result<Impor
         columns.insert(c, i);
     }
 
-    let pb = progress::bytes(len, format!("importing {}", path.display()));
+    progress.start(BYTES, Some(len));
+    progress.message(&format!("importing {}", path.display()));
     let mut tx = db.begin().await?;
     let known = match kind.known_ids() {
         Some(which) => Some(known_ids(&mut tx, which).await.map_err(|e| db.err(e))?),
@@ -391,7 +398,7 @@ pub async fn import_file(db: &Db, kind: ImportKind, path: &Path) -> Result<Impor
         writer.push(&mut tx, row).await.map_err(|e| db.err(e))?;
         rows += 1;
         if rows % 4096 == 0 {
-            pb.set_position(rdr.position().byte());
+            progress.set_position(rdr.position().byte());
         }
     }
     writer.finish(&mut tx).await.map_err(|e| db.err(e))?;
@@ -405,7 +412,7 @@ pub async fn import_file(db: &Db, kind: ImportKind, path: &Path) -> Result<Impor
         w.finish(&mut tx).await.map_err(|e| db.err(e))?;
     }
     db.commit(tx).await?;
-    pb.finish_and_clear();
+    progress.finish();
     let unknown: Vec<String> = door.unknown.into_iter().collect();
     if !unknown.is_empty() {
         eprintln!("warning: {}", unknown_warning(kind, path, &unknown));

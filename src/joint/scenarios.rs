@@ -10,7 +10,7 @@ use super::{joint_model, Branches, Weights, STAB_JOINT_TYPE};
 use crate::backfill::BackfillSummary;
 use crate::encoders::{recorded_space, SCENARIO_MODELS};
 use crate::error::{Error, Result};
-use crate::progress;
+use crate::progress::Progress;
 use crate::storage::bulk::{BulkWriter, Value};
 use crate::storage::tables::JOINT_EMBEDDINGS;
 use crate::storage::vectors::{
@@ -33,7 +33,11 @@ pub struct ScenarioProjection {
 /// Scenarios read per query.
 const PAGE: u64 = 5000;
 
-pub async fn backfill_joint_scenarios(db: &Db, p: &ScenarioProjection) -> Result<BackfillSummary> {
+pub async fn backfill_joint_scenarios(
+    db: &Db,
+    p: &ScenarioProjection,
+    progress: &dyn Progress,
+) -> Result<BackfillSummary> {
     let started = Instant::now();
     let model = joint_model(&p.joint_model_id, p.weights)?;
     let set = p.scenario_set_id.as_str();
@@ -44,8 +48,8 @@ pub async fn backfill_joint_scenarios(db: &Db, p: &ScenarioProjection) -> Result
     let total = count_numeric_scenarios(db, &p.scenario_model_id, set)
         .await?
         .max(0) as u64;
-    let pb = progress::items(p.limit.map_or(total, |l| l.min(total)), "scenarios");
-    pb.set_message(format!("{} {set}", p.joint_model_id));
+    progress.start("scenarios", Some(p.limit.map_or(total, |l| l.min(total))));
+    progress.message(&format!("{} {set}", p.joint_model_id));
     let mut tx = db.begin().await?;
     let mut writer = BulkWriter::new(&JOINT_EMBEDDINGS);
     let mut after: Option<String> = None;
@@ -115,7 +119,7 @@ pub async fn backfill_joint_scenarios(db: &Db, p: &ScenarioProjection) -> Result
             ];
             writer.push(&mut tx, row).await.map_err(|e| db.err(e))?;
             summary.encoded += 1;
-            pb.inc(1);
+            progress.advance(1);
         }
         if (page.len() as u64) < want {
             break;
@@ -147,7 +151,7 @@ pub async fn backfill_joint_scenarios(db: &Db, p: &ScenarioProjection) -> Result
     writer.finish(&mut tx).await.map_err(|e| db.err(e))?;
     crate::faults::pause_point(crate::faults::JOINT_BEFORE_COMMIT);
     db.commit(tx).await?;
-    pb.finish_and_clear();
+    progress.finish();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }

@@ -12,7 +12,7 @@ use super::{joint_model, Branches, Weights, PROFILE_JOINT_TYPE, STAB_JOINT_TYPE}
 use crate::backfill::BackfillSummary;
 use crate::encoders::{recorded_space, WINDOW_MODELS};
 use crate::error::{Error, Result};
-use crate::progress;
+use crate::progress::Progress;
 use crate::storage::bulk::{BulkWriter, Value};
 use crate::storage::joint::{earliest_profile_date, latest_joint};
 use crate::storage::market::{market_instruments, markets};
@@ -55,7 +55,11 @@ impl fmt::Display for StateSummary {
     }
 }
 
-pub async fn backfill_joint_states(db: &Db, p: &StateBackfill) -> Result<StateSummary> {
+pub async fn backfill_joint_states(
+    db: &Db,
+    p: &StateBackfill,
+    progress: &dyn Progress,
+) -> Result<StateSummary> {
     let started = Instant::now();
     let model = joint_model(&p.joint_model_id, p.weights)?;
     let region = p.region.as_deref();
@@ -126,8 +130,8 @@ pub async fn backfill_joint_states(db: &Db, p: &StateBackfill) -> Result<StateSu
         }
     }
 
-    let pb = progress::items(states.len() as u64, "instruments");
-    pb.set_message(format!("{} {}", p.joint_model_id, p.market_id));
+    progress.start("instruments", Some(states.len() as u64));
+    progress.message(&format!("{} {}", p.joint_model_id, p.market_id));
     let mut tx = db.begin().await?;
     // One space per run: the first state's, which every other must share.
     let space = recorded_space(&p.stab_model_id, states[0].feature_space.clone());
@@ -149,7 +153,7 @@ pub async fn backfill_joint_states(db: &Db, p: &StateBackfill) -> Result<StateSu
     let mut writer = BulkWriter::new(&JOINT_EMBEDDINGS);
     let mut written: BTreeSet<&str> = BTreeSet::new();
     for s in &states {
-        pb.inc(1);
+        progress.advance(1);
         // A blob of another length or with a non-finite value (another tool
         // wrote it) skips this instrument, not the run. An all-zero state
         // (constant prices) is a real state and is kept.
@@ -245,7 +249,7 @@ pub async fn backfill_joint_states(db: &Db, p: &StateBackfill) -> Result<StateSu
             .map_err(|e| db.err(e))?;
     }
     db.commit(tx).await?;
-    pb.finish_and_clear();
+    progress.finish();
     out.summary.seconds = started.elapsed().as_secs_f64();
     Ok(out)
 }

@@ -18,11 +18,11 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::App;
-use crate::cli::parse_date;
-use crate::commands::index::status_table;
+use crate::config::parse_date;
 use crate::diagnostics::{find_similar, portfolio_exposure};
 use crate::nearest::{AnsweredBy, ScenarioHit, ScenarioSpace, SearchOpts};
 use crate::portfolio::DEFAULT_MIN_COVERAGE;
+use crate::report;
 
 const JOINT_MODEL: &str = "joint-stab-fragility-v1";
 
@@ -490,12 +490,7 @@ pub async fn similar(
         k,
     ))?;
     app.metrics.count_answer(SIMILAR_ROUTE, found.answer);
-    let t = crate::commands::find_similar_stab_scenarios::table(
-        &req.scenario_set_id,
-        &req.instrument_id,
-        as_of,
-        found,
-    );
+    let t = report::similar_scenarios(&req.scenario_set_id, &req.instrument_id, as_of, found);
     Ok(json_response(&json!({ "hits": t.json_rows() })))
 }
 
@@ -527,11 +522,7 @@ pub async fn exposure(
         req.min_coverage,
     ))?;
     app.metrics.count_answer(EXPOSURE_ROUTE, e.answer);
-    let t = crate::commands::show_portfolio_stab_scenario_exposure::table(
-        &req.scenario_set_id,
-        &req.portfolio_id,
-        e,
-    );
+    let t = report::portfolio_exposure(&req.scenario_set_id, &req.portfolio_id, e);
     Ok(json_response(&json!({ "hits": t.json_rows() })))
 }
 
@@ -543,7 +534,7 @@ pub async fn partitions(State(app): State<Arc<App>>) -> Result<Response, ApiErro
     // Stats and opens files (constant work each): not on an async worker's time.
     let rows = off_worker(app.status.rows(&app.db))?;
     let statuses: Vec<_> = rows.iter().map(|r| r.status.clone()).collect();
-    let mut out: Vec<serde_json::Value> = status_table(&statuses).json_rows();
+    let mut out: Vec<serde_json::Value> = report::partition_status(&statuses).json_rows();
     for (o, r) in out.iter_mut().zip(&rows) {
         if let serde_json::Value::Object(m) = o {
             m.insert("checksums".into(), json!(r.checksums));

@@ -48,9 +48,10 @@ impl ApiError {
                 | IndexError::ZeroVector { .. }
                 | IndexError::BadParams(_),
             ) => StatusCode::BAD_REQUEST,
-            Error::Invalid(_) | Error::MixedSpaces { .. } | Error::UnknownModel { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            Error::Invalid(_)
+            | Error::OtherJointModel { .. }
+            | Error::MixedSpaces { .. }
+            | Error::UnknownModel { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Unreachable { .. } | Error::Database { .. } | Error::NoDatabase { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -1,7 +1,7 @@
 //! `stabspace serve`: a long-running HTTP/1.1 JSON server for nearest-scenario
 //! queries (axum on the tokio runtime the CLI already runs on).
 //!
-//! Partitions are opened once and shared ([`cache`]); a partition file replaced
+//! Partitions are opened once and shared ([`PartitionCache`]); a partition file replaced
 //! by a rebuild is picked up by the next request while requests in flight
 //! finish on the old map. Every request is counted and timed for `/metrics`
 //! ([`metrics`]); bad requests get a 4xx with a JSON error naming the field
@@ -13,7 +13,6 @@
 //! server binds to loopback by default.
 
 mod api;
-mod cache;
 mod error;
 mod metrics;
 mod status;
@@ -45,8 +44,8 @@ use tower::Service;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::{Error, Result};
+use crate::partition_cache::{Loaded, PartitionCache};
 use crate::storage::Db;
-pub use cache::PartitionCache;
 use error::{ApiError, Scrub};
 pub use metrics::Metrics;
 use status::StatusCache;
@@ -99,7 +98,12 @@ impl App {
             scrub: Scrub::new(&data_dir, db.label()),
             db,
             status: StatusCache::new(index_dir.clone(), metrics.partition_verifications.clone()),
-            cache: Arc::new(PartitionCache::new(index_dir, metrics.partition_reloads.clone())),
+            cache: Arc::new(PartitionCache::new(index_dir).on_reload({
+                let reloads = metrics.partition_reloads.clone();
+                move || {
+                    reloads.inc();
+                }
+            })),
             metrics,
             limits,
             hold: crate::faults::armed(crate::faults::SERVE_SEARCH_HELD),
@@ -113,7 +117,7 @@ impl App {
         model: &str,
         set: &str,
         quantized: bool,
-    ) -> std::result::Result<Option<Arc<cache::Loaded>>, ApiError> {
+    ) -> std::result::Result<Option<Arc<Loaded>>, ApiError> {
         let path = crate::partitions::partition_path(self.cache.index_dir(), model, set);
         Ok(self.cache.get(&path, quantized)?)
     }

@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use prometheus_client::metrics::counter::Counter;
 use stabspace_index::Partition;
 
-use super::cache::Stamp;
 use crate::error::{Error, Result};
+use crate::partition_cache::Stamp;
 use crate::partitions::{self, Counters, FileSummary, Fingerprint, Freshness, Provenance, Status};
 use crate::storage::Db;
 

@@ -7,6 +7,7 @@ use stabspace::backfill::{
     backfill_numeric_embeddings, backfill_numeric_scenario_embeddings, NumericBackfill, ScenarioBackfill,
 };
 use stabspace::import::{import_file, ImportKind};
+use stabspace::progress::Quiet;
 use stabspace::storage::Db;
 use stabspace::synth::MONTE_CARLO_SET;
 use stabspace::{vector, with_pool, Error};
@@ -49,7 +50,7 @@ fn numeric(as_of: NaiveDate, window_days: usize) -> NumericBackfill {
 async fn numeric_backfill_matches_the_csv_prices_and_reruns_replace(t: TestDb) {
     let (_, g) = small_market(t.dir.path());
     import_all(&t.db, &g).await;
-    let s = backfill_numeric_embeddings(&t.db, &numeric(g.last_date, 20))
+    let s = backfill_numeric_embeddings(&t.db, &numeric(g.last_date, 20), &Quiet)
         .await
         .unwrap();
     assert_eq!(s.encoded, 29, "30 instruments, SYN0025 delisted: {s}");
@@ -79,7 +80,7 @@ async fn numeric_backfill_matches_the_csv_prices_and_reruns_replace(t: TestDb) {
         assert_eq!(*g, *e as f32, "slot {i}");
     }
 
-    let again = backfill_numeric_embeddings(&t.db, &numeric(g.last_date, 20))
+    let again = backfill_numeric_embeddings(&t.db, &numeric(g.last_date, 20), &Quiet)
         .await
         .unwrap();
     assert_eq!(again.encoded, 29);
@@ -96,7 +97,9 @@ async fn numeric_backfill_matches_the_csv_prices_and_reruns_replace(t: TestDb) {
         model_id: "num-regime-core-v1".into(),
         ..numeric(g.last_date, 20)
     };
-    backfill_numeric_embeddings(&t.db, &limited).await.unwrap();
+    backfill_numeric_embeddings(&t.db, &limited, &Quiet)
+        .await
+        .unwrap();
     let ids: Vec<String> = stored(&t.db, "num-regime-core-v1").await.into_keys().collect();
     assert_eq!(ids, ["SYN0001.US", "SYN0002.US", "SYN0003.US"]);
 }
@@ -104,7 +107,9 @@ async fn numeric_backfill_matches_the_csv_prices_and_reruns_replace(t: TestDb) {
 async fn numeric_backfill_skips_with_reasons(t: TestDb) {
     let path = t.path("i.csv");
     fs::write(&path, "instrument_id,issuer_id,market_id,region,status\nA,I,M,US,active\nB,I,M,US,active\nC,I,M,US,active\n").unwrap();
-    import_file(&t.db, ImportKind::Instruments, &path).await.unwrap();
+    import_file(&t.db, ImportKind::Instruments, &path, &Quiet)
+        .await
+        .unwrap();
     let path = t.path("p.csv");
     fs::write(
         &path,
@@ -114,7 +119,9 @@ async fn numeric_backfill_skips_with_reasons(t: TestDb) {
          C,2025-01-03,12,1\n",
     )
     .unwrap();
-    import_file(&t.db, ImportKind::Prices, &path).await.unwrap();
+    import_file(&t.db, ImportKind::Prices, &path, &Quiet)
+        .await
+        .unwrap();
     // Import refuses a close of 0; a database other tools write to may hold one.
     let day = NaiveDate::from_ymd_opt(2025, 1, 2).unwrap();
     with_pool!(t.db, p => sqlx::query("INSERT INTO prices_daily (instrument_id, trade_date, close, volume) VALUES ('B', $1, 0, 1)")
@@ -127,7 +134,7 @@ async fn numeric_backfill_skips_with_reasons(t: TestDb) {
         market_id: "M".into(),
         ..numeric(NaiveDate::from_ymd_opt(2025, 1, 3).unwrap(), 2)
     };
-    let s = backfill_numeric_embeddings(&t.db, &p).await.unwrap();
+    let s = backfill_numeric_embeddings(&t.db, &p, &Quiet).await.unwrap();
     assert_eq!(s.encoded, 1);
     assert_eq!(s.skipped["non-positive close"][0].0, "B");
     assert_eq!(
@@ -146,7 +153,9 @@ async fn scenario_backfill_flattens_panels_and_reruns_replace(t: TestDb) {
         horizon_days: 20,
         limit: None,
     };
-    let s = backfill_numeric_scenario_embeddings(&t.db, &p).await.unwrap();
+    let s = backfill_numeric_scenario_embeddings(&t.db, &p, &Quiet)
+        .await
+        .unwrap();
     assert_eq!(s.encoded, cfg.mc_scenarios as u64);
     let vectors = stored(&t.db, "num-scenario-core-v1").await;
     assert_eq!(vectors.len(), cfg.mc_scenarios);
@@ -180,11 +189,13 @@ async fn scenario_backfill_flattens_panels_and_reruns_replace(t: TestDb) {
         .fetch_one(p).await.unwrap());
     assert_eq!((scope.as_str(), as_of), (MONTE_CARLO_SET, g.last_date));
 
-    backfill_numeric_scenario_embeddings(&t.db, &p).await.unwrap();
+    backfill_numeric_scenario_embeddings(&t.db, &p, &Quiet)
+        .await
+        .unwrap();
     assert_eq!(stored(&t.db, "num-scenario-core-v1").await, vectors);
     let limited = ScenarioBackfill { limit: Some(5), ..p };
     assert_eq!(
-        backfill_numeric_scenario_embeddings(&t.db, &limited)
+        backfill_numeric_scenario_embeddings(&t.db, &limited, &Quiet)
             .await
             .unwrap()
             .encoded,
@@ -203,7 +214,7 @@ async fn scenario_with_a_missing_cell_is_an_error_and_writes_nothing(t: TestDb) 
         "instrument_id,issuer_id,market_id,region,status\nX,I,M,US,active\nY,I,M,US,active\n",
     )
     .unwrap();
-    import_file(&t.db, ImportKind::Instruments, &instruments)
+    import_file(&t.db, ImportKind::Instruments, &instruments, &Quiet)
         .await
         .unwrap();
     let scen = t.path("s.csv");
@@ -212,7 +223,9 @@ async fn scenario_with_a_missing_cell_is_an_error_and_writes_nothing(t: TestDb) 
         "scenario_set_id,scenario_id,scenario_date,shock_type,severity\nS,A,2025-01-02,X,1\nS,B,2025-01-02,X,HIGH\n",
     )
     .unwrap();
-    import_file(&t.db, ImportKind::Scenarios, &scen).await.unwrap();
+    import_file(&t.db, ImportKind::Scenarios, &scen, &Quiet)
+        .await
+        .unwrap();
     let paths = t.path("p.csv");
     fs::write(
         &paths,
@@ -221,7 +234,7 @@ async fn scenario_with_a_missing_cell_is_an_error_and_writes_nothing(t: TestDb) 
          S,B,0,X,0.1\nS,B,0,Y,0.2\nS,B,1,X,0.3\n",
     )
     .unwrap();
-    import_file(&t.db, ImportKind::ScenarioPaths, &paths)
+    import_file(&t.db, ImportKind::ScenarioPaths, &paths, &Quiet)
         .await
         .unwrap();
     let p = ScenarioBackfill {
@@ -230,7 +243,7 @@ async fn scenario_with_a_missing_cell_is_an_error_and_writes_nothing(t: TestDb) 
         horizon_days: 20,
         limit: None,
     };
-    let err = backfill_numeric_scenario_embeddings(&t.db, &p)
+    let err = backfill_numeric_scenario_embeddings(&t.db, &p, &Quiet)
         .await
         .unwrap_err()
         .to_string();
@@ -253,7 +266,7 @@ async fn scenario_with_a_missing_cell_is_an_error_and_writes_nothing(t: TestDb) 
         .await
         .map(|_| ())
         .unwrap());
-    let err = backfill_numeric_scenario_embeddings(&t.db, &p)
+    let err = backfill_numeric_scenario_embeddings(&t.db, &p, &Quiet)
         .await
         .unwrap_err()
         .to_string();
@@ -268,7 +281,7 @@ async fn unknown_model_ids_are_errors_listing_the_known_ones(t: TestDb) {
         model_id: "num-stab-core-v9".into(),
         ..numeric(NaiveDate::from_ymd_opt(2025, 1, 3).unwrap(), 2)
     };
-    let err = backfill_numeric_embeddings(&t.db, &p).await.unwrap_err();
+    let err = backfill_numeric_embeddings(&t.db, &p, &Quiet).await.unwrap_err();
     assert!(
         matches!(&err, Error::UnknownModel { got, .. } if got == "num-stab-core-v9"),
         "{err:?}"
@@ -283,7 +296,7 @@ async fn unknown_model_ids_are_errors_listing_the_known_ones(t: TestDb) {
         horizon_days: 20,
         limit: None,
     };
-    let err = backfill_numeric_scenario_embeddings(&t.db, &s)
+    let err = backfill_numeric_scenario_embeddings(&t.db, &s, &Quiet)
         .await
         .unwrap_err()
         .to_string();
@@ -297,7 +310,7 @@ async fn unknown_market_and_set_say_what_exists(t: TestDb) {
         market_id: "XX_EQ".into(),
         ..numeric(g.last_date, 20)
     };
-    let err = backfill_numeric_embeddings(&t.db, &p)
+    let err = backfill_numeric_embeddings(&t.db, &p, &Quiet)
         .await
         .unwrap_err()
         .to_string();
@@ -308,7 +321,7 @@ async fn unknown_market_and_set_say_what_exists(t: TestDb) {
         horizon_days: 20,
         limit: None,
     };
-    let err = backfill_numeric_scenario_embeddings(&t.db, &s)
+    let err = backfill_numeric_scenario_embeddings(&t.db, &s, &Quiet)
         .await
         .unwrap_err()
         .to_string();

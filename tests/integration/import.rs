@@ -3,6 +3,7 @@ use std::path::Path;
 
 use sqlx::Row;
 use stabspace::import::{import_file, ImportKind, MAX_ID_BYTES, MAX_LINE_BYTES};
+use stabspace::progress::Quiet;
 use stabspace::storage::Db;
 use stabspace::{with_pool, Error};
 
@@ -102,7 +103,7 @@ async fn bad_rows_abort_the_whole_file_and_leave_the_database_unchanged(t: TestD
         "instrument_id,issuer_id,market_id,region,status\nAAA.US,I,M,US,active\nBBB.US,I,M,US,active\nX,I,M,US,active\n",
     )
     .unwrap();
-    import_file(&t.db, ImportKind::Instruments, &instruments)
+    import_file(&t.db, ImportKind::Instruments, &instruments, &Quiet)
         .await
         .unwrap();
     let good = t.path("good.csv");
@@ -111,13 +112,15 @@ async fn bad_rows_abort_the_whole_file_and_leave_the_database_unchanged(t: TestD
         "instrument_id,trade_date,close,volume\nAAA.US,2025-01-02,100.0,5\nAAA.US,2025-01-03,101.0,6\n",
     )
     .unwrap();
-    import_file(&t.db, ImportKind::Prices, &good).await.unwrap();
+    import_file(&t.db, ImportKind::Prices, &good, &Quiet)
+        .await
+        .unwrap();
     fs::write(
         t.path("p.csv"),
         "portfolio_id,as_of_date,weights_json\nP1,2025-01-02,\"{\"\"AAA.US\"\": 1.0}\"\n",
     )
     .unwrap();
-    import_file(&t.db, ImportKind::Portfolios, &t.path("p.csv"))
+    import_file(&t.db, ImportKind::Portfolios, &t.path("p.csv"), &Quiet)
         .await
         .unwrap();
     fs::write(
@@ -125,7 +128,7 @@ async fn bad_rows_abort_the_whole_file_and_leave_the_database_unchanged(t: TestD
         "scenario_set_id,scenario_id,scenario_date,shock_type,severity\nS,A,2025-01-02,X,HIGH\n",
     )
     .unwrap();
-    import_file(&t.db, ImportKind::Scenarios, &t.path("s.csv"))
+    import_file(&t.db, ImportKind::Scenarios, &t.path("s.csv"), &Quiet)
         .await
         .unwrap();
     let before = counts(&t.db).await;
@@ -146,7 +149,7 @@ async fn bad_rows_abort_the_whole_file_and_leave_the_database_unchanged(t: TestD
     for (i, (kind, body, line, what)) in cases.into_iter().enumerate() {
         let path = t.path(&format!("bad{i}.csv"));
         fs::write(&path, &body).unwrap();
-        let err = import_file(&t.db, kind, &path).await.expect_err(&body);
+        let err = import_file(&t.db, kind, &path, &Quiet).await.expect_err(&body);
         let msg = err.to_string();
         assert!(msg.contains(&format!("bad{i}.csv:{line}")), "case {i}: {msg}");
         assert!(msg.contains(what), "case {i}: {msg}");
@@ -165,7 +168,9 @@ async fn bad_rows_abort_the_whole_file_and_leave_the_database_unchanged(t: TestD
     // A header without a required column names the column.
     let path = t.path("nocol.csv");
     fs::write(&path, "instrument_id,trade_date,close\nAAA.US,2025-01-02,1\n").unwrap();
-    let err = import_file(&t.db, ImportKind::Prices, &path).await.unwrap_err();
+    let err = import_file(&t.db, ImportKind::Prices, &path, &Quiet)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, Error::MissingColumn { column, .. } if column == "volume"),
         "{err:?}"
@@ -181,7 +186,9 @@ async fn instruments_create_missing_markets_and_issuers(t: TestDb) {
         "status,region,market_id,issuer_id,instrument_id,extra\nactive,US,US_EQ,ISS_A,AAA.US,x\nactive,EU,EU_EQ,ISS_A,BBB.EU,y\n",
     )
     .unwrap();
-    import_file(&t.db, ImportKind::Instruments, &path).await.unwrap();
+    import_file(&t.db, ImportKind::Instruments, &path, &Quiet)
+        .await
+        .unwrap();
     assert_eq!(count(&t.db, "markets").await, 2);
     assert_eq!(count(&t.db, "issuers").await, 1);
     let region: String = with_pool!(t.db, p => sqlx::query_scalar("SELECT region FROM markets WHERE market_id = 'EU_EQ'")
@@ -196,7 +203,9 @@ async fn portfolios_are_stored_as_target_positions_weights(t: TestDb) {
         "portfolio_id,as_of_date,weights_json\nP1,2025-01-31,\"{\"\"AAA.US\"\": 0.25, \"\"BBB.US\"\": -0.75}\"\n",
     )
     .unwrap();
-    import_file(&t.db, ImportKind::Portfolios, &path).await.unwrap();
+    import_file(&t.db, ImportKind::Portfolios, &path, &Quiet)
+        .await
+        .unwrap();
     let v: sqlx::types::Json<serde_json::Value> = with_pool!(t.db, p => sqlx::query_scalar(
         "SELECT target_positions FROM target_portfolios WHERE portfolio_id = 'P1'")
         .fetch_one(p).await.unwrap());
@@ -231,7 +240,7 @@ async fn seed(t: &TestDb) -> Vec<i64> {
     for (i, (kind, body)) in files.into_iter().enumerate() {
         let path = t.path(&format!("seed{i}.csv"));
         fs::write(&path, body).unwrap();
-        import_file(&t.db, kind, &path).await.unwrap();
+        import_file(&t.db, kind, &path, &Quiet).await.unwrap();
     }
     counts(&t.db).await
 }
@@ -252,7 +261,7 @@ async fn rejected(
 ) -> String {
     let path = t.path(name);
     fs::write(&path, body).unwrap();
-    let err = match import_file(&t.db, kind, &path).await {
+    let err = match import_file(&t.db, kind, &path, &Quiet).await {
         Ok(s) => panic!("{name}: imported {} rows, expected an error", s.rows),
         Err(e) => e,
     };
@@ -330,7 +339,7 @@ async fn prices_need_a_positive_close_and_a_whole_non_negative_volume(t: TestDb)
         "instrument_id,trade_date,close,volume\nBBB.US,2025-01-02,1.5,1000.0\nBBB.US,2025-01-03,1.5,1e3\nBBB.US,2025-01-06,1.5,0\n",
     )
     .unwrap();
-    import_file(&t.db, p, &path).await.unwrap();
+    import_file(&t.db, p, &path, &Quiet).await.unwrap();
     assert_eq!(volume_of(&t.db, "BBB.US", "2025-01-02").await, 1000.0);
     assert_eq!(volume_of(&t.db, "BBB.US", "2025-01-03").await, 1000.0);
     assert_eq!(volume_of(&t.db, "BBB.US", "2025-01-06").await, 0.0);
@@ -357,7 +366,7 @@ async fn path_returns_must_be_greater_than_minus_one(t: TestDb) {
     }
     let path = t.path("ok.csv");
     fs::write(&path, paths("S,A,2,X,-0.999")).unwrap();
-    assert_eq!(import_file(&t.db, k, &path).await.unwrap().rows, 3);
+    assert_eq!(import_file(&t.db, k, &path, &Quiet).await.unwrap().rows, 3);
 }
 
 async fn instrument_status_must_be_one_of_the_documented_set(t: TestDb) {
@@ -395,7 +404,9 @@ async fn instrument_status_must_be_one_of_the_documented_set(t: TestDb) {
         "instrument_id,issuer_id,market_id,region,status\nN1,I,M,US,ACTIVE\nN2,I,M,US,Suspended\nN3,I,M,US,delisted\n",
     )
     .unwrap();
-    import_file(&t.db, ImportKind::Instruments, &path).await.unwrap();
+    import_file(&t.db, ImportKind::Instruments, &path, &Quiet)
+        .await
+        .unwrap();
     let s: String = with_pool!(t.db, p => sqlx::query_scalar("SELECT status FROM instruments WHERE instrument_id = 'N2'")
         .fetch_one(p).await.unwrap());
     assert_eq!(s, "Suspended");
@@ -451,7 +462,9 @@ async fn portfolio_weights_naming_unknown_instruments_import_with_a_list(t: Test
          P1,2025-01-03,\"{\"\"GHOST1\"\": 0.5, \"\"X\"\": 0.5}\"\n",
     )
     .unwrap();
-    let s = import_file(&t.db, ImportKind::Portfolios, &path).await.unwrap();
+    let s = import_file(&t.db, ImportKind::Portfolios, &path, &Quiet)
+        .await
+        .unwrap();
     assert_eq!(s.rows, 2);
     assert_eq!(s.unknown, ["GHOST1", "GHOST2"]);
     assert_eq!(count(&t.db, "target_portfolios").await, 2);
@@ -461,7 +474,9 @@ async fn portfolio_weights_naming_unknown_instruments_import_with_a_list(t: Test
         "portfolio_id,as_of_date,weights_json\nP2,2025-01-02,\"{\"\"AAA.US\"\": 1}\"\n",
     )
     .unwrap();
-    let s = import_file(&t.db, ImportKind::Portfolios, &path).await.unwrap();
+    let s = import_file(&t.db, ImportKind::Portfolios, &path, &Quiet)
+        .await
+        .unwrap();
     assert!(s.unknown.is_empty(), "{:?}", s.unknown);
 }
 
@@ -552,7 +567,9 @@ async fn a_key_repeated_in_one_file_is_an_error_naming_both_lines(t: TestDb) {
         "instrument_id,trade_date,close,volume\nAAA.US,2025-01-03,102.0,6\n",
     )
     .unwrap();
-    import_file(&t.db, ImportKind::Prices, &path).await.unwrap();
+    import_file(&t.db, ImportKind::Prices, &path, &Quiet)
+        .await
+        .unwrap();
     assert_eq!(close_of(&t.db, "AAA.US", "2025-01-03").await, 102.0);
 }
 
@@ -682,13 +699,17 @@ async fn ids_are_at_most_128_bytes_without_control_characters(t: TestDb) {
     // 128 bytes fit, on both backends.
     let path = t.path("ok.csv");
     fs::write(&path, instruments(&longest)).unwrap();
-    import_file(&t.db, ImportKind::Instruments, &path).await.unwrap();
+    import_file(&t.db, ImportKind::Instruments, &path, &Quiet)
+        .await
+        .unwrap();
     fs::write(
         &path,
         format!("instrument_id,trade_date,close,volume\n{longest},2025-01-02,1,1\n"),
     )
     .unwrap();
-    import_file(&t.db, ImportKind::Prices, &path).await.unwrap();
+    import_file(&t.db, ImportKind::Prices, &path, &Quiet)
+        .await
+        .unwrap();
     assert_eq!(close_of(&t.db, &longest, "2025-01-02").await, 1.0);
 }
 
@@ -787,7 +808,9 @@ async fn errors_quote_only_a_short_excerpt_of_the_input(t: TestDb) {
         format!("instrument_id,trade_date,{huge},volume\nAAA.US,2025-01-02,1,1\n"),
     )
     .unwrap();
-    let err = import_file(&t.db, ImportKind::Prices, &path).await.unwrap_err();
+    let err = import_file(&t.db, ImportKind::Prices, &path, &Quiet)
+        .await
+        .unwrap_err();
     let msg = err.to_string();
     assert!(
         matches!(&err, Error::MissingColumn { column, .. } if column == "close"),
@@ -930,7 +953,9 @@ async fn dates_are_exactly_yyyy_mm_dd_with_years_0001_to_9999(t: TestDb) {
         "instrument_id,trade_date,close,volume\nBBB.US,0001-01-01,1,1\nBBB.US,9999-12-31,2,1\n",
     )
     .unwrap();
-    import_file(&t.db, ImportKind::Prices, &path).await.unwrap();
+    import_file(&t.db, ImportKind::Prices, &path, &Quiet)
+        .await
+        .unwrap();
     let stored: Vec<(String, chrono::NaiveDate)> = with_pool!(t.db, p => sqlx::query(
         "SELECT CAST(trade_date AS TEXT), trade_date FROM prices_daily \
          WHERE instrument_id = 'BBB.US' ORDER BY 2")
@@ -1042,11 +1067,13 @@ async fn scenario_paths_must_name_imported_scenarios(t: TestDb) {
         "scenario_set_id,scenario_id,scenario_date,shock_type,severity\nS,B,2025-01-02,X,LOW\nT,A,2025-01-02,X,LOW\n",
     )
     .unwrap();
-    import_file(&t.db, ImportKind::Scenarios, &path).await.unwrap();
+    import_file(&t.db, ImportKind::Scenarios, &path, &Quiet)
+        .await
+        .unwrap();
     let path = t.path("ok.csv");
     fs::write(&path, paths("S,B,0,X,0.1\nT,A,0,X,0.1")).unwrap();
     assert_eq!(
-        import_file(&t.db, ImportKind::ScenarioPaths, &path)
+        import_file(&t.db, ImportKind::ScenarioPaths, &path, &Quiet)
             .await
             .unwrap()
             .rows,
@@ -1062,7 +1089,9 @@ async fn risk_reports_and_fundamentals_naming_unknown_ids_import_with_a_list(t: 
         "portfolio_id,as_of_date,weights_json\nP1,2025-01-02,\"{\"\"AAA.US\"\": 1}\"\n",
     )
     .unwrap();
-    import_file(&t.db, ImportKind::Portfolios, &path).await.unwrap();
+    import_file(&t.db, ImportKind::Portfolios, &path, &Quiet)
+        .await
+        .unwrap();
 
     let path = t.path("reports.csv");
     fs::write(
@@ -1070,7 +1099,9 @@ async fn risk_reports_and_fundamentals_naming_unknown_ids_import_with_a_list(t: 
         "portfolio_id,as_of_date,risk_metrics_json\nP1,2025-01-02,{}\nGHOST2,2025-01-02,{}\nGHOST1,2025-01-02,{}\nGHOST2,2025-01-03,{}\n",
     )
     .unwrap();
-    let s = import_file(&t.db, ImportKind::RiskReports, &path).await.unwrap();
+    let s = import_file(&t.db, ImportKind::RiskReports, &path, &Quiet)
+        .await
+        .unwrap();
     assert_eq!(
         (s.rows, s.unknown.as_slice()),
         (4, &["GHOST1".to_string(), "GHOST2".into()][..])
@@ -1084,12 +1115,16 @@ async fn risk_reports_and_fundamentals_naming_unknown_ids_import_with_a_list(t: 
         "issuer_id,as_of_date,fundamentals_json\nI,2025-01-02,{}\nNOISSUER,2025-01-02,{}\n",
     )
     .unwrap();
-    let s = import_file(&t.db, ImportKind::Fundamentals, &path).await.unwrap();
+    let s = import_file(&t.db, ImportKind::Fundamentals, &path, &Quiet)
+        .await
+        .unwrap();
     assert_eq!((s.rows, s.unknown.as_slice()), (2, &["NOISSUER".to_string()][..]));
     assert_eq!(count(&t.db, "issuer_fundamentals").await, 2);
 
     fs::write(&path, "issuer_id,as_of_date,fundamentals_json\nI,2025-01-03,{}\n").unwrap();
-    let s = import_file(&t.db, ImportKind::Fundamentals, &path).await.unwrap();
+    let s = import_file(&t.db, ImportKind::Fundamentals, &path, &Quiet)
+        .await
+        .unwrap();
     assert!(s.unknown.is_empty(), "{:?}", s.unknown);
 }
 
@@ -1210,11 +1245,13 @@ async fn json_keys_given_twice_and_numbers_not_stored_exactly_are_errors(t: Test
         "instrument_id,trade_date,close,volume\nBBB.US,2025-01-03,1,9007199254740992\nBBB.US,2025-01-06,1,9.007199254740991e15\n",
     )
     .unwrap();
-    import_file(&t.db, ImportKind::Prices, &path).await.unwrap();
+    import_file(&t.db, ImportKind::Prices, &path, &Quiet)
+        .await
+        .unwrap();
     assert_eq!(volume_of(&t.db, "BBB.US", "2025-01-03").await, 9007199254740992.0);
     assert_eq!(volume_of(&t.db, "BBB.US", "2025-01-06").await, 9007199254740991.0);
     fs::write(&path, paths("S,A,2147483647,X,0.1")).unwrap();
-    import_file(&t.db, ImportKind::ScenarioPaths, &path)
+    import_file(&t.db, ImportKind::ScenarioPaths, &path, &Quiet)
         .await
         .unwrap();
     let top: i32 = with_pool!(t.db, p => sqlx::query_scalar("SELECT MAX(day_index) FROM scenario_paths")
@@ -1226,13 +1263,13 @@ async fn json_keys_given_twice_and_numbers_not_stored_exactly_are_errors(t: Test
         portfolio(r#"{"AAA.US": 1e307, "BBB.US": -1e307}"#).replace("P1,2025-01-02", "P0,2025-01-02"),
     )
     .unwrap();
-    import_file(&t.db, w, &path).await.unwrap();
+    import_file(&t.db, w, &path, &Quiet).await.unwrap();
     fs::write(
         &path,
         report(r#"{"a": 18446744073709551615, "b": -9223372036854775808, "c": "123456789012345678901234"}"#),
     )
     .unwrap();
-    import_file(&t.db, r, &path).await.unwrap();
+    import_file(&t.db, r, &path, &Quiet).await.unwrap();
     let v: sqlx::types::Json<serde_json::Value> = with_pool!(t.db, p => sqlx::query_scalar(
         "SELECT risk_metrics FROM portfolio_risk_reports WHERE as_of_date = $1")
         .bind(chrono::NaiveDate::from_ymd_opt(2025, 1, 3).unwrap())
@@ -1317,7 +1354,10 @@ async fn a_header_or_row_over_1_mib_is_an_error_at_its_line(t: TestDb) {
     let path = t.path("exact.csv");
     fs::write(&path, body("\n", &exact)).unwrap();
     assert_eq!(
-        import_file(&t.db, ImportKind::Prices, &path).await.unwrap().rows,
+        import_file(&t.db, ImportKind::Prices, &path, &Quiet)
+            .await
+            .unwrap()
+            .rows,
         4
     );
     assert_eq!(close_of(&t.db, "AAA.US", "2025-01-02").await, 555.0);
@@ -1375,7 +1415,10 @@ async fn unbalanced_quotes_empty_files_and_integer_limits_are_named(t: TestDb) {
     )
     .unwrap();
     assert_eq!(
-        import_file(&t.db, ImportKind::Prices, &path).await.unwrap().rows,
+        import_file(&t.db, ImportKind::Prices, &path, &Quiet)
+            .await
+            .unwrap()
+            .rows,
         2
     );
     let before = counts(&t.db).await;
@@ -1397,7 +1440,9 @@ async fn unbalanced_quotes_empty_files_and_integer_limits_are_named(t: TestDb) {
     }
     let path = t.path("commas.csv");
     fs::write(&path, ",,,\nAAA.US,2025-01-02,1,1\n").unwrap();
-    let err = import_file(&t.db, ImportKind::Prices, &path).await.unwrap_err();
+    let err = import_file(&t.db, ImportKind::Prices, &path, &Quiet)
+        .await
+        .unwrap_err();
     assert!(
         err.to_string()
             .ends_with("commas.csv: missing required column \"instrument_id\" (header has: no column names)"),

@@ -19,6 +19,7 @@ use stabspace::joint::{
     ScenarioProjection, StateBackfill, Weights, PROFILE_JOINT_TYPE, STAB_JOINT_TYPE,
 };
 use stabspace::nearest::SearchOpts;
+use stabspace::progress::Quiet;
 use stabspace::storage::{Backend, Db};
 use stabspace::synth::{month_ends, trading_days, Generated, HISTORICAL_SET, MONTE_CARLO_SET};
 use stabspace::{vector, with_pool};
@@ -78,14 +79,14 @@ pub(crate) async fn pipeline(t: &TestDb) -> Market {
             limit: None,
             model_id: STAB.into(),
         };
-        backfill_numeric_embeddings(&t.db, &n).await.unwrap();
+        backfill_numeric_embeddings(&t.db, &n, &Quiet).await.unwrap();
         let p = ProfileBackfill {
             as_of: d,
             model_id: PROFILE.into(),
             limit: None,
         };
         backfill_joint_profiles(&t.db, &p).await.unwrap();
-        backfill_joint_states(&t.db, &states(d, true, Weights::default()))
+        backfill_joint_states(&t.db, &states(d, true, Weights::default()), &Quiet)
             .await
             .unwrap();
     }
@@ -96,8 +97,10 @@ pub(crate) async fn pipeline(t: &TestDb) -> Market {
             horizon_days: 20,
             limit: None,
         };
-        backfill_numeric_scenario_embeddings(&t.db, &s).await.unwrap();
-        backfill_joint_scenarios(&t.db, &projection(set, None))
+        backfill_numeric_scenario_embeddings(&t.db, &s, &Quiet)
+            .await
+            .unwrap();
+        backfill_joint_scenarios(&t.db, &projection(set, None), &Quiet)
             .await
             .unwrap();
     }
@@ -292,7 +295,7 @@ async fn states_average_the_stab_and_profile_branches_and_reruns_replace(t: Test
     };
     // Other weights with a profile branch redefine the registered model: an
     // error naming them, unless --replace.
-    let e = backfill_joint_states(&t.db, &states(d, true, w))
+    let e = backfill_joint_states(&t.db, &states(d, true, w), &Quiet)
         .await
         .unwrap_err()
         .to_string();
@@ -313,6 +316,7 @@ async fn states_average_the_stab_and_profile_branches_and_reruns_replace(t: Test
             replace: true,
             ..states(d, true, w)
         },
+        &Quiet,
     )
     .await
     .unwrap();
@@ -343,7 +347,7 @@ async fn states_average_the_stab_and_profile_branches_and_reruns_replace(t: Test
     let want = ((3.0 * f64::from(stab[7]) + f64::from(prof[7])) / 4.0) as f32;
     assert_eq!(z[7], want);
     // Plain states under the profile-augmented model are another model too.
-    let e = backfill_joint_states(&t.db, &states(d, false, Weights::default()))
+    let e = backfill_joint_states(&t.db, &states(d, false, Weights::default()), &Quiet)
         .await
         .unwrap_err()
         .to_string();
@@ -357,6 +361,7 @@ async fn states_average_the_stab_and_profile_branches_and_reruns_replace(t: Test
             replace: true,
             ..states(d, false, Weights::default())
         },
+        &Quiet,
     )
     .await
     .unwrap();
@@ -373,9 +378,12 @@ async fn states_average_the_stab_and_profile_branches_and_reruns_replace(t: Test
     // Errors say what exists.
     let mut p = states(d, false, Weights::default());
     p.region = Some("EU".into());
-    let e = backfill_joint_states(&t.db, &p).await.unwrap_err().to_string();
+    let e = backfill_joint_states(&t.db, &p, &Quiet)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no instruments") && e.contains("US_EQ"), "{e}");
-    let e = backfill_joint_states(&t.db, &states(m.g.first_date, false, Weights::default()))
+    let e = backfill_joint_states(&t.db, &states(m.g.first_date, false, Weights::default()), &Quiet)
         .await
         .unwrap_err()
         .to_string();
@@ -383,7 +391,10 @@ async fn states_average_the_stab_and_profile_branches_and_reruns_replace(t: Test
     // A joint model id names a directory of partitions: a path is refused.
     let mut p = states(d, false, Weights::default());
     p.joint_model_id = "../nope".into();
-    let e = backfill_joint_states(&t.db, &p).await.unwrap_err().to_string();
+    let e = backfill_joint_states(&t.db, &p, &Quiet)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("--joint-model-id \"../nope\"") && e.contains("letters, digits"),
         "{e}"
@@ -412,7 +423,7 @@ async fn scenarios_are_projected_with_their_metadata(t: TestDb) {
         assert_eq!(scope["metadata"]["shock_type"], r["shock_type"].as_str());
         assert_eq!(scope["metadata"]["severity"], r["severity"].as_str());
     }
-    let s = backfill_joint_scenarios(&t.db, &projection(MONTE_CARLO_SET, Some(3)))
+    let s = backfill_joint_scenarios(&t.db, &projection(MONTE_CARLO_SET, Some(3)), &Quiet)
         .await
         .unwrap();
     assert_eq!(s.encoded, 3);
@@ -421,7 +432,7 @@ async fn scenarios_are_projected_with_their_metadata(t: TestDb) {
         20,
         "re-run replaced"
     );
-    let e = backfill_joint_scenarios(&t.db, &projection("NOPE", None))
+    let e = backfill_joint_scenarios(&t.db, &projection("NOPE", None), &Quiet)
         .await
         .unwrap_err()
         .to_string();
@@ -592,7 +603,7 @@ async fn metrics_merge_into_reports_and_runs_and_reruns_change_nothing(t: TestDb
     let m = pipeline(&t).await;
     let before = risk_metrics_of(&t.db).await;
     let (first, last) = (m.g.first_date, m.g.last_date);
-    let s = backfill_portfolio_metrics(&t.db, &metrics(None, first, last))
+    let s = backfill_portfolio_metrics(&t.db, &metrics(None, first, last), &Quiet)
         .await
         .unwrap();
     assert_eq!(s.computed, before.len(), "{s}");
@@ -636,7 +647,7 @@ async fn metrics_merge_into_reports_and_runs_and_reruns_change_nothing(t: TestDb
     let top3 = e.hits.iter().map(|h| h.cosine).sum::<f64>() / 3.0;
     assert!(close(f("stab_top3_scenario_cosine_mean"), top3, 1e-12));
 
-    let again = backfill_portfolio_metrics(&t.db, &metrics(None, first, last))
+    let again = backfill_portfolio_metrics(&t.db, &metrics(None, first, last), &Quiet)
         .await
         .unwrap();
     assert_eq!(again.changed, 0, "identical re-run wrote {again}");
@@ -776,7 +787,7 @@ async fn bad_portfolio_input_is_a_clear_error_and_writes_nothing(t: TestDb) {
     assert!(e.contains("sum to 0 in absolute value"), "{e}");
     // In the metrics backfill such a day is skipped with its reason; the
     // other days are scored.
-    let s = backfill_portfolio_metrics(&t.db, &metrics(None, first, last))
+    let s = backfill_portfolio_metrics(&t.db, &metrics(None, first, last), &Quiet)
         .await
         .unwrap();
     let skipped = &s.skipped["the holdings with a STAB state have zero weights"];
@@ -794,7 +805,7 @@ async fn bad_portfolio_input_is_a_clear_error_and_writes_nothing(t: TestDb) {
 
     // Malformed weights.
     put_target(&t.db, &pid, d, r#"{"weights": {"SYN0001.US": "lots"}}"#).await;
-    let e = backfill_portfolio_metrics(&t.db, &metrics(Some(&pid), first, last))
+    let e = backfill_portfolio_metrics(&t.db, &metrics(Some(&pid), first, last), &Quiet)
         .await
         .unwrap_err()
         .to_string();
@@ -807,7 +818,7 @@ async fn bad_portfolio_input_is_a_clear_error_and_writes_nothing(t: TestDb) {
     assert!(e.contains("no \"weights\" object"), "{e}");
     assert_eq!(risk_metrics_of(&t.db).await, before, "nothing written");
 
-    let e = backfill_portfolio_metrics(&t.db, &metrics(Some("NOPE"), first, last))
+    let e = backfill_portfolio_metrics(&t.db, &metrics(Some("NOPE"), first, last), &Quiet)
         .await
         .unwrap_err()
         .to_string();

@@ -12,6 +12,7 @@ use stabspace::nearest::{open_checked, ScenarioSpace, SearchOpts};
 use stabspace::partitions::{
     build, counters, partition_path, status_of, BuildKind, BuildMode, Change, Counters, Freshness,
 };
+use stabspace::progress::Quiet;
 use stabspace::storage::Db;
 use stabspace::with_pool;
 use stabspace_index::BuildParams;
@@ -48,7 +49,7 @@ async fn build_default(db: &Db, dir: &Path, set: &str) {
         set,
         &BuildParams::default(),
         BuildMode::Full,
-        &mut |_, _| {},
+        &Quiet,
     )
     .await
     .unwrap();
@@ -68,8 +69,12 @@ fn queries(n: usize) -> Vec<Vec<f32>> {
 async fn partition_answers_match_the_exact_scan(t: TestDb) {
     let dir = t.path("index");
     // Above the flat threshold (2,000), so the partition has a graph.
-    gen_scenarios(&t.db, &scenarios("BIG", 2500)).await.unwrap();
-    gen_scenarios(&t.db, &scenarios("SMALL", 60)).await.unwrap();
+    gen_scenarios(&t.db, &scenarios("BIG", 2500), &Quiet)
+        .await
+        .unwrap();
+    gen_scenarios(&t.db, &scenarios("SMALL", 60), &Quiet)
+        .await
+        .unwrap();
     build_default(&t.db, &dir, "BIG").await;
     build_default(&t.db, &dir, "SMALL").await;
     let qs = queries(40);
@@ -136,16 +141,16 @@ async fn state(t: &TestDb, dir: &Path, set: &str) -> Freshness {
 
 async fn stale_after_adding_changing_or_deleting_a_scenario_and_fresh_after_rebuild(t: TestDb) {
     let dir = t.path("index");
-    gen_scenarios(&t.db, &scenarios("S", 30)).await.unwrap();
+    gen_scenarios(&t.db, &scenarios("S", 30), &Quiet).await.unwrap();
     assert_eq!(state(&t, &dir, "S").await, Freshness::Missing);
     build_default(&t.db, &dir, "S").await;
     assert_eq!(state(&t, &dir, "S").await, Freshness::Fresh);
     // Rewriting identical vectors changes nothing.
-    gen_scenarios(&t.db, &scenarios("S", 30)).await.unwrap();
+    gen_scenarios(&t.db, &scenarios("S", 30), &Quiet).await.unwrap();
     assert_eq!(state(&t, &dir, "S").await, Freshness::Fresh, "identical rewrite");
 
     // Added: the same seed, one more scenario.
-    gen_scenarios(&t.db, &scenarios("S", 31)).await.unwrap();
+    gen_scenarios(&t.db, &scenarios("S", 31), &Quiet).await.unwrap();
     assert_eq!(state(&t, &dir, "S").await, Freshness::Stale, "added");
     build_default(&t.db, &dir, "S").await;
     assert_eq!(state(&t, &dir, "S").await, Freshness::Fresh);
@@ -569,7 +574,7 @@ fn exact_scan_of_the_bench_inputs_equals_a_brute_force(data_dir: &Path, set: &st
 /// (and failed on two).
 async fn a_query_of_a_fresh_partition_reads_no_row_of_the_set(t: TestDb) {
     let dir = t.path("index");
-    gen_scenarios(&t.db, &scenarios("Q", 40)).await.unwrap();
+    gen_scenarios(&t.db, &scenarios("Q", 40), &Quiet).await.unwrap();
     build_default(&t.db, &dir, "Q").await;
     let built = status_of(&t.db, &dir, MODEL, "Q")
         .await
@@ -614,7 +619,7 @@ async fn inserts_bump_only_version_and_updates_or_deletes_bump_rewrites_too(t: T
     let now = || async { counters(&t.db, MODEL, "R").await.unwrap() };
     assert_eq!(now().await, Counters::default(), "a set never written");
 
-    gen_scenarios(&t.db, &scenarios("R", 30)).await.unwrap();
+    gen_scenarios(&t.db, &scenarios("R", 30), &Quiet).await.unwrap();
     let inserted = now().await;
     assert!(inserted.version > 0, "{inserted}");
     assert_eq!(inserted.rewrites, 0, "inserts are not rewrites: {inserted}");
@@ -625,11 +630,11 @@ async fn inserts_bump_only_version_and_updates_or_deletes_bump_rewrites_too(t: T
     assert_eq!(recorded.change_since(inserted), Change::None);
 
     // The bulk upsert of identical vectors updates no row.
-    gen_scenarios(&t.db, &scenarios("R", 30)).await.unwrap();
+    gen_scenarios(&t.db, &scenarios("R", 30), &Quiet).await.unwrap();
     assert_eq!(now().await, inserted, "identical re-upsert");
 
     // New rows (and the 30 identical ones again): version only.
-    gen_scenarios(&t.db, &scenarios("R", 33)).await.unwrap();
+    gen_scenarios(&t.db, &scenarios("R", 33), &Quiet).await.unwrap();
     let added = now().await;
     assert!(added.version > inserted.version, "{inserted} → {added}");
     assert_eq!(added.rewrites, 0, "{inserted} → {added}");
@@ -640,7 +645,7 @@ async fn inserts_bump_only_version_and_updates_or_deletes_bump_rewrites_too(t: T
         seed: 4,
         ..scenarios("R", 2)
     };
-    gen_scenarios(&t.db, &other).await.unwrap();
+    gen_scenarios(&t.db, &other, &Quiet).await.unwrap();
     let changed = now().await;
     assert!(changed.version > added.version, "{added} → {changed}");
     assert!(changed.rewrites > 0, "{added} → {changed}");
@@ -669,7 +674,9 @@ async fn inserts_bump_only_version_and_updates_or_deletes_bump_rewrites_too(t: T
     );
 
     // Another set's writes leave this set's counters alone.
-    gen_scenarios(&t.db, &scenarios("OTHER", 5)).await.unwrap();
+    gen_scenarios(&t.db, &scenarios("OTHER", 5), &Quiet)
+        .await
+        .unwrap();
     assert_eq!(now().await, deleted);
 
     // A partition from before `rewrites` was recorded cannot tell an append.
@@ -829,14 +836,14 @@ async fn a_rebuild_appends_what_a_set_only_gained_and_builds_in_full_after_a_cha
             "A",
             &params,
             BuildMode::AppendIfOnlyGained,
-            &mut |_, _| {},
+            &Quiet,
         )
         .await
         .unwrap()
         .provenance
     };
     let next = || async { status_of(&t.db, &dir, MODEL, "A").await.unwrap().next_rebuild };
-    gen_scenarios(&t.db, &scenarios("A", 300)).await.unwrap();
+    gen_scenarios(&t.db, &scenarios("A", 300), &Quiet).await.unwrap();
     let first = rebuild().await;
     assert_eq!(first.build, Some(BuildKind::Full));
     assert_eq!(
@@ -846,7 +853,7 @@ async fn a_rebuild_appends_what_a_set_only_gained_and_builds_in_full_after_a_cha
     assert_eq!(next().await, "none");
 
     // 30 new scenarios, the 300 rewritten identical: an append of 30.
-    gen_scenarios(&t.db, &scenarios("A", 330)).await.unwrap();
+    gen_scenarios(&t.db, &scenarios("A", 330), &Quiet).await.unwrap();
     assert_eq!(next().await, "append 30 row(s)");
     let appended = rebuild().await;
     assert_eq!(
@@ -891,7 +898,7 @@ async fn a_rebuild_appends_what_a_set_only_gained_and_builds_in_full_after_a_cha
     );
 
     // New rows and a deleted one: a full build without the deleted row.
-    gen_scenarios(&t.db, &scenarios("A", 340)).await.unwrap();
+    gen_scenarios(&t.db, &scenarios("A", 340), &Quiet).await.unwrap();
     with_pool!(t.db, p => sqlx::query("DELETE FROM joint_embeddings WHERE entity_id = 'SYN_000007' AND scope_id = 'A'")
         .execute(p).await.map(|_| ()))
     .unwrap();
@@ -902,7 +909,7 @@ async fn a_rebuild_appends_what_a_set_only_gained_and_builds_in_full_after_a_cha
     assert!(!rows.contains_key("SYN_000007"), "the deleted row is gone");
 
     // Other parameters: full, and said why.
-    gen_scenarios(&t.db, &scenarios("A", 345)).await.unwrap();
+    gen_scenarios(&t.db, &scenarios("A", 345), &Quiet).await.unwrap();
     let other = BuildParams {
         m: 8,
         ..params.clone()
@@ -914,7 +921,7 @@ async fn a_rebuild_appends_what_a_set_only_gained_and_builds_in_full_after_a_cha
         "A",
         &other,
         BuildMode::AppendIfOnlyGained,
-        &mut |_, _| {},
+        &Quiet,
     )
     .await
     .unwrap()
@@ -928,12 +935,12 @@ async fn a_rebuild_appends_what_a_set_only_gained_and_builds_in_full_after_a_cha
 /// never gets a smaller breadth.
 async fn queries_search_with_the_calibrated_breadth_for_the_recall_asked(t: TestDb) {
     let dir = t.path("index");
-    gen_scenarios(&t.db, &scenarios("C", 400)).await.unwrap();
+    gen_scenarios(&t.db, &scenarios("C", 400), &Quiet).await.unwrap();
     let params = BuildParams {
         flat_threshold: 0,
         ..BuildParams::default()
     };
-    let built = build(&t.db, &dir, MODEL, "C", &params, BuildMode::Full, &mut |_, _| {})
+    let built = build(&t.db, &dir, MODEL, "C", &params, BuildMode::Full, &Quiet)
         .await
         .unwrap();
     let c = built.provenance.calibration.expect("calibrated");

@@ -13,6 +13,7 @@ use stabspace::joint::{
     backfill_joint_profiles, backfill_joint_scenarios, backfill_joint_states, ProfileBackfill,
     ScenarioProjection, StateBackfill, Weights,
 };
+use stabspace::progress::Quiet;
 use stabspace::storage::Db;
 use stabspace::synth::{HISTORICAL_SET, MONTE_CARLO_SET};
 
@@ -41,6 +42,7 @@ async fn numeric(db: &Db, as_of: NaiveDate, model: &str) {
             limit: None,
             model_id: model.into(),
         },
+        &Quiet,
     )
     .await
     .expect("numeric states");
@@ -55,6 +57,7 @@ async fn numeric_scenarios(db: &Db, set: &str, model: &str) {
             horizon_days: 20,
             limit: None,
         },
+        &Quiet,
     )
     .await
     .expect("numeric scenarios");
@@ -101,7 +104,7 @@ async fn a_backfill_registers_its_joint_model_and_a_rerun_reuses_it(t: TestDb) {
     );
     numeric(&t.db, d, "num-stab-core-v2").await;
 
-    let s = backfill_joint_states(&t.db, &states(d, V2, "num-stab-core-v2", None))
+    let s = backfill_joint_states(&t.db, &states(d, V2, "num-stab-core-v2", None), &Quiet)
         .await
         .unwrap();
     assert!(s.summary.registration.registered, "{s}");
@@ -129,21 +132,29 @@ async fn a_backfill_registers_its_joint_model_and_a_rerun_reuses_it(t: TestDb) {
 
     // The projection records the scenario branch; a rerun of either changes nothing.
     numeric_scenarios(&t.db, HISTORICAL_SET, "num-scenario-core-v2").await;
-    let s = backfill_joint_scenarios(&t.db, &projection(HISTORICAL_SET, V2, "num-scenario-core-v2"))
-        .await
-        .unwrap();
+    let s = backfill_joint_scenarios(
+        &t.db,
+        &projection(HISTORICAL_SET, V2, "num-scenario-core-v2"),
+        &Quiet,
+    )
+    .await
+    .unwrap();
     assert!(!s.registration.registered);
     assert_eq!(s.registration.completed, vec!["scenario branch", "w_scen"]);
     let r2 = find(&t.db, V2).await.unwrap().unwrap();
     assert_eq!(r2.scenario_model_id.as_deref(), Some("num-scenario-core-v2"));
     assert_eq!(r2.registered_at, r.registered_at, "registered once");
-    let again = backfill_joint_states(&t.db, &states(d, V2, "num-stab-core-v2", None))
+    let again = backfill_joint_states(&t.db, &states(d, V2, "num-stab-core-v2", None), &Quiet)
         .await
         .unwrap();
     assert_eq!(again.summary.registration, Default::default(), "{again}");
-    let again = backfill_joint_scenarios(&t.db, &projection(HISTORICAL_SET, V2, "num-scenario-core-v2"))
-        .await
-        .unwrap();
+    let again = backfill_joint_scenarios(
+        &t.db,
+        &projection(HISTORICAL_SET, V2, "num-scenario-core-v2"),
+        &Quiet,
+    )
+    .await
+    .unwrap();
     assert_eq!(again.registration, Default::default());
     assert_eq!(joint_models(&t.db).await.unwrap(), vec![r2]);
 }
@@ -170,19 +181,24 @@ async fn another_definition_under_the_same_id_is_an_error_unless_replace(t: Test
     backfill_joint_states(
         &t.db,
         &states(d, PROF, "num-stab-core-v1", Some("joint-profile-core-v1")),
+        &Quiet,
     )
     .await
     .unwrap();
-    backfill_joint_scenarios(&t.db, &projection(MONTE_CARLO_SET, PROF, "num-scenario-core-v1"))
-        .await
-        .unwrap();
+    backfill_joint_scenarios(
+        &t.db,
+        &projection(MONTE_CARLO_SET, PROF, "num-scenario-core-v1"),
+        &Quiet,
+    )
+    .await
+    .unwrap();
     let states_n = joint_rows(&t.db, PROF, "INSTRUMENT").await;
     let scen_n = joint_rows(&t.db, PROF, "SCENARIO").await;
     assert!(states_n > 0 && scen_n > 0);
     let before = find(&t.db, PROF).await.unwrap().unwrap();
 
     // Plain states under it: an error naming the profile branch; nothing written.
-    let e = backfill_joint_states(&t.db, &states(d, PROF, "num-stab-core-v1", None))
+    let e = backfill_joint_states(&t.db, &states(d, PROF, "num-stab-core-v1", None), &Quiet)
         .await
         .unwrap_err()
         .to_string();
@@ -203,6 +219,7 @@ async fn another_definition_under_the_same_id_is_an_error_unless_replace(t: Test
             },
             ..states(d, PROF, "num-stab-core-v1", Some("joint-profile-core-v1"))
         },
+        &Quiet,
     )
     .await
     .unwrap_err()
@@ -210,10 +227,14 @@ async fn another_definition_under_the_same_id_is_an_error_unless_replace(t: Test
     assert!(e.contains("w_stab 2 (registered: 1)"), "{e}");
     // Another scenario encoder of another space: named with both spaces.
     numeric_scenarios(&t.db, MONTE_CARLO_SET, "num-scenario-core-v2").await;
-    let e = backfill_joint_scenarios(&t.db, &projection(MONTE_CARLO_SET, PROF, "num-scenario-core-v2"))
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = backfill_joint_scenarios(
+        &t.db,
+        &projection(MONTE_CARLO_SET, PROF, "num-scenario-core-v2"),
+        &Quiet,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("feature space stab-v2-signature-h20 (registered: stab-v1)")
             && e.contains("scenario branch num-scenario-core-v2 (registered: num-scenario-core-v1)"),
@@ -234,6 +255,7 @@ async fn another_definition_under_the_same_id_is_an_error_unless_replace(t: Test
             replace: true,
             ..states(d, PROF, "num-stab-core-v1", None)
         },
+        &Quiet,
     )
     .await
     .unwrap();
@@ -257,6 +279,7 @@ async fn another_definition_under_the_same_id_is_an_error_unless_replace(t: Test
             replace: true,
             ..states(d, PROF, "num-stab-core-v2", None)
         },
+        &Quiet,
     )
     .await
     .unwrap();
@@ -267,9 +290,13 @@ async fn another_definition_under_the_same_id_is_an_error_unless_replace(t: Test
     let r = find(&t.db, PROF).await.unwrap().unwrap();
     assert_eq!(r.feature_space.as_deref(), Some("stab-v2-signature-h20"));
     assert_eq!(r.scenario_model_id, None);
-    backfill_joint_scenarios(&t.db, &projection(MONTE_CARLO_SET, PROF, "num-scenario-core-v2"))
-        .await
-        .unwrap();
+    backfill_joint_scenarios(
+        &t.db,
+        &projection(MONTE_CARLO_SET, PROF, "num-scenario-core-v2"),
+        &Quiet,
+    )
+    .await
+    .unwrap();
 }
 
 async fn built_in_ids_keep_their_feature_space(t: TestDb) {
@@ -281,6 +308,7 @@ async fn built_in_ids_keep_their_feature_space(t: TestDb) {
     let e = backfill_joint_states(
         &t.db,
         &states(d, "joint-stab-fragility-v1", "num-stab-core-v2", None),
+        &Quiet,
     )
     .await
     .unwrap_err()
@@ -291,10 +319,14 @@ async fn built_in_ids_keep_their_feature_space(t: TestDb) {
         "{e}"
     );
     numeric_scenarios(&t.db, HISTORICAL_SET, "num-scenario-core-v3").await;
-    let e = backfill_joint_scenarios(&t.db, &projection(HISTORICAL_SET, V2, "num-scenario-core-v3"))
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = backfill_joint_scenarios(
+        &t.db,
+        &projection(HISTORICAL_SET, V2, "num-scenario-core-v3"),
+        &Quiet,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("joint model joint-stab-fragility-v2 is the space of the v2 signature pair")
             && e.contains("--joint-model-id joint-stab-fragility-v3"),
@@ -403,8 +435,8 @@ async fn concurrent_backfills_of_a_new_joint_model_queue_and_both_succeed(t: Tes
     let states = states(d, "joint-concurrent", "num-stab-core-v2", None);
     let scenarios = projection(HISTORICAL_SET, "joint-concurrent", "num-scenario-core-v2");
     let (a, b) = tokio::join!(
-        backfill_joint_states(&t.db, &states),
-        backfill_joint_scenarios(&t.db, &scenarios)
+        backfill_joint_states(&t.db, &states, &Quiet),
+        backfill_joint_scenarios(&t.db, &scenarios, &Quiet)
     );
     let (a, b) = (a.expect("states"), b.expect("scenarios"));
     assert_eq!(

@@ -11,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use stabspace::gen_scenarios::{gen_scenarios, GenScenarios, Market};
 use stabspace::nearest::{delta_limit, AnsweredBy, ScenarioHit, ScenarioSpace, SearchOpts};
 use stabspace::partitions::{build, BuildMode};
+use stabspace::progress::Quiet;
 use stabspace::storage::joint::joint_scenarios_page;
 use stabspace::storage::Db;
 use stabspace::with_pool;
@@ -146,10 +147,10 @@ pub async fn answers_for_the_set_as_stored(
 
 async fn a_partition_behind_the_database_answers_for_the_set_as_it_is_now(t: TestDb) {
     let dir = t.path("index");
-    gen_scenarios(&t.db, &scenarios("S", 2500)).await.unwrap();
+    gen_scenarios(&t.db, &scenarios("S", 2500), &Quiet).await.unwrap();
     let params = BuildParams::default();
     let full = || async {
-        build(&t.db, &dir, MODEL, "S", &params, BuildMode::Full, &mut |_, _| {})
+        build(&t.db, &dir, MODEL, "S", &params, BuildMode::Full, &Quiet)
             .await
             .unwrap()
     };
@@ -162,7 +163,7 @@ async fn a_partition_behind_the_database_answers_for_the_set_as_it_is_now(t: Tes
 
     // The set gains 120 rows with no partition write (a `--no-index` backfill,
     // or one killed between its commit and its partition write).
-    gen_scenarios(&t.db, &scenarios("S", 2620)).await.unwrap();
+    gen_scenarios(&t.db, &scenarios("S", 2620), &Quiet).await.unwrap();
     let rows = stored(&t, "S").await;
     assert_eq!(rows.len(), 2620);
     let space = open(&t, &dir, None).await;
@@ -214,7 +215,7 @@ async fn a_partition_behind_the_database_answers_for_the_set_as_it_is_now(t: Tes
 
     // More rows than the delta may hold: the database answers.
     let limit = delta_limit(2500);
-    gen_scenarios(&t.db, &scenarios("S", 2500 + limit + 1))
+    gen_scenarios(&t.db, &scenarios("S", 2500 + limit + 1), &Quiet)
         .await
         .unwrap();
     let over = open(&t, &dir, None).await;
@@ -232,7 +233,7 @@ async fn a_partition_behind_the_database_answers_for_the_set_as_it_is_now(t: Tes
         "S",
         &params,
         BuildMode::AppendIfOnlyGained,
-        &mut |_, _| {},
+        &Quiet,
     )
     .await
     .unwrap();

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use stabspace::progress::Quiet;
 use stabspace::storage::Db;
 use stabspace::synth::{generate, Generated, SetKind, SynthConfig};
 use tempfile::TempDir;
@@ -209,7 +210,7 @@ pub fn episode_market(dir: &Path, episodes: usize) -> Generated {
 /// Import every generated file.
 pub async fn import_all(db: &Db, g: &Generated) {
     for (kind, path, rows) in &g.files {
-        let s = stabspace::import::import_file(db, *kind, path)
+        let s = stabspace::import::import_file(db, *kind, path, &Quiet)
             .await
             .expect("import");
         assert_eq!(s.rows, *rows, "{}", path.display());

@@ -13,6 +13,7 @@ use stabspace::joint::{
 };
 use stabspace::nearest::{ScenarioSpace, SearchOpts};
 use stabspace::partitions::{build, status_of, BuildMode, Freshness};
+use stabspace::progress::Quiet;
 use stabspace::storage::{Backend, Db};
 use stabspace::{vector, with_pool};
 use stabspace_index::BuildParams;
@@ -59,7 +60,7 @@ async fn build_here(db: &Db, dir: &Path) {
         SET,
         &BuildParams::default(),
         BuildMode::Full,
-        &mut |_, _| {},
+        &Quiet,
     )
     .await
     .unwrap();
@@ -84,11 +85,11 @@ async fn best_cosine(db: &Db, q: &[f32]) -> f64 {
 
 async fn a_partition_from_another_database_is_never_used(t: TestDb) {
     let dir = t.path("index");
-    gen_scenarios(&t.db, &gen(1)).await.unwrap();
+    gen_scenarios(&t.db, &gen(1), &Quiet).await.unwrap();
     // Another database with the same set id but other vectors, sharing the
     // index directory (a data dir built from SQLite, queried on PostgreSQL).
     let other = sqlite(true).await;
-    gen_scenarios(&other.db, &gen(2)).await.unwrap();
+    gen_scenarios(&other.db, &gen(2), &Quiet).await.unwrap();
     build_here(&other.db, &dir).await;
 
     let q: Vec<f32> = (0..vector::DIM)
@@ -220,7 +221,7 @@ async fn holdings_without_states_are_reported_and_low_coverage_is_skipped(t: Tes
     // The metrics backfill skips it with that reason, and scores it at 0.5.
     let mut p = metrics(Some("P_HALF"), last, last);
     p.scenario_set_id = set.into();
-    let s = backfill_portfolio_metrics(&t.db, &p)
+    let s = backfill_portfolio_metrics(&t.db, &p, &Quiet)
         .await
         .unwrap_err()
         .to_string();
@@ -229,7 +230,7 @@ async fn holdings_without_states_are_reported_and_low_coverage_is_skipped(t: Tes
         .get("stab_weight_covered")
         .is_none());
     p.min_coverage = 0.5;
-    let s = backfill_portfolio_metrics(&t.db, &p).await.unwrap();
+    let s = backfill_portfolio_metrics(&t.db, &p, &Quiet).await.unwrap();
     assert_eq!((s.computed, s.partial), (1, 1), "{s}");
     let r = &risk_metrics_of(&t.db).await[&("P_HALF".to_string(), last)];
     assert_eq!(r["stab_weight_covered"].as_f64(), Some(0.5), "{r}");
@@ -270,7 +271,7 @@ async fn vectors_without_direction_are_per_item_skips(t: TestDb) {
     assert!(e.contains("P_CASH") && e.contains("all zeros"), "{e}");
     let mut p = metrics(None, m.g.first_date, last);
     p.scenario_set_id = set.into();
-    let s = backfill_portfolio_metrics(&t.db, &p).await.unwrap();
+    let s = backfill_portfolio_metrics(&t.db, &p, &Quiet).await.unwrap();
     let (why, days) = s
         .skipped
         .iter()
@@ -337,7 +338,9 @@ async fn a_rerun_removes_what_it_now_skips(t: TestDb) {
         "UPDATE prices_daily SET close = 0 WHERE instrument_id = 'SYN0003.US' AND trade_date = $1")
         .bind(d).execute(p).await.map(|_| ()))
     .unwrap();
-    let s = backfill_numeric_embeddings(&t.db, &numeric(None)).await.unwrap();
+    let s = backfill_numeric_embeddings(&t.db, &numeric(None), &Quiet)
+        .await
+        .unwrap();
     assert_eq!(s.removed, vec!["SYN0003.US".to_string()], "{s}");
     assert!(s.to_string().contains("removed 1 vector"), "{s}");
     let after = stored_ids(&t.db, "numeric_window_embeddings", STAB, d).await;
@@ -360,14 +363,16 @@ async fn a_rerun_removes_what_it_now_skips(t: TestDb) {
     assert!(stored_ids(&t.db, "joint_embeddings", JOINT, d)
         .await
         .contains(&"SYN0003.US".to_string()));
-    let s = backfill_joint_states(&t.db, &states).await.unwrap();
+    let s = backfill_joint_states(&t.db, &states, &Quiet).await.unwrap();
     assert_eq!(s.summary.removed, vec!["SYN0003.US".to_string()]);
     assert_eq!(stored_ids(&t.db, "joint_embeddings", JOINT, d).await, want);
 
     // A re-run is a no-op; --limit settles only the instruments it saw.
-    let s = backfill_numeric_embeddings(&t.db, &numeric(None)).await.unwrap();
+    let s = backfill_numeric_embeddings(&t.db, &numeric(None), &Quiet)
+        .await
+        .unwrap();
     assert!(s.removed.is_empty());
-    let s = backfill_numeric_embeddings(&t.db, &numeric(Some(2)))
+    let s = backfill_numeric_embeddings(&t.db, &numeric(Some(2)), &Quiet)
         .await
         .unwrap();
     assert!(s.removed.is_empty());

@@ -19,6 +19,7 @@ use stabspace::backfill::{
 use stabspace::import::{import_file, ImportKind};
 use stabspace::joint::{backfill_joint_states, StateBackfill, Weights};
 use stabspace::output::{Format, Table};
+use stabspace::progress::Quiet;
 use stabspace::storage::merge::{merge_backtest_metrics, merge_risk_metrics};
 use stabspace::storage::{scenarios, Backend, Db};
 use stabspace::synth::{HISTORICAL_SET, MONTE_CARLO_SET};
@@ -68,7 +69,7 @@ async fn backfill_small_market(db: &Db, dir: &Path) -> BTreeMap<(String, String)
         limit: None,
         model_id: "num-stab-core-v1".into(),
     };
-    let s = backfill_numeric_embeddings(db, &n).await.unwrap();
+    let s = backfill_numeric_embeddings(db, &n, &Quiet).await.unwrap();
     assert_eq!(s.encoded, 29, "{s}");
     for (set, model) in [
         (MONTE_CARLO_SET, "num-scenario-core-v1"),
@@ -80,7 +81,9 @@ async fn backfill_small_market(db: &Db, dir: &Path) -> BTreeMap<(String, String)
             horizon_days: 5,
             limit: None,
         };
-        let s = backfill_numeric_scenario_embeddings(db, &p).await.unwrap();
+        let s = backfill_numeric_scenario_embeddings(db, &p, &Quiet)
+            .await
+            .unwrap();
         assert!(s.encoded > 0, "{set}: {s}");
     }
     numeric_vectors(db).await
@@ -288,7 +291,7 @@ async fn states_db(dir: &Path) -> (std::path::PathBuf, NaiveDate) {
         limit: None,
         model_id: "num-stab-core-v1".into(),
     };
-    backfill_numeric_embeddings(&db, &n).await.unwrap();
+    backfill_numeric_embeddings(&db, &n, &Quiet).await.unwrap();
     let s = StateBackfill {
         as_of: g.last_date,
         market_id: "US_EQ".into(),
@@ -300,7 +303,7 @@ async fn states_db(dir: &Path) -> (std::path::PathBuf, NaiveDate) {
         limit: None,
         replace: false,
     };
-    backfill_joint_states(&db, &s).await.unwrap();
+    backfill_joint_states(&db, &s, &Quiet).await.unwrap();
     // Everything into the main file, so its bytes say whether a reader wrote.
     with_pool!(db, p => sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(p).await.map(|_| ()).unwrap());
     db.close().await;
@@ -609,7 +612,10 @@ async fn show_output_into_a_missing_directory_and_typo_model_hints() {
         limit: None,
         replace: false,
     };
-    let e = backfill_joint_states(&db, &s).await.unwrap_err().to_string();
+    let e = backfill_joint_states(&db, &s, &Quiet)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("\"num-stab-core-vl\" is not a state encoder stabspace knows")
             && e.contains("num-stab-core-v1"),
@@ -623,6 +629,7 @@ async fn show_output_into_a_missing_directory_and_typo_model_hints() {
             stab_model_id: "num-stab-core-v2".into(),
             ..s
         },
+        &Quiet,
     )
     .await
     .unwrap_err()
@@ -821,7 +828,7 @@ async fn null_in_a_merged_patch_is_stored_as_null_on_both_backends(t: TestDb) {
          P,2025-01-31,\"{\"\"var\"\": 1.5, \"\"stab_x\"\": 2, \"\"nested\"\": {\"\"a\"\": 1, \"\"b\"\": 2}}\"\n",
     )
     .unwrap();
-    import_file(&t.db, ImportKind::RiskReports, &reports)
+    import_file(&t.db, ImportKind::RiskReports, &reports, &Quiet)
         .await
         .unwrap();
     let runs = t.path("b.csv");
@@ -831,7 +838,9 @@ async fn null_in_a_merged_patch_is_stored_as_null_on_both_backends(t: TestDb) {
          R,S,2025-01-01,2025-01-31,\"{\"\"portfolio_id\"\": \"\"P\"\"}\",\"{\"\"sharpe\"\": 1.1, \"\"stab_y\"\": 3}\"\n",
     )
     .unwrap();
-    import_file(&t.db, ImportKind::BacktestRuns, &runs).await.unwrap();
+    import_file(&t.db, ImportKind::BacktestRuns, &runs, &Quiet)
+        .await
+        .unwrap();
 
     let date = NaiveDate::from_ymd_opt(2025, 1, 31).unwrap();
     let patch = json!({"stab_x": null, "nested": {"a": 9}, "stab_new": null, "stab_z": 0.25});

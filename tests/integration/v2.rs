@@ -18,6 +18,7 @@ use stabspace::joint::{
 };
 use stabspace::nearest::SearchOpts;
 use stabspace::partitions::fingerprint;
+use stabspace::progress::Quiet;
 use stabspace::storage::Db;
 use stabspace::synth::HISTORICAL_SET;
 use stabspace::{vector, with_pool, Error};
@@ -93,6 +94,7 @@ async fn scenarios_under(db: &Db, joint: &str, set: &str, model: &str) {
             horizon_days: H,
             limit: None,
         },
+        &Quiet,
     )
     .await
     .expect("numeric scenarios");
@@ -106,6 +108,7 @@ async fn scenarios_under(db: &Db, joint: &str, set: &str, model: &str) {
             limit: None,
             replace: false,
         },
+        &Quiet,
     )
     .await
     .expect("joint scenarios");
@@ -149,7 +152,7 @@ async fn v2_vectors_match_the_signature_computed_from_the_csv_files(t: TestDb) {
     let as_of = g.last_date;
 
     // State: the signature of the instrument's last H log returns, from prices.csv.
-    backfill_numeric_embeddings(&t.db, &numeric(as_of, "num-stab-core-v2"))
+    backfill_numeric_embeddings(&t.db, &numeric(as_of, "num-stab-core-v2"), &Quiet)
         .await
         .unwrap();
     let id = "SYN0003.US";
@@ -212,10 +215,10 @@ async fn mixing_v1_states_with_v2_scenarios_is_an_error_naming_both_and_writes_n
     let g = episode_market(t.dir.path(), 3);
     import_all(&t.db, &g).await;
     let as_of = g.last_date;
-    backfill_numeric_embeddings(&t.db, &numeric(as_of, "num-stab-core-v1"))
+    backfill_numeric_embeddings(&t.db, &numeric(as_of, "num-stab-core-v1"), &Quiet)
         .await
         .unwrap();
-    backfill_joint_states(&t.db, &mixed(states(as_of, "num-stab-core-v1", None)))
+    backfill_joint_states(&t.db, &mixed(states(as_of, "num-stab-core-v1", None)), &Quiet)
         .await
         .unwrap();
     // The registry refuses v2 scenarios under a joint model of v1 states, and writes nothing.
@@ -227,6 +230,7 @@ async fn mixing_v1_states_with_v2_scenarios_is_an_error_naming_both_and_writes_n
             horizon_days: H,
             limit: None,
         },
+        &Quiet,
     )
     .await
     .unwrap();
@@ -241,6 +245,7 @@ async fn mixing_v1_states_with_v2_scenarios_is_an_error_naming_both_and_writes_n
             limit: None,
             replace: false,
         },
+        &Quiet,
     )
     .await
     .unwrap_err()
@@ -294,6 +299,7 @@ async fn mixing_v1_states_with_v2_scenarios_is_an_error_naming_both_and_writes_n
             search: DB_SCAN,
             min_coverage: stabspace::portfolio::DEFAULT_MIN_COVERAGE,
         },
+        &Quiet,
     )
     .await
     .unwrap_err();
@@ -312,13 +318,14 @@ async fn mixing_v1_states_with_v2_scenarios_is_an_error_naming_both_and_writes_n
     )
     .await
     .unwrap();
-    backfill_numeric_embeddings(&t.db, &numeric(as_of, "num-stab-core-v2"))
+    backfill_numeric_embeddings(&t.db, &numeric(as_of, "num-stab-core-v2"), &Quiet)
         .await
         .unwrap();
     let joint_rows = count(&t.db, "joint_embeddings").await;
     let e = backfill_joint_states(
         &t.db,
         &mixed(states(as_of, "num-stab-core-v2", Some("joint-profile-core-v1"))),
+        &Quiet,
     )
     .await
     .unwrap_err();
@@ -327,7 +334,7 @@ async fn mixing_v1_states_with_v2_scenarios_is_an_error_naming_both_and_writes_n
     assert_eq!(count(&t.db, "joint_embeddings").await, joint_rows);
 
     // With v2 states too, the query works.
-    backfill_joint_states(&t.db, &mixed(states(as_of, "num-stab-core-v2", None)))
+    backfill_joint_states(&t.db, &mixed(states(as_of, "num-stab-core-v2", None)), &Quiet)
         .await
         .unwrap();
     let found = find_similar(&t.db, &DB_SCAN, "SYN0001.US", as_of, MIXED, HISTORICAL_SET, 3)
@@ -356,7 +363,7 @@ async fn eval_retrieval_finds_the_planted_crash_windows_and_reruns_change_nothin
     let g = episode_market(t.dir.path(), crashes);
     import_all(&t.db, &g).await;
     scenarios(&t.db, HISTORICAL_SET, "num-scenario-core-v2").await;
-    let r: EvalReport = eval_retrieval(&t.db, &spec(t.dir.path())).await.unwrap();
+    let r: EvalReport = eval_retrieval(&t.db, &spec(t.dir.path()), &Quiet).await.unwrap();
     eprintln!("{}", serde_json::to_string(&r.scores).unwrap());
     assert_eq!(
         r.stab_model_id, "num-stab-core-v2",
@@ -409,7 +416,7 @@ async fn eval_retrieval_finds_the_planted_crash_windows_and_reruns_change_nothin
 
     // Re-running backfills nothing new and ranks the same.
     let rows = count(&t.db, "joint_embeddings").await;
-    let again = eval_retrieval(&t.db, &spec(t.dir.path())).await.unwrap();
+    let again = eval_retrieval(&t.db, &spec(t.dir.path()), &Quiet).await.unwrap();
     assert_eq!(count(&t.db, "joint_embeddings").await, rows);
     let ranks = |r: &EvalReport| {
         r.ranks
@@ -429,6 +436,7 @@ async fn eval_retrieval_finds_the_planted_crash_windows_and_reruns_change_nothin
             horizon_days: 10,
             limit: None,
         },
+        &Quiet,
     )
     .await
     .unwrap();
@@ -443,10 +451,11 @@ async fn eval_retrieval_finds_the_planted_crash_windows_and_reruns_change_nothin
             // H = 10 is another feature space: the model is redefined, its H = 20 states deleted.
             replace: true,
         },
+        &Quiet,
     )
     .await
     .unwrap();
-    let h10 = eval_retrieval(&t.db, &spec(t.dir.path())).await.unwrap();
+    let h10 = eval_retrieval(&t.db, &spec(t.dir.path()), &Quiet).await.unwrap();
     assert_eq!(h10.feature_space.as_deref(), Some("stab-v2-signature-h10"));
     let first = r.ranks.iter().find(|x| x.offset == 0).unwrap();
     let first10 = h10
@@ -475,6 +484,7 @@ async fn eval_retrieval_finds_the_planted_crash_windows_and_reruns_change_nothin
             stab_model_id: Some("num-stab-core-v1".into()),
             ..spec(t.dir.path())
         },
+        &Quiet,
     )
     .await
     .unwrap_err();
@@ -528,11 +538,11 @@ async fn states_of_two_spaces_are_not_averaged_even_against_unrecorded_scenarios
     import_all(&t.db, &g).await;
     let as_of = g.last_date;
     for model in ["num-stab-core-v1", "num-stab-core-v2"] {
-        backfill_numeric_embeddings(&t.db, &numeric(as_of, model))
+        backfill_numeric_embeddings(&t.db, &numeric(as_of, model), &Quiet)
             .await
             .unwrap();
     }
-    backfill_joint_states(&t.db, &mixed(states(as_of, "num-stab-core-v1", None)))
+    backfill_joint_states(&t.db, &mixed(states(as_of, "num-stab-core-v1", None)), &Quiet)
         .await
         .unwrap();
     forget_registry(&t.db).await;
@@ -543,6 +553,7 @@ async fn states_of_two_spaces_are_not_averaged_even_against_unrecorded_scenarios
             limit: Some(12),
             ..mixed(states(as_of, "num-stab-core-v2", None))
         },
+        &Quiet,
     )
     .await
     .unwrap();
@@ -555,6 +566,7 @@ async fn states_of_two_spaces_are_not_averaged_even_against_unrecorded_scenarios
             seed: 1,
             scenario_date: as_of,
         },
+        &Quiet,
     )
     .await
     .unwrap();

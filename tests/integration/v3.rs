@@ -14,6 +14,7 @@ use stabspace::eval::{eval_retrieval, EvalReport, EvalSpec};
 use stabspace::joint::{
     backfill_joint_scenarios, backfill_joint_states, ScenarioProjection, StateBackfill, Weights,
 };
+use stabspace::progress::Quiet;
 use stabspace::storage::Db;
 use stabspace::synth::HISTORICAL_SET;
 use stabspace::{vector, with_pool, Error};
@@ -44,6 +45,7 @@ async fn numeric(db: &Db, as_of: NaiveDate, model: &str, limit: Option<u64>) {
             limit,
             model_id: model.into(),
         },
+        &Quiet,
     )
     .await
     .expect("numeric states");
@@ -72,6 +74,7 @@ async fn scenarios(db: &Db, joint: &str, model: &str) -> Result<(), Error> {
             horizon_days: H,
             limit: None,
         },
+        &Quiet,
     )
     .await?;
     backfill_joint_scenarios(
@@ -84,6 +87,7 @@ async fn scenarios(db: &Db, joint: &str, model: &str) -> Result<(), Error> {
             limit: None,
             replace: false,
         },
+        &Quiet,
     )
     .await
     .map(|_| ())
@@ -251,8 +255,8 @@ async fn v3_finds_the_planted_episodes_earlier_than_v2(t: TestDb) {
     import_all(&t.db, &g).await;
     scenarios(&t.db, V2, "num-scenario-core-v2").await.unwrap();
     scenarios(&t.db, V3, "num-scenario-core-v3").await.unwrap();
-    let v2 = eval_retrieval(&t.db, &spec(V2)).await.unwrap();
-    let v3 = eval_retrieval(&t.db, &spec(V3)).await.unwrap();
+    let v2 = eval_retrieval(&t.db, &spec(V2), &Quiet).await.unwrap();
+    let v3 = eval_retrieval(&t.db, &spec(V3), &Quiet).await.unwrap();
     assert_eq!((v3.windows, v3.scenarios), (16, 16));
     assert_eq!(v3.stab_model_id, "num-stab-core-v3");
     assert_eq!(v3.feature_space.as_deref(), Some(V3_SPACE));
@@ -270,7 +274,7 @@ async fn v3_vectors_are_never_compared_with_or_averaged_into_another_space(t: Te
     let d = g.last_date;
     numeric(&t.db, d, "num-stab-core-v3", None).await;
     numeric(&t.db, d, "num-stab-core-v2", None).await;
-    backfill_joint_states(&t.db, &states(d, V3, "num-stab-core-v3"))
+    backfill_joint_states(&t.db, &states(d, V3, "num-stab-core-v3"), &Quiet)
         .await
         .unwrap();
     scenarios(&t.db, V2, "num-scenario-core-v2").await.unwrap();
@@ -287,7 +291,7 @@ async fn v3_vectors_are_never_compared_with_or_averaged_into_another_space(t: Te
     );
     // Under one id of its own, the registry refuses the second space ...
     let mine = "joint-v3-and-v2";
-    backfill_joint_states(&t.db, &states(d, mine, "num-stab-core-v3"))
+    backfill_joint_states(&t.db, &states(d, mine, "num-stab-core-v3"), &Quiet)
         .await
         .unwrap();
     let e = scenarios(&t.db, mine, "num-scenario-core-v2")
@@ -314,6 +318,7 @@ async fn v3_vectors_are_never_compared_with_or_averaged_into_another_space(t: Te
             limit: Some(12),
             ..states(d, mine, "num-stab-core-v2")
         },
+        &Quiet,
     )
     .await
     .unwrap();

@@ -8,7 +8,8 @@
 //! Opening is O(1) (the header and section table), done outside the lock. A
 //! new file that cannot be opened leaves the old map in service, with a
 //! warning. The cache also serves the query workflows (it is their
-//! [`PartitionSource`]), so every route shares the same maps.
+//! [`PartitionSource`]), so every query shares the same maps: each route of
+//! `stabspace serve`, each call of a Python connection.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -16,14 +17,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use prometheus_client::metrics::counter::Counter;
-
 use crate::error::{Error, Result};
 use crate::nearest::{calibrated_ef, OpenPartition, PartitionSource, DEFAULT_RECALL};
 
 /// What identifies one version of a partition file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Stamp {
+pub struct Stamp {
     dev: u64,
     ino: u64,
     len: u64,
@@ -31,7 +30,7 @@ pub(super) struct Stamp {
 }
 
 impl Stamp {
-    pub(super) fn of(meta: &std::fs::Metadata) -> Stamp {
+    pub fn of(meta: &std::fs::Metadata) -> Stamp {
         Stamp {
             dev: meta.dev(),
             ino: meta.ino(),
@@ -55,8 +54,8 @@ type Key = (PathBuf, bool);
 pub struct PartitionCache {
     index_dir: PathBuf,
     open: Mutex<HashMap<Key, Arc<Loaded>>>,
-    /// Files found replaced and opened again.
-    reloads: Counter,
+    /// Called for each file found replaced and opened again (the server counts them).
+    on_reload: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl std::fmt::Debug for PartitionCache {
@@ -71,12 +70,18 @@ impl std::fmt::Debug for PartitionCache {
 }
 
 impl PartitionCache {
-    pub fn new(index_dir: PathBuf, reloads: Counter) -> Self {
+    pub fn new(index_dir: PathBuf) -> Self {
         PartitionCache {
             index_dir,
             open: Mutex::new(HashMap::new()),
-            reloads,
+            on_reload: None,
         }
+    }
+
+    /// Call `f` each time a file found replaced is opened again.
+    pub fn on_reload(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_reload = Some(Box::new(f));
+        self
     }
 
     pub fn index_dir(&self) -> &Path {
@@ -131,8 +136,8 @@ impl PartitionCache {
             // Another request opened this version first: share its map.
             Some(l) if l.stamp == stamp => Ok(Some(Arc::clone(l))),
             previous => {
-                if previous.is_some() {
-                    self.reloads.inc();
+                if let (Some(_), Some(f)) = (previous, &self.on_reload) {
+                    f();
                 }
                 map.insert(key, Arc::clone(&loaded));
                 Ok(Some(loaded))

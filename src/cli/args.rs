@@ -1,0 +1,80 @@
+//! Flag groups shared by several commands (`#[command(flatten)]`): how to
+//! search, how much of a portfolio must be covered, where a table goes. Each
+//! turns into the library's plain options.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{parse_clamped, parse_recall, parse_share};
+use crate::error::Result;
+use crate::nearest::SearchOpts;
+use crate::output::{Format, Table};
+use crate::partitions;
+use crate::portfolio::DEFAULT_MIN_COVERAGE;
+
+/// `--ef` and `--exact`, shared by the commands that search scenarios.
+#[derive(Clone, Debug, clap::Args)]
+pub struct SearchArgs {
+    /// Target recall@10 of the graph search, between 0 and 1 (default 0.95). The breadth
+    /// used is the smallest that reached it when this partition was built, measured against
+    /// an exact scan with some of its own rows as held-out queries (`stabspace index status`
+    /// shows the breadth per target); the query prints the breadth chosen. Partitions in
+    /// format version 1 were not calibrated: they use ef 128 until rebuilt.
+    #[arg(long, value_name = "R", value_parser = parse_recall, conflicts_with = "ef")]
+    pub recall: Option<f64>,
+    /// Search breadth on the index graph, for experts: overrides --recall (≥ k; larger is
+    /// slower and more exact). Any value is accepted: one at or above the partition's row
+    /// count (clamped to it) scans every row exactly.
+    #[arg(long, value_name = "N", value_parser = parse_clamped)]
+    pub ef: Option<usize>,
+    /// Scan every scenario vector of the database exactly (never a partition file) instead of
+    /// searching the index graph.
+    #[arg(long, conflicts_with_all = ["ef", "recall"])]
+    pub exact: bool,
+    /// Run the graph search on the f32 vectors instead of the partition's int8 codes (slower;
+    /// for comparison). Either way the candidates are re-ranked exactly, so cosines and
+    /// distances are exact; only which candidates the beam finds can differ.
+    #[arg(long, conflicts_with = "exact")]
+    pub no_quantized: bool,
+}
+
+impl SearchArgs {
+    pub fn opts(&self, data_dir: &Path) -> SearchOpts {
+        SearchOpts {
+            source: None,
+            index_dir: Some(partitions::index_dir(data_dir)),
+            ef: self.ef,
+            recall: self.recall,
+            exact: self.exact,
+            no_quantized: self.no_quantized,
+        }
+    }
+}
+
+/// `--min-coverage`, shared by the commands that form portfolio vectors.
+#[derive(Clone, Debug, clap::Args)]
+pub struct CoverageArgs {
+    /// Least share (0 to 1) of the portfolio's absolute weight that the holdings with a STAB state
+    /// must carry. Holdings without a state are left out of the vector and named on stderr; below
+    /// this share the day has no vector (an error for one day, a skipped day in a backfill).
+    /// 0 accepts any coverage.
+    #[arg(long, value_name = "F", default_value_t = DEFAULT_MIN_COVERAGE, value_parser = parse_share)]
+    pub min_coverage: f64,
+}
+
+/// `--format` and `--output`, shared by every command that prints a table.
+#[derive(Clone, Debug, clap::Args)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Csv)]
+    pub format: Format,
+    /// Write to this file (replaced atomically) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+impl OutputArgs {
+    /// Print `t` to stdout, or write it to `--output` atomically (into an existing directory).
+    pub fn emit(&self, t: &Table) -> Result<()> {
+        t.emit_to(self.format, self.output.as_deref())
+    }
+}
