@@ -14,7 +14,6 @@
 //! `cargo bench --bench stale` (N = 20,000); `STABSPACE_BENCH_SCENARIOS=100000`
 //! for the 100k figure. Report the ratios of one run.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -22,10 +21,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use stabspace::gen_scenarios::{gen_scenarios, GenScenarios, Market};
-use stabspace::nearest::{
-    delta_limit, AnsweredBy, OpenPartition, PartitionSource, ScenarioSpace, SearchOpts,
-};
-use stabspace::partitions::{build, partition_path, BuildMode};
+use stabspace::nearest::{delta_limit, AnsweredBy, PartitionCache, ScenarioSpace, SearchOpts};
+use stabspace::partitions::{build, BuildMode, LocalDir};
 use stabspace::progress::Quiet;
 use stabspace::storage::Db;
 use stabspace_index::BuildParams;
@@ -43,24 +40,11 @@ fn spec(count: usize) -> GenScenarios {
     }
 }
 
-/// One partition opened once and handed to every query, as the server's cache does.
-#[derive(Debug)]
-struct Shared(Arc<OpenPartition>);
-
-impl PartitionSource for Shared {
-    fn open(&self, _: &Path, _: bool) -> stabspace::error::Result<Arc<OpenPartition>> {
-        Ok(Arc::clone(&self.0))
-    }
-}
-
-fn opts(dir: &Path, source: Option<Arc<dyn PartitionSource>>, exact: bool) -> SearchOpts {
+/// Partitions opened once and shared by every query, as in the server.
+fn opts(cache: &Arc<PartitionCache>, exact: bool) -> SearchOpts {
     SearchOpts {
-        source,
-        index_dir: Some(dir.to_path_buf()),
-        ef: None,
-        recall: None,
         exact,
-        no_quantized: false,
+        ..SearchOpts::with_partitions(Arc::clone(cache))
     }
 }
 
@@ -82,7 +66,7 @@ fn stale(c: &mut Criterion) {
         gen_scenarios(&db, &spec(n), &Quiet).await.unwrap();
         build(
             &db,
-            &dir,
+            &LocalDir::new(&dir),
             MODEL,
             SET,
             &BuildParams::default(),
@@ -93,9 +77,7 @@ fn stale(c: &mut Criterion) {
         .unwrap();
         db
     });
-    let path = partition_path(&dir, MODEL, SET);
-    let fresh_part: Arc<dyn PartitionSource> =
-        Arc::new(Shared(Arc::new(OpenPartition::open(&path, true).unwrap())));
+    let fresh_part = Arc::new(PartitionCache::local(&dir));
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let market = Market::simulate(&mut rng);
     let queries: Vec<Vec<f32>> = (0..200).map(|_| market.scenario(&mut rng)).collect();
@@ -103,23 +85,13 @@ fn stale(c: &mut Criterion) {
     let mut g = c.benchmark_group(format!("stale/{n}"));
     g.sample_size(20);
     let fresh = rt
-        .block_on(ScenarioSpace::open(
-            &db,
-            &opts(&dir, Some(Arc::clone(&fresh_part)), false),
-            MODEL,
-            SET,
-        ))
+        .block_on(ScenarioSpace::open(&db, &opts(&fresh_part, false), MODEL, SET))
         .unwrap();
     assert_eq!(fresh.answered_by(), AnsweredBy::Index);
     g.bench_function("open/fresh", |b| {
         b.iter(|| {
-            rt.block_on(ScenarioSpace::open(
-                &db,
-                &opts(&dir, Some(Arc::clone(&fresh_part)), false),
-                MODEL,
-                SET,
-            ))
-            .unwrap()
+            rt.block_on(ScenarioSpace::open(&db, &opts(&fresh_part, false), MODEL, SET))
+                .unwrap()
         })
     });
     let mut i = 0;
@@ -135,37 +107,21 @@ fn stale(c: &mut Criterion) {
     rt.block_on(gen_scenarios(&db, &spec(n + added), &Quiet)).unwrap();
     g.bench_function("open/delta-read", |b| {
         b.iter(|| {
-            let source: Arc<dyn PartitionSource> =
-                Arc::new(Shared(Arc::new(OpenPartition::open(&path, true).unwrap())));
-            rt.block_on(ScenarioSpace::open(
-                &db,
-                &opts(&dir, Some(source), false),
-                MODEL,
-                SET,
-            ))
-            .unwrap()
+            // A cache of its own: the file mapped anew, its delta read anew.
+            let cache = Arc::new(PartitionCache::local(&dir));
+            rt.block_on(ScenarioSpace::open(&db, &opts(&cache, false), MODEL, SET))
+                .unwrap()
         })
     });
-    let shared: Arc<dyn PartitionSource> =
-        Arc::new(Shared(Arc::new(OpenPartition::open(&path, true).unwrap())));
+    let shared = Arc::new(PartitionCache::local(&dir));
     let with_delta = rt
-        .block_on(ScenarioSpace::open(
-            &db,
-            &opts(&dir, Some(Arc::clone(&shared)), false),
-            MODEL,
-            SET,
-        ))
+        .block_on(ScenarioSpace::open(&db, &opts(&shared, false), MODEL, SET))
         .unwrap();
     assert_eq!(with_delta.answered_by(), AnsweredBy::IndexDelta);
     g.bench_function("open/delta-kept", |b| {
         b.iter(|| {
-            rt.block_on(ScenarioSpace::open(
-                &db,
-                &opts(&dir, Some(Arc::clone(&shared)), false),
-                MODEL,
-                SET,
-            ))
-            .unwrap()
+            rt.block_on(ScenarioSpace::open(&db, &opts(&shared, false), MODEL, SET))
+                .unwrap()
         })
     });
     g.bench_function("search/index+delta", |b| {
@@ -175,7 +131,7 @@ fn stale(c: &mut Criterion) {
         })
     });
     let exact = rt
-        .block_on(ScenarioSpace::open(&db, &opts(&dir, None, true), MODEL, SET))
+        .block_on(ScenarioSpace::open(&db, &opts(&shared, true), MODEL, SET))
         .unwrap();
     assert_eq!(exact.answered_by(), AnsweredBy::ExactScan);
     g.bench_function("search/exact-scan", |b| {

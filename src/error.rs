@@ -101,8 +101,8 @@ pub enum Error {
         "feature spaces differ: {left} → {}; {right} → {}. Vectors of different spaces cannot be \
          compared or combined: backfill both with encoders of one space (v1: num-stab-core-v1 + \
          num-scenario-core-v1; v2: num-stab-core-v2 + num-scenario-core-v2 with the same --horizon-days)",
-        crate::encoders::describe_space(left_space),
-        crate::encoders::describe_space(right_space)
+        crate::spaces::describe_space(left_space),
+        crate::spaces::describe_space(right_space)
     )]
     MixedSpaces {
         left: String,

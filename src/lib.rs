@@ -31,15 +31,17 @@ pub mod import;
 pub mod joint;
 pub mod nearest;
 pub mod output;
-pub mod partition_cache;
+pub mod parse;
 pub mod partitions;
 pub mod portfolio;
 pub mod progress;
 pub mod report;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod spaces;
 pub mod storage;
 pub mod synth;
+pub mod text;
 pub mod vector;
 
 pub use error::{Error, Result};

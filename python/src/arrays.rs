@@ -10,6 +10,7 @@ use numpy::{
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use stabspace::nearest::breadth::{self, Refused};
 use stabspace::vector::{self, Unusable};
 
 /// The shapes an argument may have.
@@ -221,22 +222,16 @@ fn shape_text(dims: &[usize]) -> String {
 }
 
 /// `k`, `ef` and `top_k` arrive as Python ints: at least 1.
-pub fn positive(name: &str, v: i64) -> PyResult<usize> {
-    if v < 1 {
-        return Err(PyValueError::new_err(format!(
-            "{name} must be at least 1, got {v}"
-        )));
-    }
-    Ok(usize::try_from(v).unwrap_or(usize::MAX))
+pub fn positive(name: &'static str, v: i64) -> PyResult<usize> {
+    breadth::positive(name, v, None).map_err(refused)
 }
 
 /// A target recall: in (0, 1].
 pub fn recall(v: f64) -> PyResult<f64> {
-    if v > 0.0 && v <= 1.0 {
-        Ok(v)
-    } else {
-        Err(PyValueError::new_err(format!(
-            "recall must be between 0 (exclusive) and 1, got {v}"
-        )))
-    }
+    breadth::recall(v).map_err(refused)
+}
+
+/// A search argument the library refused, as Python's ValueError.
+pub fn refused(r: Refused) -> PyErr {
+    PyValueError::new_err(r.to_string())
 }

@@ -13,8 +13,8 @@ use stabspace::diagnostics::{find_similar, portfolio_exposure};
 use stabspace::output::{Cell, Table};
 use std::sync::Arc;
 
-use stabspace::nearest::{PartitionSource, SearchOpts};
-use stabspace::partition_cache::PartitionCache;
+use stabspace::nearest::breadth::Breadth;
+use stabspace::nearest::{PartitionCache, SearchOpts};
 use stabspace::portfolio::DEFAULT_MIN_COVERAGE;
 use stabspace::report;
 use stabspace::storage::{redact, Db};
@@ -43,7 +43,7 @@ pub fn connect(
     let db = py
         .detach(|| rt.block_on(config.open_db_read()))
         .map_err(errors::library)?;
-    let partitions = Arc::new(PartitionCache::new(config.index_dir()));
+    let partitions = config.partition_cache();
     Ok(Connection {
         db,
         rt,
@@ -181,20 +181,12 @@ impl Connection {
         exact: bool,
         quantized: bool,
     ) -> PyResult<SearchOpts> {
-        if exact && (ef.is_some() || recall.is_some()) {
-            return Err(PyValueError::new_err(
-                "exact=True scans every scenario: give it without ef or recall",
-            ));
-        }
-        if ef.is_some() && recall.is_some() {
-            return Err(PyValueError::new_err("give ef or recall, not both"));
-        }
+        let asked = Breadth::checked(ef, recall, exact, None).map_err(arrays::refused)?;
         Ok(SearchOpts {
-            source: Some(Arc::clone(&self.partitions) as Arc<dyn PartitionSource>),
-            index_dir: Some(self.config.index_dir()),
-            ef: ef.map(|e| arrays::positive("ef", e)).transpose()?,
-            recall: recall.map(arrays::recall).transpose()?,
-            exact,
+            partitions: Some(Arc::clone(&self.partitions)),
+            ef: asked.ef,
+            recall: asked.recall,
+            exact: asked.exact,
             no_quantized: !quantized,
         })
     }

@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1};
-use pyo3::exceptions::{PyUserWarning, PyValueError};
+use pyo3::exceptions::PyUserWarning;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use rayon::prelude::*;
-use stabspace::nearest::{calibrated_ef, DEFAULT_RECALL};
+use stabspace::nearest::breadth::{calibrated_ef, graph_breadth, Breadth, DEFAULT_RECALL};
 use stabspace_index::{Hit, Partition as Engine};
 
 use crate::arrays::{self, Shape, Vectors};
@@ -262,28 +262,20 @@ impl Partition {
     /// The search breadth from `ef` or `recall`; an exact scan for a flat partition or when
     /// the breadth covers every row (the engine scans then).
     fn how(&self, py: Python<'_>, k: usize, ef: Option<i64>, recall: Option<f64>) -> PyResult<How> {
-        if ef.is_some() && recall.is_some() {
-            return Err(PyValueError::new_err("give ef or recall, not both"));
-        }
-        let ef = ef.map(|e| arrays::positive("ef", e)).transpose()?;
-        let recall = recall.map(arrays::recall).transpose()?;
+        let asked = Breadth::checked(ef, recall, false, None).map_err(arrays::refused)?;
         if !self.inner.has_graph() {
             return Ok(How::Exact);
         }
-        let (ef, note) = match (ef, recall) {
-            (Some(ef), _) => (ef, None),
-            (None, Some(r)) => calibrated_ef(&self.inner, r).map_err(errors::library)?,
-            (None, None) => self.default_ef.clone(),
+        let (ef, note) = match (asked.ef, asked.recall) {
+            (None, None) => (Some(self.default_ef.0), self.default_ef.1.clone()),
+            _ => asked.ef_on(&self.inner).map_err(errors::library)?,
         };
         if let Some(note) = note {
             let msg = CString::new(note).unwrap_or_default();
             // Stack level 1: the caller's line (a builtin has no frame of its own).
             PyErr::warn(py, &py.get_type::<PyUserWarning>(), &msg, 1)?;
         }
-        if ef.max(k) >= self.inner.len() {
-            return Ok(How::Exact);
-        }
-        Ok(How::Graph(ef))
+        Ok(graph_breadth(&self.inner, ef, k).map_or(How::Exact, How::Graph))
     }
 
     /// Search each of the vectors laid end to end in `flat` (the partition's dimension each).

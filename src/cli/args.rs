@@ -2,13 +2,12 @@
 //! search, how much of a portfolio must be covered, where a table goes. Each
 //! turns into the library's plain options.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::config::{parse_clamped, parse_recall, parse_share};
+use crate::config::{parse_clamped, parse_recall, parse_share, Config};
 use crate::error::Result;
 use crate::nearest::SearchOpts;
 use crate::output::{Format, Table};
-use crate::partitions;
 use crate::portfolio::DEFAULT_MIN_COVERAGE;
 
 /// `--ef` and `--exact`, shared by the commands that search scenarios.
@@ -38,10 +37,9 @@ pub struct SearchArgs {
 }
 
 impl SearchArgs {
-    pub fn opts(&self, data_dir: &Path) -> SearchOpts {
+    pub fn opts(&self, config: &Config) -> SearchOpts {
         SearchOpts {
-            source: None,
-            index_dir: Some(partitions::index_dir(data_dir)),
+            partitions: Some(config.partition_cache()),
             ef: self.ef,
             recall: self.recall,
             exact: self.exact,

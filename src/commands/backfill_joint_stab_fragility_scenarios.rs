@@ -3,7 +3,7 @@ use crate::cli::GlobalOpts;
 use crate::commands::index::ParamArgs;
 use crate::error::Result;
 use crate::joint::{backfill_joint_scenarios, ScenarioProjection, Weights};
-use crate::partitions::{build, index_dir};
+use crate::partitions::build;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -63,10 +63,9 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     crate::faults::pause_point(crate::faults::JOINT_COMMITTED);
     if !a.no_index {
         // After the commit: a failed backfill leaves the old partition in place.
-        let dir = index_dir(&g.data_dir);
         let built = build(
             &db,
-            &dir,
+            &*g.config().partition_store(),
             &a.joint_model_id,
             &a.scenario_set_id,
             &a.params.params(),

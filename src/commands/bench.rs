@@ -1,7 +1,6 @@
 use std::path::PathBuf;
 
 use chrono::NaiveDate;
-use stabspace_index::Partition;
 
 use crate::bench::{
     hold_out, read_vectors, run as run_bench, svg_plot, Base, BenchRow, BenchSpec, Series, CSV_COLUMNS,
@@ -11,7 +10,7 @@ use crate::commands::index::ParamArgs;
 use crate::config::parse_date;
 use crate::error::{Error, Result};
 use crate::output::{check_output_dir, write_file_atomically, Cell, Format, Table};
-use crate::partitions::{index_dir, partition_path};
+use crate::partitions::index_dir;
 use crate::storage::joint::joint_states;
 use crate::vector;
 
@@ -98,10 +97,11 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         .join(".bench")
         .join(format!("scratch-{}.stabidx", std::process::id()));
     let mut params = a.params.params();
+    let store = g.config().partition_store();
     let (base, name) = match (&a.scenario_set_id, &a.base) {
         (Some(set), _) => {
-            let path = partition_path(&index_dir(&g.data_dir), &a.model_id, set);
-            if !path.exists() {
+            let path = store.locate(&a.model_id, set);
+            if !store.exists(&path) {
                 return Err(Error::Invalid(format!(
                     "no index partition for {} / {set} ({}); build it with `stabspace index build --model-id {} \
                      --scenario-set-id {set}`",
@@ -122,7 +122,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         (Some(file), _, _) => {
             let base_dim = match &base {
                 Base::Vectors { dim, .. } => *dim,
-                Base::Partition(path) => Partition::open(path)?.dim(),
+                Base::Partition(path) => store.open(path)?.0.dim(),
             };
             let (dim, queries) = read_vectors(file, a.dim.or(Some(base_dim)))?;
             if dim != base_dim {
@@ -154,7 +154,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
                 Base::Partition(path) => {
                     // Held-out queries need a base without them: rebuild from the
                     // partition's vectors, with its own parameters unless given.
-                    let p = Partition::open(&path)?;
+                    let (p, _) = store.open(&path)?;
                     let info = p.info();
                     if a.params.m == 16 && a.params.ef_construction == 200 {
                         params.m = info.m.max(2) as usize;

@@ -20,8 +20,7 @@ use crate::joint::{
     backfill_joint_profiles, backfill_joint_scenarios, backfill_joint_states, ProfileBackfill,
     ScenarioProjection, StateBackfill, Weights,
 };
-use crate::nearest::SearchOpts;
-use crate::partitions::{build, index_dir};
+use crate::partitions::build;
 use crate::portfolio::DEFAULT_MIN_COVERAGE;
 use crate::storage::{resolve_url, tables};
 use crate::synth::{generate, month_ends, trading_days, SynthConfig};
@@ -252,7 +251,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         .await?;
         let built = build(
             &db,
-            &index_dir(&g.data_dir),
+            &*g.config().partition_store(),
             joint_model,
             set,
             &BuildParams::default(),
@@ -267,10 +266,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     }
 
     let set = gen.scenario_sets[0].clone();
-    let search = SearchOpts {
-        index_dir: Some(index_dir(&g.data_dir)),
-        ..SearchOpts::default()
-    };
+    let search = g.config().search_opts();
     let m = backfill_portfolio_metrics(
         &db,
         &MetricsBackfill {

@@ -5,9 +5,7 @@ use crate::cli::GlobalOpts;
 use crate::encoders::DEFAULT_WINDOW_DAYS;
 use crate::error::{Error, Result};
 use crate::eval::{eval_retrieval, EvalReport, EvalSpec};
-use crate::nearest::SearchOpts;
 use crate::output::{check_output_dir, write_file_atomically, Cell, Format, Table};
-use crate::partitions::index_dir;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -75,10 +73,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             stab_model_id: a.stab_model_id,
             window_days: a.window_days,
             offsets: a.offsets,
-            search: SearchOpts {
-                index_dir: Some(index_dir(&g.data_dir)),
-                ..Default::default()
-            },
+            search: g.config().search_opts(),
         },
         &bars,
     )

@@ -6,7 +6,7 @@ use crate::commands::index::ParamArgs;
 use crate::config::parse_date;
 use crate::error::Result;
 use crate::gen_scenarios::{gen_scenarios, GenScenarios};
-use crate::partitions::{build, index_dir};
+use crate::partitions::build;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -63,7 +63,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     if !a.no_index {
         let built = build(
             &db,
-            &index_dir(&g.data_dir),
+            &*g.config().partition_store(),
             &a.model_id,
             &a.scenario_set_id,
             &a.params.params(),

@@ -1,15 +1,14 @@
 //! `stabspace index …`: build, rebuild, inspect, verify and drop the index
 //! partitions under `<data-dir>/index/`.
 
-use stabspace_index::{BuildParams, GraphBuilder, Partition, Quantization, MAX_M};
+use stabspace_index::{BuildParams, GraphBuilder, Quantization, MAX_M};
 
 use crate::cli::progress::Bars;
 use crate::cli::GlobalOpts;
 use crate::error::{Error, Result};
 use crate::output::Format;
 use crate::partitions::{
-    build, files, index_dir, partition_path, recorded_params, sources, status_all, status_of,
-    sweep_temp_files, swept_note, BuildMode, Freshness,
+    build, recorded_params, sources, status_all, status_of, swept_note, BuildMode, Freshness,
 };
 use crate::report;
 
@@ -223,13 +222,14 @@ pub struct DropArgs {
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     let bars = Bars::default();
-    let dir = index_dir(&g.data_dir);
+    let store = g.config().partition_store();
+    let store = &*store;
     match a.command {
         IndexCommand::Build(b) => {
             let db = g.open_db_read().await?;
             let built = build(
                 &db,
-                &dir,
+                store,
                 &b.model_id,
                 &b.scenario_set_id,
                 &b.params.params(),
@@ -249,16 +249,16 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
                         .into(),
                 ));
             }
-            if let Some(note) = swept_note(&sweep_temp_files(&dir)?) {
+            if let Some(note) = swept_note(&store.sweep()?) {
                 println!("{note}");
             }
             let mut rebuilt = 0;
             for (model, set) in pairs {
-                if !r.all && status_of(&db, &dir, &model, &set).await?.state == Freshness::Fresh {
+                if !r.all && status_of(&db, store, &model, &set).await?.state == Freshness::Fresh {
                     println!("index {model} / {set}: fresh, kept");
                     continue;
                 }
-                let recorded = recorded_params(&partition_path(&dir, &model, &set));
+                let recorded = recorded_params(store, &model, &set);
                 let (params, words) = r.params.resolve(recorded.as_ref());
                 println!("index {model} / {set}: rebuilding with {words}");
                 let mode = if r.full {
@@ -266,7 +266,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
                 } else {
                     BuildMode::AppendIfOnlyGained
                 };
-                print!("{}", build(&db, &dir, &model, &set, &params, mode, &bars).await?);
+                print!("{}", build(&db, store, &model, &set, &params, mode, &bars).await?);
                 rebuilt += 1;
             }
             println!("{rebuilt} partition(s) rebuilt");
@@ -274,13 +274,13 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         IndexCommand::Status(s) => {
             let db = g.open_db_read().await?;
             // Not part of the table: stdout stays one table in CSV and JSON.
-            if let Some(note) = swept_note(&sweep_temp_files(&dir)?) {
+            if let Some(note) = swept_note(&store.sweep()?) {
                 match s.format {
                     Format::Text => println!("{note}"),
                     Format::Csv | Format::Json => eprintln!("{note}"),
                 }
             }
-            let rows = status_all(&db, &dir).await?;
+            let rows = status_all(&db, store).await?;
             if rows.is_empty() {
                 println!("no partitions and no STAB scenario vectors in {}", db.label());
                 return Ok(());
@@ -288,14 +288,14 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             report::partition_status(&rows).emit_to(s.format, None)?;
         }
         IndexCommand::Verify => {
-            let all = files(&dir)?;
+            let all = store.list()?;
             if all.is_empty() {
-                println!("no partition files under {}", dir.display());
+                println!("no partition files under {}", store.describe());
                 return Ok(());
             }
             let mut failed = 0;
             for f in &all {
-                match Partition::open(f).and_then(|p| p.verify()) {
+                match store.open(f).and_then(|(p, _)| Ok(p.verify()?)) {
                     Ok(()) => println!("ok      {}", f.display()),
                     Err(e) => {
                         failed += 1;
@@ -313,25 +313,20 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             println!("{} partition file(s) verified", all.len());
         }
         IndexCommand::Drop(d) => {
-            if let Some(note) = swept_note(&sweep_temp_files(&dir)?) {
+            if let Some(note) = swept_note(&store.sweep()?) {
                 println!("{note}");
             }
             let targets = match &d.scenario_set_id {
-                Some(set) if !d.all => vec![partition_path(&dir, &d.model_id, set)],
-                _ => files(&dir)?,
+                Some(set) if !d.all => vec![store.locate(&d.model_id, set)],
+                _ => store.list()?,
             };
             let mut dropped = 0;
             for f in targets {
-                match std::fs::remove_file(&f) {
-                    Ok(()) => {
-                        dropped += 1;
-                        println!("dropped {}", f.display());
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        return Err(Error::Invalid(format!("no partition file {}", f.display())))
-                    }
-                    Err(e) => return Err(Error::io(f, e)),
+                if !store.remove(&f)? {
+                    return Err(Error::Invalid(format!("no partition file {}", f.display())));
                 }
+                dropped += 1;
+                println!("dropped {}", f.display());
             }
             println!("{dropped} partition(s) dropped");
         }

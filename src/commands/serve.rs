@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use crate::cli::GlobalOpts;
 use crate::error::Result;
-use crate::partitions::index_dir;
 use crate::server::{serve, App, Limits};
 
 #[derive(Debug, clap::Args)]
@@ -73,7 +72,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         timeout: Duration::from_secs(a.timeout_secs as u64),
         concurrency: a.concurrency as usize,
     };
-    let mut app = App::new(db, index_dir(&g.data_dir), limits);
+    let mut app = App::new(db, &g.config(), limits);
     app.rebuild_stale = a.rebuild_stale.then(|| Duration::from_secs(a.rebuild_stale_secs));
     serve(a.addr, app).await
 }

@@ -1,8 +1,8 @@
 use crate::cli::args::OutputArgs;
 use crate::cli::GlobalOpts;
 use crate::error::Result;
-use crate::nearest::no_scenarios;
 use crate::output::Table;
+use crate::partitions::no_scenarios;
 use crate::storage::joint::joint_scenarios_page;
 use crate::vector;
 

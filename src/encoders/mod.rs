@@ -84,23 +84,7 @@ impl fmt::Display for SkipReason {
 /// `--window-days` of the v1 window encoders when not given (the design documents' 63).
 pub const DEFAULT_WINDOW_DAYS: usize = 63;
 
-/// The feature space of the documents' v1 encoders (`num-stab-core-v1`,
-/// `num-regime-core-v1`, `num-scenario-core-v1`) and of the issuer profiles
-/// (`joint-profile-core-v1`): the space the design documents average together.
-pub const V1_SPACE: &str = "stab-v1";
-
-/// A feature space with the encoders that write into it, for messages.
-pub fn describe_space(space: &str) -> String {
-    if space == V1_SPACE {
-        format!("{space} (num-stab-core-v1 / num-scenario-core-v1 / joint-profile-core-v1)")
-    } else if let Some(h) = signature::horizon_of_space(space) {
-        format!("{space} (num-stab-core-v2 / num-scenario-core-v2, --horizon-days {h})")
-    } else if let Some(h) = multiscale::horizon_of_space(space) {
-        format!("{space} (num-stab-core-v3 / num-scenario-core-v3, --horizon-days {h})")
-    } else {
-        space.to_string()
-    }
-}
+pub use crate::spaces::{describe_space, V1_SPACE};
 
 /// The feature space of a stored numeric vector: the recorded one, else (rows
 /// written before spaces were recorded) `stab-v1` for the v1 model ids.

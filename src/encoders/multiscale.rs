@@ -63,12 +63,12 @@ pub const MAX_HORIZON: usize = 36;
 
 /// The feature space of the v3 pair at horizon `h`.
 pub fn space(h: usize) -> String {
-    format!("stab-v3-multiscale-h{h}")
+    crate::spaces::v3_space(h)
 }
 
 /// The horizon a v3 space name was made with.
 pub fn horizon_of_space(space: &str) -> Option<usize> {
-    space.strip_prefix("stab-v3-multiscale-h")?.parse().ok()
+    crate::spaces::v3_horizon(space)
 }
 
 /// Check a horizon given on the command line.

@@ -36,12 +36,12 @@ pub const MAX_HORIZON: usize = DIM / 2;
 /// The feature space of the v2 pair at horizon `h`: states and scenarios of
 /// different horizons are not comparable, so the horizon is part of the name.
 pub fn space(h: usize) -> String {
-    format!("stab-v2-signature-h{h}")
+    crate::spaces::v2_space(h)
 }
 
 /// The horizon a v2 space name was made with.
 pub fn horizon_of_space(space: &str) -> Option<usize> {
-    space.strip_prefix("stab-v2-signature-h")?.parse().ok()
+    crate::spaces::v2_horizon(space)
 }
 
 /// Check a horizon given on the command line.

@@ -160,9 +160,9 @@ impl Fields<'_> {
         Ok(())
     }
 
-    /// A date, exactly `YYYY-MM-DD` with a year from 0001 to 9999 ([`crate::config::parse_date`]).
+    /// A date, exactly `YYYY-MM-DD` with a year from 0001 to 9999 ([`crate::parse::parse_date`]).
     pub(super) fn date(&self, col: &str) -> Result<Value> {
-        crate::config::parse_date(self.raw(col))
+        crate::parse::parse_date(self.raw(col))
             .map(Value::Date)
             .map_err(|m| self.bad(col, m))
     }

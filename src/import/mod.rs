@@ -7,7 +7,7 @@
 //!
 //! Input is checked at the door, the same way for both backends: ids and labels
 //! (at most [`MAX_ID_BYTES`] bytes, no control characters), dates (exactly
-//! `YYYY-MM-DD`, years 0001–9999: [`crate::config::parse_date`]), value ranges (a
+//! `YYYY-MM-DD`, years 0001–9999: [`crate::parse::parse_date`]), value ranges (a
 //! positive close, a whole volume from 0 to [`MAX_VOLUME`], a day index from 0
 //! to [`MAX_DAY_INDEX`], a return above −1), the instrument status
 //! ([`STATUSES`]), instruments that prices and paths name and scenarios that
@@ -64,8 +64,7 @@ use crate::storage::Db;
 /// id that fits one backend fits the other.
 pub const MAX_ID_BYTES: usize = 128;
 
-/// Characters of input quoted in an error message, at most.
-pub const EXCERPT_CHARS: usize = 80;
+pub use crate::text::EXCERPT_CHARS;
 
 /// The instrument statuses an import accepts, compared without regard to case
 /// and stored as written. Backfills encode only `active` instruments (they

@@ -10,7 +10,7 @@ mod states;
 pub use profile::{backfill_joint_profiles, encode_profiles, ProfileBackfill, PROFILE_MODELS};
 pub use registry::{Claim, JointModelRecord, Registration};
 pub use scenarios::{backfill_joint_scenarios, ScenarioProjection};
-pub use states::{backfill_joint_states, list_or, StateBackfill, StateSummary};
+pub use states::{backfill_joint_states, StateBackfill, StateSummary};
 
 use crate::error::{Error, Result};
 use crate::vector::DIM;
@@ -166,6 +166,15 @@ pub fn check_model_id(model_id: &str) -> Result<()> {
 pub fn joint_model(model_id: &str, weights: Weights) -> Result<Box<dyn JointModel>> {
     check_model_id(model_id)?;
     Ok(Box::new(IdentityNumericJointModel::new(model_id, weights)?))
+}
+
+/// `a, b, c`, or `empty` when there is nothing.
+pub fn list_or(items: &[String], empty: &str) -> String {
+    if items.is_empty() {
+        empty.to_string()
+    } else {
+        items.join(", ")
+    }
 }
 
 #[cfg(test)]

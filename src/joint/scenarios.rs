@@ -4,8 +4,8 @@ use std::time::Instant;
 
 use serde_json::json;
 
+use super::list_or;
 use super::registry::{self, Claim};
-use super::states::list_or;
 use super::{joint_model, Branches, Weights, STAB_JOINT_TYPE};
 use crate::backfill::BackfillSummary;
 use crate::encoders::{recorded_space, SCENARIO_MODELS};

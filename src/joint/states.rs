@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use serde_json::json;
 
 use super::registry::{self, Claim};
-use super::{joint_model, Branches, Weights, PROFILE_JOINT_TYPE, STAB_JOINT_TYPE};
+use super::{joint_model, list_or, Branches, Weights, PROFILE_JOINT_TYPE, STAB_JOINT_TYPE};
 use crate::backfill::BackfillSummary;
 use crate::encoders::{recorded_space, WINDOW_MODELS};
 use crate::error::{Error, Result};
@@ -302,14 +302,5 @@ async fn no_states(db: &Db, p: &StateBackfill) -> Error {
     match explain.await {
         Ok(msg) => Error::Invalid(msg),
         Err(e) => e,
-    }
-}
-
-/// `a, b, c`, or `empty` when there is nothing.
-pub fn list_or(items: &[String], empty: &str) -> String {
-    if items.is_empty() {
-        empty.to_string()
-    } else {
-        items.join(", ")
     }
 }

@@ -20,6 +20,7 @@ use super::error::ApiError;
 use super::App;
 use crate::config::parse_date;
 use crate::diagnostics::{find_similar, portfolio_exposure};
+use crate::nearest::breadth::{self, Breadth, Refused};
 use crate::nearest::{AnsweredBy, ScenarioHit, ScenarioSpace, SearchOpts};
 use crate::portfolio::DEFAULT_MIN_COVERAGE;
 use crate::report;
@@ -128,52 +129,17 @@ fn id(field: &str, id: &str) -> Result<(), ApiError> {
     Err(ApiError::field(field, format!("{} {problem}", shown(id))))
 }
 
-fn positive(field: &str, v: i64, max: usize) -> Result<usize, ApiError> {
-    if v < 1 {
-        return Err(ApiError::field(field, format!("must be at least 1, got {v}")));
-    }
-    let v = usize::try_from(v).unwrap_or(usize::MAX);
-    if v > max {
-        return Err(ApiError::field(
-            field,
-            format!("{v} is above the server's limit of {max}"),
-        ));
-    }
-    Ok(v)
+/// A count of 1 up to the server's limit (the library's rule, [`breadth::positive`]).
+fn positive(field: &'static str, v: i64, max: usize) -> Result<usize, ApiError> {
+    breadth::positive(field, v, Some(max)).map_err(refused)
 }
 
-fn recall(v: f64) -> Result<f64, ApiError> {
-    if v > 0.0 && v <= 1.0 {
-        Ok(v)
-    } else {
-        Err(ApiError::field(
-            "recall",
-            format!("must be between 0 (exclusive) and 1, got {v}"),
-        ))
-    }
+fn refused(r: Refused) -> ApiError {
+    ApiError::field(r.field, r.message)
 }
 
 fn date(field: &str, s: &str) -> Result<NaiveDate, ApiError> {
     parse_date(s).map_err(|e| ApiError::field(field, e))
-}
-
-/// `ef`, `recall` and `exact` together.
-fn breadth(
-    ef: Option<i64>,
-    r: Option<f64>,
-    exact: bool,
-    max_ef: usize,
-) -> Result<(Option<usize>, Option<f64>), ApiError> {
-    if exact && (ef.is_some() || r.is_some()) {
-        return Err(ApiError::field("exact", "an exact scan takes no ef or recall"));
-    }
-    if ef.is_some() && r.is_some() {
-        return Err(ApiError::field("ef", "give ef or recall, not both"));
-    }
-    Ok((
-        ef.map(|e| positive("ef", e, max_ef)).transpose()?,
-        r.map(recall).transpose()?,
-    ))
 }
 
 #[derive(Deserialize)]
@@ -276,7 +242,7 @@ pub async fn search(
     }
     let req: SearchRequest = parse(body)?;
     let k = positive("k", req.k.unwrap_or(10), app.limits.max_k)?;
-    let (ef, r) = breadth(req.ef, req.recall, req.exact, app.limits.max_ef)?;
+    let asked = Breadth::checked(req.ef, req.recall, req.exact, Some(app.limits.max_ef)).map_err(refused)?;
     let (queries, batch) = match (req.vector, req.vectors) {
         (Some(v), None) => (vec![v], false),
         (None, Some(vs)) => {
@@ -303,7 +269,7 @@ pub async fn search(
             ))
         }
     };
-    let loaded = match app.partition(&model, &set, !req.no_quantized)? {
+    let opened = match app.partition(&model, &set, !req.no_quantized)? {
         Some(l) => l,
         None => {
             return Err(ApiError::new(
@@ -315,7 +281,7 @@ pub async fn search(
             ))
         }
     };
-    drop(loaded);
+    drop(opened);
     for (i, q) in queries.iter().enumerate() {
         let field = if batch {
             format!("vectors[{i}]")
@@ -327,7 +293,7 @@ pub async fn search(
     // The set as the database holds it now: the partition when it is
     // current, with the rows it lacks when the set only gained some, else the
     // database's vectors (always for `exact`).
-    let opts = app.search_opts(ef, r, req.exact, req.no_quantized);
+    let opts = app.search_opts(asked, req.no_quantized);
     let space = if req.exact {
         off_worker(ScenarioSpace::open(&app.db, &opts, &model, &set))?
     } else {
@@ -443,24 +409,17 @@ impl App {
         no_quantized: bool,
     ) -> Result<(usize, SearchOpts), ApiError> {
         let k = positive("top_k", top_k.unwrap_or(20), self.limits.max_k)?;
-        let (ef, recall) = breadth(ef, recall, exact, self.limits.max_ef)?;
-        Ok((k, self.search_opts(ef, recall, exact, no_quantized)))
+        let asked = Breadth::checked(ef, recall, exact, Some(self.limits.max_ef)).map_err(refused)?;
+        Ok((k, self.search_opts(asked, no_quantized)))
     }
 
     /// The CLI's search options, with partitions from the shared cache.
-    fn search_opts(
-        &self,
-        ef: Option<usize>,
-        recall: Option<f64>,
-        exact: bool,
-        no_quantized: bool,
-    ) -> SearchOpts {
+    fn search_opts(&self, asked: Breadth, no_quantized: bool) -> SearchOpts {
         SearchOpts {
-            source: Some(Arc::clone(&self.cache) as Arc<dyn crate::nearest::PartitionSource>),
-            index_dir: Some(self.cache.index_dir().to_path_buf()),
-            ef,
-            recall,
-            exact,
+            partitions: Some(Arc::clone(&self.cache)),
+            ef: asked.ef,
+            recall: asked.recall,
+            exact: asked.exact,
             no_quantized,
         }
     }

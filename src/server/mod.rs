@@ -18,7 +18,6 @@ mod metrics;
 mod status;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -43,8 +42,9 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::Service;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::partition_cache::{Loaded, PartitionCache};
+use crate::nearest::{OpenPartition, PartitionCache};
 use crate::storage::Db;
 use error::{ApiError, Scrub};
 pub use metrics::Metrics;
@@ -91,14 +91,14 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(db: Db, index_dir: PathBuf, limits: Limits) -> App {
+    pub fn new(db: Db, config: &Config, limits: Limits) -> App {
         let metrics = Metrics::new();
-        let data_dir = index_dir.parent().unwrap_or(&index_dir).to_path_buf();
+        let store = config.partition_store();
         App {
-            scrub: Scrub::new(&data_dir, db.label()),
+            scrub: Scrub::new(&config.data_dir, db.label()),
             db,
-            status: StatusCache::new(index_dir.clone(), metrics.partition_verifications.clone()),
-            cache: Arc::new(PartitionCache::new(index_dir).on_reload({
+            status: StatusCache::new(Arc::clone(&store), metrics.partition_verifications.clone()),
+            cache: Arc::new(PartitionCache::new(store).on_reload({
                 let reloads = metrics.partition_reloads.clone();
                 move || {
                     reloads.inc();
@@ -117,9 +117,8 @@ impl App {
         model: &str,
         set: &str,
         quantized: bool,
-    ) -> std::result::Result<Option<Arc<Loaded>>, ApiError> {
-        let path = crate::partitions::partition_path(self.cache.index_dir(), model, set);
-        Ok(self.cache.get(&path, quantized)?)
+    ) -> std::result::Result<Option<Arc<OpenPartition>>, ApiError> {
+        Ok(self.cache.get(model, set, quantized)?)
     }
 }
 
@@ -400,9 +399,9 @@ enum Ended {
 /// gained rows). Queries keep answering meanwhile (`index+delta` or
 /// `exact-scan`); the cache swaps the new file in at the next request.
 async fn rebuild_stale(app: Arc<App>, every: Duration, mut stopping: tokio::sync::watch::Receiver<bool>) {
-    let dir = app.cache.index_dir().to_path_buf();
+    let store = Arc::clone(app.cache.store());
     loop {
-        let stale = match crate::partitions::stale_partitions(&app.db, &dir).await {
+        let stale = match crate::partitions::stale_partitions(&app.db, &*store).await {
             Ok(stale) => stale,
             Err(e) => {
                 eprintln!("warning: --rebuild-stale: cannot list stale partitions: {e}");
@@ -414,7 +413,7 @@ async fn rebuild_stale(app: Arc<App>, every: Duration, mut stopping: tokio::sync
                 return;
             }
             eprintln!("--rebuild-stale: index {model} / {set} is stale; rebuilding");
-            match crate::partitions::rebuild(&app.db, &dir, &model, &set).await {
+            match crate::partitions::rebuild(&app.db, &*store, &model, &set).await {
                 Ok(built) => {
                     app.metrics.stale_rebuilds.inc();
                     let how = match built.provenance.appended_rows {
@@ -446,7 +445,7 @@ pub async fn serve(addr: SocketAddr, app: App) -> Result<()> {
     let local = listener
         .local_addr()
         .map_err(|e| Error::Invalid(format!("cannot listen on {addr}: {e}")))?;
-    let index_dir = app.cache.index_dir().display().to_string();
+    let index_dir = app.cache.store().describe();
     let db = app.db.label().to_string();
     let header_timeout = app.limits.timeout;
     let rebuild_every = app.rebuild_stale;

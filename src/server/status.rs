@@ -4,8 +4,8 @@
 //! `index status` opens every partition file and checks every section's
 //! checksum, which reads the whole file (85 MB for a 20,000-row set, 1.7 GB
 //! at a million rows): on a route anyone can call, that is a denial of
-//! service. Here each version of a file (its [`Stamp`]: device, inode, length,
-//! modification time) is opened once, in constant work (header, section table,
+//! service. Here each version of a file (its store's [`Version`]: for a local
+//! directory its device, inode, length and modification time) is opened once, in constant work (header, section table,
 //! provenance), and its checksums are verified once, off the request path, by
 //! one background thread taking one file at a time. Until then its row says
 //! `"checksums": "pending"`; then `"ok"`, or the file is `unreadable` with
@@ -14,15 +14,15 @@
 //! the list of sets, are read again only when some counter moved.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus_client::metrics::counter::Counter;
-use stabspace_index::Partition;
 
-use crate::error::{Error, Result};
-use crate::partition_cache::Stamp;
-use crate::partitions::{self, Counters, FileSummary, Fingerprint, Freshness, Provenance, Status};
+use crate::error::Result;
+use crate::partitions::{
+    self, Counters, FileSummary, Fingerprint, PartitionStore, Provenance, Status, Version,
+};
 use crate::storage::Db;
 
 /// What a file version's checksums said.
@@ -55,7 +55,7 @@ enum Head {
 
 /// One version of one partition file.
 struct FileVersion {
-    stamp: Stamp,
+    version: Version,
     head: Head,
     /// `None` for a file that cannot be opened (nothing to verify).
     checks: Option<Arc<Mutex<Checks>>>,
@@ -77,8 +77,9 @@ struct DbView {
 
 /// A checksum verification waiting for the background thread.
 struct Job {
+    store: Arc<dyn PartitionStore>,
     path: PathBuf,
-    stamp: Stamp,
+    version: Version,
     checks: Arc<Mutex<Checks>>,
 }
 
@@ -96,9 +97,9 @@ pub struct Row {
     pub checksums: Option<&'static str>,
 }
 
-/// The status of every partition of one index directory, cached per file version.
+/// The status of every partition of one store, cached per file version.
 pub struct StatusCache {
-    index_dir: PathBuf,
+    store: Arc<dyn PartitionStore>,
     files: Mutex<HashMap<PathBuf, FileVersion>>,
     db: Mutex<DbView>,
     queue: Arc<Mutex<Queue>>,
@@ -111,9 +112,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl StatusCache {
-    pub fn new(index_dir: PathBuf, verifications: Counter) -> Self {
+    pub fn new(store: Arc<dyn PartitionStore>, verifications: Counter) -> Self {
         StatusCache {
-            index_dir,
+            store,
             files: Mutex::new(HashMap::new()),
             db: Mutex::new(DbView::default()),
             queue: Arc::new(Mutex::new(Queue::default())),
@@ -127,7 +128,7 @@ impl StatusCache {
         let database_id = crate::storage::meta::database_id(db).await?;
         let counters = all_counters(db).await?;
         let sources = self.sources(db, &counters).await?;
-        let on_disk = partitions::files(&self.index_dir)?;
+        let on_disk = self.store.list()?;
         let versions = self.versions(&on_disk);
         let mut pairs = sources;
         for v in versions.values() {
@@ -144,7 +145,7 @@ impl StatusCache {
                 .copied()
                 .unwrap_or_default();
             let now = self.fingerprint(db, model, set, c).await?;
-            let path = partitions::partition_path(&self.index_dir, model, set);
+            let path = self.store.locate(model, set);
             let version = versions.get(&path);
             out.push(row(model, set, path, version, now, &database_id));
         }
@@ -159,19 +160,7 @@ impl StatusCache {
                 _ => "not a partition of this database".into(),
             };
             out.push(Row {
-                status: Status {
-                    model_id: String::new(),
-                    scenario_set_id: String::new(),
-                    state: Freshness::Unreadable,
-                    path: f,
-                    provenance: None,
-                    file_bytes: None,
-                    database: None,
-                    detail,
-                    format_version: None,
-                    traversal: None,
-                    next_rebuild: "none: not a partition of this database".into(),
-                },
+                status: Status::unlisted(f, detail),
                 checksums: None,
             });
         }
@@ -222,16 +211,16 @@ impl StatusCache {
         let mut out = HashMap::with_capacity(on_disk.len());
         for path in on_disk {
             // Gone since the listing: as if it had not been listed.
-            let Ok(meta) = std::fs::metadata(path) else {
+            let Ok(Some(version)) = self.store.version(path) else {
                 continue;
             };
-            let stamp = Stamp::of(&meta);
-            if files.get(path).is_none_or(|v| v.stamp != stamp) {
-                let v = open_version(path, stamp);
+            if files.get(path).is_none_or(|v| v.version != version) {
+                let v = open_version(&*self.store, path, version.clone());
                 if let Some(checks) = &v.checks {
                     self.enqueue(Job {
+                        store: Arc::clone(&self.store),
                         path: path.clone(),
-                        stamp,
+                        version,
                         checks: Arc::clone(checks),
                     });
                 }
@@ -300,12 +289,12 @@ async fn all_counters(db: &Db) -> Result<SetCounters> {
 }
 
 /// Open one file version: header, section table and provenance only.
-fn open_version(path: &Path, stamp: Stamp) -> FileVersion {
-    let p = match Partition::open(path) {
-        Ok(p) => p,
+fn open_version(store: &dyn PartitionStore, path: &std::path::Path, version: Version) -> FileVersion {
+    let p = match store.open(path) {
+        Ok((p, _)) => p,
         Err(e) => {
             return FileVersion {
-                stamp,
+                version,
                 head: Head::Unopenable(e.to_string()),
                 checks: None,
             }
@@ -316,7 +305,7 @@ fn open_version(path: &Path, stamp: Stamp) -> FileVersion {
         Ok(prov) => Head::Read(Arc::new(FileSummary::of(&p, prov))),
     };
     FileVersion {
-        stamp,
+        version,
         head,
         checks: Some(Arc::new(Mutex::new(Checks::Pending))),
     }
@@ -325,15 +314,15 @@ fn open_version(path: &Path, stamp: Stamp) -> FileVersion {
 /// Check every section's checksum of one file version; `None` when the file
 /// at its path is another version by now (that one has a job of its own).
 fn verify(job: &Job) -> Option<Checks> {
-    let stamp = || std::fs::metadata(&job.path).ok().map(|m| Stamp::of(&m));
-    if stamp() != Some(job.stamp) {
+    let current = || job.store.version(&job.path).ok().flatten();
+    if current().as_ref() != Some(&job.version) {
         return None;
     }
-    let path = &job.path;
     let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        Partition::open(path)
-            .and_then(|p| p.verify())
-            .map_err(|e| Error::from(e).to_string())
+        job.store
+            .open(&job.path)
+            .and_then(|(p, _)| Ok(p.verify()?))
+            .map_err(|e| e.to_string())
     }))
     .unwrap_or_else(|_| {
         Err(format!(
@@ -341,7 +330,7 @@ fn verify(job: &Job) -> Option<Checks> {
             job.path.display()
         ))
     });
-    if stamp() != Some(job.stamp) {
+    if current().as_ref() != Some(&job.version) {
         return None;
     }
     Some(match checked {
@@ -360,21 +349,8 @@ fn row(
     now: Fingerprint,
     database_id: &str,
 ) -> Row {
-    let mut st = Status {
-        model_id: model.to_string(),
-        scenario_set_id: set.to_string(),
-        state: Freshness::Missing,
-        path,
-        provenance: None,
-        file_bytes: None,
-        database: Some(now.clone()),
-        detail: String::new(),
-        format_version: None,
-        traversal: None,
-        next_rebuild: "full: no partition".into(),
-    };
+    let mut st = Status::missing(model, set, path, now.clone());
     let Some((head, checks)) = version else {
-        st.detail = format!("no file; the database has {now}");
         return Row {
             status: st,
             checksums: None,
@@ -383,9 +359,7 @@ fn row(
     let checks = checks.as_ref().map(|c| lock(c).clone());
     let checksums = checks.as_ref().map(Checks::label);
     let unreadable = |mut st: Status, detail: String| {
-        st.state = Freshness::Unreadable;
-        st.detail = detail;
-        st.next_rebuild = "full: the file cannot be read".into();
+        st.unreadable(detail);
         Row {
             status: st,
             checksums,

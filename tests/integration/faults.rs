@@ -21,7 +21,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use stabspace::faults::{self, PAUSE_AT_ENV};
-use stabspace::partitions::{files, index_dir, partition_path};
+use stabspace::partitions::{index_dir, partition_path, LocalDir, PartitionStore};
 use stabspace::storage::Db;
 use stabspace::synth::MONTE_CARLO_SET;
 use stabspace::with_pool;
@@ -342,7 +342,7 @@ fn assert_partition_before_or_after(
     expect_after: bool,
     at: &str,
 ) {
-    let visible = files(&site.index_dir()).expect("list partitions");
+    let visible = LocalDir::new(site.index_dir()).list().expect("list partitions");
     for f in &visible {
         let p = Partition::open(f).unwrap_or_else(|e| panic!("{at}: {} does not open: {e}", f.display()));
         p.verify()

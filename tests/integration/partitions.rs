@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use stabspace::gen_scenarios::{gen_scenarios, GenScenarios, Market};
 use stabspace::nearest::{open_checked, ScenarioSpace, SearchOpts};
 use stabspace::partitions::{
-    build, counters, partition_path, status_of, BuildKind, BuildMode, Change, Counters, Freshness,
+    build, counters, partition_path, status_of, BuildKind, BuildMode, Change, Counters, Freshness, LocalDir,
 };
 use stabspace::progress::Quiet;
 use stabspace::storage::Db;
@@ -44,7 +44,7 @@ fn scenarios(set: &str, count: usize) -> GenScenarios {
 async fn build_default(db: &Db, dir: &Path, set: &str) {
     build(
         db,
-        dir,
+        &LocalDir::new(dir),
         MODEL,
         set,
         &BuildParams::default(),
@@ -136,7 +136,10 @@ async fn partition_answers_match_the_exact_scan(t: TestDb) {
 }
 
 async fn state(t: &TestDb, dir: &Path, set: &str) -> Freshness {
-    status_of(&t.db, dir, MODEL, set).await.unwrap().state
+    status_of(&t.db, &LocalDir::new(dir), MODEL, set)
+        .await
+        .unwrap()
+        .state
 }
 
 async fn stale_after_adding_changing_or_deleting_a_scenario_and_fresh_after_rebuild(t: TestDb) {
@@ -180,7 +183,7 @@ async fn stale_after_adding_changing_or_deleting_a_scenario_and_fresh_after_rebu
     .unwrap();
     assert_eq!(state(&t, &dir, "S").await, Freshness::Stale, "deleted");
     build_default(&t.db, &dir, "S").await;
-    let st = status_of(&t.db, &dir, MODEL, "S").await.unwrap();
+    let st = status_of(&t.db, &LocalDir::new(&dir), MODEL, "S").await.unwrap();
     assert_eq!(st.state, Freshness::Fresh);
     assert_eq!(st.provenance.unwrap().rows, 30);
 }
@@ -219,7 +222,7 @@ fn a_damaged_partition_fails_verify_and_status_and_a_damaged_header_makes_querie
     );
     // The query path checks the header and section table only (constant
     // work), not the checksum of every section.
-    let (p, _) = open_checked(&file, MODEL, "D").unwrap();
+    let (p, _) = open_checked(&LocalDir::new(dir.path().join("index")), MODEL, "D").unwrap();
     assert_eq!(p.len(), 2200);
     assert!(p.verify().is_err());
     drop(p);
@@ -228,7 +231,10 @@ fn a_damaged_partition_fails_verify_and_status_and_a_damaged_header_makes_querie
     let mut bytes = good.clone();
     bytes[20] ^= 0x01;
     std::fs::write(&file, &bytes).unwrap();
-    let e = open_checked(&file, MODEL, "D").err().unwrap().to_string();
+    let e = open_checked(&LocalDir::new(dir.path().join("index")), MODEL, "D")
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("D.stabidx") && e.contains("rebuild"), "{e}");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -576,7 +582,7 @@ async fn a_query_of_a_fresh_partition_reads_no_row_of_the_set(t: TestDb) {
     let dir = t.path("index");
     gen_scenarios(&t.db, &scenarios("Q", 40), &Quiet).await.unwrap();
     build_default(&t.db, &dir, "Q").await;
-    let built = status_of(&t.db, &dir, MODEL, "Q")
+    let built = status_of(&t.db, &LocalDir::new(&dir), MODEL, "Q")
         .await
         .unwrap()
         .provenance
@@ -624,7 +630,7 @@ async fn inserts_bump_only_version_and_updates_or_deletes_bump_rewrites_too(t: T
     assert!(inserted.version > 0, "{inserted}");
     assert_eq!(inserted.rewrites, 0, "inserts are not rewrites: {inserted}");
     build_default(&t.db, &dir, "R").await;
-    let built = status_of(&t.db, &dir, MODEL, "R").await.unwrap();
+    let built = status_of(&t.db, &LocalDir::new(&dir), MODEL, "R").await.unwrap();
     let recorded = built.provenance.unwrap().fingerprint;
     assert_eq!((recorded.version, recorded.rewrites), (inserted.version, Some(0)));
     assert_eq!(recorded.change_since(inserted), Change::None);
@@ -831,7 +837,7 @@ async fn a_rebuild_appends_what_a_set_only_gained_and_builds_in_full_after_a_cha
     let rebuild = || async {
         build(
             &t.db,
-            &dir,
+            &LocalDir::new(&dir),
             MODEL,
             "A",
             &params,
@@ -842,7 +848,12 @@ async fn a_rebuild_appends_what_a_set_only_gained_and_builds_in_full_after_a_cha
         .unwrap()
         .provenance
     };
-    let next = || async { status_of(&t.db, &dir, MODEL, "A").await.unwrap().next_rebuild };
+    let next = || async {
+        status_of(&t.db, &LocalDir::new(&dir), MODEL, "A")
+            .await
+            .unwrap()
+            .next_rebuild
+    };
     gen_scenarios(&t.db, &scenarios("A", 300), &Quiet).await.unwrap();
     let first = rebuild().await;
     assert_eq!(first.build, Some(BuildKind::Full));
@@ -916,7 +927,7 @@ async fn a_rebuild_appends_what_a_set_only_gained_and_builds_in_full_after_a_cha
     };
     let b = build(
         &t.db,
-        &dir,
+        &LocalDir::new(&dir),
         MODEL,
         "A",
         &other,
@@ -940,9 +951,17 @@ async fn queries_search_with_the_calibrated_breadth_for_the_recall_asked(t: Test
         flat_threshold: 0,
         ..BuildParams::default()
     };
-    let built = build(&t.db, &dir, MODEL, "C", &params, BuildMode::Full, &Quiet)
-        .await
-        .unwrap();
+    let built = build(
+        &t.db,
+        &LocalDir::new(&dir),
+        MODEL,
+        "C",
+        &params,
+        BuildMode::Full,
+        &Quiet,
+    )
+    .await
+    .unwrap();
     let c = built.provenance.calibration.expect("calibrated");
     assert_eq!(c.ef_for_recall.len(), 4);
     let p = stabspace_index::Partition::open(partition_path(&dir, MODEL, "C")).unwrap();

@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use stabspace::gen_scenarios::{gen_scenarios, GenScenarios, Market};
 use stabspace::nearest::{delta_limit, AnsweredBy, ScenarioHit, ScenarioSpace, SearchOpts};
-use stabspace::partitions::{build, BuildMode};
+use stabspace::partitions::{build, BuildMode, LocalDir};
 use stabspace::progress::Quiet;
 use stabspace::storage::joint::joint_scenarios_page;
 use stabspace::storage::Db;
@@ -150,9 +150,17 @@ async fn a_partition_behind_the_database_answers_for_the_set_as_it_is_now(t: Tes
     gen_scenarios(&t.db, &scenarios("S", 2500), &Quiet).await.unwrap();
     let params = BuildParams::default();
     let full = || async {
-        build(&t.db, &dir, MODEL, "S", &params, BuildMode::Full, &Quiet)
-            .await
-            .unwrap()
+        build(
+            &t.db,
+            &LocalDir::new(&dir),
+            MODEL,
+            "S",
+            &params,
+            BuildMode::Full,
+            &Quiet,
+        )
+        .await
+        .unwrap()
     };
     full().await;
     let fresh = open(&t, &dir, None).await;
@@ -228,7 +236,7 @@ async fn a_partition_behind_the_database_answers_for_the_set_as_it_is_now(t: Tes
     // An append rebuild brings it up to date.
     build(
         &t.db,
-        &dir,
+        &LocalDir::new(&dir),
         MODEL,
         "S",
         &params,

@@ -182,8 +182,7 @@ pub fn small_market(dir: &Path) -> (SynthConfig, Generated) {
 
 /// Searches that scan the database exactly (no partition files).
 pub const DB_SCAN: stabspace::nearest::SearchOpts = stabspace::nearest::SearchOpts {
-    source: None,
-    index_dir: None,
+    partitions: None,
     ef: None,
     recall: None,
     exact: false,
@@ -262,7 +261,9 @@ pub fn text(b: &[u8]) -> String {
 /// Searches through the partitions under `dir` (the CLI's options, by hand).
 pub fn partition_opts(dir: &Path, ef: Option<usize>, exact: bool) -> stabspace::nearest::SearchOpts {
     stabspace::nearest::SearchOpts {
-        index_dir: Some(dir.to_path_buf()),
+        partitions: Some(std::sync::Arc::new(stabspace::nearest::PartitionCache::local(
+            dir,
+        ))),
         ef,
         exact,
         ..DB_SCAN

@@ -12,7 +12,7 @@ use stabspace::joint::{
     backfill_joint_profiles, backfill_joint_states, ProfileBackfill, StateBackfill, Weights, STAB_JOINT_TYPE,
 };
 use stabspace::nearest::{ScenarioSpace, SearchOpts};
-use stabspace::partitions::{build, status_of, BuildMode, Freshness};
+use stabspace::partitions::{build, status_of, BuildMode, Freshness, LocalDir};
 use stabspace::progress::Quiet;
 use stabspace::storage::{Backend, Db};
 use stabspace::{vector, with_pool};
@@ -43,8 +43,9 @@ fn gen(seed: u64) -> GenScenarios {
 
 fn opts(dir: &Path, exact: bool) -> SearchOpts {
     SearchOpts {
-        source: None,
-        index_dir: Some(dir.to_path_buf()),
+        partitions: Some(std::sync::Arc::new(stabspace::nearest::PartitionCache::local(
+            dir,
+        ))),
         ef: None,
         recall: None,
         exact,
@@ -55,7 +56,7 @@ fn opts(dir: &Path, exact: bool) -> SearchOpts {
 async fn build_here(db: &Db, dir: &Path) {
     build(
         db,
-        dir,
+        &LocalDir::new(dir),
         JOINT,
         SET,
         &BuildParams::default(),
@@ -111,22 +112,31 @@ async fn a_partition_from_another_database_is_never_used(t: TestDb) {
             "exact {exact}: {got} vs this database's {want}"
         );
     }
-    let st = status_of(&t.db, &dir, JOINT, SET).await.unwrap();
+    let st = status_of(&t.db, &LocalDir::new(&dir), JOINT, SET).await.unwrap();
     assert_eq!(st.state, Freshness::Foreign, "{}", st.detail);
     assert!(st.detail.contains("another database"), "{}", st.detail);
     assert_eq!(
-        status_of(&other.db, &dir, JOINT, SET).await.unwrap().state,
+        status_of(&other.db, &LocalDir::new(&dir), JOINT, SET)
+            .await
+            .unwrap()
+            .state,
         Freshness::Fresh
     );
 
     // Rebuilt here, the partition is this database's and the other's no more.
     build_here(&t.db, &dir).await;
     assert_eq!(
-        status_of(&t.db, &dir, JOINT, SET).await.unwrap().state,
+        status_of(&t.db, &LocalDir::new(&dir), JOINT, SET)
+            .await
+            .unwrap()
+            .state,
         Freshness::Fresh
     );
     assert_eq!(
-        status_of(&other.db, &dir, JOINT, SET).await.unwrap().state,
+        status_of(&other.db, &LocalDir::new(&dir), JOINT, SET)
+            .await
+            .unwrap()
+            .state,
         Freshness::Foreign
     );
     let space = ScenarioSpace::open(&t.db, &opts(&dir, false), JOINT, SET)

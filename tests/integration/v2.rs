@@ -351,10 +351,9 @@ fn spec(dir: &std::path::Path) -> EvalSpec {
         stab_model_id: None,
         window_days: 63,
         offsets: vec![0, 5, 10],
-        search: SearchOpts {
-            index_dir: Some(dir.join("index")),
-            ..Default::default()
-        },
+        search: SearchOpts::with_partitions(std::sync::Arc::new(stabspace::nearest::PartitionCache::local(
+            dir.join("index"),
+        ))),
     }
 }
 

@@ -3,95 +3,50 @@
 //!
 //! When the (model, set) has an index partition (see [`crate::partitions`]),
 //! queries run against the memory-mapped file: approximate top-k on the HNSW
-//! graph with breadth `ef`, then an exact f64 re-rank (or an exact scan of the
-//! file with `--exact`). A stale partition is used with a warning; a missing or
-//! unreadable one falls back to reading the vectors from `joint_embeddings`
-//! and scanning them exactly, with a note. Hits look the same either way.
+//! graph with a breadth chosen by [`breadth`], then an exact f64 re-rank (or
+//! an exact scan of the file). A partition the database has moved past is
+//! searched with its [`delta`] while the set only gained a few rows, else the
+//! set is scanned exactly from the database; a missing or unreadable one falls
+//! back to that scan too, with a note. Every answer says which
+//! ([`AnsweredBy`]).
+//!
+//! - [`breadth`]: the one choice of search breadth, and the checks of `k`,
+//!   `ef` and `recall` every front end applies.
+//! - [`open`]: a partition opened for searching.
+//! - [`cache`]: partitions opened once through the store and shared.
+//! - [`delta`]: the rows a stale partition lacks.
 
-use std::path::{Path, PathBuf};
+pub mod breadth;
+pub mod cache;
+pub mod delta;
+pub mod open;
+
 use std::sync::Arc;
 
 use chrono::NaiveDate;
 use stabspace_index::{FlatIndex, Partition};
 
-use crate::encoders::describe_space;
+pub use breadth::{calibrated_ef, Breadth, DEFAULT_EF, DEFAULT_RECALL};
+pub use cache::PartitionCache;
+pub use delta::{delta_limit, Delta, DELTA_MIN};
+pub use open::{open_checked, OpenPartition};
+
 use crate::error::{Error, Result};
 use crate::partitions::{
-    self, counters, fingerprint, partition_path, scenario_as_of, Change, Counters, Provenance, SpaceTally,
-    DEFAULT_EF,
+    self, counters, fingerprint, no_scenarios, scan_scenarios, scenario_as_of, Change, SpaceTally,
 };
-use crate::storage::joint::{
-    joint_scenario_keys, joint_scenarios_by_ids, joint_scenarios_page, scenario_spaces,
-};
+use crate::storage::joint::scenario_spaces;
 use crate::storage::Db;
-use crate::vector::{self, DIM};
-
-/// A partition file opened for searching, with its provenance (`None`: a
-/// file the index commands did not write). Derefs to the [`Partition`].
-pub struct OpenPartition {
-    pub partition: Partition,
-    pub provenance: Option<Provenance>,
-    /// The rows the database has gained since this file was built, as last
-    /// read (keyed by the set's change counter): shared by the queries that
-    /// open this file through one [`PartitionSource`].
-    delta: std::sync::Mutex<Option<Arc<Delta>>>,
-}
-
-impl OpenPartition {
-    /// Open `path`; `quantized = false` traverses its graph on the f32 vectors.
-    pub fn open(path: &Path, quantized: bool) -> Result<OpenPartition> {
-        let mut partition = Partition::open(path)?;
-        partition.set_quantized(quantized);
-        let provenance = Provenance::of(&partition).ok();
-        Ok(OpenPartition {
-            partition,
-            provenance,
-            delta: std::sync::Mutex::new(None),
-        })
-    }
-
-    /// The provenance, when the file holds the scenario vectors of (model, set)
-    /// in the joint space's dimension: what [`open_checked`] checks.
-    pub fn checked(&self, model: &str, set: &str) -> Result<&Provenance> {
-        let path = self.partition.path();
-        let Some(prov) = &self.provenance else {
-            return Err(Error::Invalid(format!(
-                "{}: records no scenario set (not written by `stabspace index build`)",
-                path.display()
-            )));
-        };
-        check_holds(path, &self.partition, prov, model, set)?;
-        Ok(prov)
-    }
-}
-
-impl std::fmt::Debug for OpenPartition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "OpenPartition({})", self.partition.path().display())
-    }
-}
-
-impl std::ops::Deref for OpenPartition {
-    type Target = Partition;
-    fn deref(&self) -> &Partition {
-        &self.partition
-    }
-}
-
-/// Where partition files come from: opened by each query (the CLI), or from
-/// a cache shared by many queries (`stabspace serve`).
-pub trait PartitionSource: Send + Sync + std::fmt::Debug {
-    /// The current file at `path`, traversed on int8 codes when `quantized`.
-    fn open(&self, path: &Path, quantized: bool) -> Result<std::sync::Arc<OpenPartition>>;
-}
+use crate::vector::DIM;
+use delta::{read_delta, DeltaRead};
 
 /// How queries search: where partitions live (none: always from the
 /// database), the search breadth, and whether to scan exactly.
 #[derive(Clone, Debug, Default)]
 pub struct SearchOpts {
-    /// Where partition files are opened from (`None`: each query opens its own).
-    pub source: Option<std::sync::Arc<dyn PartitionSource>>,
-    pub index_dir: Option<PathBuf>,
+    /// Where partitions are opened from (`None`: no partitions, every query
+    /// scans the database).
+    pub partitions: Option<Arc<PartitionCache>>,
     pub ef: Option<usize>,
     /// Target recall@10 when `ef` is not given (`None`: [`DEFAULT_RECALL`]).
     pub recall: Option<f64>,
@@ -100,38 +55,21 @@ pub struct SearchOpts {
     pub no_quantized: bool,
 }
 
-/// The recall@10 a graph search aims at when neither `--ef` nor `--recall` is given.
-pub const DEFAULT_RECALL: f64 = 0.95;
+impl SearchOpts {
+    /// Search the partitions of `cache`, breadth and the rest by default.
+    pub fn with_partitions(cache: Arc<PartitionCache>) -> SearchOpts {
+        SearchOpts {
+            partitions: Some(cache),
+            ..SearchOpts::default()
+        }
+    }
 
-/// The breadth that meets `recall` on partition `p` by its build-time
-/// calibration, and a note when it cannot be met or was not measured.
-pub fn calibrated_ef(p: &Partition, recall: f64) -> Result<(usize, Option<String>)> {
-    let Some(c) = p.calibration()? else {
-        return Ok((
-            DEFAULT_EF,
-            p.has_graph().then(|| {
-                format!(
-                    "note: index partition {} records no recall calibration (format version {}); searching \
-                     with ef {DEFAULT_EF} — rebuild it with `stabspace index rebuild --full` to calibrate",
-                    p.path().display(),
-                    p.info().version
-                )
-            }),
-        ));
-    };
-    match c.ef_for(recall) {
-        Some(ef) => Ok((ef, None)),
-        None => {
-            let (ef, best) = c.points.last().copied().unwrap_or((DEFAULT_EF, 0.0));
-            Ok((
-                ef,
-                Some(format!(
-                    "warning: no breadth measured on index partition {} reaches recall@{} {recall} (the best, ef \
-                     {ef}, reached {best:.3}); searching with ef {ef} — pass --exact for exact answers",
-                    p.path().display(),
-                    c.k
-                )),
-            ))
+    /// How the breadth is chosen.
+    pub fn breadth(&self) -> Breadth {
+        Breadth {
+            ef: self.ef,
+            recall: self.recall,
+            exact: self.exact,
         }
     }
 }
@@ -173,143 +111,6 @@ pub struct Answer {
     pub partition_stale: bool,
 }
 
-/// The most rows a stale partition's delta may hold before queries stop
-/// scanning it next to the graph and scan the whole set from the database
-/// instead: a tenth of the partition's rows, and at least [`DELTA_MIN`]. Past
-/// a tenth a rebuild appends no more (it builds in full), and the delta scan
-/// costs more than the graph search it accompanies.
-pub fn delta_limit(partition_rows: usize) -> usize {
-    (partition_rows / 10).max(DELTA_MIN)
-}
-
-/// The smallest delta limit: an exact scan of 2,000 rows costs about as much
-/// as one graph search at a wide breadth.
-pub const DELTA_MIN: usize = 2_000;
-
-/// The scenario vectors a partition lacks: rows the database gained since
-/// it was built, scanned exactly.
-pub struct Delta {
-    /// The set's change counter the delta was read at.
-    version: i64,
-    index: FlatIndex,
-    as_of: Vec<NaiveDate>,
-}
-
-impl Delta {
-    pub fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
-    }
-}
-
-/// Why a stale partition is not searched, or how many rows its delta adds.
-enum DeltaRead {
-    Delta(Arc<Delta>),
-    /// More rows are missing than [`delta_limit`] allows.
-    TooMany {
-        missing: usize,
-        limit: usize,
-    },
-}
-
-/// The rows of (model, set) that partition `p` lacks, when the set has only
-/// gained rows since `p` was built (`Change::OnlyAdded`): the set's keys are
-/// read without their vectors, compared with the partition's ids and dates,
-/// and only the missing rows' vectors are read. Kept on the partition for
-/// the next query at the same counter.
-async fn read_delta(
-    db: &Db,
-    p: &OpenPartition,
-    prov: &Provenance,
-    model: &str,
-    set: &str,
-    now: Counters,
-) -> Result<DeltaRead> {
-    if let Some(d) = p.delta.lock().expect("delta lock").as_ref() {
-        if d.version == now.version {
-            return Ok(DeltaRead::Delta(Arc::clone(d)));
-        }
-    }
-    let part = &p.partition;
-    let limit = delta_limit(part.len());
-    // With no update or delete since the build, every bump of the change
-    // counter is one inserted row: a delta too large is known without a read.
-    let gained = usize::try_from(now.version - prov.fingerprint.version).unwrap_or(0);
-    if gained > limit {
-        return Ok(DeltaRead::TooMany {
-            missing: gained,
-            limit,
-        });
-    }
-    let keys = joint_scenario_keys(db, model, set).await?;
-    let mut have: std::collections::HashSet<(&str, &[u8])> =
-        std::collections::HashSet::with_capacity(part.len());
-    for row in 0..part.len() {
-        have.insert((part.id(row)?, part.payload(row)?));
-    }
-    // Rows the build left out (all-zero or unusable vectors) are not missing.
-    let skipped: std::collections::HashSet<&str> = prov
-        .skipped_zero
-        .iter()
-        .map(String::as_str)
-        .chain(prov.skipped_unusable.iter().map(|(id, _)| id.as_str()))
-        .collect();
-    let mut missing: Vec<String> = keys
-        .iter()
-        .filter(|(id, date)| {
-            !skipped.contains(id.as_str()) && !have.contains(&(id.as_str(), date.to_string().as_bytes()))
-        })
-        .map(|(id, _)| id.clone())
-        .collect();
-    if missing.len() > limit {
-        return Ok(DeltaRead::TooMany {
-            missing: missing.len(),
-            limit,
-        });
-    }
-    missing.sort_unstable();
-    missing.dedup();
-    let mut index = FlatIndex::with_capacity(DIM, missing.len())?;
-    let mut as_of = Vec::with_capacity(missing.len());
-    let mut spaces = SpaceTally::default();
-    if let Some(space) = &prov.feature_space {
-        spaces.add(Some(space), part.len());
-    }
-    for s in joint_scenarios_by_ids(db, model, set, &missing).await? {
-        if have.contains(&(s.scenario_id.as_str(), s.as_of.to_string().as_bytes())) {
-            continue;
-        }
-        spaces.add(s.feature_space.as_deref(), 1);
-        match vector::usable(&s.vector) {
-            Ok(v) => {
-                index.add(&s.scenario_id, &v).map_err(|e| {
-                    Error::Invalid(format!(
-                        "scenario {} of set {set} under {model}: {e}",
-                        s.scenario_id
-                    ))
-                })?;
-                as_of.push(s.as_of);
-            }
-            Err(why) => eprintln!(
-                "note: scenario {} of {set}, added since the partition was built, is left out: {why}",
-                s.scenario_id
-            ),
-        }
-    }
-    // A gained row of another feature space is the mixed-space error.
-    spaces.one(model, set)?;
-    let d = Arc::new(Delta {
-        version: now.version,
-        index,
-        as_of,
-    });
-    *p.delta.lock().expect("delta lock") = Some(Arc::clone(&d));
-    Ok(DeltaRead::Delta(d))
-}
-
 enum Engine {
     Partition {
         p: Arc<OpenPartition>,
@@ -348,9 +149,6 @@ pub struct ScenarioSpace {
     pub partition_stale: bool,
 }
 
-/// Rows read per query when loading.
-const PAGE: u64 = 10_000;
-
 impl ScenarioSpace {
     /// The partition of (model, set) when there is a readable one that holds
     /// what the database holds (or holds all of it but rows added since,
@@ -368,26 +166,21 @@ impl ScenarioSpace {
             Some(opts.ef.unwrap_or(DEFAULT_EF))
         };
         // --exact answers from the database's own vectors, never from a file.
-        let Some(dir) = opts.index_dir.as_ref().filter(|_| !opts.exact) else {
+        let Some(cache) = opts.partitions.as_ref().filter(|_| !opts.exact) else {
             return Self::load(db, model, set, ef).await;
         };
-        let path = partition_path(dir, model, set);
         let rebuild = format!("stabspace index build --model-id {model} --scenario-set-id {set}");
-        if !path.exists() {
-            eprintln!(
-                "note: no index partition for {model} / {set}; scanning exactly from the database \
-                 (`{rebuild}` makes queries fast)"
-            );
-            return Self::load(db, model, set, ef).await;
-        }
-        let opened = match &opts.source {
-            Some(source) => source.open(&path, !opts.no_quantized),
-            None => OpenPartition::open(&path, !opts.no_quantized).map(Arc::new),
-        }
-        .and_then(|p| {
-            let prov = p.checked(model, set)?.clone();
-            Ok((p, prov))
-        });
+        let opened = match cache.get(model, set, !opts.no_quantized) {
+            Ok(None) => {
+                eprintln!(
+                    "note: no index partition for {model} / {set}; scanning exactly from the database \
+                     (`{rebuild}` makes queries fast)"
+                );
+                return Self::load(db, model, set, ef).await;
+            }
+            Ok(Some(p)) => p.checked(model, set).cloned().map(|prov| (p, prov)),
+            Err(e) => Err(e),
+        };
         let (p, prov) = match opened {
             Err(e) => {
                 eprintln!("warning: {e}; scanning exactly from the database instead");
@@ -395,6 +188,7 @@ impl ScenarioSpace {
             }
             Ok(opened) => opened,
         };
+        let path = p.path().to_path_buf();
         let database_id = crate::storage::meta::database_id(db).await?;
         if !prov.is_from(&database_id) {
             eprintln!(
@@ -411,27 +205,29 @@ impl ScenarioSpace {
         let now = counters(db, model, set).await?;
         let delta = match prov.fingerprint.change_since(now) {
             Change::None => None,
-            Change::OnlyAdded => match read_delta(db, &p, &prov, model, set, now).await? {
-                DeltaRead::Delta(d) => {
-                    eprintln!(
+            Change::OnlyAdded => {
+                match read_delta(db, &p.partition, &p.delta, &prov, model, set, now).await? {
+                    DeltaRead::Delta(d) => {
+                        eprintln!(
                         "note: index partition {} is stale: the set gained {} row(s) since it was built ({}; \
                          now {now}); they are scanned exactly beside it — rebuild it with `{rebuild}`",
                         path.display(),
                         d.len(),
                         prov.fingerprint
                     );
-                    Some(d)
-                }
-                DeltaRead::TooMany { missing, limit } => {
-                    eprintln!(
+                        Some(d)
+                    }
+                    DeltaRead::TooMany { missing, limit } => {
+                        eprintln!(
                         "warning: index partition {} is stale: the set gained {missing} row(s) since it was \
                          built, more than the {limit} scanned beside a partition; answering by an exact scan \
                          of the database — rebuild it with `{rebuild}`",
                         path.display()
                     );
-                    return Ok(Self::load(db, model, set, ef).await?.stale());
+                        return Ok(Self::load(db, model, set, ef).await?.stale());
+                    }
                 }
-            },
+            }
             Change::Rewritten => {
                 let now = fingerprint(db, model, set).await?;
                 if now.rows == 0 {
@@ -451,7 +247,8 @@ impl ScenarioSpace {
         let ef = match ef {
             Some(_) if opts.ef.is_none() => {
                 let recall = opts.recall.unwrap_or(DEFAULT_RECALL);
-                let (ef, note) = calibrated_ef(&p, recall)?;
+                let (ef, note) = opts.breadth().ef_on(&p)?;
+                let ef = ef.unwrap_or(DEFAULT_EF);
                 match note {
                     Some(note) => eprintln!("{note}"),
                     // On a terminal, say what the default means here.
@@ -489,7 +286,7 @@ impl ScenarioSpace {
             partition_stale: delta.is_some(),
             engine: Engine::Partition { p, delta },
             ef,
-            recall: opts.ef.is_none().then(|| opts.recall.unwrap_or(DEFAULT_RECALL)),
+            recall: opts.breadth().target_recall(),
             zero_vectors: prov.skipped_zero,
             feature_space,
         })
@@ -584,11 +381,9 @@ impl ScenarioSpace {
     /// The graph breadth searched for `k` hits: `None` for an exact scan
     /// (no graph, `--exact`, or a breadth that covers every row).
     pub fn breadth(&self, k: usize) -> Option<usize> {
-        match (&self.engine, self.ef) {
-            (Engine::Partition { p, .. }, Some(ef)) if p.has_graph() && ef.max(k) < p.len() => {
-                Some(ef.max(k))
-            }
-            _ => None,
+        match &self.engine {
+            Engine::Partition { p, .. } => breadth::graph_breadth(p, self.ef, k),
+            Engine::Flat { .. } => None,
         }
     }
 
@@ -728,65 +523,6 @@ fn merge(mut a: Vec<ScenarioHit>, b: Vec<ScenarioHit>, k: usize) -> Vec<Scenario
     a
 }
 
-/// What reading a set's scenario vectors left out, and their feature space.
-pub struct ScenarioScan {
-    /// Scenarios with an all-zero vector (no direction to rank by cosine).
-    pub zero: Vec<String>,
-    /// Scenarios with a vector that cannot be used (another length, a
-    /// non-finite value), with the reason.
-    pub unusable: Vec<(String, String)>,
-    /// The one recorded feature space of the set (`None`: not recorded).
-    pub feature_space: Option<String>,
-}
-
-/// Hand every STAB scenario vector of (model, set) that can be ranked by
-/// cosine to `add(id, scenario date, vector)`, in id order, a page at a time;
-/// the others are counted in the scan. A set with nothing to add is the
-/// [`no_scenarios`] error, one that mixes feature spaces an error too. The
-/// partition build and the exact scan from the database both read this way.
-pub async fn scan_scenarios(
-    db: &Db,
-    model: &str,
-    set: &str,
-    mut add: impl FnMut(&str, NaiveDate, &[f32]) -> std::result::Result<(), stabspace_index::IndexError>,
-) -> Result<ScenarioScan> {
-    let (mut zero, mut unusable, mut added) = (Vec::new(), Vec::new(), 0usize);
-    let mut spaces = SpaceTally::default();
-    let mut after: Option<String> = None;
-    loop {
-        let page = joint_scenarios_page(db, model, set, after.as_deref(), PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.scenario_id.clone());
-        for s in &page {
-            spaces.add(s.feature_space.as_deref(), 1);
-            match vector::usable(&s.vector) {
-                Ok(v) => {
-                    add(&s.scenario_id, s.as_of, &v).map_err(|e| {
-                        Error::Invalid(format!(
-                            "scenario {} of set {set} under {model}: {e}",
-                            s.scenario_id
-                        ))
-                    })?;
-                    added += 1;
-                }
-                Err(vector::Unusable::Zero) => zero.push(s.scenario_id.clone()),
-                Err(why) => unusable.push((s.scenario_id.clone(), why.to_string())),
-            }
-        }
-        if (page.len() as u64) < PAGE {
-            break;
-        }
-    }
-    if added == 0 {
-        return Err(no_scenarios(db, model, set, zero.len() + unusable.len()).await);
-    }
-    Ok(ScenarioScan {
-        feature_space: spaces.one(model, set)?,
-        zero,
-        unusable,
-    })
-}
-
 /// Vectors that are compared with one scenario set, or averaged together,
 /// must share one feature space: the scenarios' own when it is recorded, else
 /// the first recorded one seen. Unrecorded spaces are not checked.
@@ -808,88 +544,5 @@ impl SameSpace {
             (Some((first, s0)), s1) => Error::check_spaces(what, s1, || first.clone(), Some(s0)),
             (None, None) => Ok(()),
         }
-    }
-}
-
-/// Open a partition for a query and check that it holds (model, set): the
-/// header and section table are validated (constant work, as
-/// [`Partition::open`] does; rows are bounds-checked when a search reads
-/// them), but the section checksums are not, since that reads the whole file.
-/// `index verify` and `index status` check them.
-pub fn open_checked(path: &Path, model: &str, set: &str) -> Result<(Partition, Provenance)> {
-    let p = Partition::open(path)?;
-    let prov = Provenance::of(&p)?;
-    check_holds(path, &p, &prov, model, set)?;
-    Ok((p, prov))
-}
-
-/// Whether partition `p` at `path` holds (model, set) in the joint dimension.
-fn check_holds(path: &Path, p: &Partition, prov: &Provenance, model: &str, set: &str) -> Result<()> {
-    if prov.model_id != model || prov.scenario_set_id != set {
-        return Err(Error::Invalid(format!(
-            "{}: holds {} / {}, not {model} / {set}",
-            path.display(),
-            prov.model_id,
-            prov.scenario_set_id
-        )));
-    }
-    if p.dim() != DIM {
-        return Err(Error::Invalid(format!(
-            "{}: {} dimensions, expected {DIM}",
-            path.display(),
-            p.dim()
-        )));
-    }
-    Ok(())
-}
-
-pub async fn no_scenarios(db: &Db, model: &str, set: &str, zero: usize) -> Error {
-    if zero > 0 {
-        return Error::Invalid(format!(
-            "every scenario vector of set {set:?} under {model} is all zeros or unusable (wrong length, \
-             non-finite values); nothing can be ranked by cosine"
-        ));
-    }
-    let sets = crate::storage::joint::scenario_sets_of_model(db, model).await;
-    let models = crate::storage::joint::scenario_models(db).await;
-    let elsewhere = match crate::storage::joint::scenario_models_of_set(db, set).await {
-        Ok(v) => v.into_iter().filter(|(m, _)| m != model).collect::<Vec<_>>(),
-        Err(e) => return e,
-    };
-    let registered = match crate::joint::registry::note(db, model).await {
-        Ok(n) => format!(" ({n})"),
-        Err(e) => return e,
-    };
-    if let Some((other, _)) = elsewhere.first() {
-        let listed: Vec<String> = elsewhere
-            .iter()
-            .map(|(m, s)| {
-                format!(
-                    "{m} ({})",
-                    s.as_deref()
-                        .map_or("feature space not recorded".into(), describe_space)
-                )
-            })
-            .collect();
-        return Error::OtherJointModel {
-            what: format!(
-                "no STAB scenario vectors of set {set:?} under joint model {model}{registered}, but the set \
-                 has them under {}",
-                listed.join(", ")
-            ),
-            asked: model.to_string(),
-            other: other.clone(),
-        };
-    }
-    match (sets, models) {
-        (Ok(sets), Ok(models)) => Error::Invalid(format!(
-            "no STAB scenario vectors of set {set:?} under joint model {model:?}{registered}; sets under \
-             {model}: {}; \
-             joint models with scenario vectors: {}; run `stabspace backfill-joint-stab-fragility-scenarios \
-             --scenario-set-id {set} --joint-model-id {model}` first",
-            crate::joint::list_or(&sets, "none"),
-            crate::joint::list_or(&models, "none"),
-        )),
-        (Err(e), _) | (_, Err(e)) => e,
     }
 }

@@ -1,0 +1,332 @@
+//! The catalog: which partitions there are, and each one's state against the
+//! database (fresh, stale, missing, unreadable, orphaned, another database's),
+//! what the next rebuild will do with it, and the parameters it was built
+//! with. Reads files only through a [`PartitionStore`].
+
+use std::path::PathBuf;
+
+use stabspace_index::{BuildParams, GraphBuilder, Partition};
+
+use super::provenance::{counters, fingerprint, Change, Counters, Fingerprint, Provenance};
+use super::store::PartitionStore;
+use crate::error::Result;
+use crate::storage::{partition_counters, Db};
+
+/// What a status or a rebuild needs of a readable partition file, read once
+/// (header, section table, provenance: constant work).
+#[derive(Clone, Debug)]
+pub struct FileSummary {
+    pub prov: Provenance,
+    pub file_bytes: u64,
+    /// The format version.
+    pub version: u32,
+    /// What graph searches traverse (`None`: no graph).
+    pub traversal: Option<&'static str>,
+    pub row_hashes: bool,
+    pub graph: bool,
+}
+
+impl FileSummary {
+    pub fn of(p: &Partition, prov: Provenance) -> FileSummary {
+        let info = p.info();
+        FileSummary {
+            prov,
+            file_bytes: info.file_bytes,
+            version: info.version,
+            traversal: p.has_graph().then(|| info.quantized.unwrap_or("f32")),
+            row_hashes: p.row_hashes().is_some(),
+            graph: p.has_graph(),
+        }
+    }
+}
+
+/// Why the existing partition cannot be extended with `params`; `None` when
+/// it can (its rows must still be compared with the database's).
+pub(super) fn not_extendable(f: &FileSummary, database_id: &str, params: &BuildParams) -> Option<String> {
+    let (prov, recorded) = (&f.prov, &f.prov.params);
+    if !prov.is_from(database_id) {
+        Some("the partition was built from another database".into())
+    } else if !f.row_hashes {
+        Some(format!(
+            "the partition is in format version {}, without row hashes",
+            f.version
+        ))
+    } else if !f.graph {
+        Some("the partition has no graph (it was below the graph threshold)".into())
+    } else if params.builder != GraphBuilder::Native {
+        Some(format!(
+            "the {} builder always builds in full",
+            params.builder.name()
+        ))
+    } else if recorded.m != params.m
+        || recorded.ef_construction != params.ef_construction
+        || recorded.deterministic != params.deterministic
+        || recorded.seed != params.seed
+    {
+        Some(format!(
+            "the build parameters changed (M {} ef_construction {} deterministic {} → M {} ef_construction {} \
+             deterministic {})",
+            recorded.m,
+            recorded.ef_construction,
+            recorded.deterministic,
+            params.m,
+            params.ef_construction,
+            params.deterministic
+        ))
+    } else {
+        None
+    }
+}
+
+/// The build parameters (model, set)'s partition records (its provenance's,
+/// or its header's when the provenance is not a stabspace record), for a
+/// rebuild that keeps them. `None` when there is no file or it cannot be opened.
+pub fn recorded_params(store: &dyn PartitionStore, model: &str, set: &str) -> Option<BuildParams> {
+    let (p, _) = store.open(&store.locate(model, set)).ok()?;
+    let params = match Provenance::of(&p) {
+        Ok(prov) => prov.params.build_params(),
+        Err(_) => {
+            let i = p.info();
+            BuildParams {
+                m: i.m as usize,
+                ef_construction: i.ef_construction as usize,
+                seed: i.seed,
+                deterministic: i.deterministic,
+                ..BuildParams::default()
+            }
+        }
+    };
+    let usable = (2..=stabspace_index::MAX_M).contains(&params.m) && params.ef_construction >= 1;
+    usable.then_some(params)
+}
+
+/// A partition's state against the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    Fresh,
+    Stale,
+    /// The database has scenario vectors but no partition file exists.
+    Missing,
+    /// The file exists but cannot be read.
+    Unreadable,
+    /// A partition of a (model, set) with no rows left in the database.
+    Orphaned,
+    /// A partition built from another database (or one that does not record
+    /// its database): never used by queries here.
+    Foreign,
+}
+
+impl Freshness {
+    pub fn label(self) -> &'static str {
+        match self {
+            Freshness::Fresh => "fresh",
+            Freshness::Stale => "stale",
+            Freshness::Missing => "missing",
+            Freshness::Unreadable => "unreadable",
+            Freshness::Orphaned => "orphaned",
+            Freshness::Foreign => "other-database",
+        }
+    }
+}
+
+/// (model, set) pairs with STAB scenario vectors in the database.
+pub async fn sources(db: &Db) -> Result<Vec<(String, String)>> {
+    partition_counters::sources(db).await
+}
+
+/// One line of `index status`.
+#[derive(Clone, Debug)]
+pub struct Status {
+    pub model_id: String,
+    pub scenario_set_id: String,
+    pub state: Freshness,
+    pub path: PathBuf,
+    pub provenance: Option<Provenance>,
+    pub file_bytes: Option<u64>,
+    pub database: Option<Fingerprint>,
+    pub detail: String,
+    /// Format version of the file.
+    pub format_version: Option<u32>,
+    /// What graph searches traverse: the quantisation of the file's codes,
+    /// or `f32` without them (`None`: no readable file, or no graph).
+    pub traversal: Option<&'static str>,
+    /// What `index rebuild` (without `--full`) will do: "none", "append N
+    /// rows" or "full: why".
+    pub next_rebuild: String,
+}
+
+impl Status {
+    /// (model, set) with no partition file at `path`, the database holding `now`.
+    pub fn missing(model: &str, set: &str, path: PathBuf, now: Fingerprint) -> Status {
+        Status {
+            model_id: model.to_string(),
+            scenario_set_id: set.to_string(),
+            state: Freshness::Missing,
+            path,
+            provenance: None,
+            file_bytes: None,
+            detail: format!("no file; the database has {now}"),
+            database: Some(now),
+            format_version: None,
+            traversal: None,
+            next_rebuild: "full: no partition".into(),
+        }
+    }
+
+    /// A file at `path` that no (model, set) maps to, or that cannot be opened.
+    pub fn unlisted(path: PathBuf, detail: String) -> Status {
+        Status {
+            model_id: String::new(),
+            scenario_set_id: String::new(),
+            state: Freshness::Unreadable,
+            path,
+            provenance: None,
+            file_bytes: None,
+            database: None,
+            detail,
+            format_version: None,
+            traversal: None,
+            next_rebuild: "none: not a partition of this database".into(),
+        }
+    }
+
+    /// The file exists but cannot be read (`detail` says why).
+    pub fn unreadable(&mut self, detail: String) {
+        self.state = Freshness::Unreadable;
+        self.detail = detail;
+        self.next_rebuild = "full: the file cannot be read".into();
+    }
+}
+
+/// The state of one (model, set) partition against the database.
+pub async fn status_of(db: &Db, store: &dyn PartitionStore, model: &str, set: &str) -> Result<Status> {
+    let path = store.locate(model, set);
+    let now = fingerprint(db, model, set).await?;
+    let database_id = crate::storage::meta::database_id(db).await?;
+    if !store.exists(&path) {
+        return Ok(Status::missing(model, set, path, now));
+    }
+    let mut st = Status::missing(model, set, path.clone(), now.clone());
+    // Checksums too: a damaged file is not fresh, whatever its header says.
+    match store.open(&path).and_then(|(p, _)| {
+        p.verify()?;
+        let prov = Provenance::of(&p)?;
+        Ok((p, prov))
+    }) {
+        Err(e) => st.unreadable(e.to_string()),
+        Ok((p, prov)) => readable_status(&mut st, &FileSummary::of(&p, prov), &now, &database_id),
+    }
+    Ok(st)
+}
+
+/// Fill in `st` for a readable partition file against the database's
+/// fingerprint `now`: its state, detail and next rebuild (`index status`,
+/// and the server's `GET /v1/partitions` from the summary it read once).
+pub fn readable_status(st: &mut Status, f: &FileSummary, now: &Fingerprint, database_id: &str) {
+    let prov = &f.prov;
+    st.file_bytes = Some(f.file_bytes);
+    st.format_version = Some(f.version);
+    st.traversal = f.traversal;
+    st.state = if !prov.is_from(database_id) {
+        Freshness::Foreign
+    } else if now.rows == 0 {
+        Freshness::Orphaned
+    } else if prov.fingerprint.version == now.version {
+        // The rule of `Fingerprint::is_current`, which queries use.
+        Freshness::Fresh
+    } else {
+        Freshness::Stale
+    };
+    st.detail = match st.state {
+        Freshness::Fresh => String::new(),
+        Freshness::Orphaned => "the database has no scenario vectors of this (model, set)".into(),
+        Freshness::Foreign => format!(
+            "{}; queries scan the database exactly until it is rebuilt",
+            foreign_reason(prov, database_id)
+        ),
+        _ => format!("built from {}; the database has {}", prov.fingerprint, now),
+    };
+    st.next_rebuild = next_rebuild(f, st.state, now, database_id);
+    st.provenance = Some(prov.clone());
+}
+
+/// What `index rebuild` will do with a readable partition in `state`,
+/// predicted from the change counters in O(1) (the rebuild itself decides by
+/// comparing row hashes).
+fn next_rebuild(f: &FileSummary, state: Freshness, now: &Fingerprint, database_id: &str) -> String {
+    let prov = &f.prov;
+    let counters = Counters {
+        version: now.version,
+        rewrites: now.rewrites.unwrap_or(0),
+    };
+    // `index rebuild` keeps the recorded parameters: the rules of `build`.
+    let not_extendable = not_extendable(f, database_id, &prov.params.build_params());
+    match (state, not_extendable) {
+        (Freshness::Fresh, _) => "none".into(),
+        (Freshness::Orphaned, _) => "none: no rows left (drop it with `index drop`)".into(),
+        (_, Some(why)) => format!("full: {why}"),
+        (_, None) => match prov.fingerprint.change_since(counters) {
+            Change::None => "none".into(),
+            Change::OnlyAdded => format!("append {} row(s)", (now.rows - prov.fingerprint.rows).max(0)),
+            Change::Rewritten => "full: rows were changed or removed".into(),
+        },
+    }
+}
+
+/// Why a partition is not this database's: "built from another database (…)".
+pub fn foreign_reason(prov: &Provenance, database_id: &str) -> String {
+    match &prov.database_id {
+        Some(id) => format!("built from another database (id {id}; this database is {database_id})"),
+        None => "built before partitions recorded their database, so it cannot be matched to this one".into(),
+    }
+}
+
+/// Status of every partition on disk and every (model, set) in the database.
+pub async fn status_all(db: &Db, store: &dyn PartitionStore) -> Result<Vec<Status>> {
+    let mut pairs = sources(db).await?;
+    let listed = store.list()?;
+    for f in &listed {
+        if let Ok(prov) = store.open(f).and_then(|(p, _)| Provenance::of(&p)) {
+            pairs.push((prov.model_id, prov.scenario_set_id));
+        }
+    }
+    pairs.sort();
+    pairs.dedup();
+    let mut out = Vec::new();
+    for (m, s) in pairs {
+        out.push(status_of(db, store, &m, &s).await?);
+    }
+    // Files that cannot even be opened, under names no (model, set) maps to.
+    for f in listed {
+        if !out.iter().any(|s| s.path == f) {
+            let e = store
+                .open(&f)
+                .err()
+                .map_or("not a partition of this database".into(), |e| e.to_string());
+            out.push(Status::unlisted(f, e));
+        }
+    }
+    Ok(out)
+}
+
+/// The partitions of this database that the database has moved past: a
+/// readable file whose set's change counter differs from the one it was
+/// built at. Constant work per partition (header, provenance, one counter
+/// row), so `serve --rebuild-stale` can ask often.
+pub async fn stale_partitions(db: &Db, store: &dyn PartitionStore) -> Result<Vec<(String, String)>> {
+    let database_id = crate::storage::meta::database_id(db).await?;
+    let mut out = Vec::new();
+    for (model, set) in sources(db).await? {
+        let path = store.locate(&model, &set);
+        if !store.exists(&path) {
+            continue;
+        }
+        let Ok(prov) = store.open(&path).and_then(|(p, _)| Provenance::of(&p)) else {
+            continue;
+        };
+        if prov.is_from(&database_id) && !prov.fingerprint.is_current(counters(db, &model, &set).await?) {
+            out.push((model, set));
+        }
+    }
+    Ok(out)
+}

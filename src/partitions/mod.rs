@@ -1,0 +1,48 @@
+//! Index partitions of the STAB scenario vectors: one memory-mapped file per
+//! (joint model, scenario set) in a partition store (by default the directory
+//! `<data-dir>/index/`), built from `joint_embeddings` and kept in step with it.
+//!
+//! Each file's provenance (a JSON object in its header, see `index/FORMAT.md`)
+//! records the model, the set, the rows, the build parameters and time, and the
+//! *fingerprint* of the source rows: their count, the set's change counters
+//! and their latest `created_at`. Database triggers keep two counters per
+//! (model, set) in `joint_scenario_versions`, whoever writes: `version`, bumped
+//! on every insert, update or delete of a scenario vector (migration 0002), and
+//! `rewrites`, bumped only on updates and deletes (migration 0006). A partition
+//! is fresh when it is from this database and its recorded `version` is the
+//! database's: one indexed row lookup ([`counters`]), never a scan of the set,
+//! so queries stay O(1) at any set size. When `version` moved but `rewrites`
+//! did not, the set only gained rows since the build ([`Fingerprint::change_since`]).
+//!
+//! The rooms, each allowed to use only those before it:
+//!
+//! - [`store`]: where the files live, behind the [`PartitionStore`] seam (list,
+//!   version, open, publish atomically, remove, sweep); [`LocalDir`] is a
+//!   directory.
+//! - [`provenance`]: what a file records about itself, and the set's
+//!   counters and fingerprint in the database.
+//! - [`scan`]: reading a set's scenario vectors from the database.
+//! - [`catalog`]: each partition's state against the database, what the next
+//!   rebuild does, the parameters it was built with.
+//! - [`build`]: read, build or extend, calibrate, publish.
+//!
+//! Searching partitions is [`crate::nearest`]'s: it opens them through a
+//! [`PartitionStore`] too.
+
+pub mod build;
+pub mod catalog;
+pub mod provenance;
+pub mod scan;
+pub mod store;
+
+pub use build::{build, rebuild, swept_note, BuildMode, Built};
+pub use catalog::{
+    foreign_reason, readable_status, recorded_params, sources, stale_partitions, status_all, status_of,
+    FileSummary, Freshness, Status,
+};
+pub use provenance::{
+    counters, fingerprint, scenario_as_of, BuildKind, CalibrationRecord, Change, Counters, Fingerprint,
+    Provenance, RecordedParams, SpaceTally,
+};
+pub use scan::{no_scenarios, scan_scenarios, ScenarioScan};
+pub use store::{index_dir, partition_path, LocalDir, PartitionStore, Published, Version, EXTENSION};
