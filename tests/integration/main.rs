@@ -4,6 +4,7 @@
 
 mod support;
 
+mod architecture;
 mod backfill;
 mod cli;
 mod faults;
