@@ -41,9 +41,9 @@ pub struct GlobalOpts {
 
     /// A read replica of --database-url (postgres://…) that queries read: find-*, show-*,
     /// index status, bench --as-of, serve's queries. Everything that writes (import, the
-    /// backfills, gen-scenarios, demo, migrate, joint model registration) and the builds that
-    /// publish partitions (index build|rebuild, serve --rebuild-stale) use --database-url,
-    /// the primary. A lagging replica is never a reason to rebuild: when its change counter
+    /// backfills, gen-scenarios, demo, migrate, eval-retrieval, joint model registration)
+    /// and the builds that publish partitions (index build|rebuild, serve --rebuild-stale)
+    /// use --database-url, the primary. A lagging replica is never a reason to rebuild: when its change counter
     /// for a set is below the one a partition was built at, the partition is newer than the
     /// rows read and answers as it is (answered_by index, not stale; a note says the replica
     /// is behind; index status says ahead-of-database).
