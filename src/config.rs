@@ -148,3 +148,27 @@ impl Config {
         self.database_url.as_deref().filter(|u| !u.trim().is_empty())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Queries read the replica when one is named (a blank one is none);
+    /// writes and builds always name the primary.
+    #[test]
+    fn queries_read_the_replica_and_everything_else_the_primary() {
+        let primary = "postgres://u@primary/db";
+        let config = Config::new(Some(primary.into()), "/data");
+        assert_eq!(
+            (config.url(), config.read_url()),
+            (primary.into(), primary.into())
+        );
+        assert!(!config.reads_a_replica());
+        let blank = config.clone().with_read_database_url(Some("  ".into()));
+        assert_eq!(blank.read_url(), primary);
+        let replica = config.with_read_database_url(Some(" postgres://u@replica/db ".into()));
+        assert_eq!(replica.url(), primary);
+        assert_eq!(replica.read_url(), "postgres://u@replica/db");
+        assert!(replica.reads_a_replica());
+    }
+}
