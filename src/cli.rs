@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
-use crate::config::{Config, DATABASE_URL_ENV, DATA_DIR_ENV, DEFAULT_DATA_DIR};
+use crate::config::{Config, DATABASE_URL_ENV, DATA_DIR_ENV, DEFAULT_DATA_DIR, READ_DATABASE_URL_ENV};
 use crate::error::{Error, Result, NEVER_COMPARED};
 use crate::storage::Db;
 
@@ -39,6 +39,17 @@ pub struct GlobalOpts {
     #[arg(long, env = DATABASE_URL_ENV, global = true, hide_env_values = true)]
     pub database_url: Option<String>,
 
+    /// A read replica of --database-url (postgres://…) that queries read: find-*, show-*,
+    /// index status, bench --as-of, serve's queries. Everything that writes (import, the
+    /// backfills, gen-scenarios, demo, migrate, eval-retrieval, joint model registration)
+    /// and the builds that publish partitions (index build|rebuild, serve --rebuild-stale)
+    /// use --database-url, the primary. A lagging replica is never a reason to rebuild: when its change counter
+    /// for a set is below the one a partition was built at, the partition is newer than the
+    /// rows read and answers as it is (answered_by index, not stale; a note says the replica
+    /// is behind; index status says ahead-of-database).
+    #[arg(long, env = READ_DATABASE_URL_ENV, global = true, hide_env_values = true)]
+    pub read_database_url: Option<String>,
+
     /// Directory for the embedded database and index files.
     #[arg(
         long,
@@ -55,9 +66,10 @@ pub struct GlobalOpts {
 }
 
 impl GlobalOpts {
-    /// The database and data directory these flags name.
+    /// The database, its read replica and the data directory these flags name.
     pub fn config(&self) -> Config {
         Config::new(self.database_url.clone(), self.data_dir.clone())
+            .with_read_database_url(self.read_database_url.clone())
     }
 
     /// The database URL in use.
@@ -70,9 +82,16 @@ impl GlobalOpts {
         self.config().open_db().await
     }
 
-    /// Open the database for a command that only reads ([`Config::open_db_read`]).
+    /// Open the database a query reads: the read replica, else the primary
+    /// ([`Config::open_db_read`]).
     pub async fn open_db_read(&self) -> Result<Db> {
         self.config().open_db_read().await
+    }
+
+    /// Open the primary for a build that reads only but must see the newest
+    /// rows ([`Config::open_primary_read`]).
+    pub async fn open_primary_read(&self) -> Result<Db> {
+        self.config().open_primary_read().await
     }
 }
 
@@ -277,13 +296,16 @@ pub fn command_line_with_joint_model(current: &str, model: &str) -> Option<Strin
         } else if let Some((f, _)) = flag_value.filter(|(f, v)| flags.contains(f) && *v == current) {
             out.push(format!("{f}={model}"));
             replaced = true;
-        } else if a == "--database-url" {
+        } else if a == "--database-url" || a == "--read-database-url" {
             out.push(a);
             if let Some(url) = iter.next() {
                 out.push(crate::storage::redact(&url));
             }
-        } else if let Some(url) = a.strip_prefix("--database-url=") {
-            out.push(format!("--database-url={}", crate::storage::redact(url)));
+        } else if let Some((flag, url)) = ["--database-url=", "--read-database-url="]
+            .iter()
+            .find_map(|f| a.strip_prefix(f).map(|url| (f, url)))
+        {
+            out.push(format!("{flag}{}", crate::storage::redact(url)));
         } else {
             out.push(a);
         }

@@ -1,5 +1,5 @@
-//! Configuration: where the database, the data directory and the partitions
-//! are, with the environment's defaults. Plain functions and structs, no
+//! Configuration: where the database (and its read replica), the data
+//! directory and the partitions are, with the environment's defaults. Plain functions and structs, no
 //! clap. The parsers of values users type are [`crate::parse`]'s, re-exported
 //! here.
 
@@ -14,6 +14,9 @@ use crate::storage::{resolve_url, Access, Db};
 
 /// The environment variable naming the database (`--database-url`'s default).
 pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
+/// The environment variable naming the database queries read
+/// (`--read-database-url`'s default): a read replica of the primary.
+pub const READ_DATABASE_URL_ENV: &str = "STABSPACE_READ_DATABASE_URL";
 /// The environment variable naming the data directory (`--data-dir`'s default).
 pub const DATA_DIR_ENV: &str = "STABSPACE_DATA_DIR";
 /// The data directory when neither `--data-dir` nor [`DATA_DIR_ENV`] names one.
@@ -27,6 +30,10 @@ pub struct Config {
     /// postgres://… or sqlite://…; `None` (or blank): the embedded SQLite file
     /// `<data_dir>/stabspace.db`.
     pub database_url: Option<String>,
+    /// A read replica of `database_url` that queries read (`None` or blank:
+    /// they read `database_url`). Writes, and the builds that publish
+    /// partitions, always go to the primary `database_url`.
+    pub read_database_url: Option<String>,
     /// Directory for the embedded database and the index partitions.
     pub data_dir: PathBuf,
 }
@@ -35,27 +42,55 @@ impl Config {
     pub fn new(database_url: Option<String>, data_dir: impl Into<PathBuf>) -> Config {
         Config {
             database_url,
+            read_database_url: None,
             data_dir: data_dir.into(),
         }
     }
 
+    /// This configuration with queries reading `read_database_url` (a read
+    /// replica of the primary) rather than the primary.
+    pub fn with_read_database_url(mut self, read_database_url: Option<String>) -> Config {
+        self.read_database_url = read_database_url;
+        self
+    }
+
     /// What is given, else the environment ([`DATABASE_URL_ENV`],
-    /// [`DATA_DIR_ENV`]), else the defaults (the embedded SQLite file under
-    /// [`DEFAULT_DATA_DIR`]).
-    pub fn with_env_defaults(database_url: Option<String>, data_dir: Option<PathBuf>) -> Config {
+    /// [`READ_DATABASE_URL_ENV`], [`DATA_DIR_ENV`]), else the defaults (the
+    /// embedded SQLite file under [`DEFAULT_DATA_DIR`], read and written).
+    pub fn with_env_defaults(
+        database_url: Option<String>,
+        data_dir: Option<PathBuf>,
+        read_database_url: Option<String>,
+    ) -> Config {
         let database_url = database_url.or_else(|| std::env::var(DATABASE_URL_ENV).ok());
+        let read_database_url = read_database_url.or_else(|| std::env::var(READ_DATABASE_URL_ENV).ok());
         let data_dir = data_dir
             .or_else(|| std::env::var_os(DATA_DIR_ENV).map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         Config {
             database_url,
+            read_database_url,
             data_dir,
         }
     }
 
-    /// The database URL in use.
+    /// The primary database URL: what writes and builds use.
     pub fn url(&self) -> String {
         resolve_url(self.database_url.as_deref(), &self.data_dir)
+    }
+
+    /// The database URL queries read: the read replica when one is named,
+    /// else the primary.
+    pub fn read_url(&self) -> String {
+        match self.read_database_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            Some(u) => u.trim().to_string(),
+            None => self.url(),
+        }
+    }
+
+    /// Whether queries read a replica rather than the primary.
+    pub fn reads_a_replica(&self) -> bool {
+        self.read_url() != self.url()
     }
 
     /// Where the index partitions are: `<data_dir>/index`.
@@ -91,14 +126,49 @@ impl Config {
         Db::open_for(&self.url(), Access::Write).await
     }
 
-    /// Open the database for a command that only reads: it must exist (a
-    /// SQLite file is never created) and is not written to unless migrations
-    /// are missing.
+    /// Open the database for a command that only reads, a query: the read
+    /// replica when one is named, else the primary. It must exist (a SQLite
+    /// file is never created) and is not written to unless migrations are
+    /// missing (a replica cannot be: the primary's migrations reach it by
+    /// replication).
     pub async fn open_db_read(&self) -> Result<Db> {
+        Db::open_for(&self.read_url(), Access::Read).await
+    }
+
+    /// Open the primary for a command that reads but must see the newest
+    /// rows, never a replica's: the builds that publish partitions (`index
+    /// build|rebuild`, `serve --rebuild-stale`). A partition built from a
+    /// lagging replica would record an older counter and lack rows the
+    /// primary has. Opened like [`Config::open_db_read`]: nothing is created.
+    pub async fn open_primary_read(&self) -> Result<Db> {
         Db::open_for(&self.url(), Access::Read).await
     }
 
     fn explicit_url(&self) -> Option<&str> {
         self.database_url.as_deref().filter(|u| !u.trim().is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Queries read the replica when one is named (a blank one is none);
+    /// writes and builds always name the primary.
+    #[test]
+    fn queries_read_the_replica_and_everything_else_the_primary() {
+        let primary = "postgres://u@primary/db";
+        let config = Config::new(Some(primary.into()), "/data");
+        assert_eq!(
+            (config.url(), config.read_url()),
+            (primary.into(), primary.into())
+        );
+        assert!(!config.reads_a_replica());
+        let blank = config.clone().with_read_database_url(Some("  ".into()));
+        assert_eq!(blank.read_url(), primary);
+        let replica = config.with_read_database_url(Some(" postgres://u@replica/db ".into()));
+        assert_eq!(replica.url(), primary);
+        assert_eq!(replica.read_url(), "postgres://u@replica/db");
+        assert!(replica.reads_a_replica());
     }
 }

@@ -52,6 +52,15 @@ pub enum Error {
     )]
     ReadOnlyNeedsMigration { db: String, versions: Vec<String> },
 
+    /// A command that writes was pointed at a PostgreSQL standby (a read
+    /// replica in recovery), which refuses every write.
+    #[error(
+        "{db} is a read-only standby (a replica in recovery) and refuses writes; give the primary as \
+         --database-url (DATABASE_URL) and the replica as --read-database-url \
+         (STABSPACE_READ_DATABASE_URL), which queries read"
+    )]
+    Standby { db: String },
+
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

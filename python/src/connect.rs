@@ -27,15 +27,18 @@ const JOINT_MODEL: &str = "joint-stab-fragility-v1";
 /// Open the database the CLI would use: `database_url` (postgres://… or sqlite://…), else
 /// the DATABASE_URL environment variable, else the embedded SQLite file
 /// `<data_dir>/stabspace.db`; `data_dir` (else STABSPACE_DATA_DIR, else ./stabspace-data) also
-/// holds the index partitions. The database must exist: this only reads.
+/// holds the index partitions. Queries read `read_database_url` (else
+/// STABSPACE_READ_DATABASE_URL), a read replica, when one is named: this only reads, so the
+/// primary is then not opened at all. The database must exist.
 #[pyfunction]
-#[pyo3(signature = (database_url = None, data_dir = None))]
+#[pyo3(signature = (database_url = None, data_dir = None, read_database_url = None))]
 pub fn connect(
     py: Python<'_>,
     database_url: Option<String>,
     data_dir: Option<PathBuf>,
+    read_database_url: Option<String>,
 ) -> PyResult<Connection> {
-    let config = Config::with_env_defaults(database_url, data_dir);
+    let config = Config::with_env_defaults(database_url, data_dir, read_database_url);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -69,15 +72,15 @@ impl Connection {
     fn __repr__(&self) -> String {
         format!(
             "stabspace.Connection({}, data_dir={:?})",
-            redact(&self.config.url()),
+            redact(&self.config.read_url()),
             self.config.data_dir.display().to_string()
         )
     }
 
-    /// The database in use (password redacted).
+    /// The database queries read (password redacted): the read replica when one is named.
     #[getter]
     fn database(&self) -> String {
-        redact(&self.config.url())
+        redact(&self.config.read_url())
     }
 
     /// Where the index partitions are read from.

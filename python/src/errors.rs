@@ -53,7 +53,8 @@ pub fn library(e: stabspace::Error) -> PyErr {
         | E::Database { .. }
         | E::Migrate { .. }
         | E::NoDatabase { .. }
-        | E::ReadOnlyNeedsMigration { .. } => DatabaseError::new_err(msg),
+        | E::ReadOnlyNeedsMigration { .. }
+        | E::Standby { .. } => DatabaseError::new_err(msg),
         E::Io { source, .. } => os_error(&source, msg),
         E::MissingDirectory { .. } => PyFileNotFoundError::new_err(msg),
         E::UnsupportedUrl { .. }

@@ -156,7 +156,13 @@ class Connection:
         pandas) with columns cosine, euclidean, scenario_set_id, scenario_id, scenario_as_of,
         portfolio_id, portfolio_ctx_norm, num_instruments_used, weight_covered."""
 
-def connect(database_url: Optional[str] = None, data_dir: Optional[_Path] = None) -> Connection:
+def connect(
+    database_url: Optional[str] = None,
+    data_dir: Optional[_Path] = None,
+    read_database_url: Optional[str] = None,
+) -> Connection:
     """Open the database the CLI would use (database_url, else DATABASE_URL, else the
-    embedded SQLite file under data_dir, else STABSPACE_DATA_DIR, else ./stabspace-data)."""
+    embedded SQLite file under data_dir, else STABSPACE_DATA_DIR, else ./stabspace-data).
+    Queries read read_database_url (else STABSPACE_READ_DATABASE_URL), a read replica,
+    when one is named."""
 

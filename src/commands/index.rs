@@ -20,14 +20,16 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum IndexCommand {
-    /// Build (or replace) the partition of one (joint model, scenario set).
+    /// Build (or replace) the partition of one (joint model, scenario set), from the primary
+    /// (--database-url, never --read-database-url).
     Build(BuildArgs),
     /// Rebuild partitions: all of them, or only the stale and missing ones, each
-    /// with the parameters it was built with unless flags say otherwise.
+    /// with the parameters it was built with unless flags say otherwise. Reads the primary.
     Rebuild(RebuildArgs),
     /// One line per partition: vectors, size, parameters, built at, and fresh /
-    /// stale / missing against the database (checksums checked). Removes the
-    /// temporary files of killed builds and says so.
+    /// stale / missing against the database read (--read-database-url when given;
+    /// ahead-of-database when that replica is behind the partition, which is then not
+    /// stale), checksums checked. Removes the temporary files of killed builds and says so.
     Status(StatusArgs),
     /// Check every checksum of every partition file; exit non-zero on any failure.
     Verify,
@@ -226,7 +228,9 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     let store = &*store;
     match a.command {
         IndexCommand::Build(b) => {
-            let db = g.open_db_read().await?;
+            // The primary, never the read replica: a build publishes what
+            // queries answer from, and must hold the newest rows.
+            let db = g.open_primary_read().await?;
             let built = build(
                 &db,
                 store,
@@ -240,7 +244,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             print!("{built}");
         }
         IndexCommand::Rebuild(r) => {
-            let db = g.open_db_read().await?;
+            let db = g.open_primary_read().await?;
             let pairs = sources(&db).await?;
             if pairs.is_empty() {
                 return Err(Error::Invalid(
@@ -254,9 +258,22 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             }
             let mut rebuilt = 0;
             for (model, set) in pairs {
-                if !r.all && status_of(&db, store, &model, &set).await?.state == Freshness::Fresh {
-                    println!("index {model} / {set}: fresh, kept");
-                    continue;
+                match status_of(&db, store, &model, &set).await?.state {
+                    Freshness::Fresh if !r.all => {
+                        println!("index {model} / {set}: fresh, kept");
+                        continue;
+                    }
+                    // The primary behind its own partition: restored from an
+                    // older backup, say. Rebuilt only when asked to.
+                    Freshness::Ahead if !r.all => {
+                        println!(
+                            "index {model} / {set}: kept: {} is behind this partition (`index rebuild \
+                             --all` rebuilds it from the rows it holds)",
+                            db.label()
+                        );
+                        continue;
+                    }
+                    _ => {}
                 }
                 let recorded = recorded_params(store, &model, &set);
                 let (params, words) = r.params.resolve(recorded.as_ref());

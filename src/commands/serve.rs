@@ -17,7 +17,7 @@ use crate::server::{serve, App, Limits};
   GET  /healthz, GET /metrics (Prometheus text format)\n\n\
 Partitions are opened once and shared; a partition rebuilt by the CLI (or another server) is picked up by \
 the next request, while requests in flight finish on the old file. Every answer is for the set as the \
-database holds it now and says how it was found (\"answered_by\": index, index+delta or exact-scan, \
+database read holds it now (--read-database-url, a replica, when given; else --database-url) and says how it was found (\"answered_by\": index, index+delta or exact-scan, \
 \"partition_stale\"), counted in the metric stabspace_answers_total; --rebuild-stale brings stale \
 partitions up to date in the background. SIGINT or SIGTERM stops accepting, \
 finishes the requests in flight and exits 0.\n\n\
@@ -54,7 +54,9 @@ pub struct Args {
     /// work) and those the database has moved past are rebuilt as `index rebuild` would (an
     /// append when the set only gained rows). Until a new file is swapped in, queries answer
     /// for the set as the database holds it (answered_by index+delta or exact-scan). Off by
-    /// default: builds are the backfills' and `index rebuild`'s work.
+    /// default: builds are the backfills' and `index rebuild`'s work. With --read-database-url
+    /// the queries read the replica while the look and the rebuilds read the primary
+    /// (--database-url); a partition ahead of a lagging replica answers as it is.
     #[arg(long)]
     pub rebuild_stale: bool,
     /// Seconds between two looks for stale partitions (with --rebuild-stale).
@@ -72,7 +74,14 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         timeout: Duration::from_secs(a.timeout_secs as u64),
         concurrency: a.concurrency as usize,
     };
-    let mut app = App::new(db, &g.config(), limits);
-    app.rebuild_stale = a.rebuild_stale.then(|| Duration::from_secs(a.rebuild_stale_secs));
+    let config = g.config();
+    // Rebuilds read the primary; without a replica that is the same database.
+    let primary = match (a.rebuild_stale, config.reads_a_replica()) {
+        (false, _) => None,
+        (true, false) => Some(db.clone()),
+        (true, true) => Some(g.open_primary_read().await?),
+    };
+    let mut app = App::new(db, &config, limits);
+    app.rebuild_stale = primary.map(|p| (Duration::from_secs(a.rebuild_stale_secs), p));
     serve(a.addr, app).await
 }

@@ -61,7 +61,9 @@ pub(super) enum DeltaRead {
 /// gained rows since `p` was built (`Change::OnlyAdded`): the set's keys are
 /// read without their vectors, compared with the partition's ids and dates,
 /// and only the missing rows' vectors are read. Kept on the partition for
-/// the next query at the same counter.
+/// the next query at the same counter. Never for a reader behind the
+/// partition (`Change::ReaderBehind`, a lagging replica): it has no rows the
+/// partition lacks, and `now.version - recorded` would be negative.
 pub(super) async fn read_delta(
     db: &Db,
     part: &Partition,
@@ -71,6 +73,10 @@ pub(super) async fn read_delta(
     set: &str,
     now: Counters,
 ) -> Result<DeltaRead> {
+    debug_assert!(
+        prov.fingerprint.is_stale(now),
+        "a delta is read only for a set that moved past its partition"
+    );
     if let Some(d) = kept.lock().expect("delta lock").as_ref() {
         if d.version == now.version {
             return Ok(DeltaRead::Delta(Arc::clone(d)));

@@ -205,6 +205,13 @@ impl ScenarioSpace {
         let now = counters(db, model, set).await?;
         let delta = match prov.fingerprint.change_since(now) {
             Change::None => None,
+            // A replica behind the primary the partition was built from: the
+            // partition is the newer of the two, so it answers as it is (no
+            // delta: there is nothing the reader has that it lacks).
+            Change::ReaderBehind => {
+                note_reader_behind(&path, &prov.fingerprint, now);
+                None
+            }
             Change::OnlyAdded => {
                 match read_delta(db, &p.partition, &p.delta, &prov, model, set, now).await? {
                     DeltaRead::Delta(d) => {
@@ -494,6 +501,27 @@ impl ScenarioSpace {
             })
             .collect()
     }
+}
+
+/// Say once per process and partition file version that the database read
+/// is behind the partition (a lagging replica), not at every query of a
+/// server or a Python loop.
+fn note_reader_behind(path: &std::path::Path, built: &partitions::Fingerprint, now: partitions::Counters) {
+    static NOTED: std::sync::Mutex<Vec<(std::path::PathBuf, i64)>> = std::sync::Mutex::new(Vec::new());
+    let key = (path.to_path_buf(), built.version);
+    let mut noted = NOTED.lock().unwrap_or_else(|e| e.into_inner());
+    if noted.contains(&key) {
+        return;
+    }
+    noted.push(key);
+    eprintln!(
+        "note: the database read is behind index partition {} (a lagging replica: the partition was built \
+         at change #{} of the set, the database read has change #{}); answering from the partition, which \
+         holds the newer rows",
+        path.display(),
+        built.version,
+        now.version
+    );
 }
 
 fn flat_hits(as_of: &[NaiveDate], hits: Vec<stabspace_index::Hit>) -> Vec<ScenarioHit> {

@@ -114,6 +114,11 @@ pub enum Freshness {
     /// A partition built from another database (or one that does not record
     /// its database): never used by queries here.
     Foreign,
+    /// The database read is behind the partition (its change counter is
+    /// below the recorded one): a replica that has not yet replayed what the
+    /// primary the partition was built from had. Queries answer from the
+    /// partition; nothing rebuilds it from the reader.
+    Ahead,
 }
 
 impl Freshness {
@@ -125,6 +130,7 @@ impl Freshness {
             Freshness::Unreadable => "unreadable",
             Freshness::Orphaned => "orphaned",
             Freshness::Foreign => "other-database",
+            Freshness::Ahead => "ahead-of-database",
         }
     }
 }
@@ -227,12 +233,17 @@ pub fn readable_status(st: &mut Status, f: &FileSummary, now: &Fingerprint, data
     st.file_bytes = Some(f.file_bytes);
     st.format_version = Some(f.version);
     st.traversal = f.traversal;
+    // The rules of `Fingerprint::change_since`, which queries use; a reader
+    // behind the partition before "no rows": a replica that has not yet
+    // replayed a new set holds none of it, and the partition is not orphaned.
+    let change = prov.fingerprint.change_since(counters_of(now));
     st.state = if !prov.is_from(database_id) {
         Freshness::Foreign
+    } else if change == Change::ReaderBehind {
+        Freshness::Ahead
     } else if now.rows == 0 {
         Freshness::Orphaned
-    } else if prov.fingerprint.version == now.version {
-        // The rule of `Fingerprint::is_current`, which queries use.
+    } else if change == Change::None {
         Freshness::Fresh
     } else {
         Freshness::Stale
@@ -243,6 +254,11 @@ pub fn readable_status(st: &mut Status, f: &FileSummary, now: &Fingerprint, data
         Freshness::Foreign => format!(
             "{}; queries scan the database exactly until it is rebuilt",
             foreign_reason(prov, database_id)
+        ),
+        Freshness::Ahead => format!(
+            "the database read is behind this partition (a lagging replica): built from {}; the database \
+             read has {}; queries answer from the partition",
+            prov.fingerprint, now
         ),
         _ => format!("built from {}; the database has {}", prov.fingerprint, now),
     };
@@ -255,21 +271,26 @@ pub fn readable_status(st: &mut Status, f: &FileSummary, now: &Fingerprint, data
 /// comparing row hashes).
 fn next_rebuild(f: &FileSummary, state: Freshness, now: &Fingerprint, database_id: &str) -> String {
     let prov = &f.prov;
-    let counters = Counters {
-        version: now.version,
-        rewrites: now.rewrites.unwrap_or(0),
-    };
     // `index rebuild` keeps the recorded parameters: the rules of `build`.
     let not_extendable = not_extendable(f, database_id, &prov.params.build_params());
     match (state, not_extendable) {
         (Freshness::Fresh, _) => "none".into(),
+        (Freshness::Ahead, _) => "none: the database read is behind the partition".into(),
         (Freshness::Orphaned, _) => "none: no rows left (drop it with `index drop`)".into(),
         (_, Some(why)) => format!("full: {why}"),
-        (_, None) => match prov.fingerprint.change_since(counters) {
-            Change::None => "none".into(),
+        (_, None) => match prov.fingerprint.change_since(counters_of(now)) {
+            Change::None | Change::ReaderBehind => "none".into(),
             Change::OnlyAdded => format!("append {} row(s)", (now.rows - prov.fingerprint.rows).max(0)),
             Change::Rewritten => "full: rows were changed or removed".into(),
         },
+    }
+}
+
+/// The counters a fingerprint of the database holds.
+fn counters_of(now: &Fingerprint) -> Counters {
+    Counters {
+        version: now.version,
+        rewrites: now.rewrites.unwrap_or(0),
     }
 }
 
@@ -310,9 +331,11 @@ pub async fn status_all(db: &Db, store: &dyn PartitionStore) -> Result<Vec<Statu
 }
 
 /// The partitions of this database that the database has moved past: a
-/// readable file whose set's change counter differs from the one it was
-/// built at. Constant work per partition (header, provenance, one counter
-/// row), so `serve --rebuild-stale` can ask often.
+/// readable file whose set's change counter is above the one it was built
+/// at. One whose counter is below it is not listed: `db` is then behind the
+/// partition (a lagging replica), which is newer than the rows `db` holds and
+/// must not be rebuilt from them. Constant work per partition (header,
+/// provenance, one counter row), so `serve --rebuild-stale` can ask often.
 pub async fn stale_partitions(db: &Db, store: &dyn PartitionStore) -> Result<Vec<(String, String)>> {
     let database_id = crate::storage::meta::database_id(db).await?;
     let mut out = Vec::new();
@@ -324,7 +347,7 @@ pub async fn stale_partitions(db: &Db, store: &dyn PartitionStore) -> Result<Vec
         let Ok(prov) = store.open(&path).and_then(|(p, _)| Provenance::of(&p)) else {
             continue;
         };
-        if prov.is_from(&database_id) && !prov.fingerprint.is_current(counters(db, &model, &set).await?) {
+        if prov.is_from(&database_id) && prov.fingerprint.is_stale(counters(db, &model, &set).await?) {
             out.push((model, set));
         }
     }

@@ -13,6 +13,10 @@
 //! database's: one indexed row lookup ([`counters`]), never a scan of the set,
 //! so queries stay O(1) at any set size. When `version` moved but `rewrites`
 //! did not, the set only gained rows since the build ([`Fingerprint::change_since`]).
+//! Counters only grow: a database read whose `version` is below the recorded
+//! one is behind the partition (a replica lagging the primary it was built
+//! from, [`Change::ReaderBehind`]); the partition is then newer than the rows
+//! read, neither stale nor rebuilt, and answers as it is.
 //!
 //! The rooms, each allowed to use only those before it:
 //!

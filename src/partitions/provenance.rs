@@ -62,21 +62,44 @@ pub enum Change {
     /// Some row was updated or deleted (or the partition does not record
     /// `rewrites`, so that cannot be ruled out).
     Rewritten,
+    /// The database read is behind the partition: its `version` counter is
+    /// below the one the partition was built at. Counters only grow, so the
+    /// reader is a replica that has not yet replayed what the primary the
+    /// partition was built from had committed (or a database restored from
+    /// an older backup). The partition is newer than the rows read, not
+    /// older: it is searched as it is, never rebuilt from the reader and
+    /// never completed with a delta.
+    ReaderBehind,
 }
 
 impl Fingerprint {
     /// Whether a partition built from `self` holds what the database holds
     /// now: the same `version` counter. (Whether it is from this database is
-    /// [`Provenance::is_from`].)
+    /// [`Provenance::is_from`]; a reader behind the partition is not current
+    /// but not stale either: [`Change::ReaderBehind`].)
     pub fn is_current(&self, now: Counters) -> bool {
         self.version == now.version
     }
 
+    /// Whether the database read is behind the partition ([`Change::ReaderBehind`]).
+    pub fn is_ahead_of(&self, now: Counters) -> bool {
+        now.version < self.version
+    }
+
+    /// Whether the database has moved past the partition: it holds changes
+    /// the partition lacks. Neither current nor a reader behind it.
+    pub fn is_stale(&self, now: Counters) -> bool {
+        now.version > self.version
+    }
+
     /// What changed since the partition was built, in O(1): a `version` that
-    /// moved while `rewrites` did not means only inserts happened.
+    /// moved while `rewrites` did not means only inserts happened; a
+    /// `version` below the recorded one means the reader is behind.
     pub fn change_since(&self, now: Counters) -> Change {
         if self.is_current(now) {
             Change::None
+        } else if self.is_ahead_of(now) {
+            Change::ReaderBehind
         } else if self.rewrites == Some(now.rewrites) {
             Change::OnlyAdded
         } else {
@@ -340,5 +363,48 @@ mod tests {
         assert_eq!(p.fingerprint.change_since(now), Change::None);
         let later = Counters { version: 9, ..now };
         assert_eq!(p.fingerprint.change_since(later), Change::Rewritten);
+    }
+
+    /// Counters only grow: a reader whose `version` is below the recorded
+    /// one is behind the partition (a lagging replica), whatever `rewrites`
+    /// says; it is neither current nor stale. At or past the recorded
+    /// version the rules are the usual ones.
+    #[test]
+    fn a_reader_below_the_recorded_version_is_behind_not_stale() {
+        let built = Fingerprint {
+            rows: 10,
+            version: 12,
+            latest_created_at: None,
+            rewrites: Some(2),
+        };
+        for rewrites in [0, 2, 5] {
+            let behind = Counters {
+                version: 11,
+                rewrites,
+            };
+            assert_eq!(
+                built.change_since(behind),
+                Change::ReaderBehind,
+                "rewrites {rewrites}"
+            );
+            assert!(!built.is_current(behind) && !built.is_stale(behind) && built.is_ahead_of(behind));
+        }
+        let same = Counters {
+            version: 12,
+            rewrites: 2,
+        };
+        assert_eq!(built.change_since(same), Change::None);
+        assert!(built.is_current(same) && !built.is_stale(same) && !built.is_ahead_of(same));
+        let added = Counters { version: 15, ..same };
+        assert_eq!(built.change_since(added), Change::OnlyAdded);
+        assert!(built.is_stale(added));
+        let rewritten = Counters {
+            version: 15,
+            rewrites: 3,
+        };
+        assert_eq!(built.change_since(rewritten), Change::Rewritten);
+        // Never written at all (counters 0) while the partition records a
+        // version: behind too (a replica that has not replayed the set yet).
+        assert_eq!(built.change_since(Counters::default()), Change::ReaderBehind);
     }
 }

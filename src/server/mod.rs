@@ -76,6 +76,7 @@ impl Default for Limits {
 
 /// State shared by every request.
 pub struct App {
+    /// What queries read: the read replica when one is named, else the primary.
     pub db: Db,
     pub cache: Arc<PartitionCache>,
     pub metrics: Metrics,
@@ -86,8 +87,10 @@ pub struct App {
     scrub: Scrub,
     /// Hold each search (a test hook: [`crate::faults::SERVE_SEARCH_HELD`]).
     hold: bool,
-    /// `--rebuild-stale`: how often to look for stale partitions.
-    pub rebuild_stale: Option<Duration>,
+    /// `--rebuild-stale`: how often to look for stale partitions, and the
+    /// primary they are compared with and rebuilt from (a build must read the
+    /// newest rows, never a lagging replica's).
+    pub rebuild_stale: Option<(Duration, Db)>,
 }
 
 impl App {
@@ -398,10 +401,19 @@ enum Ended {
 /// rebuilt one at a time as `index rebuild` does (an append when the set only
 /// gained rows). Queries keep answering meanwhile (`index+delta` or
 /// `exact-scan`); the cache swaps the new file in at the next request.
-async fn rebuild_stale(app: Arc<App>, every: Duration, mut stopping: tokio::sync::watch::Receiver<bool>) {
+///
+/// Both the look and the rebuild read `primary`, not the replica queries
+/// read: a partition rebuilt from the primary may then be ahead of the
+/// replica, and queries answer from it as it is until the replica catches up.
+async fn rebuild_stale(
+    app: Arc<App>,
+    every: Duration,
+    primary: Db,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
     let store = Arc::clone(app.cache.store());
     loop {
-        let stale = match crate::partitions::stale_partitions(&app.db, &*store).await {
+        let stale = match crate::partitions::stale_partitions(&primary, &*store).await {
             Ok(stale) => stale,
             Err(e) => {
                 eprintln!("warning: --rebuild-stale: cannot list stale partitions: {e}");
@@ -413,7 +425,7 @@ async fn rebuild_stale(app: Arc<App>, every: Duration, mut stopping: tokio::sync
                 return;
             }
             eprintln!("--rebuild-stale: index {model} / {set} is stale; rebuilding");
-            match crate::partitions::rebuild(&app.db, &*store, &model, &set).await {
+            match crate::partitions::rebuild(&primary, &*store, &model, &set).await {
                 Ok(built) => {
                     app.metrics.stale_rebuilds.inc();
                     let how = match built.provenance.appended_rows {
@@ -448,7 +460,7 @@ pub async fn serve(addr: SocketAddr, app: App) -> Result<()> {
     let index_dir = app.cache.store().describe();
     let db = app.db.label().to_string();
     let header_timeout = app.limits.timeout;
-    let rebuild_every = app.rebuild_stale;
+    let rebuild_every = app.rebuild_stale.clone();
     let app = Arc::new(app);
     let router = router(Arc::clone(&app));
     println!("stabspace serve: listening on http://{local} (database {db}, partitions under {index_dir})");
@@ -459,12 +471,13 @@ pub async fn serve(addr: SocketAddr, app: App) -> Result<()> {
     // connection): HTTP/1.1 connections with a header read timeout, each
     // told of a shutdown.
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    if let Some(every) = rebuild_every {
+    if let Some((every, primary)) = rebuild_every {
         println!(
-            "rebuilding stale partitions in the background, one at a time (checked every {} s)",
+            "rebuilding stale partitions in the background, one at a time, from {} (checked every {} s)",
+            primary.label(),
             every.as_secs()
         );
-        tokio::spawn(rebuild_stale(app, every, stopping.clone()));
+        tokio::spawn(rebuild_stale(app, every, primary, stopping.clone()));
     } else {
         drop(app);
     }

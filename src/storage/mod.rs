@@ -281,11 +281,33 @@ impl Db {
         } else {
             return Err(Error::UnsupportedUrl { url: label });
         };
-        Ok(Db {
+        let db = Db {
             pool,
             label,
             database_id: Default::default(),
-        })
+        };
+        if access == Access::Write && db.is_standby().await? {
+            db.close().await;
+            return Err(Error::Standby { db: db.label });
+        }
+        Ok(db)
+    }
+
+    /// Whether the database is a PostgreSQL standby (a read replica in
+    /// recovery), which refuses writes: asked before a command that writes
+    /// starts, so that it fails naming the replica rather than midway with
+    /// "cannot execute INSERT in a read-only transaction". SQLite never is.
+    pub async fn is_standby(&self) -> Result<bool> {
+        match &self.pool {
+            Pool::Postgres(p) => {
+                let (standby,): (bool,) = sqlx::query_as("SELECT pg_is_in_recovery()")
+                    .fetch_one(p)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                Ok(standby)
+            }
+            Pool::Sqlite(_) => Ok(false),
+        }
     }
 
     /// The embedded migrations of this backend.

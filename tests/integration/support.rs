@@ -40,7 +40,7 @@ pub async fn sqlite(migrate: bool) -> TestDb {
     }
 }
 
-fn env_is_1(name: &str) -> bool {
+pub fn env_is_1(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| v == "1")
 }
 
@@ -100,7 +100,7 @@ pub async fn postgres(migrate: bool) -> Option<TestDb> {
 
 /// One line, "test name<TAB>reason", in the file `STABSPACE_POSTGRES_SKIP_LOG`
 /// names (one `write` of an appending file: lines of parallel tests do not mix).
-fn record_postgres_skip(reason: &str) {
+pub fn record_postgres_skip(reason: &str) {
     use std::io::Write;
     let test = std::thread::current().name().unwrap_or("?").to_string();
     eprintln!("*** {test}: PostgreSQL test SKIPPED: {reason} ***");
@@ -241,6 +241,7 @@ pub fn stabspace(args: &[&str], data_dir: &Path) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_stabspace"))
         .args(args)
         .env_remove("DATABASE_URL")
+        .env_remove("STABSPACE_READ_DATABASE_URL")
         .env("STABSPACE_DATA_DIR", data_dir)
         .output()
         .expect("run stabspace")
