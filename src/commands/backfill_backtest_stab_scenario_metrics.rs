@@ -1,4 +1,4 @@
-use crate::cli::GlobalOpts;
+use crate::cli::global::GlobalOpts;
 use crate::diagnostics::backfill_backtest_metrics;
 use crate::error::Result;
 

@@ -1,6 +1,6 @@
 use chrono::NaiveDate;
 
-use crate::cli::GlobalOpts;
+use crate::cli::global::GlobalOpts;
 use crate::config::parse_date;
 use crate::error::Result;
 use crate::joint::{backfill_joint_profiles, ProfileBackfill};

@@ -1,5 +1,5 @@
+use crate::cli::global::GlobalOpts;
 use crate::cli::progress::Bars;
-use crate::cli::GlobalOpts;
 use crate::commands::index::ParamArgs;
 use crate::error::Result;
 use crate::joint::{backfill_joint_scenarios, ScenarioProjection, Weights};

@@ -1,8 +1,8 @@
 use chrono::NaiveDate;
 
 use crate::backfill::{backfill_numeric_embeddings, NumericBackfill};
+use crate::cli::global::GlobalOpts;
 use crate::cli::progress::Bars;
-use crate::cli::GlobalOpts;
 use crate::config::parse_date;
 use crate::encoders::{is_signature_model, resolve_horizon, DEFAULT_WINDOW_DAYS};
 use crate::error::{Error, Result};

@@ -1,6 +1,6 @@
 use crate::backfill::{backfill_numeric_scenario_embeddings, ScenarioBackfill};
+use crate::cli::global::GlobalOpts;
 use crate::cli::progress::Bars;
-use crate::cli::GlobalOpts;
 use crate::encoders::resolve_horizon;
 use crate::error::Result;
 

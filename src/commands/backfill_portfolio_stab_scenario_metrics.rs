@@ -2,8 +2,8 @@ use chrono::NaiveDate;
 
 use crate::cli::args::CoverageArgs;
 use crate::cli::args::SearchArgs;
+use crate::cli::global::GlobalOpts;
 use crate::cli::progress::Bars;
-use crate::cli::GlobalOpts;
 use crate::config::parse_date;
 use crate::diagnostics::{backfill_portfolio_metrics, MetricsBackfill};
 use crate::error::Result;

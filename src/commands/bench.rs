@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 use crate::bench::{
     hold_out, read_vectors, run as run_bench, svg_plot, Base, BenchRow, BenchSpec, Series, CSV_COLUMNS,
 };
-use crate::cli::GlobalOpts;
+use crate::cli::global::GlobalOpts;
 use crate::commands::index::ParamArgs;
 use crate::config::parse_date;
 use crate::error::{Error, Result};

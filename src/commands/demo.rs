@@ -7,8 +7,8 @@ use chrono::NaiveDate;
 use crate::backfill::{
     backfill_numeric_embeddings, backfill_numeric_scenario_embeddings, NumericBackfill, ScenarioBackfill,
 };
+use crate::cli::global::GlobalOpts;
 use crate::cli::progress::{self, Bars};
-use crate::cli::GlobalOpts;
 use crate::diagnostics::{
     backfill_backtest_metrics, backfill_portfolio_metrics, portfolio_exposure, MetricsBackfill,
 };

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
+use crate::cli::global::GlobalOpts;
 use crate::cli::progress::Bars;
-use crate::cli::GlobalOpts;
 use crate::encoders::DEFAULT_WINDOW_DAYS;
 use crate::error::{Error, Result};
 use crate::eval::{eval_retrieval, EvalReport, EvalSpec};

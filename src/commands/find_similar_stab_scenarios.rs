@@ -2,7 +2,7 @@ use chrono::NaiveDate;
 
 use crate::cli::args::OutputArgs;
 use crate::cli::args::SearchArgs;
-use crate::cli::GlobalOpts;
+use crate::cli::global::GlobalOpts;
 use crate::config::parse_date;
 use crate::diagnostics::find_similar;
 use crate::error::Result;

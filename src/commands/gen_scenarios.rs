@@ -1,7 +1,7 @@
 use chrono::NaiveDate;
 
+use crate::cli::global::GlobalOpts;
 use crate::cli::progress::Bars;
-use crate::cli::GlobalOpts;
 use crate::commands::index::ParamArgs;
 use crate::config::parse_date;
 use crate::error::Result;

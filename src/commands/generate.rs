@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use crate::cli::GlobalOpts;
+use crate::cli::global::GlobalOpts;
 use crate::error::Result;
 use crate::synth::{generate, SetKind, SynthConfig};
 

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
+use crate::cli::global::GlobalOpts;
 use crate::cli::progress::Bars;
-use crate::cli::GlobalOpts;
 use crate::error::Result;
 use crate::import::{import_file, ImportKind};
 

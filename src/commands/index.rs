@@ -3,8 +3,8 @@
 
 use stabspace_index::{BuildParams, GraphBuilder, Quantization, MAX_M};
 
+use crate::cli::global::GlobalOpts;
 use crate::cli::progress::Bars;
-use crate::cli::GlobalOpts;
 use crate::error::{Error, Result};
 use crate::output::Format;
 use crate::partitions::{

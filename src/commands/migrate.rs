@@ -1,4 +1,4 @@
-use crate::cli::GlobalOpts;
+use crate::cli::global::GlobalOpts;
 use crate::error::Result;
 
 #[derive(Debug, clap::Args)]

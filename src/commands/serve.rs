@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::cli::GlobalOpts;
+use crate::cli::global::GlobalOpts;
 use crate::error::Result;
 use crate::server::{serve, App, Limits};
 

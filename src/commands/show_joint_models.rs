@@ -1,5 +1,5 @@
 use crate::cli::args::OutputArgs;
-use crate::cli::GlobalOpts;
+use crate::cli::global::GlobalOpts;
 use crate::error::Result;
 use crate::joint::registry::joint_models;
 use crate::output::{Cell, Table};

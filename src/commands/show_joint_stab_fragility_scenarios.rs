@@ -1,5 +1,5 @@
 use crate::cli::args::OutputArgs;
-use crate::cli::GlobalOpts;
+use crate::cli::global::GlobalOpts;
 use crate::error::Result;
 use crate::output::Table;
 use crate::partitions::no_scenarios;

@@ -1,7 +1,7 @@
 use chrono::NaiveDate;
 
 use crate::cli::args::OutputArgs;
-use crate::cli::GlobalOpts;
+use crate::cli::global::GlobalOpts;
 use crate::config::parse_date;
 use crate::diagnostics::stab_states_hint;
 use crate::error::{Error, Result};

@@ -3,7 +3,7 @@ use chrono::NaiveDate;
 use crate::cli::args::CoverageArgs;
 use crate::cli::args::OutputArgs;
 use crate::cli::args::SearchArgs;
-use crate::cli::GlobalOpts;
+use crate::cli::global::GlobalOpts;
 use crate::config::parse_date;
 use crate::diagnostics::portfolio_exposure;
 use crate::error::Result;

@@ -1,0 +1,77 @@
+//! The flags every command accepts (`--database-url`, `--read-database-url`,
+//! `--data-dir`), and the configuration they name. Apart from `cli.rs`, which
+//! dispatches to the commands, so that the commands can take them without
+//! importing their dispatcher.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::config::{Config, DATABASE_URL_ENV, DATA_DIR_ENV, DEFAULT_DATA_DIR, READ_DATABASE_URL_ENV};
+use crate::error::Result;
+use crate::storage::Db;
+
+/// Flags every command accepts.
+#[derive(Clone, Debug, Args)]
+pub struct GlobalOpts {
+    /// Database: postgres://user[:password]@host[:port]/db or sqlite://path/file.db.
+    /// Without it, the embedded SQLite file <data-dir>/stabspace.db is used (created by the
+    /// first command that writes; commands that only read need it to exist).
+    #[arg(long, env = DATABASE_URL_ENV, global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// A read replica of --database-url (postgres://…) that queries read: find-*, show-*,
+    /// index status, bench --as-of, serve's queries. Everything that writes (import, the
+    /// backfills, gen-scenarios, demo, migrate, eval-retrieval, joint model registration)
+    /// and the builds that publish partitions (index build|rebuild, serve --rebuild-stale)
+    /// use --database-url, the primary. A lagging replica is never a reason to rebuild: when its change counter
+    /// for a set is below the one a partition was built at, the partition is newer than the
+    /// rows read and answers as it is (answered_by index, not stale; a note says the replica
+    /// is behind; index status says ahead-of-database).
+    #[arg(long, env = READ_DATABASE_URL_ENV, global = true, hide_env_values = true)]
+    pub read_database_url: Option<String>,
+
+    /// Directory for the embedded database and index files.
+    #[arg(
+        long,
+        env = DATA_DIR_ENV,
+        global = true,
+        default_value = DEFAULT_DATA_DIR
+    )]
+    pub data_dir: PathBuf,
+
+    /// Whether `database_url` came from the DATABASE_URL environment variable
+    /// rather than the command line (the demo ignores the variable).
+    #[arg(skip)]
+    pub database_url_from_env: bool,
+}
+
+impl GlobalOpts {
+    /// The database, its read replica and the data directory these flags name.
+    pub fn config(&self) -> Config {
+        Config::new(self.database_url.clone(), self.data_dir.clone())
+            .with_read_database_url(self.read_database_url.clone())
+    }
+
+    /// The database URL in use.
+    pub fn url(&self) -> String {
+        self.config().url()
+    }
+
+    /// Open the database for a command that writes to it ([`Config::open_db`]).
+    pub async fn open_db(&self) -> Result<Db> {
+        self.config().open_db().await
+    }
+
+    /// Open the database a query reads: the read replica, else the primary
+    /// ([`Config::open_db_read`]).
+    pub async fn open_db_read(&self) -> Result<Db> {
+        self.config().open_db_read().await
+    }
+
+    /// Open the primary for a build that reads only but must see the newest
+    /// rows ([`Config::open_primary_read`]).
+    pub async fn open_primary_read(&self) -> Result<Db> {
+        self.config().open_primary_read().await
+    }
+}
