@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::cli::global::GlobalOpts;
 use crate::error::Result;
-use crate::server::{serve, App, Limits};
+use crate::server::{serve, ApiKeys, App, Limits};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Routes (JSON in and out):\n\
@@ -21,9 +21,11 @@ database read holds it now (--read-database-url, a replica, when given; else --d
 \"partition_stale\"), counted in the metric stabspace_answers_total; --rebuild-stale brings stale \
 partitions up to date in the background. SIGINT or SIGTERM stops accepting, \
 finishes the requests in flight and exits 0.\n\n\
-NO AUTHENTICATION: anyone who can reach the address can query (and read the scenario ids of) every \
-partition. The default address is loopback; put the server behind a proxy that authenticates before \
-exposing it to a network.\n\n\
+Without --api-key-file there is NO AUTHENTICATION: anyone who can reach the address can query (and \
+read the scenario ids of) every partition. The default address is loopback. With --api-key-file, every \
+route but GET /healthz answers 401 unless the request carries `Authorization: Bearer <key>` with one of \
+the file's keys; serve TLS in front of it (a proxy: see deploy/README.md) so that keys never cross a \
+network in clear.\n\n\
 Example: stabspace serve --addr 127.0.0.1:7878 &\n  \
 curl -s localhost:7878/v1/similar-scenarios -d '{\"instrument_id\": \"SYN0001.US\", \"as_of\": \"2023-03-24\", \
 \"model_id\": \"joint-stab-fragility-v2\", \"scenario_set_id\": \"MC_STRESS_V0\", \"top_k\": 5}'")]
@@ -62,9 +64,17 @@ pub struct Args {
     /// Seconds between two looks for stale partitions (with --rebuild-stale).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..), requires = "rebuild_stale")]
     pub rebuild_stale_secs: u64,
+    /// Require an API key: FILE holds one key per line (at least 16 characters, no whitespace;
+    /// blank lines and lines starting with '#' are skipped). Every route but GET /healthz then
+    /// answers 401 unless the request carries `Authorization: Bearer <key>` with one of them.
+    /// Read once, at start.
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<std::path::PathBuf>,
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
+    // Before the database: a bad key file is refused at once.
+    let api_keys = a.api_key_file.as_deref().map(ApiKeys::from_file).transpose()?;
     let db = g.open_db_read().await?;
     let limits = Limits {
         max_k: a.max_k,
@@ -82,6 +92,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         (true, true) => Some(g.open_primary_read().await?),
     };
     let mut app = App::new(db, &config, limits);
+    app.api_keys = api_keys;
     app.rebuild_stale = primary.map(|p| (Duration::from_secs(a.rebuild_stale_secs), p));
     serve(a.addr, app).await
 }

@@ -31,6 +31,8 @@ const JOINT_MODEL: &str = "joint-stab-fragility-v1";
 pub const SEARCH_ROUTE: &str = "/v1/partitions/{joint_model}/{scenario_set}/search";
 pub const SIMILAR_ROUTE: &str = "/v1/similar-scenarios";
 pub const EXPOSURE_ROUTE: &str = "/v1/portfolio-exposure";
+/// Open to all, with or without `--api-key-file`: load balancers probe it.
+pub const HEALTHZ_ROUTE: &str = "/healthz";
 
 /// The widest single-vector graph search answered on an async worker.
 const INLINE_MAX_EF: usize = 1024;

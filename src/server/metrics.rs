@@ -1,6 +1,6 @@
 //! `GET /metrics`: requests by route and status, latency histograms,
-//! partitions loaded, partition files swapped and partition file versions
-//! whose checksums were verified, in the Prometheus
+//! partitions loaded, partition files swapped, partition file versions
+//! whose checksums were verified and requests refused for want of an API key, in the Prometheus
 //! (OpenMetrics) text format, through the `prometheus-client` crate.
 
 use std::sync::atomic::AtomicU64;
@@ -48,6 +48,8 @@ pub struct Metrics {
     pub answers: Family<AnswerLabels, Counter>,
     /// Stale partitions rebuilt by `serve --rebuild-stale`.
     pub stale_rebuilds: Counter<u64, AtomicU64>,
+    /// Requests refused for want of a valid API key (`--api-key-file`), by route template.
+    pub unauthorized: Family<RouteLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -101,7 +103,14 @@ impl Metrics {
             "Stale partitions rebuilt in the background (serve --rebuild-stale)",
             stale_rebuilds.clone(),
         );
+        let unauthorized = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "unauthorized",
+            "Requests refused with 401 for want of a valid API key (serve --api-key-file), by route",
+            unauthorized.clone(),
+        );
         Metrics {
+            unauthorized,
             answers,
             stale_rebuilds,
             registry: Mutex::new(registry),

@@ -9,10 +9,12 @@
 //! ([`error::Scrub`]). `GET /v1/partitions` is `index status` in constant work
 //! per partition ([`status`]). Limits: body size (a larger `Content-Length`
 //! is refused before the body is read), request timeout, concurrent
-//! requests, k, ef and vectors per request. There is no authentication: the
-//! server binds to loopback by default.
+//! requests, k, ef and vectors per request. Without `--api-key-file` there is
+//! no authentication (the server binds to loopback by default); with it,
+//! every route but `/healthz` wants one of the file's keys ([`auth`]).
 
 mod api;
+mod auth;
 mod error;
 mod metrics;
 mod status;
@@ -46,6 +48,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::nearest::{OpenPartition, PartitionCache};
 use crate::storage::Db;
+pub use auth::ApiKeys;
 use error::{ApiError, Scrub};
 pub use metrics::Metrics;
 use status::StatusCache;
@@ -91,6 +94,8 @@ pub struct App {
     /// primary they are compared with and rebuilt from (a build must read the
     /// newest rows, never a lagging replica's).
     pub rebuild_stale: Option<(Duration, Db)>,
+    /// `--api-key-file`: the keys a request must carry one of; `None`: anyone may ask.
+    pub api_keys: Option<ApiKeys>,
 }
 
 impl App {
@@ -111,6 +116,7 @@ impl App {
             limits,
             hold: crate::faults::armed(crate::faults::SERVE_SEARCH_HELD),
             rebuild_stale: None,
+            api_keys: None,
         }
     }
 
@@ -133,7 +139,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route(api::SEARCH_ROUTE, post(api::search))
         .route(api::SIMILAR_ROUTE, post(api::similar))
         .route(api::EXPOSURE_ROUTE, post(api::exposure))
-        .route("/healthz", get(api::healthz))
+        .route(api::HEALTHZ_ROUTE, get(api::healthz))
         .route("/metrics", get(api::metrics))
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::wrong_method)
@@ -152,6 +158,12 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(GlobalConcurrencyLimitLayer::new(limits.concurrency))
         // A body above the limit is refused before a request waits for a turn.
         .layer(middleware::from_fn_with_state(Arc::clone(&app), admit))
+        // Who may ask, before anything else is spent on a request: no body
+        // read, no turn taken (refusals are still counted and timed by `track`).
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&app),
+            auth::authenticate,
+        ))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), track))
         .with_state(app)
 }
@@ -464,7 +476,14 @@ pub async fn serve(addr: SocketAddr, app: App) -> Result<()> {
     let app = Arc::new(app);
     let router = router(Arc::clone(&app));
     println!("stabspace serve: listening on http://{local} (database {db}, partitions under {index_dir})");
-    println!("no authentication: keep it on loopback, or behind a proxy that authenticates");
+    match &app.api_keys {
+        Some(keys) => println!(
+            "API keys required: {} key(s) accepted (Authorization: Bearer <key>) on every route but {}",
+            keys.len(),
+            api::HEALTHZ_ROUTE
+        ),
+        None => println!("no authentication: keep it on loopback, behind a proxy that authenticates, or use --api-key-file"),
+    }
     let _ = std::io::stdout().flush();
     // Our own accept loop (axum::serve sets no timer, so hyper could not time
     // out a request head that never completes, nor an idle kept-alive

@@ -7,6 +7,7 @@ mod support;
 mod architecture;
 mod backfill;
 mod cli;
+mod deploy;
 mod faults;
 mod import;
 mod joint;

@@ -4,7 +4,9 @@
 //! the limit at once) and no answer names a path of the machine, a partition
 //! rebuilt under load fails no request, `GET /v1/partitions` verifies each
 //! file version once in the background, metrics count what was served,
-//! SIGTERM closes what was not received whole and finishes what was.
+//! SIGTERM closes what was not received whole and finishes what was, and
+//! `--api-key-file` refuses every route but `/healthz` without a key (401,
+//! before the body is read or a turn taken), never showing a key.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -19,14 +21,14 @@ use stabspace_index::Partition;
 use crate::both_backends;
 use crate::support::{text, TestDb};
 
-const MODEL: &str = "joint-stab-fragility-v2";
+pub(crate) const MODEL: &str = "joint-stab-fragility-v2";
 const FLAT_SET: &str = "HIST_CRASH_WINDOWS";
 const GRAPH_SET: &str = "GEN_BIG";
 /// A generated set below the graph threshold.
 const SMALL_SET: &str = "GEN_SMALL";
 
 /// Run the CLI on the test database; assert success; stdout.
-fn cli(t: &TestDb, args: &[&str]) -> String {
+pub(crate) fn cli(t: &TestDb, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_stabspace"))
         .args(args)
         .args(["--database-url", &t.url])
@@ -106,7 +108,7 @@ fn market(t: &TestDb) -> Market {
 }
 
 /// A running `stabspace serve`, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     base: String,
     stderr: Receiver<String>,
@@ -115,7 +117,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(t: &TestDb, extra: &[&str], env: &[(&str, &str)]) -> Server {
+    pub(crate) fn start(t: &TestDb, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_stabspace"))
             .args(["serve", "--addr", "127.0.0.1:0", "--database-url", &t.url])
             .args(extra)
@@ -178,7 +180,7 @@ impl Server {
         panic!("the server never said {text:?} on stderr");
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
@@ -208,8 +210,14 @@ impl Server {
         }
     }
 
+    /// SIGKILL: the server dies at once, whatever it holds.
+    pub(crate) fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the server");
+        let _ = self.child.wait();
+    }
+
     /// host:port.
-    fn addr(&self) -> String {
+    pub(crate) fn addr(&self) -> String {
         self.base.trim_start_matches("http://").to_string()
     }
 }
@@ -221,7 +229,7 @@ impl Drop for Server {
     }
 }
 
-fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(60)))
@@ -275,7 +283,7 @@ fn graph_partition(t: &TestDb) -> Partition {
 }
 
 /// A partition row as the caller gave it (the unit vector times its norm).
-fn row_vector(p: &Partition, row: usize) -> Vec<f32> {
+pub(crate) fn row_vector(p: &Partition, row: usize) -> Vec<f32> {
     let n = p.norms()[row];
     p.vector(row).iter().map(|&x| (f64::from(x) * n) as f32).collect()
 }
@@ -825,7 +833,7 @@ fn exchange(addr: &str, request: &[u8]) -> String {
 }
 
 /// `gen-scenarios` of `count` rows into `set` (and its partition, unless `extra` says --no-index).
-fn generate(t: &TestDb, set: &str, count: usize, extra: &[&str]) {
+pub(crate) fn generate(t: &TestDb, set: &str, count: usize, extra: &[&str]) {
     let count = count.to_string();
     let mut args = vec![
         "gen-scenarios",
@@ -840,7 +848,7 @@ fn generate(t: &TestDb, set: &str, count: usize, extra: &[&str]) {
     cli(t, &args);
 }
 
-fn partition_file(t: &TestDb, set: &str) -> std::path::PathBuf {
+pub(crate) fn partition_file(t: &TestDb, set: &str) -> std::path::PathBuf {
     t.dir
         .path()
         .join("index")
@@ -1345,4 +1353,222 @@ async fn a_stale_partition_answers_for_the_set_as_stored_and_rebuild_stale_repai
     assert_eq!(r["hits"][0]["scenario_id"], new.scenario_id.as_str());
     assert_eq!(counter(&a, &s, "stabspace_stale_rebuilds_total"), 1.0);
     assert_eq!(Partition::open(partition_file(&t, SET)).unwrap().len(), 2149);
+}
+
+pub(crate) const KEY: &str = "k3y-of-the-test-server-0123456789";
+const OTHER_KEY: &str = "another-key-the-server-accepts-42";
+const WRONG_KEY: &str = "a-key-the-server-does-not-know-77";
+
+/// A request with an optional `Authorization` header: (status, JSON answer,
+/// its `WWW-Authenticate` header).
+pub(crate) fn ask(
+    a: &ureq::Agent,
+    method: &str,
+    url: &str,
+    auth: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, String, Option<String>) {
+    let mut r = match (method, body) {
+        ("GET", _) => {
+            let mut req = a.get(url);
+            if let Some(v) = auth {
+                req = req.header("authorization", v);
+            }
+            req.call()
+        }
+        (_, body) => {
+            let mut req = a.post(url);
+            if let Some(v) = auth {
+                req = req.header("authorization", v);
+            }
+            req.send_json(body.unwrap_or(&json!({})))
+        }
+    }
+    .expect("request");
+    let challenge = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string());
+    (
+        r.status().as_u16(),
+        r.body_mut().read_to_string().expect("body"),
+        challenge,
+    )
+}
+
+both_backends!(unmigrated: api_keys_guard_every_route_but_healthz);
+
+async fn api_keys_guard_every_route_but_healthz(t: TestDb) {
+    let m = market(&t);
+    let keys = t.path("api-keys");
+    std::fs::write(&keys, format!("# keys of the test\n\n   {KEY}  \n{OTHER_KEY}\n")).unwrap();
+    let keys = keys.to_str().unwrap();
+    let mut s = Server::start(&t, &["--api-key-file", keys], &[]);
+    let a = agent();
+    let p = graph_partition(&t);
+    let routes: Vec<(&str, String, Option<Value>)> = vec![
+        (
+            "POST",
+            search_url(&s, GRAPH_SET),
+            Some(json!({"vector": row_vector(&p, 4), "k": 3})),
+        ),
+        (
+            "POST",
+            s.url("/v1/similar-scenarios"),
+            Some(
+                json!({"instrument_id": m.instrument, "as_of": m.day, "model_id": MODEL,
+                        "scenario_set_id": FLAT_SET, "top_k": 3}),
+            ),
+        ),
+        (
+            "POST",
+            s.url("/v1/portfolio-exposure"),
+            Some(
+                json!({"portfolio_id": m.portfolio, "as_of": m.day, "scenario_set_id": FLAT_SET,
+                        "stab_model_id": MODEL, "top_k": 3}),
+            ),
+        ),
+        ("GET", s.url("/v1/partitions"), None),
+        ("GET", s.url("/metrics"), None),
+    ];
+    let refused =
+        |route: &str, auth: Option<&str>, (status, body, challenge): (u16, String, Option<String>)| {
+            assert_eq!(status, 401, "{route} with {auth:?}: {body}");
+            let v: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+            assert_eq!(v["error"]["status"], 401, "{body}");
+            assert!(
+                v["error"]["message"].as_str().unwrap().contains("API key"),
+                "{body}"
+            );
+            let challenge = challenge.unwrap_or_else(|| panic!("{route}: no WWW-Authenticate"));
+            assert!(challenge.starts_with("Bearer"), "{challenge}");
+            for k in [KEY, OTHER_KEY, WRONG_KEY] {
+                assert!(!body.contains(k), "{body}");
+            }
+        };
+    let wrong = format!("Bearer {WRONG_KEY}");
+    let prefix = format!("Bearer {}", &KEY[..KEY.len() - 1]);
+    let with_key = format!("Bearer {KEY}");
+    for (method, url, body) in &routes {
+        for auth in [
+            None,
+            Some(wrong.as_str()),
+            Some(prefix.as_str()),
+            Some("Bearer"),
+            Some("Basic dXNlcjpwYXNz"),
+            Some(KEY),
+            Some(&format!("Bearer {KEY} {KEY}")),
+        ] {
+            refused(url, auth, ask(&a, method, url, auth, body.as_ref()));
+        }
+        for auth in [with_key.clone(), format!("bearer  {OTHER_KEY}")] {
+            let (status, got, _) = ask(&a, method, url, Some(&auth), body.as_ref());
+            assert_eq!(status, 200, "{url}: {got}");
+        }
+    }
+    // A path that names no route is refused too: routes are not told to strangers.
+    refused("/nope", None, ask(&a, "GET", &s.url("/nope"), None, None));
+    // Load balancers probe /healthz without a key.
+    let (status, body, _) = ask(&a, "GET", &s.url("/healthz"), None, None);
+    assert_eq!(status, 200, "{body}");
+    // Refusals are counted by route template; no key reaches the metrics.
+    let (_, metrics, _) = ask(&a, "GET", &s.url("/metrics"), Some(&with_key), None);
+    for line in [
+        "stabspace_unauthorized_total{route=\"/v1/partitions/{joint_model}/{scenario_set}/search\"} 7",
+        "stabspace_unauthorized_total{route=\"/v1/similar-scenarios\"} 7",
+        "stabspace_unauthorized_total{route=\"/metrics\"} 7",
+        "stabspace_unauthorized_total{route=\"unmatched\"} 1",
+        "stabspace_http_requests_total{route=\"/v1/partitions\",method=\"GET\",status=\"401\"} 7",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no line {line:?} in\n{metrics}"
+        );
+    }
+    assert!(
+        !metrics.contains("unauthorized_total{route=\"/healthz\"}"),
+        "{metrics}"
+    );
+    let status = s.terminate();
+    assert!(status.success(), "exit status {status}");
+    let out = s.output();
+    let err: Vec<String> = s.stderr.try_iter().collect();
+    let err = err.join("\n");
+    assert!(
+        out.contains(
+            "API keys required: 2 key(s) accepted (Authorization: Bearer <key>) on every route but /healthz"
+        ),
+        "{out}"
+    );
+    for k in [KEY, OTHER_KEY, WRONG_KEY, &KEY[..KEY.len() - 1]] {
+        assert!(!out.contains(k) && !err.contains(k), "{k:?} in\n{out}\n{err}");
+    }
+
+    // Refused before a turn is waited for: with the only turn held by a
+    // search, requests without a key are answered at once.
+    let s = Server::start(
+        &t,
+        &["--api-key-file", keys, "--concurrency", "1"],
+        &[(
+            stabspace::faults::PAUSE_AT_ENV,
+            stabspace::faults::SERVE_SEARCH_HELD,
+        )],
+    );
+    let url = search_url(&s, GRAPH_SET);
+    let body = json!({"vector": row_vector(&p, 4), "k": 3});
+    let held = {
+        let (url, body, auth) = (url.clone(), body.clone(), with_key.clone());
+        std::thread::spawn(move || ask(&agent(), "POST", &url, Some(&auth), Some(&body)).0)
+    };
+    s.await_stderr("held at serve:search-held");
+    let started = Instant::now();
+    for _ in 0..20 {
+        refused(&url, None, ask(&a, "POST", &url, None, Some(&body)));
+    }
+    let took = started.elapsed();
+    assert!(
+        took < stabspace::faults::HOLD / 2,
+        "20 refusals took {took:?} while the only turn was held"
+    );
+    assert_eq!(held.join().unwrap(), 200);
+}
+
+/// A key file the server cannot use stops it at start, naming the file and
+/// line and never the key.
+#[test]
+fn a_bad_api_key_file_stops_serve_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keys");
+    let name = file.to_str().unwrap();
+    for (contents, want) in [
+        (
+            Some(format!("# ok\n{KEY}\n\nshort-key-12\n")),
+            "line 4: the key is 12 characters long; keys must be at least 16",
+        ),
+        (
+            Some(format!("{KEY}\n  k3y with a space in it  \n")),
+            "line 2: the key has whitespace or a control character",
+        ),
+        (Some("# no key\n\n".to_string()), "the file holds no key"),
+        (None, "cannot read it"),
+    ] {
+        match &contents {
+            Some(t) => std::fs::write(&file, t).unwrap(),
+            None => {
+                let _ = std::fs::remove_file(&file);
+            }
+        }
+        let o = crate::support::stabspace(
+            &["serve", "--addr", "127.0.0.1:0", "--api-key-file", name],
+            dir.path(),
+        );
+        let err = text(&o.stderr);
+        assert!(!o.status.success(), "{contents:?}: serve started: {err}");
+        assert!(err.contains(&format!("--api-key-file {name}: ")), "{err}");
+        assert!(err.contains(want), "{contents:?}: {err:?} lacks {want:?}");
+        for k in [KEY, "short-key", "k3y with"] {
+            assert!(!err.contains(k), "{err}");
+        }
+        assert!(!text(&o.stdout).contains("listening"), "{}", text(&o.stdout));
+    }
 }

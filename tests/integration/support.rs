@@ -68,7 +68,7 @@ pub async fn postgres(migrate: bool) -> Option<TestDb> {
                      and counts the skipped tests at its end)"
                 );
             }
-            record_postgres_skip(&e.to_string());
+            record_skip("PostgreSQL test", &e.to_string());
             return None;
         }
     };
@@ -98,12 +98,17 @@ pub async fn postgres(migrate: bool) -> Option<TestDb> {
     })
 }
 
+/// A PostgreSQL test that did not run, recorded as [`record_skip`] records it.
+pub fn record_postgres_skip(reason: &str) {
+    record_skip("PostgreSQL test", reason);
+}
+
 /// One line, "test name<TAB>reason", in the file `STABSPACE_POSTGRES_SKIP_LOG`
 /// names (one `write` of an appending file: lines of parallel tests do not mix).
-pub fn record_postgres_skip(reason: &str) {
+fn record_skip(what: &str, reason: &str) {
     use std::io::Write;
     let test = std::thread::current().name().unwrap_or("?").to_string();
-    eprintln!("*** {test}: PostgreSQL test SKIPPED: {reason} ***");
+    eprintln!("*** {test}: {what} SKIPPED: {reason} ***");
     let Some(log) = std::env::var_os("STABSPACE_POSTGRES_SKIP_LOG") else {
         return;
     };
@@ -114,6 +119,27 @@ pub fn record_postgres_skip(reason: &str) {
         .open(&log)
         .and_then(|mut f| f.write_all(line.as_bytes()))
         .unwrap_or_else(|e| panic!("cannot record the skip in {}: {e}", Path::new(&log).display()));
+}
+
+/// The program `name` (on `PATH`, or in the `sbin` directories Debian puts
+/// daemons in), for a test that needs it. Missing, the test fails when
+/// `STABSPACE_REQUIRE_POSTGRES=1` (CI requires every test to run), else
+/// `None`: its body does not run and the skip is recorded as
+/// [`postgres`]'s are, so that `scripts/test` counts it at its end.
+pub fn program_or_skip(name: &str, install: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        let reason = format!("{name} is not installed ({install})");
+        if env_is_1("STABSPACE_REQUIRE_POSTGRES") {
+            panic!("STABSPACE_REQUIRE_POSTGRES=1 (every test must run) but {reason}");
+        }
+        record_skip("test", &reason);
+    }
+    found
 }
 
 impl Drop for TestDb {
