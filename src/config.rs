@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::nearest::{PartitionCache, SearchOpts};
 pub use crate::parse::{parse_clamped, parse_date, parse_positive, parse_recall, parse_share};
 use crate::partitions::{LocalDir, PartitionStore};
-use crate::storage::{resolve_url, Access, Db};
+use crate::storage::{redact, resolve_url, Access, Db};
 
 /// The environment variable naming the database (`--database-url`'s default).
 pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
@@ -25,7 +25,7 @@ pub const DEFAULT_DATA_DIR: &str = "./stabspace-data";
 /// Where the database and the index partitions are: what every front end
 /// (the CLI's global flags, `stabspace serve`, Python's `connect`) resolves
 /// to before it opens anything.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Config {
     /// postgres://… or sqlite://…; `None` (or blank): the embedded SQLite file
     /// `<data_dir>/stabspace.db`.
@@ -36,6 +36,20 @@ pub struct Config {
     pub read_database_url: Option<String>,
     /// Directory for the embedded database and the index partitions.
     pub data_dir: PathBuf,
+}
+
+/// Passwords redacted: a configuration may be printed in a log or a panic.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &self.database_url.as_deref().map(redact))
+            .field(
+                "read_database_url",
+                &self.read_database_url.as_deref().map(redact),
+            )
+            .field("data_dir", &self.data_dir)
+            .finish()
+    }
 }
 
 impl Config {
@@ -170,5 +184,21 @@ mod tests {
         assert_eq!(replica.url(), primary);
         assert_eq!(replica.read_url(), "postgres://u@replica/db");
         assert!(replica.reads_a_replica());
+    }
+
+    /// A configuration printed (a log, a panic) shows no password.
+    #[test]
+    fn debug_output_redacts_passwords() {
+        let c = Config::new(Some("postgres://u:s3cret@primary/db".into()), "d")
+            .with_read_database_url(Some("postgres://r:hunter22@replica/db".into()));
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("hunter22"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("primary/db") && shown.contains("replica/db"),
+            "{shown}"
+        );
     }
 }

@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::storage::Db;
 
 /// Flags every command accepts.
-#[derive(Clone, Debug, Args)]
+#[derive(Clone, Args)]
 pub struct GlobalOpts {
     /// Database: postgres://user[:password]@host[:port]/db or sqlite://path/file.db.
     /// Without it, the embedded SQLite file <data-dir>/stabspace.db is used (created by the
@@ -44,6 +44,16 @@ pub struct GlobalOpts {
     /// rather than the command line (the demo ignores the variable).
     #[arg(skip)]
     pub database_url_from_env: bool,
+}
+
+/// Passwords redacted, as [`Config`]'s.
+impl std::fmt::Debug for GlobalOpts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlobalOpts")
+            .field("config", &self.config())
+            .field("database_url_from_env", &self.database_url_from_env)
+            .finish()
+    }
 }
 
 impl GlobalOpts {

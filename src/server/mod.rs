@@ -403,11 +403,6 @@ enum Ended {
     Finished,
 }
 
-/// Serve on `addr` until SIGINT or SIGTERM; then stop accepting, close at
-/// once every connection with no request received whole (a request head or
-/// body still arriving, or idle), let the requests received whole finish
-/// (for at most the request timeout and 5 s more; a second signal stops at
-/// once), and return.
 /// `serve --rebuild-stale`: every `every`, the partitions the database has
 /// moved past ([`partitions::stale_partitions`], constant work each) are
 /// rebuilt one at a time as `index rebuild` does (an append when the set only
@@ -459,6 +454,11 @@ async fn rebuild_stale(
     }
 }
 
+/// Serve on `addr` until SIGINT or SIGTERM; then stop accepting, close at
+/// once every connection with no request received whole (a request head or
+/// body still arriving, or idle), let the requests received whole finish
+/// (for at most the request timeout and 5 s more; a second signal stops at
+/// once), and return.
 pub async fn serve(addr: SocketAddr, app: App) -> Result<()> {
     // Before anything is printed: a signal from then on is a shutdown, never the default action.
     let mut signals = Signals::new()?;

@@ -5,13 +5,16 @@ use super::tables::count;
 use super::Db;
 use crate::error::Result;
 
-/// Every table holding data, children before parents.
+/// Every table holding data, children before parents. Not the change
+/// counters (`joint_scenario_versions`): they only ever grow (emptying
+/// `joint_embeddings` moves them on), so that a partition built before the
+/// demo emptied its set is seen as stale or orphaned, never as ahead of the
+/// database (what a lagging replica looks like).
 pub const DATA_TABLES: &[&str] = &[
     "portfolio_risk_reports",
     "target_portfolios",
     "backtest_runs",
     "joint_embeddings",
-    "joint_scenario_versions",
     "joint_models",
     "numeric_window_embeddings",
     "scenario_paths",

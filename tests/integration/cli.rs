@@ -4,7 +4,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Output;
 
-use crate::support::{stabspace, text};
+use crate::support::{stabspace, stabspace_ok, text};
 
 fn stderr(o: &Output) -> String {
     text(&o.stderr)
@@ -445,9 +445,31 @@ fn demo_uses_its_own_database_and_repeats_its_figures() {
         stderr(&first)
     );
     assert!(data.join("stabspace.db").is_file());
+    // A set of scenarios of its own, indexed: the next demo empties it.
+    stabspace_ok(
+        &[
+            "gen-scenarios",
+            "--scenario-set-id",
+            "EXTRA_V0",
+            "--count",
+            "50",
+            "--model-id",
+            "joint-stab-fragility-v2",
+        ],
+        &data,
+    );
     let second = demo(&data);
     assert!(second.status.success(), "{}", stderr(&second));
     assert!(text(&second.stdout).contains("earlier demo's data cleared"));
+    // Its partition is orphaned: the change counters only grew when the demo
+    // emptied the set, so the partition never looks ahead of the database
+    // (what only a lagging replica may look like).
+    let status = stabspace_ok(&["index", "status", "--format", "csv"], &data);
+    let extra = status
+        .lines()
+        .find(|l| l.contains("EXTRA_V0"))
+        .unwrap_or_default();
+    assert!(extra.contains("orphaned"), "{status}");
     let (a, b) = (demo_figures(&first.stdout), demo_figures(&second.stdout));
     assert!(a.len() > 8, "{}", text(&first.stdout));
     assert_eq!(a, b, "the second run prints the first run's figures");

@@ -110,6 +110,7 @@ impl Site<'_> {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .env_remove("DATABASE_URL")
+            .env_remove("STABSPACE_READ_DATABASE_URL")
             .env_remove("STABSPACE_DATA_DIR")
             .env_remove(PAUSE_AT_ENV);
         c

@@ -348,6 +348,7 @@ async fn the_cli_lists_registers_and_replaces_joint_models(t: TestDb) {
             .args(args)
             .args(["--database-url", &t.url])
             .env_remove("DATABASE_URL")
+            .env_remove("STABSPACE_READ_DATABASE_URL")
             .env("STABSPACE_DATA_DIR", t.dir.path())
             .output()
             .expect("run stabspace")

@@ -78,7 +78,15 @@ impl Replicated {
         let replica = self.dir.path().join("replica");
         self.server(&["initdb"])
             .args(["-D", &primary.display().to_string()])
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
             .ok("initdb of the primary");
         std::fs::create_dir(&sockets).expect("socket directory");
         self.give_to_postgres(&sockets);

@@ -456,6 +456,7 @@ async fn a_locked_database_says_at_once_that_it_waits() {
             csv.to_str().unwrap(),
         ])
         .env_remove("DATABASE_URL")
+        .env_remove("STABSPACE_READ_DATABASE_URL")
         .stderr(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -787,6 +788,7 @@ fn bench_on_unusable_vector_files_is_an_error_naming_the_file() {
             .args(&args)
             .current_dir(dir.path())
             .env_remove("DATABASE_URL")
+            .env_remove("STABSPACE_READ_DATABASE_URL")
             .env("STABSPACE_DATA_DIR", dir.path().join("data"))
             .output()
             .unwrap();
