@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::nearest::{PartitionCache, SearchOpts};
-pub use crate::parse::{parse_clamped, parse_date, parse_positive, parse_recall, parse_share};
+pub use crate::parse::{
+    parse_clamped, parse_date, parse_partition_store, parse_positive, parse_recall, parse_share,
+};
 use crate::partitions::{LocalDir, PartitionStore};
 use crate::storage::{redact, resolve_url, Access, Db};
 
@@ -19,6 +21,8 @@ pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
 pub const READ_DATABASE_URL_ENV: &str = "STABSPACE_READ_DATABASE_URL";
 /// The environment variable naming the data directory (`--data-dir`'s default).
 pub const DATA_DIR_ENV: &str = "STABSPACE_DATA_DIR";
+/// The environment variable naming the partition store (`--partition-store`'s default).
+pub const PARTITION_STORE_ENV: &str = "STABSPACE_PARTITION_STORE";
 /// The data directory when neither `--data-dir` nor [`DATA_DIR_ENV`] names one.
 pub const DEFAULT_DATA_DIR: &str = "./stabspace-data";
 
@@ -36,6 +40,9 @@ pub struct Config {
     pub read_database_url: Option<String>,
     /// Directory for the embedded database and the index partitions.
     pub data_dir: PathBuf,
+    /// Where the index partitions live when not under `data_dir`
+    /// (`--partition-store file://DIR`); `None`: `<data_dir>/index`.
+    pub partition_dir: Option<PathBuf>,
 }
 
 /// Passwords redacted: a configuration may be printed in a log or a panic.
@@ -48,6 +55,7 @@ impl std::fmt::Debug for Config {
                 &self.read_database_url.as_deref().map(redact),
             )
             .field("data_dir", &self.data_dir)
+            .field("partition_dir", &self.partition_dir)
             .finish()
     }
 }
@@ -58,7 +66,15 @@ impl Config {
             database_url,
             read_database_url: None,
             data_dir: data_dir.into(),
+            partition_dir: None,
         }
+    }
+
+    /// This configuration with its partitions in `dir` (`None`: under the
+    /// data directory).
+    pub fn with_partition_dir(mut self, dir: Option<PathBuf>) -> Config {
+        self.partition_dir = dir;
+        self
     }
 
     /// This configuration with queries reading `read_database_url` (a read
@@ -85,6 +101,7 @@ impl Config {
             database_url,
             read_database_url,
             data_dir,
+            partition_dir: None,
         }
     }
 
@@ -107,9 +124,13 @@ impl Config {
         self.read_url() != self.url()
     }
 
-    /// Where the index partitions are: `<data_dir>/index`.
+    /// Where the index partitions are: the `--partition-store` directory,
+    /// else `<data_dir>/index`.
     pub fn index_dir(&self) -> PathBuf {
-        crate::partitions::index_dir(&self.data_dir)
+        match &self.partition_dir {
+            Some(dir) => dir.clone(),
+            None => crate::partitions::index_dir(&self.data_dir),
+        }
     }
 
     /// The partition store: the local directory [`Config::index_dir`].

@@ -2,6 +2,8 @@
 //! One parser each, shared by the CLI's flags (as clap value parsers), CSV
 //! import, the server's JSON and Python.
 
+use std::path::PathBuf;
+
 use chrono::NaiveDate;
 
 use crate::text::quote;
@@ -81,6 +83,29 @@ pub fn parse_share(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
+/// clap value parser for `--partition-store` (and `STABSPACE_PARTITION_STORE`,
+/// Python's `partition_store=`): where the index partitions live, as a URL.
+/// `file://DIR` is a directory on this machine (`file:///srv/index`,
+/// `file://./index`); it is the only kind of store in this version.
+pub fn parse_partition_store(s: &str) -> std::result::Result<PathBuf, String> {
+    let s = s.trim();
+    if let Some(dir) = s.strip_prefix("file://") {
+        if dir.is_empty() {
+            return Err("file:// names no directory: give file://DIR".into());
+        }
+        return Ok(PathBuf::from(dir));
+    }
+    match s.split_once("://") {
+        Some((scheme, _)) => Err(format!(
+            "{scheme}:// partition stores are not supported yet: give a directory as file://DIR"
+        )),
+        None => Err(format!(
+            "{} is not a partition store URL: give a directory as file://DIR",
+            quote(s)
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_date;
@@ -126,5 +151,22 @@ mod tests {
         // A long input is quoted as an excerpt.
         let e = parse_date(&"9".repeat(1 << 20)).unwrap_err();
         assert!(e.len() < 300 && e.contains("(1048576 bytes)"), "{e}");
+    }
+
+    #[test]
+    fn partition_stores_are_directories_given_as_file_urls() {
+        use super::parse_partition_store as store;
+        assert_eq!(
+            store("file:///srv/index"),
+            Ok(std::path::PathBuf::from("/srv/index"))
+        );
+        assert_eq!(store(" file://./idx "), Ok(std::path::PathBuf::from("./idx")));
+        assert!(store("file://").unwrap_err().contains("names no directory"));
+        assert!(store("s3://bucket/prefix")
+            .unwrap_err()
+            .starts_with("s3:// partition stores are not supported yet"));
+        assert!(store("/srv/index")
+            .unwrap_err()
+            .contains("is not a partition store URL"));
     }
 }

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use stabspace::config::{parse_date, Config};
+use stabspace::config::{parse_date, parse_partition_store, Config, PARTITION_STORE_ENV};
 use stabspace::diagnostics::{find_similar, portfolio_exposure};
 use stabspace::output::{Cell, Table};
 use std::sync::Arc;
@@ -29,16 +29,25 @@ const JOINT_MODEL: &str = "joint-stab-fragility-v1";
 /// `<data_dir>/stabspace.db`; `data_dir` (else STABSPACE_DATA_DIR, else ./stabspace-data) also
 /// holds the index partitions. Queries read `read_database_url` (else
 /// STABSPACE_READ_DATABASE_URL), a read replica, when one is named: this only reads, so the
-/// primary is then not opened at all. The database must exist.
+/// primary is then not opened at all. The partitions are read from `partition_store`
+/// (`file://DIR`, else STABSPACE_PARTITION_STORE, else `<data_dir>/index`). The database must
+/// exist.
 #[pyfunction]
-#[pyo3(signature = (database_url = None, data_dir = None, read_database_url = None))]
+#[pyo3(signature = (database_url = None, data_dir = None, read_database_url = None, partition_store = None))]
 pub fn connect(
     py: Python<'_>,
     database_url: Option<String>,
     data_dir: Option<PathBuf>,
     read_database_url: Option<String>,
+    partition_store: Option<String>,
 ) -> PyResult<Connection> {
-    let config = Config::with_env_defaults(database_url, data_dir, read_database_url);
+    let store = partition_store.or_else(|| std::env::var(PARTITION_STORE_ENV).ok());
+    let partition_dir = store
+        .map(|s| parse_partition_store(&s))
+        .transpose()
+        .map_err(|e| PyValueError::new_err(format!("partition_store: {e}")))?;
+    let config = Config::with_env_defaults(database_url, data_dir, read_database_url)
+        .with_partition_dir(partition_dir);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

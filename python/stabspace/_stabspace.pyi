@@ -160,9 +160,11 @@ def connect(
     database_url: Optional[str] = None,
     data_dir: Optional[_Path] = None,
     read_database_url: Optional[str] = None,
+    partition_store: Optional[str] = None,
 ) -> Connection:
     """Open the database the CLI would use (database_url, else DATABASE_URL, else the
     embedded SQLite file under data_dir, else STABSPACE_DATA_DIR, else ./stabspace-data).
     Queries read read_database_url (else STABSPACE_READ_DATABASE_URL), a read replica,
-    when one is named."""
+    when one is named, and the partitions of partition_store (file://DIR, else
+    STABSPACE_PARTITION_STORE, else data_dir/index)."""
 

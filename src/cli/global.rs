@@ -7,7 +7,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::config::{Config, DATABASE_URL_ENV, DATA_DIR_ENV, DEFAULT_DATA_DIR, READ_DATABASE_URL_ENV};
+use crate::config::{
+    parse_partition_store, Config, DATABASE_URL_ENV, DATA_DIR_ENV, DEFAULT_DATA_DIR, PARTITION_STORE_ENV,
+    READ_DATABASE_URL_ENV,
+};
 use crate::error::Result;
 use crate::storage::Db;
 
@@ -40,6 +43,17 @@ pub struct GlobalOpts {
     )]
     pub data_dir: PathBuf,
 
+    /// Where the index partitions live, as a URL: file://DIR, a directory on this machine
+    /// (default: <data-dir>/index). Builds publish there and queries and `serve` read there.
+    #[arg(
+        long,
+        env = PARTITION_STORE_ENV,
+        global = true,
+        value_name = "URL",
+        value_parser = parse_partition_store
+    )]
+    pub partition_store: Option<PathBuf>,
+
     /// Whether `database_url` came from the DATABASE_URL environment variable
     /// rather than the command line (the demo ignores the variable).
     #[arg(skip)]
@@ -61,6 +75,7 @@ impl GlobalOpts {
     pub fn config(&self) -> Config {
         Config::new(self.database_url.clone(), self.data_dir.clone())
             .with_read_database_url(self.read_database_url.clone())
+            .with_partition_dir(self.partition_store.clone())
     }
 
     /// The database URL in use.

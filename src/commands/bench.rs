@@ -10,7 +10,6 @@ use crate::commands::index::ParamArgs;
 use crate::config::parse_date;
 use crate::error::{Error, Result};
 use crate::output::{check_output_dir, write_file_atomically, Cell, Format, Table};
-use crate::partitions::index_dir;
 use crate::storage::joint::joint_states;
 use crate::vector;
 
@@ -93,7 +92,9 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     for path in [&a.csv, &a.plot].into_iter().flatten() {
         check_output_dir(path)?;
     }
-    let scratch = index_dir(&g.data_dir)
+    let scratch = g
+        .config()
+        .index_dir()
         .join(".bench")
         .join(format!("scratch-{}.stabidx", std::process::id()));
     let mut params = a.params.params();

@@ -112,6 +112,18 @@ impl Scrub {
         Scrub { pairs }
     }
 
+    /// Also show the partition directory `dir` (when it is not under the data
+    /// directory) as `index/…`, as partitions under the data directory show.
+    pub fn with_partition_dir(mut self, dir: &Path) -> Scrub {
+        let dir = dir.to_string_lossy().trim_end_matches('/').to_string();
+        if dir.starts_with('/') && !self.pairs.iter().any(|(from, _)| dir.starts_with(from.as_str())) {
+            // Before the data directory's pairs: the longer, more specific path first.
+            self.pairs.insert(0, (dir.clone(), "the partition store".into()));
+            self.pairs.insert(0, (format!("{dir}/"), "index/".into()));
+        }
+        self
+    }
+
     pub fn text(&self, s: &str) -> String {
         let mut out = s.to_string();
         for (from, to) in &self.pairs {

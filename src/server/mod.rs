@@ -103,7 +103,7 @@ impl App {
         let metrics = Metrics::new();
         let store = config.partition_store();
         App {
-            scrub: Scrub::new(&config.data_dir, db.label()),
+            scrub: Scrub::new(&config.data_dir, db.label()).with_partition_dir(&config.index_dir()),
             db,
             status: StatusCache::new(Arc::clone(&store), metrics.partition_verifications.clone()),
             cache: Arc::new(PartitionCache::new(store).on_reload({

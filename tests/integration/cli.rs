@@ -502,3 +502,66 @@ fn demo_uses_its_own_database_and_repeats_its_figures() {
         stderr(&o)
     );
 }
+
+/// `--partition-store file://DIR` (or `STABSPACE_PARTITION_STORE`) puts the
+/// partitions in DIR instead of `<data-dir>/index`: builds publish there and
+/// the index commands read there; another kind of URL is refused by name.
+#[test]
+fn partitions_live_in_the_partition_store_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, store) = (dir.path().join("data"), dir.path().join("elsewhere"));
+    let url = format!("file://{}", store.display());
+    let model = "joint-stab-fragility-v1";
+    stabspace_ok(
+        &[
+            "gen-scenarios",
+            "--scenario-set-id",
+            "S",
+            "--count",
+            "300",
+            "--model-id",
+            model,
+            "--partition-store",
+            &url,
+        ],
+        &data,
+    );
+    assert!(stabspace::partitions::partition_path(&store, model, "S").is_file());
+    assert!(!data.join("index").exists(), "nothing under the data directory");
+
+    // The environment variable names the same store.
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_stabspace"))
+        .args(["index", "status", "--format", "csv"])
+        .env_remove("DATABASE_URL")
+        .env_remove("STABSPACE_READ_DATABASE_URL")
+        .env("STABSPACE_DATA_DIR", &data)
+        .env("STABSPACE_PARTITION_STORE", &url)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", stderr(&status));
+    let row = text(&status.stdout)
+        .lines()
+        .find(|l| l.contains(",S,"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(row.contains("fresh"), "{}", text(&status.stdout));
+    // Without it, the data directory's store has no partition of the set.
+    let default = stabspace_ok(&["index", "status", "--format", "csv"], &data);
+    assert!(default.contains("missing"), "{default}");
+
+    for (bad, says) in [
+        (
+            "s3://bucket/prefix",
+            "s3:// partition stores are not supported yet",
+        ),
+        ("/just/a/path", "is not a partition store URL"),
+    ] {
+        let o = stabspace(&["index", "status", "--partition-store", bad], &data);
+        assert!(!o.status.success(), "{bad}");
+        assert!(
+            stderr(&o).contains("--partition-store") && stderr(&o).contains(says),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
