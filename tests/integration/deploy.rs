@@ -33,10 +33,7 @@ struct Proxy {
 impl Proxy {
     fn start(haproxy: &Path, nodes: &[&Server]) -> Proxy {
         let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy.cfg");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = crate::support::free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut child = Command::new(haproxy)
             .arg("-f")

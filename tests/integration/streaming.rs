@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use stabspace::storage::{Access, Db};
 use tempfile::TempDir;
 
-use crate::support::{env_is_1, record_postgres_skip};
+use crate::support::{env_is_1, free_port, record_postgres_skip};
 
 /// Where Debian's PostgreSQL 15 server binaries are.
 const BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -315,14 +315,6 @@ fn append(file: &Path, text: &str) {
         .open(file)
         .and_then(|mut f| f.write_all(text.as_bytes()))
         .unwrap_or_else(|e| panic!("cannot append to {}: {e}", file.display()));
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
 }
 
 fn is_root() -> bool {

@@ -98,6 +98,23 @@ pub async fn postgres(migrate: bool) -> Option<TestDb> {
     })
 }
 
+/// A loopback port free now, for a server a test starts a moment later: taken
+/// below the kernel's ephemeral range (32768 and up), so that the outgoing
+/// connections of tests running meanwhile cannot take it in between.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Each call starts further on: two servers of one test never get the same.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let seed = (std::process::id() as u16).wrapping_mul(7919);
+    for _ in 0..2000 {
+        let port = 20_000 + (seed.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between 20000 and 32000")
+}
+
 /// A PostgreSQL test that did not run, recorded as [`record_skip`] records it.
 pub fn record_postgres_skip(reason: &str) {
     record_skip("PostgreSQL test", reason);
