@@ -6,9 +6,8 @@
 
 use std::path::Path;
 
-use chrono::NaiveDate;
 use serde_json::Value;
-use stabspace::gen_scenarios::{gen_scenarios, GenScenarios};
+use stabspace::gen_scenarios::gen_scenarios;
 use stabspace::nearest::{AnsweredBy, ScenarioSpace};
 use stabspace::partitions::{
     build, counters, rebuild, stale_partitions, status_of, BuildMode, Freshness, LocalDir,
@@ -17,20 +16,11 @@ use stabspace::progress::Quiet;
 use stabspace::storage::Db;
 use stabspace_index::BuildParams;
 
+use crate::stale::scenarios;
 use crate::streaming::replicated;
 use crate::support::{count, import_all, partition_opts, small_market, stabspace, stabspace_ok, text};
 
 const MODEL: &str = "joint-stab-fragility-v1";
-
-fn scenarios(set: &str, count: usize) -> GenScenarios {
-    GenScenarios {
-        scenario_set_id: set.into(),
-        count,
-        model_id: MODEL.into(),
-        seed: 5,
-        scenario_date: NaiveDate::from_ymd_opt(2021, 6, 1).unwrap(),
-    }
-}
 
 /// How a query of set `set` on `db` is answered, partitions from `index`,
 /// and how many rows it searches.

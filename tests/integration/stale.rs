@@ -27,7 +27,8 @@ both_backends!(
 
 const MODEL: &str = "joint-stab-fragility-v1";
 
-fn scenarios(set: &str, count: usize) -> GenScenarios {
+/// `count` generated scenarios of `set` under [`MODEL`] (also the replica tests').
+pub(crate) fn scenarios(set: &str, count: usize) -> GenScenarios {
     GenScenarios {
         scenario_set_id: set.into(),
         count,
