@@ -250,6 +250,17 @@ fn post(a: &ureq::Agent, url: &str, body: &Value) -> (u16, Value) {
     )
 }
 
+/// An answer that is a 400 naming `field`, its message holding `says`.
+fn bad_field((status, got): &(u16, Value), field: &str, says: &str) {
+    assert_eq!(
+        (*status, got["error"]["field"].as_str()),
+        (400, Some(field)),
+        "{got}"
+    );
+    let message = got["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(says), "{got}");
+}
+
 fn post_raw(a: &ureq::Agent, url: &str, body: &str) -> (u16, Value) {
     let mut r = a
         .post(url)
@@ -513,11 +524,7 @@ async fn bad_requests_get_a_json_4xx_naming_the_field(t: TestDb) {
         &s.url(&format!("/v1/partitions/%FF/{GRAPH_SET}/search")),
         &json!({"vector": q}),
     );
-    assert_eq!(
-        (status, got["error"]["field"].as_str()),
-        (400, Some("path")),
-        "{got}"
-    );
+    bad_field(&(status, got), "path", "");
     // Unknown partition: 404.
     let (status, got) = post(&a, &search_url(&s, "NO_SUCH_SET"), &json!({"vector": q}));
     assert_eq!(status, 404, "{got}");
@@ -541,28 +548,13 @@ async fn bad_requests_get_a_json_4xx_naming_the_field(t: TestDb) {
         &similar,
         &json!({"as_of": m.day, "scenario_set_id": FLAT_SET}),
     );
-    assert_eq!(
-        (status, got["error"]["field"].as_str()),
-        (400, Some("body")),
-        "{got}"
-    );
-    assert!(
-        got["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("instrument_id"),
-        "{got}"
-    );
+    bad_field(&(status, got), "body", "instrument_id");
     let (status, got) = post(
         &a,
         &similar,
         &json!({"instrument_id": m.instrument, "as_of": "31/01/2023", "scenario_set_id": FLAT_SET}),
     );
-    assert_eq!(
-        (status, got["error"]["field"].as_str()),
-        (400, Some("as_of")),
-        "{got}"
-    );
+    bad_field(&(status, got), "as_of", "");
     let (status, got) = post(
         &a,
         &similar,
@@ -578,11 +570,7 @@ async fn bad_requests_get_a_json_4xx_naming_the_field(t: TestDb) {
         &s.url("/v1/portfolio-exposure"),
         &json!({"portfolio_id": m.portfolio, "as_of": m.day, "scenario_set_id": FLAT_SET, "top_k": -1}),
     );
-    assert_eq!(
-        (status, got["error"]["field"].as_str()),
-        (400, Some("top_k")),
-        "{got}"
-    );
+    bad_field(&(status, got), "top_k", "");
     // Unknown routes and methods: JSON too.
     let (status, body) = get(&a, &s.url("/v2/nothing"));
     assert_eq!(status, 404);
@@ -1117,15 +1105,7 @@ async fn strict_bodies_and_the_breadth_searched(t: TestDb) {
         ),
     ] {
         let (status, got) = post(&a, url, &body);
-        assert_eq!(
-            (status, got["error"]["field"].as_str()),
-            (400, Some(field)),
-            "{got}"
-        );
-        assert!(
-            got["error"]["message"].as_str().unwrap().contains("null"),
-            "{got}"
-        );
+        bad_field(&(status, got), field, "null");
     }
     let (status, got) = post_raw(&a, &url, &one);
     assert_eq!(status, 200, "{got}");
@@ -1133,18 +1113,7 @@ async fn strict_bodies_and_the_breadth_searched(t: TestDb) {
     // Anything but whitespace after the JSON object: 400.
     for body in [format!("{one} x"), format!("{one}{one}"), format!("{one},")] {
         let (status, got) = post_raw(&a, &url, &body);
-        assert_eq!(
-            (status, got["error"]["field"].as_str()),
-            (400, Some("body")),
-            "{got}"
-        );
-        assert!(
-            got["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("trailing bytes"),
-            "{got}"
-        );
+        bad_field(&(status, got), "body", "trailing bytes");
     }
     assert_eq!(post_raw(&a, &url, &format!(" {one}\n\t ")).0, 200);
     // The reported breadth is the one searched: at least k, a scan (null) at every row.
