@@ -9,9 +9,9 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::nearest::{PartitionCache, SearchOpts};
 pub use crate::parse::{
-    parse_clamped, parse_date, parse_partition_store, parse_positive, parse_recall, parse_share,
+    parse_clamped, parse_date, parse_partition_store, parse_positive, parse_recall, parse_share, StoreUrl,
 };
-use crate::partitions::{LocalDir, PartitionStore};
+use crate::partitions::{LocalDir, PartitionStore, RemoteSettings, RemoteStore};
 use crate::storage::{redact, resolve_url, Access, Db};
 
 /// The environment variable naming the database (`--database-url`'s default).
@@ -23,6 +23,12 @@ pub const READ_DATABASE_URL_ENV: &str = "STABSPACE_READ_DATABASE_URL";
 pub const DATA_DIR_ENV: &str = "STABSPACE_DATA_DIR";
 /// The environment variable naming the partition store (`--partition-store`'s default).
 pub const PARTITION_STORE_ENV: &str = "STABSPACE_PARTITION_STORE";
+/// The environment variable naming the cache of fetched partitions (`--cache-dir`'s default).
+pub const CACHE_DIR_ENV: &str = "STABSPACE_CACHE_DIR";
+/// The environment variable bounding that cache (`--cache-max-gb`'s default).
+pub const CACHE_MAX_GB_ENV: &str = "STABSPACE_CACHE_MAX_GB";
+/// The cache budget when none is given, in gigabytes.
+pub const DEFAULT_CACHE_MAX_GB: f64 = 16.0;
 /// The data directory when neither `--data-dir` nor [`DATA_DIR_ENV`] names one.
 pub const DEFAULT_DATA_DIR: &str = "./stabspace-data";
 
@@ -41,8 +47,16 @@ pub struct Config {
     /// Directory for the embedded database and the index partitions.
     pub data_dir: PathBuf,
     /// Where the index partitions live when not under `data_dir`
-    /// (`--partition-store file://DIR`); `None`: `<data_dir>/index`.
-    pub partition_dir: Option<PathBuf>,
+    /// (`--partition-store file://DIR` or `s3://BUCKET/PREFIX`); `None`:
+    /// `<data_dir>/index`.
+    pub partition_store: Option<StoreUrl>,
+    /// Where partitions fetched from a remote store are kept (`None`:
+    /// `<data_dir>/cache`), and how many bytes at most (`None`: [`DEFAULT_CACHE_MAX_GB`]).
+    pub cache_dir: Option<PathBuf>,
+    pub cache_max_bytes: Option<u64>,
+    /// How old a remote store's view of its manifest may grow before a lookup
+    /// reads it again (`None`: read once; `serve` refreshes it on a timer).
+    pub refresh_every: Option<std::time::Duration>,
 }
 
 /// Passwords redacted: a configuration may be printed in a log or a panic.
@@ -55,7 +69,9 @@ impl std::fmt::Debug for Config {
                 &self.read_database_url.as_deref().map(redact),
             )
             .field("data_dir", &self.data_dir)
-            .field("partition_dir", &self.partition_dir)
+            .field("partition_store", &self.partition_store)
+            .field("cache_dir", &self.cache_dir)
+            .field("cache_max_bytes", &self.cache_max_bytes)
             .finish()
     }
 }
@@ -66,14 +82,38 @@ impl Config {
             database_url,
             read_database_url: None,
             data_dir: data_dir.into(),
-            partition_dir: None,
+            partition_store: None,
+            cache_dir: None,
+            cache_max_bytes: None,
+            refresh_every: None,
         }
     }
 
     /// This configuration with its partitions in `dir` (`None`: under the
     /// data directory).
-    pub fn with_partition_dir(mut self, dir: Option<PathBuf>) -> Config {
-        self.partition_dir = dir;
+    pub fn with_partition_dir(self, dir: Option<PathBuf>) -> Config {
+        self.with_partition_store(dir.map(StoreUrl::Dir))
+    }
+
+    /// This configuration with its partitions in `store` (`None`: under the
+    /// data directory).
+    pub fn with_partition_store(mut self, store: Option<StoreUrl>) -> Config {
+        self.partition_store = store;
+        self
+    }
+
+    /// Where partitions fetched from a remote store are cached, and at most
+    /// how many gigabytes (`None`: the defaults).
+    pub fn with_cache(mut self, dir: Option<PathBuf>, max_gb: Option<f64>) -> Config {
+        self.cache_dir = dir;
+        self.cache_max_bytes = max_gb.map(|g| (g * 1e9) as u64);
+        self
+    }
+
+    /// Read a remote store's manifest again on lookups once it is `every`
+    /// old (`None`: read it once; a server refreshes on a timer instead).
+    pub fn with_refresh(mut self, every: Option<std::time::Duration>) -> Config {
+        self.refresh_every = every;
         self
     }
 
@@ -97,12 +137,7 @@ impl Config {
         let data_dir = data_dir
             .or_else(|| std::env::var_os(DATA_DIR_ENV).map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        Config {
-            database_url,
-            read_database_url,
-            data_dir,
-            partition_dir: None,
-        }
+        Config::new(database_url, data_dir).with_read_database_url(read_database_url)
     }
 
     /// The primary database URL: what writes and builds use.
@@ -124,30 +159,58 @@ impl Config {
         self.read_url() != self.url()
     }
 
-    /// Where the index partitions are: the `--partition-store` directory,
-    /// else `<data_dir>/index`.
+    /// Where the index partitions are on this machine: the `--partition-store`
+    /// directory, else `<data_dir>/index`; for a remote store, the cache its
+    /// partitions are fetched into.
     pub fn index_dir(&self) -> PathBuf {
-        match &self.partition_dir {
-            Some(dir) => dir.clone(),
+        match &self.partition_store {
+            Some(StoreUrl::Dir(dir)) => dir.clone(),
+            Some(StoreUrl::S3 { .. }) => self.cache_dir(),
             None => crate::partitions::index_dir(&self.data_dir),
         }
     }
 
-    /// The partition store: the local directory [`Config::index_dir`].
-    pub fn partition_store(&self) -> Arc<dyn PartitionStore> {
-        Arc::new(LocalDir::new(self.index_dir()))
+    /// Where partitions fetched from a remote store are kept: `--cache-dir`,
+    /// else `<data_dir>/cache`.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir.clone().unwrap_or_else(|| self.data_dir.join("cache"))
+    }
+
+    /// Whether the partitions are in a remote store.
+    pub fn remote_store(&self) -> bool {
+        matches!(self.partition_store, Some(StoreUrl::S3 { .. }))
+    }
+
+    /// The partition store: the local directory [`Config::index_dir`], or the
+    /// bucket `--partition-store s3://…` names (its manifest in the primary
+    /// database, read from the database queries read).
+    pub fn partition_store(&self) -> Result<Arc<dyn PartitionStore>> {
+        match &self.partition_store {
+            Some(StoreUrl::S3 { bucket, prefix }) => Ok(Arc::new(RemoteStore::open(RemoteSettings {
+                bucket: bucket.clone(),
+                prefix: prefix.clone(),
+                cache_dir: self.cache_dir(),
+                cache_max_bytes: self
+                    .cache_max_bytes
+                    .unwrap_or((DEFAULT_CACHE_MAX_GB * 1e9) as u64),
+                refresh_every: self.refresh_every,
+                primary_url: self.url(),
+                read_url: self.read_url(),
+            })?)),
+            _ => Ok(Arc::new(LocalDir::new(self.index_dir()))),
+        }
     }
 
     /// The store's partitions, opened once each and shared by the queries of
     /// this process.
-    pub fn partition_cache(&self) -> Arc<PartitionCache> {
-        Arc::new(PartitionCache::new(self.partition_store()))
+    pub fn partition_cache(&self) -> Result<Arc<PartitionCache>> {
+        Ok(Arc::new(PartitionCache::new(self.partition_store()?)))
     }
 
     /// How queries search: this configuration's partitions, the breadth and
     /// the rest by default.
-    pub fn search_opts(&self) -> SearchOpts {
-        SearchOpts::with_partitions(self.partition_cache())
+    pub fn search_opts(&self) -> Result<SearchOpts> {
+        Ok(SearchOpts::with_partitions(self.partition_cache()?))
     }
 
     /// Open the database for a command that writes to it: the embedded SQLite

@@ -83,24 +83,66 @@ pub fn parse_share(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
+/// Where the index partitions live, as `--partition-store` names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `file://DIR`: a directory on this machine.
+    Dir(PathBuf),
+    /// `s3://BUCKET/PREFIX`: object storage through the S3 API.
+    S3 { bucket: String, prefix: String },
+}
+
+impl std::fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreUrl::Dir(d) => write!(f, "file://{}", d.display()),
+            StoreUrl::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            StoreUrl::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
 /// clap value parser for `--partition-store` (and `STABSPACE_PARTITION_STORE`,
 /// Python's `partition_store=`): where the index partitions live, as a URL.
 /// `file://DIR` is a directory on this machine (`file:///srv/index`,
-/// `file://./index`); it is the only kind of store in this version.
-pub fn parse_partition_store(s: &str) -> std::result::Result<PathBuf, String> {
+/// `file://./index`); `s3://BUCKET/PREFIX` is a bucket reached through the
+/// S3 API (`AWS_*` variables say where and as whom).
+pub fn parse_partition_store(s: &str) -> std::result::Result<StoreUrl, String> {
     let s = s.trim();
     if let Some(dir) = s.strip_prefix("file://") {
         if dir.is_empty() {
             return Err("file:// names no directory: give file://DIR".into());
         }
-        return Ok(PathBuf::from(dir));
+        return Ok(StoreUrl::Dir(PathBuf::from(dir)));
+    }
+    if let Some(rest) = s.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid = (3..=63).contains(&bucket.len())
+            && bucket
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+        if !valid {
+            return Err(format!(
+                "s3://{} does not name a bucket: give s3://BUCKET/PREFIX (a bucket name is 3 to 63 \
+                 lowercase letters, digits, '-' or '.')",
+                quote(bucket)
+            ));
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix.split('/').any(|p| p == "." || p == "..") || prefix.contains("//") {
+            return Err(format!("s3://{bucket}/{prefix}: the prefix has an empty, . or .. part"));
+        }
+        return Ok(StoreUrl::S3 {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+        });
     }
     match s.split_once("://") {
         Some((scheme, _)) => Err(format!(
-            "{scheme}:// partition stores are not supported yet: give a directory as file://DIR"
+            "{scheme}:// partition stores are not supported: give file://DIR or s3://BUCKET/PREFIX"
         )),
         None => Err(format!(
-            "{} is not a partition store URL: give a directory as file://DIR",
+            "{} is not a partition store URL: give file://DIR or s3://BUCKET/PREFIX",
             quote(s)
         )),
     }
@@ -154,17 +196,27 @@ mod tests {
     }
 
     #[test]
-    fn partition_stores_are_directories_given_as_file_urls() {
-        use super::parse_partition_store as store;
+    fn partition_stores_are_file_or_s3_urls() {
+        use super::{parse_partition_store as store, StoreUrl};
         assert_eq!(
             store("file:///srv/index"),
-            Ok(std::path::PathBuf::from("/srv/index"))
+            Ok(StoreUrl::Dir("/srv/index".into()))
         );
-        assert_eq!(store(" file://./idx "), Ok(std::path::PathBuf::from("./idx")));
+        assert_eq!(store(" file://./idx "), Ok(StoreUrl::Dir("./idx".into())));
         assert!(store("file://").unwrap_err().contains("names no directory"));
-        assert!(store("s3://bucket/prefix")
+        let s3 = |b: &str, p: &str| StoreUrl::S3 {
+            bucket: b.into(),
+            prefix: p.into(),
+        };
+        assert_eq!(store("s3://bucket/prefix"), Ok(s3("bucket", "prefix")));
+        assert_eq!(store("s3://bucket/a/b/"), Ok(s3("bucket", "a/b")));
+        assert_eq!(store("s3://bucket"), Ok(s3("bucket", "")));
+        assert_eq!(store("s3://bucket/a/b").unwrap().to_string(), "s3://bucket/a/b");
+        assert!(store("s3://Bad_Bucket/x").unwrap_err().contains("does not name a bucket"));
+        assert!(store("s3://bucket/a/../b").unwrap_err().contains(".."));
+        assert!(store("gs://bucket/prefix")
             .unwrap_err()
-            .starts_with("s3:// partition stores are not supported yet"));
+            .starts_with("gs:// partition stores are not supported"));
         assert!(store("/srv/index")
             .unwrap_err()
             .contains("is not a partition store URL"));

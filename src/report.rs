@@ -76,6 +76,39 @@ pub fn portfolio_exposure(set: &str, portfolio: &str, e: Exposure) -> Table {
 }
 
 /// `index status`'s rows: one per partition (also `GET /v1/partitions`).
+/// `index status --versions`: every version a remote partition store holds.
+pub fn stored_versions(rows: &[crate::partitions::StoredVersion]) -> Table {
+    let mut t = Table::new(&[
+        "model_id",
+        "scenario_set_id",
+        "generation",
+        "current",
+        "cached_here",
+        "vectors",
+        "size_mb",
+        "sha256",
+        "built_at",
+        "published_at",
+        "object",
+    ]);
+    for v in rows {
+        t.push(vec![
+            v.model_id.clone().into(),
+            v.scenario_set_id.clone().into(),
+            Cell::Int(v.generation),
+            Cell::Bool(v.current),
+            Cell::Bool(v.cached),
+            Cell::Int(v.rows),
+            Cell::Float(v.size_bytes as f64 / 1e6),
+            v.sha256.clone().into(),
+            v.built_at.clone().into(),
+            v.published_at.clone().into(),
+            v.object.clone().into(),
+        ]);
+    }
+    t
+}
+
 pub fn partition_status(rows: &[Status]) -> Table {
     let mut t = Table::new(&[
         "model_id",

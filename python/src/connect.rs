@@ -8,7 +8,9 @@ use chrono::NaiveDate;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use stabspace::config::{parse_date, parse_partition_store, Config, PARTITION_STORE_ENV};
+use stabspace::config::{
+    parse_date, parse_partition_store, Config, CACHE_DIR_ENV, CACHE_MAX_GB_ENV, PARTITION_STORE_ENV,
+};
 use stabspace::diagnostics::{find_similar, portfolio_exposure};
 use stabspace::output::{Cell, Table};
 use std::sync::Arc;
@@ -30,24 +32,48 @@ const JOINT_MODEL: &str = "joint-stab-fragility-v1";
 /// holds the index partitions. Queries read `read_database_url` (else
 /// STABSPACE_READ_DATABASE_URL), a read replica, when one is named: this only reads, so the
 /// primary is then not opened at all. The partitions are read from `partition_store`
-/// (`file://DIR`, else STABSPACE_PARTITION_STORE, else `<data_dir>/index`). The database must
-/// exist.
+/// (`file://DIR` or `s3://BUCKET/PREFIX`, else STABSPACE_PARTITION_STORE, else
+/// `<data_dir>/index`). From an s3:// store they are fetched into `cache_dir` (else
+/// STABSPACE_CACHE_DIR, else `<data_dir>/cache`, at most `cache_max_gb` gigabytes, least
+/// recently used evicted) and the manifest of versions is read again at most every
+/// `refresh_secs` seconds. The database must exist.
 #[pyfunction]
-#[pyo3(signature = (database_url = None, data_dir = None, read_database_url = None, partition_store = None))]
+#[pyo3(signature = (database_url = None, data_dir = None, read_database_url = None, partition_store = None, *, cache_dir = None, cache_max_gb = None, refresh_secs = 10.0))]
+#[allow(clippy::too_many_arguments, reason = "the CLI's global flags, one to one")]
 pub fn connect(
     py: Python<'_>,
     database_url: Option<String>,
     data_dir: Option<PathBuf>,
     read_database_url: Option<String>,
     partition_store: Option<String>,
+    cache_dir: Option<PathBuf>,
+    cache_max_gb: Option<f64>,
+    refresh_secs: f64,
 ) -> PyResult<Connection> {
     let store = partition_store.or_else(|| std::env::var(PARTITION_STORE_ENV).ok());
-    let partition_dir = store
+    let store = store
         .map(|s| parse_partition_store(&s))
         .transpose()
         .map_err(|e| PyValueError::new_err(format!("partition_store: {e}")))?;
+    let cache_dir = cache_dir.or_else(|| std::env::var_os(CACHE_DIR_ENV).map(PathBuf::from));
+    let cache_max_gb = match cache_max_gb {
+        Some(g) => Some(g),
+        None => std::env::var(CACHE_MAX_GB_ENV)
+            .ok()
+            .map(|v| v.trim().parse::<f64>())
+            .transpose()
+            .map_err(|_| PyValueError::new_err(format!("{CACHE_MAX_GB_ENV} is not a number of gigabytes")))?,
+    };
+    if cache_max_gb.is_some_and(|g| !(g > 0.0 && g.is_finite())) {
+        return Err(PyValueError::new_err("cache_max_gb must be a positive number of gigabytes"));
+    }
+    if !(refresh_secs > 0.0 && refresh_secs.is_finite()) {
+        return Err(PyValueError::new_err("refresh_secs must be a positive number of seconds"));
+    }
     let config = Config::with_env_defaults(database_url, data_dir, read_database_url)
-        .with_partition_dir(partition_dir);
+        .with_partition_store(store)
+        .with_cache(cache_dir, cache_max_gb)
+        .with_refresh(Some(std::time::Duration::from_secs_f64(refresh_secs)));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -55,7 +81,7 @@ pub fn connect(
     let db = py
         .detach(|| rt.block_on(config.open_db_read()))
         .map_err(errors::library)?;
-    let partitions = config.partition_cache();
+    let partitions = config.partition_cache().map_err(errors::library)?;
     Ok(Connection {
         db,
         rt,

@@ -37,14 +37,19 @@ pub struct SearchArgs {
 }
 
 impl SearchArgs {
-    pub fn opts(&self, config: &Config) -> SearchOpts {
-        SearchOpts {
-            partitions: Some(config.partition_cache()),
+    pub fn opts(&self, config: &Config) -> Result<SearchOpts> {
+        Ok(SearchOpts {
+            // --exact answers from the database alone.
+            partitions: if self.exact {
+                None
+            } else {
+                Some(config.partition_cache()?)
+            },
             ef: self.ef,
             recall: self.recall,
             exact: self.exact,
             no_quantized: self.no_quantized,
-        }
+        })
     }
 }
 

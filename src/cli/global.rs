@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::config::{
-    parse_partition_store, Config, DATABASE_URL_ENV, DATA_DIR_ENV, DEFAULT_DATA_DIR, PARTITION_STORE_ENV,
-    READ_DATABASE_URL_ENV,
+    parse_partition_store, Config, StoreUrl, CACHE_DIR_ENV, CACHE_MAX_GB_ENV, DATABASE_URL_ENV, DATA_DIR_ENV,
+    DEFAULT_DATA_DIR, PARTITION_STORE_ENV, READ_DATABASE_URL_ENV,
 };
 use crate::error::Result;
 use crate::storage::Db;
@@ -44,7 +44,13 @@ pub struct GlobalOpts {
     pub data_dir: PathBuf,
 
     /// Where the index partitions live, as a URL: file://DIR, a directory on this machine
-    /// (default: <data-dir>/index). Builds publish there and queries and `serve` read there.
+    /// (default: <data-dir>/index), or s3://BUCKET/PREFIX, object storage through the S3 API
+    /// (set up by AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL and
+    /// AWS_ALLOW_HTTP=true for a plain-HTTP endpoint). Builds and backfills publish there;
+    /// queries and `serve` read there. In S3 a publish uploads the file under a
+    /// content-addressed key and then commits a row of the primary database's
+    /// partition_manifest: readers see a version only once it is whole, and of two builders
+    /// racing on a set only the first commits. Partitions are fetched into --cache-dir.
     #[arg(
         long,
         env = PARTITION_STORE_ENV,
@@ -52,7 +58,24 @@ pub struct GlobalOpts {
         value_name = "URL",
         value_parser = parse_partition_store
     )]
-    pub partition_store: Option<PathBuf>,
+    pub partition_store: Option<StoreUrl>,
+
+    /// Where partitions fetched from an s3:// store are kept, each version checked against
+    /// the SHA-256 its publish recorded (default: <data-dir>/cache).
+    #[arg(long, env = CACHE_DIR_ENV, global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// At most this many gigabytes of fetched partitions in --cache-dir; past it the least
+    /// recently used versions are evicted (and fetched again when next asked for).
+    #[arg(
+        long,
+        env = CACHE_MAX_GB_ENV,
+        global = true,
+        value_name = "GB",
+        value_parser = parse_gigabytes,
+        default_value_t = crate::config::DEFAULT_CACHE_MAX_GB
+    )]
+    pub cache_max_gb: f64,
 
     /// Whether `database_url` came from the DATABASE_URL environment variable
     /// rather than the command line (the demo ignores the variable).
@@ -75,7 +98,8 @@ impl GlobalOpts {
     pub fn config(&self) -> Config {
         Config::new(self.database_url.clone(), self.data_dir.clone())
             .with_read_database_url(self.read_database_url.clone())
-            .with_partition_dir(self.partition_store.clone())
+            .with_partition_store(self.partition_store.clone())
+            .with_cache(self.cache_dir.clone(), Some(self.cache_max_gb))
     }
 
     /// The database URL in use.
@@ -98,5 +122,13 @@ impl GlobalOpts {
     /// rows ([`Config::open_primary_read`]).
     pub async fn open_primary_read(&self) -> Result<Db> {
         self.config().open_primary_read().await
+    }
+}
+
+/// clap value parser for `--cache-max-gb`: a positive number of gigabytes.
+fn parse_gigabytes(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(g) if g > 0.0 && g.is_finite() => Ok(g),
+        _ => Err(format!("{s:?} is not a positive number of gigabytes")),
     }
 }

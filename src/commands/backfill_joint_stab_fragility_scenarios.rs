@@ -65,7 +65,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         // After the commit: a failed backfill leaves the old partition in place.
         let built = build(
             &db,
-            &*g.config().partition_store(),
+            &*g.config().partition_store()?,
             &a.joint_model_id,
             &a.scenario_set_id,
             &a.params.params(),

@@ -63,7 +63,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             model_id: a.stab_model_id,
             start: a.start,
             end: a.end,
-            search: a.search.opts(&g.config()),
+            search: a.search.opts(&g.config())?,
             min_coverage: a.coverage.min_coverage,
         },
         &bars,

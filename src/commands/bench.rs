@@ -98,7 +98,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         .join(".bench")
         .join(format!("scratch-{}.stabidx", std::process::id()));
     let mut params = a.params.params();
-    let store = g.config().partition_store();
+    let store = g.config().partition_store()?;
     let (base, name) = match (&a.scenario_set_id, &a.base) {
         (Some(set), _) => {
             let path = store.locate(&a.model_id, set);

@@ -251,7 +251,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         .await?;
         let built = build(
             &db,
-            &*g.config().partition_store(),
+            &*g.config().partition_store()?,
             joint_model,
             set,
             &BuildParams::default(),
@@ -266,7 +266,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     }
 
     let set = gen.scenario_sets[0].clone();
-    let search = g.config().search_opts();
+    let search = g.config().search_opts()?;
     let m = backfill_portfolio_metrics(
         &db,
         &MetricsBackfill {

@@ -73,7 +73,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             stab_model_id: a.stab_model_id,
             window_days: a.window_days,
             offsets: a.offsets,
-            search: g.config().search_opts(),
+            search: g.config().search_opts()?,
         },
         &bars,
     )

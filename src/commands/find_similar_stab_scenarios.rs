@@ -50,7 +50,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     let db = g.open_db_read().await?;
     let found = find_similar(
         &db,
-        &a.search.opts(&g.config()),
+        &a.search.opts(&g.config())?,
         &a.instrument_id,
         a.as_of,
         &a.model_id,

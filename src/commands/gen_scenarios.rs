@@ -63,7 +63,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     if !a.no_index {
         let built = build(
             &db,
-            &*g.config().partition_store(),
+            &*g.config().partition_store()?,
             &a.model_id,
             &a.scenario_set_id,
             &a.params.params(),

@@ -33,6 +33,12 @@ pub enum IndexCommand {
     Status(StatusArgs),
     /// Check every checksum of every partition file; exit non-zero on any failure.
     Verify,
+    /// Remove what no partition needs any more. In an s3:// store: versions superseded more
+    /// than --grace-hours ago are forgotten, then objects no version names (those of builds
+    /// that lost a race, or were killed after their upload) older than --grace-hours are
+    /// deleted. Query nodes keep the versions they have cached. In a directory: the
+    /// temporary files of killed builds.
+    Gc(GcArgs),
     /// Delete the partition of one (joint model, scenario set), or all of them.
     Drop(DropArgs),
 }
@@ -206,6 +212,30 @@ pub struct StatusArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// List every version an s3:// partition store holds (generation, current, cached on this
+    /// machine, SHA-256, object), instead of one line per partition. In text format with an
+    /// s3:// store they follow the partitions anyway.
+    #[arg(long)]
+    pub versions: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GcArgs {
+    /// Keep anything younger than this many hours: a build still uploading, a version a query
+    /// node may still be fetching.
+    #[arg(long, default_value_t = 24.0, value_parser = parse_hours)]
+    pub grace_hours: f64,
+    /// Say what would be removed; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// clap value parser for `--grace-hours`: hours, 0 or more.
+fn parse_hours(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(h) if h >= 0.0 && h.is_finite() => Ok(h),
+        _ => Err(format!("{s:?} is not a number of hours (0 or more)")),
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -224,7 +254,7 @@ pub struct DropArgs {
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     let bars = Bars::default();
-    let store = g.config().partition_store();
+    let store = g.config().partition_store()?;
     let store = &*store;
     match a.command {
         IndexCommand::Build(b) => {
@@ -288,6 +318,13 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             }
             println!("{rebuilt} partition(s) rebuilt");
         }
+        IndexCommand::Status(s) if s.versions => match store.versions()? {
+            Some(v) => report::stored_versions(&v).emit_to(s.format, None)?,
+            None => println!(
+                "{} is a directory: it holds one version of each partition (`index status` lists them)",
+                store.describe()
+            ),
+        },
         IndexCommand::Status(s) => {
             let db = g.open_db_read().await?;
             // Not part of the table: stdout stays one table in CSV and JSON.
@@ -303,6 +340,33 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
                 return Ok(());
             }
             report::partition_status(&rows).emit_to(s.format, None)?;
+            if s.format == Format::Text {
+                if let Some(v) = store.versions()? {
+                    println!("\nversions in {} (`index status --versions` for CSV or JSON):", store.describe());
+                    report::stored_versions(&v).emit_to(s.format, None)?;
+                }
+            }
+        }
+        IndexCommand::Gc(c) => {
+            let grace = std::time::Duration::from_secs_f64(c.grace_hours * 3600.0);
+            let done = store.gc(grace, c.dry_run)?;
+            let verb = if c.dry_run { "would forget" } else { "forgot" };
+            for v in &done.versions {
+                println!("{verb} superseded version {v}");
+            }
+            let verb = if c.dry_run { "would delete" } else { "deleted" };
+            for (o, bytes) in &done.objects {
+                println!("{verb} {o} ({:.1} MB)", *bytes as f64 / 1e6);
+            }
+            println!(
+                "{} version(s), {} object(s) ({:.1} MB){}; {} unnamed object(s) younger than {} h kept",
+                done.versions.len(),
+                done.objects.len(),
+                done.objects.iter().map(|(_, b)| *b as f64).sum::<f64>() / 1e6,
+                if c.dry_run { " would be removed (dry run)" } else { " removed" },
+                done.kept_young,
+                c.grace_hours
+            );
         }
         IndexCommand::Verify => {
             let all = store.list()?;

@@ -70,6 +70,21 @@ pub struct Args {
     /// Read once, at start.
     #[arg(long, value_name = "FILE")]
     pub api_key_file: Option<std::path::PathBuf>,
+    /// With an s3:// --partition-store: seconds between two reads of the partition manifest.
+    /// A new version of a partition this node serves is fetched into --cache-dir (its SHA-256
+    /// checked) before it is swapped in, so no request waits on a download after a publish;
+    /// one this node never served is fetched at its first request. With the object store
+    /// down, cached versions keep serving and others are answered by an exact scan.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub refresh_secs: f64,
+}
+
+/// clap value parser for `--refresh-secs`: a positive number of seconds.
+fn parse_seconds(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x > 0.0 && x.is_finite() && x <= 86_400.0 => Ok(x),
+        _ => Err(format!("{s:?} is not a number of seconds between 0 and 86400")),
+    }
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
@@ -91,8 +106,9 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         (true, false) => Some(db.clone()),
         (true, true) => Some(g.open_primary_read().await?),
     };
-    let mut app = App::new(db, &config, limits);
+    let mut app = App::new(db, &config, limits)?;
     app.api_keys = api_keys;
+    app.refresh_every = Duration::from_secs_f64(a.refresh_secs);
     app.rebuild_stale = primary.map(|p| (Duration::from_secs(a.rebuild_stale_secs), p));
     serve(a.addr, app).await
 }

@@ -56,7 +56,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     let db = g.open_db_read().await?;
     let e = portfolio_exposure(
         &db,
-        &a.search.opts(&g.config()),
+        &a.search.opts(&g.config())?,
         &a.portfolio_id,
         a.as_of,
         &a.scenario_set_id,

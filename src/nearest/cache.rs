@@ -134,6 +134,27 @@ impl PartitionCache {
         }
     }
 
+    /// Let go of every map whose version the store no longer serves from
+    /// here: a partition dropped, replaced, or (a remote store's cache)
+    /// evicted. Queries in flight finish on their maps; the next lookup maps
+    /// the current version. `serve` calls it after each refresh of the store.
+    pub fn retain_current(&self) {
+        let held: Vec<(Key, Version)> = self
+            .lock()
+            .iter()
+            .map(|(k, l)| (k.clone(), l.version.clone()))
+            .collect();
+        for (key, version) in held {
+            let current = self.store.version(&key.0).ok().flatten();
+            if current.as_ref() != Some(&version) {
+                let mut map = self.lock();
+                if map.get(&key).is_some_and(|l| l.version == version) {
+                    map.remove(&key);
+                }
+            }
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<Key, Arc<Loaded>>> {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -25,6 +25,10 @@
 //!   directory.
 //! - [`provenance`]: what a file records about itself, and the set's
 //!   counters and fingerprint in the database.
+//! - [`fetch`]: the local cache of partitions fetched from a remote store
+//!   (verified downloads, least recently used evicted past a budget).
+//! - [`remote`]: [`RemoteStore`], partitions in object storage (S3 API),
+//!   their versions committed in the database's `partition_manifest`.
 //! - [`scan`]: reading a set's scenario vectors from the database.
 //! - [`catalog`]: each partition's state against the database, what the next
 //!   rebuild does, the parameters it was built with.
@@ -35,7 +39,9 @@
 
 pub mod build;
 pub mod catalog;
+pub mod fetch;
 pub mod provenance;
+pub mod remote;
 pub mod scan;
 pub mod store;
 
@@ -49,4 +55,8 @@ pub use provenance::{
     Provenance, RecordedParams, SpaceTally,
 };
 pub use scan::{no_scenarios, scan_scenarios, ScenarioScan};
-pub use store::{index_dir, partition_path, LocalDir, PartitionStore, Published, Version, EXTENSION};
+pub use remote::{RemoteSettings, RemoteStore};
+pub use store::{
+    index_dir, partition_path, CacheStats, Collected, LocalDir, PartitionStore, Published, Refreshed, StoredVersion,
+    Version, EXTENSION,
+};

@@ -29,6 +29,72 @@ pub const EXTENSION: &str = "stabidx";
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Version(String);
 
+impl Version {
+    /// A version named by `id` (a store's own notion: a file's identity, a checksum).
+    pub fn new(id: impl Into<String>) -> Version {
+        Version(id.into())
+    }
+}
+
+/// What [`PartitionStore::refresh`] did.
+#[derive(Clone, Debug, Default)]
+pub struct Refreshed {
+    /// (model, set) pairs now answering from a newer version.
+    pub swapped: Vec<(String, String)>,
+    /// New versions downloaded before they were swapped in.
+    pub prefetched: usize,
+    /// New versions refused (a failed download or checksum): the one before
+    /// keeps serving. One message each.
+    pub refused: Vec<String>,
+}
+
+/// One version a store holds (`index status` lists them for a remote store).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StoredVersion {
+    pub model_id: String,
+    pub scenario_set_id: String,
+    pub generation: i64,
+    /// Where the object is (`s3://bucket/prefix/…`).
+    pub object: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub rows: i64,
+    pub built_at: String,
+    pub published_at: String,
+    /// Whether this is the version queries are served from.
+    pub current: bool,
+    /// Whether this machine's cache holds it.
+    pub cached: bool,
+}
+
+/// What [`PartitionStore::gc`] removed (or, on a dry run, would remove).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Collected {
+    /// Superseded versions forgotten: "model / set generation N".
+    pub versions: Vec<String>,
+    /// Objects (or files) deleted, with their sizes.
+    pub objects: Vec<(String, u64)>,
+    /// Objects no version names that are younger than the grace period: kept.
+    pub kept_young: usize,
+}
+
+/// What a store's local cache of fetched partitions holds and has done.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CacheStats {
+    pub resident_bytes: u64,
+    pub resident_files: u64,
+    pub budget_bytes: u64,
+    /// Opens answered from the cache.
+    pub hits: u64,
+    /// Objects downloaded (cold fetches and prefetches).
+    pub fetches: u64,
+    pub fetched_bytes: u64,
+    pub fetch_failures: u64,
+    pub evictions: u64,
+    /// Seconds the last download took.
+    pub last_fetch_seconds: f64,
+}
+
 /// What publishing wrote.
 #[derive(Clone, Debug)]
 pub struct Published {
@@ -78,6 +144,37 @@ pub trait PartitionStore: Send + Sync + std::fmt::Debug {
 
     /// Remove what writers killed part-way left behind; the locations removed.
     fn sweep(&self) -> Result<Vec<PathBuf>>;
+
+    /// Catch up with what was published elsewhere. A remote store reads its
+    /// manifest and downloads the new version of each partition this machine
+    /// holds *before* it swaps it in, so no query waits on a download after a
+    /// publish. A local directory has nothing to do: every lookup sees the file.
+    fn refresh(&self) -> Result<Refreshed> {
+        Ok(Refreshed::default())
+    }
+
+    /// Every version the store holds, oldest first per (model, set); `None`
+    /// when the store keeps only the current file of each (a directory).
+    fn versions(&self) -> Result<Option<Vec<StoredVersion>>> {
+        Ok(None)
+    }
+
+    /// Remove what no current version needs and is older than `grace`
+    /// (`index gc`); with `dry_run`, only say what. A directory holds nothing
+    /// but current files: its temporary files of killed writers go.
+    fn gc(&self, grace: std::time::Duration, dry_run: bool) -> Result<Collected> {
+        let _ = grace;
+        let objects = if dry_run { Vec::new() } else { self.sweep()? };
+        Ok(Collected {
+            objects: objects.into_iter().map(|p| (p.display().to_string(), 0)).collect(),
+            ..Collected::default()
+        })
+    }
+
+    /// The local cache of a store that fetches partitions; `None` for a directory.
+    fn cache_stats(&self) -> Option<CacheStats> {
+        None
+    }
 }
 
 /// Partition files in a local directory: `DIR/<model>/<set>.stabidx`, ids
@@ -119,7 +216,7 @@ pub fn partition_path(index_dir: &Path, model: &str, set: &str) -> PathBuf {
 
 /// A file-name-safe form of an id: unchanged when it is made of `[A-Za-z0-9._-]`,
 /// otherwise the unsafe characters replaced and a hash of the id appended.
-fn safe(id: &str) -> String {
+pub(crate) fn safe(id: &str) -> String {
     let clean: String = id
         .chars()
         .map(|c| {

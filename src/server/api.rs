@@ -514,6 +514,7 @@ pub async fn healthz(State(app): State<Arc<App>>) -> Response {
 /// `GET /metrics`.
 pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     app.metrics.partitions_loaded.set(app.cache.len() as i64);
+    app.metrics.observe_cache(app.cache.store().cache_stats());
     (
         [(
             header::CONTENT_TYPE,

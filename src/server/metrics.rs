@@ -50,6 +50,27 @@ pub struct Metrics {
     pub stale_rebuilds: Counter<u64, AtomicU64>,
     /// Requests refused for want of a valid API key (`--api-key-file`), by route template.
     pub unauthorized: Family<RouteLabels, Counter>,
+    /// A remote partition store's manifest read (`--refresh-secs`), and failed reads.
+    pub manifest_refreshes: Counter<u64, AtomicU64>,
+    pub manifest_refresh_failures: Counter<u64, AtomicU64>,
+    /// New versions fetched by a refresh before they were swapped in.
+    pub partition_prefetches: Counter<u64, AtomicU64>,
+    /// The local cache of a remote store ([`crate::partitions::CacheStats`]).
+    cache: CacheMetrics,
+}
+
+/// The fetched-partition cache's figures, mirrored at each scrape.
+#[derive(Default)]
+struct CacheMetrics {
+    bytes: Gauge<i64, std::sync::atomic::AtomicI64>,
+    budget: Gauge<i64, std::sync::atomic::AtomicI64>,
+    hits: Counter<u64, AtomicU64>,
+    fetches: Counter<u64, AtomicU64>,
+    fetched_bytes: Counter<u64, AtomicU64>,
+    failures: Counter<u64, AtomicU64>,
+    evictions: Counter<u64, AtomicU64>,
+    last_fetch: Gauge<f64, AtomicU64>,
+    seen: Mutex<crate::partitions::CacheStats>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -109,7 +130,62 @@ impl Metrics {
             "Requests refused with 401 for want of a valid API key (serve --api-key-file), by route",
             unauthorized.clone(),
         );
+        let manifest_refreshes = Counter::default();
+        registry.register(
+            "manifest_refreshes",
+            "Reads of the remote partition store's manifest (serve --refresh-secs)",
+            manifest_refreshes.clone(),
+        );
+        let manifest_refresh_failures = Counter::default();
+        registry.register(
+            "manifest_refresh_failures",
+            "Manifest reads that failed (the versions known before kept serving)",
+            manifest_refresh_failures.clone(),
+        );
+        let partition_prefetches = Counter::default();
+        registry.register(
+            "partition_prefetches",
+            "New partition versions fetched by a refresh before they were swapped in",
+            partition_prefetches.clone(),
+        );
+        let cache = CacheMetrics::default();
+        for (name, help, metric) in [
+            ("partition_cache_hits", "Partition opens answered from the local cache", &cache.hits),
+            ("partition_fetches", "Partition versions downloaded (verified) into the local cache", &cache.fetches),
+            ("partition_fetched_bytes", "Bytes of partition versions downloaded", &cache.fetched_bytes),
+            (
+                "partition_fetch_failures",
+                "Partition downloads that failed or were refused (length or SHA-256 mismatch)",
+                &cache.failures,
+            ),
+            (
+                "partition_cache_evictions",
+                "Partition versions evicted from the local cache (least recently used, past --cache-max-gb)",
+                &cache.evictions,
+            ),
+        ] {
+            registry.register(name, help, metric.clone());
+        }
+        registry.register(
+            "partition_cache_bytes",
+            "Bytes of partition versions in the local cache",
+            cache.bytes.clone(),
+        );
+        registry.register(
+            "partition_cache_budget_bytes",
+            "The local cache's budget (--cache-max-gb)",
+            cache.budget.clone(),
+        );
+        registry.register(
+            "partition_last_fetch_seconds",
+            "Seconds the last partition download took",
+            cache.last_fetch.clone(),
+        );
         Metrics {
+            manifest_refreshes,
+            manifest_refresh_failures,
+            partition_prefetches,
+            cache,
             unauthorized,
             answers,
             stale_rebuilds,
@@ -131,6 +207,22 @@ impl Metrics {
                 partition_stale: answer.partition_stale.to_string(),
             })
             .inc();
+    }
+
+    /// Mirror the figures of a remote store's cache (`None`: a local store).
+    pub fn observe_cache(&self, now: Option<crate::partitions::CacheStats>) {
+        let Some(now) = now else { return };
+        let c = &self.cache;
+        let mut seen = c.seen.lock().unwrap_or_else(|e| e.into_inner());
+        c.hits.inc_by(now.hits.saturating_sub(seen.hits));
+        c.fetches.inc_by(now.fetches.saturating_sub(seen.fetches));
+        c.fetched_bytes.inc_by(now.fetched_bytes.saturating_sub(seen.fetched_bytes));
+        c.failures.inc_by(now.fetch_failures.saturating_sub(seen.fetch_failures));
+        c.evictions.inc_by(now.evictions.saturating_sub(seen.evictions));
+        c.bytes.set(now.resident_bytes as i64);
+        c.budget.set(now.budget_bytes as i64);
+        c.last_fetch.set(now.last_fetch_seconds);
+        *seen = now;
     }
 
     /// The exposition text.

@@ -96,13 +96,16 @@ pub struct App {
     pub rebuild_stale: Option<(Duration, Db)>,
     /// `--api-key-file`: the keys a request must carry one of; `None`: anyone may ask.
     pub api_keys: Option<ApiKeys>,
+    /// `--refresh-secs`: how often a remote partition store's manifest is
+    /// read again (new versions fetched before they are swapped in).
+    pub refresh_every: Duration,
 }
 
 impl App {
-    pub fn new(db: Db, config: &Config, limits: Limits) -> App {
+    pub fn new(db: Db, config: &Config, limits: Limits) -> Result<App> {
         let metrics = Metrics::new();
-        let store = config.partition_store();
-        App {
+        let store = config.partition_store()?;
+        Ok(App {
             scrub: Scrub::new(&config.data_dir, db.label()).with_partition_dir(&config.index_dir()),
             db,
             status: StatusCache::new(Arc::clone(&store), metrics.partition_verifications.clone()),
@@ -117,7 +120,8 @@ impl App {
             hold: crate::faults::armed(crate::faults::SERVE_SEARCH_HELD),
             rebuild_stale: None,
             api_keys: None,
-        }
+            refresh_every: Duration::from_secs(10),
+        })
     }
 
     /// The current file of (model, set); `None`: no file.
@@ -454,6 +458,45 @@ async fn rebuild_stale(
     }
 }
 
+/// Every `--refresh-secs`, a remote store reads its manifest again and
+/// fetches the new version of each partition this node serves before it
+/// swaps it in; then the maps of versions no longer current here (replaced,
+/// dropped, evicted from the cache) are let go. A failed refresh (the
+/// database or the object store down) leaves everything serving as it was.
+async fn refresh(app: Arc<App>, mut stopping: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let store = Arc::clone(app.cache.store());
+        let cache = Arc::clone(&app.cache);
+        let done = tokio::task::spawn_blocking(move || {
+            let r = store.refresh();
+            cache.retain_current();
+            r
+        })
+        .await;
+        match done {
+            Ok(Ok(r)) => {
+                app.metrics.manifest_refreshes.inc();
+                app.metrics.partition_prefetches.inc_by(r.prefetched as u64);
+                for (model, set) in &r.swapped {
+                    eprintln!("refresh: {model} / {set}: a new version is current");
+                }
+                for why in &r.refused {
+                    eprintln!("warning: refresh: {why}");
+                }
+            }
+            Ok(Err(e)) => {
+                app.metrics.manifest_refresh_failures.inc();
+                eprintln!("warning: refresh: {e}; serving the versions known before");
+            }
+            Err(e) => eprintln!("warning: refresh: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(app.refresh_every) => {}
+            _ = stopping.wait_for(|s| *s) => return,
+        }
+    }
+}
+
 /// Serve on `addr` until SIGINT or SIGTERM; then stop accepting, close at
 /// once every connection with no request received whole (a request head or
 /// body still arriving, or idle), let the requests received whole finish
@@ -490,6 +533,15 @@ pub async fn serve(addr: SocketAddr, app: App) -> Result<()> {
     // connection): HTTP/1.1 connections with a header read timeout, each
     // told of a shutdown.
     let (stop, stopping) = tokio::sync::watch::channel(false);
+    if app.cache.store().cache_stats().is_some() {
+        println!(
+            "partitions fetched from {} into a local cache; the manifest is read every {} s and new \
+             versions are fetched before they are swapped in",
+            app.cache.store().describe(),
+            app.refresh_every.as_secs_f64()
+        );
+        tokio::spawn(refresh(Arc::clone(&app), stopping.clone()));
+    }
     if let Some((every, primary)) = rebuild_every {
         println!(
             "rebuilding stale partitions in the background, one at a time, from {} (checked every {} s)",

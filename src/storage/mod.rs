@@ -10,6 +10,7 @@
 pub mod bulk;
 pub mod demo;
 pub mod joint;
+pub mod manifest;
 pub mod market;
 pub mod merge;
 pub mod meta;

@@ -1,0 +1,631 @@
+//! A partition store in object storage, through the S3 API
+//! (`--partition-store s3://BUCKET/PREFIX`): the `object_store` crate, set up
+//! by the standard variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+//! `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP=true` for a plain-HTTP
+//! endpoint such as a local moto or MinIO).
+//!
+//! **Publish.** A build writes its file into a staging directory on this
+//! machine, uploads it (multipart) under a content-addressed key,
+//! `PREFIX/<model>/<set>/<sha256>.stabidx`, and then commits a row of
+//! `partition_manifest` (model, set, generation, key, size, SHA-256, database
+//! id, change counters, rows, format version, built at) in the primary
+//! database. The database is the commit point: no reader sees a version whose
+//! upload did not finish, and of two builders that started from the same
+//! generation only the first commits; the other's object is left unused for
+//! `index gc`, and its build fails saying so.
+//!
+//! **Read.** The store keeps a view of the manifest's current rows (one query
+//! at first use, then [`PartitionStore::refresh`]: `serve` polls every
+//! `--refresh-secs`, the CLI reads it once, Python at most every
+//! `refresh_secs`). Opening a partition downloads its version once into the
+//! local cache ([`super::fetch`]: length and SHA-256 verified, least recently
+//! used versions evicted past `--cache-max-gb`) and maps it. A refresh
+//! downloads the new version of every partition this machine holds before it
+//! swaps the view, so a query never waits on a download after a publish; a
+//! download that fails or does not verify leaves the previous version serving.
+//! With the object store down, every cached version keeps serving, and a
+//! partition never fetched is reported unreadable, which queries answer by
+//! an exact scan of the database, saying so.
+//!
+//! Polling rather than `LISTEN/NOTIFY`: a notification reaches only
+//! listeners on the primary (a hot standby cannot `LISTEN`), and query nodes
+//! read from replicas; a poll is one indexed query per interval per node.
+//!
+//! The store runs its network and database work on a small runtime of its
+//! own, so that its synchronous lookups can be called from any thread,
+//! including the async tasks of callers, without entering their runtime.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::path::Path as ObjectPath;
+use object_store::{ClientConfigKey, ObjectStore, ObjectStoreExt, RetryConfig, WriteMultipart};
+use stabspace_index::Partition;
+
+use super::fetch::{sha256_file, ObjectCache, Verifier};
+use super::provenance::Provenance;
+use super::store::{
+    safe, CacheStats, Collected, PartitionStore, Published, Refreshed, StoredVersion, Version, EXTENSION,
+};
+use crate::error::{Error, Result};
+use crate::storage::manifest::{self, ManifestRow};
+use crate::storage::{Access, Db};
+
+/// Multipart upload part size.
+const PART_BYTES: usize = 8 << 20;
+
+/// Where a remote store is and how it caches.
+#[derive(Clone, Debug)]
+pub struct RemoteSettings {
+    pub bucket: String,
+    /// Key prefix, without leading or trailing `/` (may be empty).
+    pub prefix: String,
+    /// Downloads and staged builds live here.
+    pub cache_dir: PathBuf,
+    pub cache_max_bytes: u64,
+    /// How old the manifest view may grow before a lookup reads it again
+    /// (`None`: only [`PartitionStore::refresh`] reads it, after the first use).
+    pub refresh_every: Option<Duration>,
+    /// The primary database (publish, drop, gc) and the one lookups read.
+    pub primary_url: String,
+    pub read_url: String,
+}
+
+/// Partitions in an S3 bucket, their versions in `partition_manifest`.
+pub struct RemoteStore {
+    inner: Arc<Inner>,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+struct Inner {
+    url: String,
+    prefix: String,
+    objects: Arc<dyn ObjectStore>,
+    primary_url: String,
+    read_url: String,
+    primary: tokio::sync::OnceCell<Db>,
+    read: tokio::sync::OnceCell<Db>,
+    cache: ObjectCache,
+    staging: PathBuf,
+    view: RwLock<View>,
+    refresh_every: Option<Duration>,
+}
+
+#[derive(Default)]
+struct View {
+    rows: BTreeMap<PathBuf, ManifestRow>,
+    loaded: Option<Instant>,
+}
+
+impl std::fmt::Debug for RemoteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RemoteStore({}, {:?})", self.inner.url, self.inner.cache)
+    }
+}
+
+impl Drop for RemoteStore {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks; callers may be async tasks.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl RemoteStore {
+    /// The store `settings` name. Nothing is contacted yet: the manifest is
+    /// read at first use, the bucket at the first download or upload.
+    pub fn open(settings: RemoteSettings) -> Result<RemoteStore> {
+        let RemoteSettings {
+            bucket,
+            prefix,
+            cache_dir,
+            cache_max_bytes,
+            refresh_every,
+            primary_url,
+            read_url,
+        } = settings;
+        let url = if prefix.is_empty() {
+            format!("s3://{bucket}")
+        } else {
+            format!("s3://{bucket}/{prefix}")
+        };
+        let objects = AmazonS3Builder::from_env()
+            .with_bucket_name(&bucket)
+            // As config keys, not `with_client_options`, which would replace
+            // what the environment set (AWS_ALLOW_HTTP among them).
+            .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout), "5s")
+            .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), "300s")
+            .with_retry(RetryConfig {
+                max_retries: 3,
+                retry_timeout: Duration::from_secs(20),
+                ..RetryConfig::default()
+            })
+            .build()
+            .map_err(|e| Error::Invalid(format!("partition store {url}: {e}")))?;
+        let staging = cache_dir.join("staging");
+        let cache = ObjectCache::open(&cache_dir, cache_max_bytes)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("stabspace-store")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io(&cache_dir, e))?;
+        Ok(RemoteStore {
+            inner: Arc::new(Inner {
+                url,
+                prefix,
+                objects: Arc::new(objects),
+                primary_url,
+                read_url,
+                primary: tokio::sync::OnceCell::new(),
+                read: tokio::sync::OnceCell::new(),
+                cache,
+                staging,
+                view: RwLock::new(View::default()),
+                refresh_every,
+            }),
+            rt: Some(rt),
+        })
+    }
+
+    /// Run `f` on the store's runtime and wait for it: callable from any
+    /// thread, async or not.
+    fn run<T: Send + 'static>(&self, f: impl Future<Output = T> + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.rt.as_ref().expect("runtime until drop").spawn(async move {
+            let _ = tx.send(f.await);
+        });
+        rx.recv().expect("the store's runtime runs until the store is dropped")
+    }
+
+    /// Read the manifest when it was never read, or when the view is older
+    /// than `refresh_every`.
+    fn ensure_view(&self) -> Result<()> {
+        let due = {
+            let v = self.inner.read_view();
+            match (v.loaded, self.inner.refresh_every) {
+                (None, _) => true,
+                (Some(at), Some(every)) => at.elapsed() >= every,
+                (Some(_), None) => false,
+            }
+        };
+        if due {
+            let first = self.inner.read_view().loaded.is_none();
+            match self.refresh() {
+                Ok(r) => {
+                    for why in r.refused {
+                        eprintln!("warning: {why}");
+                    }
+                }
+                // A view once read keeps serving through a database outage.
+                Err(e) if !first => eprintln!("warning: {e}; still serving the partitions known before"),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn row_at(&self, location: &Path) -> Result<Option<ManifestRow>> {
+        self.ensure_view()?;
+        Ok(self.inner.read_view().rows.get(location).cloned())
+    }
+}
+
+impl Inner {
+    fn read_view(&self) -> std::sync::RwLockReadGuard<'_, View> {
+        self.view.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_view(&self) -> std::sync::RwLockWriteGuard<'_, View> {
+        self.view.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn primary(&self) -> Result<&Db> {
+        self.primary
+            .get_or_try_init(|| Db::open_for(&self.primary_url, Access::Write))
+            .await
+    }
+
+    async fn reader(&self) -> Result<&Db> {
+        self.read.get_or_try_init(|| Db::open_for(&self.read_url, Access::Read)).await
+    }
+
+    /// Where (model, set)'s partition is shown: `s3://bucket/prefix/<model>/<set>.stabidx`.
+    fn location(&self, model: &str, set: &str) -> PathBuf {
+        PathBuf::from(format!("{}/{}/{}.{EXTENSION}", self.url, safe(model), safe(set)))
+    }
+
+    fn object_path(&self, key: &str) -> ObjectPath {
+        ObjectPath::from(key)
+    }
+
+    fn shown(&self, key: &str) -> String {
+        let bucket = self.url.trim_start_matches("s3://").split('/').next().unwrap_or_default();
+        format!("s3://{bucket}/{key}")
+    }
+
+    fn key_for(&self, model: &str, set: &str, sha: &str) -> String {
+        let tail = format!("{}/{}/{sha}.{EXTENSION}", safe(model), safe(set));
+        if self.prefix.is_empty() {
+            tail
+        } else {
+            format!("{}/{tail}", self.prefix)
+        }
+    }
+
+    /// The cached file of `row`'s version, downloaded and verified first when
+    /// it is not here.
+    async fn fetch(self: Arc<Self>, row: ManifestRow) -> Result<PathBuf> {
+        if self.cache.touch(&row.sha256) {
+            self.cache.hit();
+            return Ok(self.cache.path(&row.sha256));
+        }
+        let lock = self.cache.download_lock(&row.sha256);
+        let _one_at_a_time = lock.lock().await;
+        if self.cache.holds(&row.sha256) {
+            return Ok(self.cache.path(&row.sha256));
+        }
+        let got = self.download(&row).await;
+        if got.is_err() {
+            self.cache.failed();
+        }
+        got
+    }
+
+    async fn download(&self, row: &ManifestRow) -> Result<PathBuf> {
+        let started = Instant::now();
+        let shown = self.shown(&row.object_key);
+        let unreachable =
+            |e: object_store::Error| Error::Invalid(format!("cannot fetch {shown} from the partition store: {e}"));
+        let got = self
+            .objects
+            .get(&self.object_path(&row.object_key))
+            .await
+            .map_err(unreachable)?;
+        let mut v = Verifier::create(self.cache.part_path(&row.sha256))?;
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(b) => {
+                    if let Err(e) = v.write(&b) {
+                        v.discard();
+                        return Err(e);
+                    }
+                }
+                Err(e) => {
+                    v.discard();
+                    return Err(unreachable(e));
+                }
+            }
+        }
+        let whole = v.finish(&shown, row.size_bytes as u64, &row.sha256)?;
+        self.cache
+            .admit(&row.sha256, &whole, row.size_bytes as u64, started.elapsed().as_secs_f64())
+    }
+
+    async fn upload(&self, key: &str, file: &Path) -> Result<()> {
+        use tokio::io::AsyncReadExt;
+        let shown = self.shown(key);
+        let failed = |e: object_store::Error| Error::Invalid(format!("uploading {shown} failed: {e}"));
+        let upload = self.objects.put_multipart(&self.object_path(key)).await.map_err(failed)?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+        let mut f = tokio::fs::File::open(file).await.map_err(|e| Error::io(file, e))?;
+        let mut buf = vec![0u8; PART_BYTES];
+        loop {
+            let n = f.read(&mut buf).await.map_err(|e| Error::io(file, e))?;
+            if n == 0 {
+                break;
+            }
+            if let Err(e) = w.wait_for_capacity(4).await {
+                let _ = w.abort().await;
+                return Err(failed(e));
+            }
+            w.write(&buf[..n]);
+        }
+        w.finish().await.map_err(failed)?;
+        Ok(())
+    }
+
+    async fn refresh(self: Arc<Self>) -> Result<Refreshed> {
+        let rows = manifest::current(self.reader().await?).await?;
+        let mut out = Refreshed::default();
+        let mut next = BTreeMap::new();
+        for row in rows {
+            let at = self.location(&row.model_id, &row.scenario_set_id);
+            let old = self.read_view().rows.get(&at).cloned();
+            let row = match old {
+                Some(old) if old.sha256 != row.sha256 && self.cache.holds(&old.sha256) => {
+                    // This machine serves the set: have the new version here first.
+                    match Arc::clone(&self).fetch(row.clone()).await {
+                        Ok(_) => {
+                            out.prefetched += 1;
+                            out.swapped.push((row.model_id.clone(), row.scenario_set_id.clone()));
+                            row
+                        }
+                        Err(e) => {
+                            out.refused.push(format!(
+                                "{e}; {} / {} keeps serving generation {}",
+                                row.model_id, row.scenario_set_id, old.generation
+                            ));
+                            old
+                        }
+                    }
+                }
+                Some(old) if old.sha256 != row.sha256 => {
+                    out.swapped.push((row.model_id.clone(), row.scenario_set_id.clone()));
+                    row
+                }
+                _ => row,
+            };
+            next.insert(at, row);
+        }
+        let mut v = self.write_view();
+        v.rows = next;
+        v.loaded = Some(Instant::now());
+        Ok(out)
+    }
+
+    async fn publish_staged(
+        self: Arc<Self>,
+        model: String,
+        set: String,
+        generation: i64,
+        staged: PathBuf,
+    ) -> Result<ManifestRow> {
+        let (sha, bytes) = sha256_file(&staged)?;
+        let p = Partition::open(&staged)?;
+        let prov = Provenance::of(&p)?;
+        let format_version = i64::from(p.info().version);
+        drop(p);
+        let key = self.key_for(&model, &set, &sha);
+        self.upload(&key, &staged).await?;
+        let db = self.primary().await?;
+        let row = ManifestRow {
+            model_id: model.clone(),
+            scenario_set_id: set.clone(),
+            generation: generation + 1,
+            object_key: key.clone(),
+            size_bytes: bytes as i64,
+            sha256: sha.clone(),
+            database_id: crate::storage::meta::database_id(db).await?,
+            scenario_version: prov.fingerprint.version,
+            scenario_rewrites: prov.fingerprint.rewrites.unwrap_or(0),
+            row_count: prov.rows as i64,
+            format_version,
+            built_at: prov.built_at.clone(),
+            published_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        };
+        if !manifest::commit(db, &row).await? {
+            return Err(Error::Invalid(format!(
+                "another build published {model} / {set} first (generation {}); this build's object {} \
+                 is unused and `stabspace index gc` removes it — run the build again if the set changed since",
+                row.generation,
+                self.shown(&key)
+            )));
+        }
+        // The builder's machine has the version it built: no download.
+        self.cache.admit(&sha, &staged, bytes, 0.0)?;
+        let at = self.location(&model, &set);
+        self.write_view().rows.insert(at, row.clone());
+        Ok(row)
+    }
+}
+
+/// A fresh directory for one publish's staged file.
+fn staging_dir(staging: &Path) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    staging.join(format!("{}.{n}", std::process::id()))
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+impl PartitionStore for RemoteStore {
+    fn describe(&self) -> String {
+        self.inner.url.clone()
+    }
+
+    fn locate(&self, model: &str, set: &str) -> PathBuf {
+        self.inner.location(model, set)
+    }
+
+    fn list(&self) -> Result<Vec<PathBuf>> {
+        self.ensure_view()?;
+        Ok(self.inner.read_view().rows.keys().cloned().collect())
+    }
+
+    /// The version's SHA-256 while this machine holds it; once evicted, a
+    /// different version, so that a cache of maps lets it go and the next
+    /// open fetches it again.
+    fn version(&self, location: &Path) -> Result<Option<Version>> {
+        Ok(self.row_at(location)?.map(|r| {
+            if self.inner.cache.touch(&r.sha256) {
+                Version::new(r.sha256)
+            } else {
+                Version::new(format!("{}@store", r.sha256))
+            }
+        }))
+    }
+
+    fn open(&self, location: &Path) -> Result<(Partition, Version)> {
+        let row = self
+            .row_at(location)?
+            .ok_or_else(|| Error::io(location, std::io::ErrorKind::NotFound.into()))?;
+        let sha = row.sha256.clone();
+        let path = self.run(Arc::clone(&self.inner).fetch(row))?;
+        Ok((Partition::open(&path)?, Version::new(sha)))
+    }
+
+    fn publish(
+        &self,
+        model: &str,
+        set: &str,
+        write: &mut dyn FnMut(&Path) -> Result<()>,
+    ) -> Result<Published> {
+        let (m, s) = (model.to_string(), set.to_string());
+        let inner = Arc::clone(&self.inner);
+        // The generation this build replaces, read before it builds: a build
+        // committed meanwhile makes this one lose.
+        let generation = self.run(async move {
+            let db = inner.primary().await?;
+            manifest::generation(db, &m, &s).await
+        })?;
+        let dir = staging_dir(&self.inner.staging);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let staged = dir.join(format!("{}.{EXTENSION}", safe(set)));
+        let published = write(&staged).and_then(|()| {
+            let job = Arc::clone(&self.inner).publish_staged(model.into(), set.into(), generation, staged);
+            self.run(job)
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        let row = published?;
+        Ok(Published {
+            location: self.locate(model, set),
+            version: Version::new(row.sha256),
+            file_bytes: row.size_bytes as u64,
+        })
+    }
+
+    /// Forget every version of the partition at `location` in the manifest;
+    /// the objects stay until `index gc` (nodes may still be fetching them).
+    fn remove(&self, location: &Path) -> Result<bool> {
+        let Some(row) = self.row_at(location)? else {
+            return Ok(false);
+        };
+        let inner = Arc::clone(&self.inner);
+        let (m, s) = (row.model_id.clone(), row.scenario_set_id.clone());
+        let n = self.run(async move { manifest::remove(inner.primary().await?, &m, &s).await })?;
+        self.inner.write_view().rows.remove(location);
+        Ok(n > 0)
+    }
+
+    /// Staged builds of processes that are gone.
+    fn sweep(&self) -> Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        let Ok(dirs) = std::fs::read_dir(&self.inner.staging) else {
+            return Ok(removed);
+        };
+        for d in dirs.flatten() {
+            let path = d.path();
+            let pid = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.split('.').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !pid_alive(p)) && std::fs::remove_dir_all(&path).is_ok() {
+                removed.push(path);
+            }
+        }
+        removed.sort();
+        Ok(removed)
+    }
+
+    fn refresh(&self) -> Result<Refreshed> {
+        self.run(Arc::clone(&self.inner).refresh())
+    }
+
+    fn versions(&self) -> Result<Option<Vec<StoredVersion>>> {
+        let inner = Arc::clone(&self.inner);
+        let rows = self.run(async move { manifest::all(inner.reader().await?).await })?;
+        let mut newest: BTreeMap<(String, String), i64> = BTreeMap::new();
+        for r in &rows {
+            let g = newest.entry((r.model_id.clone(), r.scenario_set_id.clone())).or_default();
+            *g = (*g).max(r.generation);
+        }
+        Ok(Some(
+            rows.into_iter()
+                .map(|r| StoredVersion {
+                    current: newest[&(r.model_id.clone(), r.scenario_set_id.clone())] == r.generation,
+                    cached: self.inner.cache.holds(&r.sha256),
+                    object: self.inner.shown(&r.object_key),
+                    model_id: r.model_id,
+                    scenario_set_id: r.scenario_set_id,
+                    generation: r.generation,
+                    size_bytes: r.size_bytes,
+                    sha256: r.sha256,
+                    rows: r.row_count,
+                    built_at: r.built_at,
+                    published_at: r.published_at,
+                })
+                .collect(),
+        ))
+    }
+
+    fn gc(&self, grace: Duration, dry_run: bool) -> Result<Collected> {
+        let inner = Arc::clone(&self.inner);
+        self.run(async move { inner.gc(grace, dry_run).await })
+    }
+
+    fn cache_stats(&self) -> Option<CacheStats> {
+        Some(self.inner.cache.stats())
+    }
+}
+
+impl Inner {
+    /// Superseded versions whose successor was published more than `grace`
+    /// ago are forgotten; then objects under the prefix that no version names
+    /// and that are older than `grace` are deleted. A node that fetched a
+    /// version keeps its cached copy; a build still uploading is younger than
+    /// the grace period.
+    async fn gc(&self, grace: Duration, dry_run: bool) -> Result<Collected> {
+        let db = self.primary().await?;
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        let old = |stamp: &str| {
+            chrono::DateTime::parse_from_rfc3339(stamp).is_ok_and(|t| t.with_timezone(&chrono::Utc) < cutoff)
+        };
+        let rows = manifest::all(db).await?;
+        let mut out = Collected::default();
+        let mut named = std::collections::HashSet::new();
+        for (i, r) in rows.iter().enumerate() {
+            let successor = rows
+                .get(i + 1)
+                .filter(|n| n.model_id == r.model_id && n.scenario_set_id == r.scenario_set_id);
+            match successor {
+                Some(n) if old(&n.published_at) => {
+                    out.versions.push(format!(
+                        "{} / {} generation {}",
+                        r.model_id, r.scenario_set_id, r.generation
+                    ));
+                    if !dry_run {
+                        manifest::remove_generation(db, &r.model_id, &r.scenario_set_id, r.generation).await?;
+                    }
+                }
+                _ => {
+                    named.insert(r.object_key.clone());
+                }
+            }
+        }
+        let prefix = (!self.prefix.is_empty()).then(|| ObjectPath::from(self.prefix.as_str()));
+        let mut listing = self.objects.list(prefix.as_ref());
+        let listed = |e: object_store::Error| Error::Invalid(format!("listing {} failed: {e}", self.url));
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(listed)?;
+            let key = meta.location.to_string();
+            if named.contains(&key) || !key.ends_with(&format!(".{EXTENSION}")) {
+                continue;
+            }
+            if meta.last_modified >= cutoff {
+                out.kept_young += 1;
+                continue;
+            }
+            if !dry_run {
+                self.objects
+                    .delete(&meta.location)
+                    .await
+                    .map_err(|e| Error::Invalid(format!("deleting {} failed: {e}", self.shown(&key))))?;
+            }
+            out.objects.push((self.shown(&key), meta.size));
+        }
+        Ok(out)
+    }
+}
