@@ -173,7 +173,9 @@ impl Config {
     /// Where partitions fetched from a remote store are kept: `--cache-dir`,
     /// else `<data_dir>/cache`.
     pub fn cache_dir(&self) -> PathBuf {
-        self.cache_dir.clone().unwrap_or_else(|| self.data_dir.join("cache"))
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("cache"))
     }
 
     /// Whether the partitions are in a remote store.
@@ -196,6 +198,7 @@ impl Config {
                 refresh_every: self.refresh_every,
                 primary_url: self.url(),
                 read_url: self.read_url(),
+                s3_overrides: Vec::new(),
             })?)),
             _ => Ok(Arc::new(LocalDir::new(self.index_dir()))),
         }

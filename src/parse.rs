@@ -130,7 +130,9 @@ pub fn parse_partition_store(s: &str) -> std::result::Result<StoreUrl, String> {
         }
         let prefix = prefix.trim_matches('/');
         if prefix.split('/').any(|p| p == "." || p == "..") || prefix.contains("//") {
-            return Err(format!("s3://{bucket}/{prefix}: the prefix has an empty, . or .. part"));
+            return Err(format!(
+                "s3://{bucket}/{prefix}: the prefix has an empty, . or .. part"
+            ));
         }
         return Ok(StoreUrl::S3 {
             bucket: bucket.to_string(),
@@ -198,10 +200,7 @@ mod tests {
     #[test]
     fn partition_stores_are_file_or_s3_urls() {
         use super::{parse_partition_store as store, StoreUrl};
-        assert_eq!(
-            store("file:///srv/index"),
-            Ok(StoreUrl::Dir("/srv/index".into()))
-        );
+        assert_eq!(store("file:///srv/index"), Ok(StoreUrl::Dir("/srv/index".into())));
         assert_eq!(store(" file://./idx "), Ok(StoreUrl::Dir("./idx".into())));
         assert!(store("file://").unwrap_err().contains("names no directory"));
         let s3 = |b: &str, p: &str| StoreUrl::S3 {
@@ -212,7 +211,9 @@ mod tests {
         assert_eq!(store("s3://bucket/a/b/"), Ok(s3("bucket", "a/b")));
         assert_eq!(store("s3://bucket"), Ok(s3("bucket", "")));
         assert_eq!(store("s3://bucket/a/b").unwrap().to_string(), "s3://bucket/a/b");
-        assert!(store("s3://Bad_Bucket/x").unwrap_err().contains("does not name a bucket"));
+        assert!(store("s3://Bad_Bucket/x")
+            .unwrap_err()
+            .contains("does not name a bucket"));
         assert!(store("s3://bucket/a/../b").unwrap_err().contains(".."));
         assert!(store("gs://bucket/prefix")
             .unwrap_err()

@@ -65,10 +65,14 @@ pub fn connect(
             .map_err(|_| PyValueError::new_err(format!("{CACHE_MAX_GB_ENV} is not a number of gigabytes")))?,
     };
     if cache_max_gb.is_some_and(|g| !(g > 0.0 && g.is_finite())) {
-        return Err(PyValueError::new_err("cache_max_gb must be a positive number of gigabytes"));
+        return Err(PyValueError::new_err(
+            "cache_max_gb must be a positive number of gigabytes",
+        ));
     }
     if !(refresh_secs > 0.0 && refresh_secs.is_finite()) {
-        return Err(PyValueError::new_err("refresh_secs must be a positive number of seconds"));
+        return Err(PyValueError::new_err(
+            "refresh_secs must be a positive number of seconds",
+        ));
     }
     let config = Config::with_env_defaults(database_url, data_dir, read_database_url)
         .with_partition_store(store)

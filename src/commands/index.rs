@@ -342,7 +342,10 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             report::partition_status(&rows).emit_to(s.format, None)?;
             if s.format == Format::Text {
                 if let Some(v) = store.versions()? {
-                    println!("\nversions in {} (`index status --versions` for CSV or JSON):", store.describe());
+                    println!(
+                        "\nversions in {} (`index status --versions` for CSV or JSON):",
+                        store.describe()
+                    );
                     report::stored_versions(&v).emit_to(s.format, None)?;
                 }
             }
@@ -363,7 +366,11 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
                 done.versions.len(),
                 done.objects.len(),
                 done.objects.iter().map(|(_, b)| *b as f64).sum::<f64>() / 1e6,
-                if c.dry_run { " would be removed (dry run)" } else { " removed" },
+                if c.dry_run {
+                    " would be removed (dry run)"
+                } else {
+                    " removed"
+                },
                 done.kept_young,
                 c.grace_hours
             );

@@ -56,7 +56,12 @@ pub struct ObjectCache {
 
 impl std::fmt::Debug for ObjectCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ObjectCache({}, budget {} bytes)", self.dir.display(), self.budget)
+        write!(
+            f,
+            "ObjectCache({}, budget {} bytes)",
+            self.dir.display(),
+            self.budget
+        )
     }
 }
 
@@ -69,7 +74,11 @@ impl ObjectCache {
         let mut found = Vec::new();
         for f in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
             let path = f.map_err(|e| Error::io(&dir, e))?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
             if name.ends_with(PART) {
                 // A download a killed process left: never renamed, never used.
                 // A live one in another process lives on: its rename fails
@@ -159,7 +168,8 @@ impl ObjectCache {
         std::fs::rename(from, &to).map_err(|e| Error::io(&to, e))?;
         self.fetches.fetch_add(1, Ordering::Relaxed);
         self.fetched_bytes.fetch_add(bytes, Ordering::Relaxed);
-        self.last_fetch_micros.store((seconds * 1e6) as u64, Ordering::Relaxed);
+        self.last_fetch_micros
+            .store((seconds * 1e6) as u64, Ordering::Relaxed);
         let mut r = self.lock();
         r.tick += 1;
         let used = r.tick;
@@ -241,7 +251,12 @@ impl Verifier {
     /// The file, flushed to disk, when it is `want_bytes` long with SHA-256
     /// `want_sha`; else it is deleted and refused, naming `what`.
     pub fn finish(self, what: &str, want_bytes: u64, want_sha: &str) -> Result<PathBuf> {
-        let Verifier { file, path, hash, bytes } = self;
+        let Verifier {
+            file,
+            path,
+            hash,
+            bytes,
+        } = self;
         let got = hex(&hash.finalize());
         let flushed = file
             .into_inner()
@@ -314,16 +329,25 @@ mod tests {
         put(&c, "b", 100);
         assert!(c.touch("a"), "a is used after b");
         put(&c, "c", 100);
-        assert!(c.holds("a") && c.holds("c") && !c.holds("b"), "b was least recently used");
+        assert!(
+            c.holds("a") && c.holds("c") && !c.holds("b"),
+            "b was least recently used"
+        );
         assert!(!c.path("b").exists());
         put(&c, "d", 300);
-        assert!(c.holds("d") && !c.holds("a") && !c.holds("c"), "the one fetched stays");
+        assert!(
+            c.holds("d") && !c.holds("a") && !c.holds("c"),
+            "the one fetched stays"
+        );
         assert_eq!(c.stats().evictions, 3);
         std::fs::write(c.dir().join(".x.1.1.part"), b"half").unwrap();
         drop(c);
         let again = ObjectCache::open(tmp.path(), 1000).unwrap();
         assert!(again.holds("d"));
-        assert!(!again.dir().join(".x.1.1.part").exists(), "a killed download is swept");
+        assert!(
+            !again.dir().join(".x.1.1.part").exists(),
+            "a killed download is swept"
+        );
     }
 
     /// A download is taken only when its length and checksum match.
@@ -338,12 +362,18 @@ mod tests {
             v.write(content).unwrap();
             v
         };
-        let e = write("short", b"partition").finish("s3://b/k", len, &sha).unwrap_err();
+        let e = write("short", b"partition")
+            .finish("s3://b/k", len, &sha)
+            .unwrap_err();
         assert!(e.to_string().contains("truncated"), "{e}");
         assert!(!tmp.path().join("short").exists());
-        let e = write("flip", b"partition bytez").finish("s3://b/k", len, &sha).unwrap_err();
+        let e = write("flip", b"partition bytez")
+            .finish("s3://b/k", len, &sha)
+            .unwrap_err();
         assert!(e.to_string().contains("SHA-256"), "{e}");
-        let ok = write("ok", b"partition bytes").finish("s3://b/k", len, &sha).unwrap();
+        let ok = write("ok", b"partition bytes")
+            .finish("s3://b/k", len, &sha)
+            .unwrap();
         assert_eq!(std::fs::read(ok).unwrap(), b"partition bytes");
     }
 }

@@ -54,9 +54,9 @@ pub use provenance::{
     counters, fingerprint, scenario_as_of, BuildKind, CalibrationRecord, Change, Counters, Fingerprint,
     Provenance, RecordedParams, SpaceTally,
 };
-pub use scan::{no_scenarios, scan_scenarios, ScenarioScan};
 pub use remote::{RemoteSettings, RemoteStore};
+pub use scan::{no_scenarios, scan_scenarios, ScenarioScan};
 pub use store::{
-    index_dir, partition_path, CacheStats, Collected, LocalDir, PartitionStore, Published, Refreshed, StoredVersion,
-    Version, EXTENSION,
+    index_dir, partition_path, CacheStats, Collected, LocalDir, PartitionStore, Published, Refreshed,
+    StoredVersion, Version, EXTENSION,
 };

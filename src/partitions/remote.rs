@@ -75,6 +75,8 @@ pub struct RemoteSettings {
     /// The primary database (publish, drop, gc) and the one lookups read.
     pub primary_url: String,
     pub read_url: String,
+    /// S3 settings over the environment's, as (variable, value): `AWS_ENDPOINT_URL`, ….
+    pub s3_overrides: Vec<(String, String)>,
 }
 
 /// Partitions in an S3 bucket, their versions in `partition_manifest`.
@@ -95,7 +97,14 @@ struct Inner {
     staging: PathBuf,
     view: RwLock<View>,
     refresh_every: Option<Duration>,
+    /// Downloads that failed lately, by SHA-256: asked again within
+    /// [`RETRY_AFTER`], the failure is answered at once (a store that is down
+    /// costs each query nothing).
+    failed: std::sync::Mutex<std::collections::HashMap<String, (Instant, String)>>,
 }
+
+/// How long a failed download is not tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 struct View {
@@ -130,13 +139,22 @@ impl RemoteStore {
             refresh_every,
             primary_url,
             read_url,
+            s3_overrides,
         } = settings;
         let url = if prefix.is_empty() {
             format!("s3://{bucket}")
         } else {
             format!("s3://{bucket}/{prefix}")
         };
-        let objects = AmazonS3Builder::from_env()
+        let mut builder = AmazonS3Builder::from_env();
+        for (k, v) in &s3_overrides {
+            let key: AmazonS3ConfigKey = k
+                .to_ascii_lowercase()
+                .parse()
+                .map_err(|e| Error::Invalid(format!("partition store {url}: {k}: {e}")))?;
+            builder = builder.with_config(key, v);
+        }
+        let objects = builder
             .with_bucket_name(&bucket)
             // As config keys, not `with_client_options`, which would replace
             // what the environment set (AWS_ALLOW_HTTP among them).
@@ -170,6 +188,7 @@ impl RemoteStore {
                 staging,
                 view: RwLock::new(View::default()),
                 refresh_every,
+                failed: Default::default(),
             }),
             rt: Some(rt),
         })
@@ -182,7 +201,8 @@ impl RemoteStore {
         self.rt.as_ref().expect("runtime until drop").spawn(async move {
             let _ = tx.send(f.await);
         });
-        rx.recv().expect("the store's runtime runs until the store is dropped")
+        rx.recv()
+            .expect("the store's runtime runs until the store is dropped")
     }
 
     /// Read the manifest when it was never read, or when the view is older
@@ -234,7 +254,9 @@ impl Inner {
     }
 
     async fn reader(&self) -> Result<&Db> {
-        self.read.get_or_try_init(|| Db::open_for(&self.read_url, Access::Read)).await
+        self.read
+            .get_or_try_init(|| Db::open_for(&self.read_url, Access::Read))
+            .await
     }
 
     /// Where (model, set)'s partition is shown: `s3://bucket/prefix/<model>/<set>.stabidx`.
@@ -247,7 +269,12 @@ impl Inner {
     }
 
     fn shown(&self, key: &str) -> String {
-        let bucket = self.url.trim_start_matches("s3://").split('/').next().unwrap_or_default();
+        let bucket = self
+            .url
+            .trim_start_matches("s3://")
+            .split('/')
+            .next()
+            .unwrap_or_default();
         format!("s3://{bucket}/{key}")
     }
 
@@ -272,9 +299,26 @@ impl Inner {
         if self.cache.holds(&row.sha256) {
             return Ok(self.cache.path(&row.sha256));
         }
+        let recent = {
+            let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+            failed
+                .get(&row.sha256)
+                .filter(|(at, _)| at.elapsed() < RETRY_AFTER)
+                .map(|(_, why)| why.clone())
+        };
+        if let Some(why) = recent {
+            return Err(Error::Invalid(why));
+        }
         let got = self.download(&row).await;
-        if got.is_err() {
-            self.cache.failed();
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        match &got {
+            Ok(_) => {
+                failed.remove(&row.sha256);
+            }
+            Err(e) => {
+                self.cache.failed();
+                failed.insert(row.sha256.clone(), (Instant::now(), e.to_string()));
+            }
         }
         got
     }
@@ -282,8 +326,9 @@ impl Inner {
     async fn download(&self, row: &ManifestRow) -> Result<PathBuf> {
         let started = Instant::now();
         let shown = self.shown(&row.object_key);
-        let unreachable =
-            |e: object_store::Error| Error::Invalid(format!("cannot fetch {shown} from the partition store: {e}"));
+        let unreachable = |e: object_store::Error| {
+            Error::Invalid(format!("cannot fetch {shown} from the partition store: {e}"))
+        };
         let got = self
             .objects
             .get(&self.object_path(&row.object_key))
@@ -306,17 +351,27 @@ impl Inner {
             }
         }
         let whole = v.finish(&shown, row.size_bytes as u64, &row.sha256)?;
-        self.cache
-            .admit(&row.sha256, &whole, row.size_bytes as u64, started.elapsed().as_secs_f64())
+        self.cache.admit(
+            &row.sha256,
+            &whole,
+            row.size_bytes as u64,
+            started.elapsed().as_secs_f64(),
+        )
     }
 
     async fn upload(&self, key: &str, file: &Path) -> Result<()> {
         use tokio::io::AsyncReadExt;
         let shown = self.shown(key);
         let failed = |e: object_store::Error| Error::Invalid(format!("uploading {shown} failed: {e}"));
-        let upload = self.objects.put_multipart(&self.object_path(key)).await.map_err(failed)?;
+        let upload = self
+            .objects
+            .put_multipart(&self.object_path(key))
+            .await
+            .map_err(failed)?;
         let mut w = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
-        let mut f = tokio::fs::File::open(file).await.map_err(|e| Error::io(file, e))?;
+        let mut f = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| Error::io(file, e))?;
         let mut buf = vec![0u8; PART_BYTES];
         loop {
             let n = f.read(&mut buf).await.map_err(|e| Error::io(file, e))?;
@@ -346,7 +401,8 @@ impl Inner {
                     match Arc::clone(&self).fetch(row.clone()).await {
                         Ok(_) => {
                             out.prefetched += 1;
-                            out.swapped.push((row.model_id.clone(), row.scenario_set_id.clone()));
+                            out.swapped
+                                .push((row.model_id.clone(), row.scenario_set_id.clone()));
                             row
                         }
                         Err(e) => {
@@ -359,7 +415,8 @@ impl Inner {
                     }
                 }
                 Some(old) if old.sha256 != row.sha256 => {
-                    out.swapped.push((row.model_id.clone(), row.scenario_set_id.clone()));
+                    out.swapped
+                        .push((row.model_id.clone(), row.scenario_set_id.clone()));
                     row
                 }
                 _ => row,
@@ -538,7 +595,9 @@ impl PartitionStore for RemoteStore {
         let rows = self.run(async move { manifest::all(inner.reader().await?).await })?;
         let mut newest: BTreeMap<(String, String), i64> = BTreeMap::new();
         for r in &rows {
-            let g = newest.entry((r.model_id.clone(), r.scenario_set_id.clone())).or_default();
+            let g = newest
+                .entry((r.model_id.clone(), r.scenario_set_id.clone()))
+                .or_default();
             *g = (*g).max(r.generation);
         }
         Ok(Some(
@@ -578,8 +637,7 @@ impl Inner {
     /// the grace period.
     async fn gc(&self, grace: Duration, dry_run: bool) -> Result<Collected> {
         let db = self.primary().await?;
-        let cutoff = chrono::Utc::now()
-            - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
         let old = |stamp: &str| {
             chrono::DateTime::parse_from_rfc3339(stamp).is_ok_and(|t| t.with_timezone(&chrono::Utc) < cutoff)
         };
@@ -597,7 +655,8 @@ impl Inner {
                         r.model_id, r.scenario_set_id, r.generation
                     ));
                     if !dry_run {
-                        manifest::remove_generation(db, &r.model_id, &r.scenario_set_id, r.generation).await?;
+                        manifest::remove_generation(db, &r.model_id, &r.scenario_set_id, r.generation)
+                            .await?;
                     }
                 }
                 _ => {

@@ -166,7 +166,10 @@ pub trait PartitionStore: Send + Sync + std::fmt::Debug {
         let _ = grace;
         let objects = if dry_run { Vec::new() } else { self.sweep()? };
         Ok(Collected {
-            objects: objects.into_iter().map(|p| (p.display().to_string(), 0)).collect(),
+            objects: objects
+                .into_iter()
+                .map(|p| (p.display().to_string(), 0))
+                .collect(),
             ..Collected::default()
         })
     }

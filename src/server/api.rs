@@ -188,6 +188,9 @@ struct SearchOut<'a> {
     answered_by: &'static str,
     /// Whether the partition file is behind the database.
     partition_stale: bool,
+    /// Why the partition was not used (it could not be opened or fetched).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     hits: Option<Vec<HitOut<'a>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -271,9 +274,12 @@ pub async fn search(
             ))
         }
     };
-    let opened = match app.partition(&model, &set, !req.no_quantized)? {
-        Some(l) => l,
-        None => {
+    // A partition that cannot be opened (a remote store down before this
+    // node ever fetched it, a damaged file) is answered by an exact scan of
+    // the database, as the query commands do, and the answer says why.
+    let (opened, fallback) = match app.cache.get(&model, &set, !req.no_quantized) {
+        Ok(Some(l)) => (Some(l), None),
+        Ok(None) => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 format!(
@@ -281,6 +287,13 @@ pub async fn search(
                      (GET /v1/partitions lists them)"
                 ),
             ))
+        }
+        Err(e) => {
+            let why = app
+                .scrub
+                .text(&format!("{e}; answered by an exact scan of the database instead"));
+            eprintln!("warning: {model} / {set}: {why}");
+            (None, Some(why))
         }
     };
     drop(opened);
@@ -295,8 +308,18 @@ pub async fn search(
     // The set as the database holds it now: the partition when it is
     // current, with the rows it lacks when the set only gained some, else the
     // database's vectors (always for `exact`).
+    let exact = req.exact || fallback.is_some();
+    let asked = if fallback.is_some() {
+        Breadth {
+            ef: None,
+            recall: None,
+            exact: true,
+        }
+    } else {
+        asked
+    };
     let opts = app.search_opts(asked, req.no_quantized);
-    let space = if req.exact {
+    let space = if exact {
         off_worker(ScenarioSpace::open(&app.db, &opts, &model, &set))?
     } else {
         ScenarioSpace::open(&app.db, &opts, &model, &set).await?
@@ -331,6 +354,7 @@ pub async fn search(
         ef,
         answered_by: answer.by.label(),
         partition_stale: answer.partition_stale,
+        note: fallback.as_deref(),
         hits: None,
         results: None,
     };

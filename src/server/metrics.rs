@@ -150,9 +150,21 @@ impl Metrics {
         );
         let cache = CacheMetrics::default();
         for (name, help, metric) in [
-            ("partition_cache_hits", "Partition opens answered from the local cache", &cache.hits),
-            ("partition_fetches", "Partition versions downloaded (verified) into the local cache", &cache.fetches),
-            ("partition_fetched_bytes", "Bytes of partition versions downloaded", &cache.fetched_bytes),
+            (
+                "partition_cache_hits",
+                "Partition opens answered from the local cache",
+                &cache.hits,
+            ),
+            (
+                "partition_fetches",
+                "Partition versions downloaded (verified) into the local cache",
+                &cache.fetches,
+            ),
+            (
+                "partition_fetched_bytes",
+                "Bytes of partition versions downloaded",
+                &cache.fetched_bytes,
+            ),
             (
                 "partition_fetch_failures",
                 "Partition downloads that failed or were refused (length or SHA-256 mismatch)",
@@ -216,8 +228,10 @@ impl Metrics {
         let mut seen = c.seen.lock().unwrap_or_else(|e| e.into_inner());
         c.hits.inc_by(now.hits.saturating_sub(seen.hits));
         c.fetches.inc_by(now.fetches.saturating_sub(seen.fetches));
-        c.fetched_bytes.inc_by(now.fetched_bytes.saturating_sub(seen.fetched_bytes));
-        c.failures.inc_by(now.fetch_failures.saturating_sub(seen.fetch_failures));
+        c.fetched_bytes
+            .inc_by(now.fetched_bytes.saturating_sub(seen.fetched_bytes));
+        c.failures
+            .inc_by(now.fetch_failures.saturating_sub(seen.fetch_failures));
         c.evictions.inc_by(now.evictions.saturating_sub(seen.evictions));
         c.bytes.set(now.resident_bytes as i64);
         c.budget.set(now.budget_bytes as i64);

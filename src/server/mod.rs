@@ -123,16 +123,6 @@ impl App {
             refresh_every: Duration::from_secs(10),
         })
     }
-
-    /// The current file of (model, set); `None`: no file.
-    fn partition(
-        &self,
-        model: &str,
-        set: &str,
-        quantized: bool,
-    ) -> std::result::Result<Option<Arc<OpenPartition>>, ApiError> {
-        Ok(self.cache.get(model, set, quantized)?)
-    }
 }
 
 /// The routes, with the limits and the metrics around them.

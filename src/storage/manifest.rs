@@ -83,7 +83,8 @@ pub async fn current(db: &Db) -> Result<Vec<ManifestRow>> {
 
 /// Every row, ordered by model, set and generation.
 pub async fn all(db: &Db) -> Result<Vec<ManifestRow>> {
-    let sql = format!("SELECT {COLUMNS} FROM partition_manifest ORDER BY model_id, scenario_set_id, generation");
+    let sql =
+        format!("SELECT {COLUMNS} FROM partition_manifest ORDER BY model_id, scenario_set_id, generation");
     let rows: Vec<Tuple> = fetch_all(db, &sql, &[]).await?;
     Ok(rows.into_iter().map(row).collect())
 }

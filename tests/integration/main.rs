@@ -12,6 +12,7 @@ mod faults;
 mod import;
 mod joint;
 mod migrate;
+mod objectstore;
 mod partitions;
 mod registry;
 mod replica;

@@ -170,7 +170,7 @@ impl Server {
     }
 
     /// Wait for a stderr line containing `text`.
-    fn await_stderr(&self, text: &str) -> String {
+    pub(crate) fn await_stderr(&self, text: &str) -> String {
         let until = Instant::now() + Duration::from_secs(30);
         while let Some(left) = until.checked_duration_since(Instant::now()) {
             match self.stderr.recv_timeout(left) {
