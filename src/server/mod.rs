@@ -46,7 +46,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::nearest::{OpenPartition, PartitionCache};
+use crate::nearest::PartitionCache;
 use crate::storage::Db;
 pub use auth::ApiKeys;
 use error::{ApiError, Scrub};

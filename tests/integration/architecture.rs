@@ -328,7 +328,7 @@ fn partitions_and_nearest_are_rooms_in_order() {
     rooms_in_order(
         "src/partitions",
         "crate::partitions",
-        &["store", "provenance", "scan", "catalog", "build"],
+        &["store", "fetch", "provenance", "remote", "scan", "catalog", "build"],
     );
     rooms_in_order(
         "src/nearest",
@@ -437,10 +437,12 @@ fn the_domain_does_no_io() {
 
 #[test]
 fn partition_files_are_opened_through_the_store() {
-    // The store opens files; the engine's own API opens the file a user names
+    // The stores open files (a directory's; a remote store's downloads and
+    // staged builds); the engine's own API opens the file a user names
     // (`stabspace.Partition(path)`), and the benchmark opens its scratch files.
     let allowed = [
         "src/partitions/store.rs",
+        "src/partitions/remote.rs",
         "src/bench.rs",
         "python/src/partition.rs",
     ];
