@@ -328,7 +328,15 @@ fn partitions_and_nearest_are_rooms_in_order() {
     rooms_in_order(
         "src/partitions",
         "crate::partitions",
-        &["store", "fetch", "provenance", "remote", "scan", "catalog", "build"],
+        &[
+            "store",
+            "fetch",
+            "provenance",
+            "remote",
+            "scan",
+            "catalog",
+            "build",
+        ],
     );
     rooms_in_order(
         "src/nearest",

@@ -36,7 +36,11 @@ pub(crate) struct Moto {
 impl Moto {
     /// `None` when moto is not installed and the run allows skips.
     pub(crate) fn start() -> Option<Moto> {
-        let program = program_or_skip("moto_server", "pip install 'moto[server]'")?;
+        // scripts/test installs moto into a virtual environment of its own and names it here.
+        let program = match std::env::var_os("STABSPACE_MOTO_SERVER") {
+            Some(p) => PathBuf::from(p),
+            None => program_or_skip("moto_server", "pip install 'moto[server]'")?,
+        };
         let port = crate::support::free_port();
         let child = Command::new(program)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
