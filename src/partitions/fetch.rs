@@ -142,7 +142,7 @@ impl ObjectCache {
         self.lock().files.contains_key(sha)
     }
 
-    /// Count an open answered from the cache.
+    /// Count a lookup answered from the cache.
     pub fn hit(&self) {
         self.hits.fetch_add(1, Ordering::Relaxed);
     }

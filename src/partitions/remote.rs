@@ -110,6 +110,11 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 struct View {
     rows: BTreeMap<PathBuf, ManifestRow>,
     loaded: Option<Instant>,
+    /// The manifest's [`manifest::signature`] when `rows` were read.
+    signature: Option<(i64, String)>,
+    /// A new version was refused: read the rows again next time, whatever
+    /// the signature says.
+    retry: bool,
 }
 
 impl std::fmt::Debug for RemoteStore {
@@ -291,7 +296,6 @@ impl Inner {
     /// it is not here.
     async fn fetch(self: Arc<Self>, row: ManifestRow) -> Result<PathBuf> {
         if self.cache.touch(&row.sha256) {
-            self.cache.hit();
             return Ok(self.cache.path(&row.sha256));
         }
         let lock = self.cache.download_lock(&row.sha256);
@@ -389,7 +393,16 @@ impl Inner {
     }
 
     async fn refresh(self: Arc<Self>) -> Result<Refreshed> {
-        let rows = manifest::current(self.reader().await?).await?;
+        let db = self.reader().await?;
+        let signature = manifest::signature(db).await?;
+        {
+            let mut v = self.write_view();
+            if v.loaded.is_some() && !v.retry && v.signature.as_ref() == Some(&signature) {
+                v.loaded = Some(Instant::now());
+                return Ok(Refreshed::default());
+            }
+        }
+        let rows = manifest::current(db).await?;
         let mut out = Refreshed::default();
         let mut next = BTreeMap::new();
         for row in rows {
@@ -426,6 +439,8 @@ impl Inner {
         let mut v = self.write_view();
         v.rows = next;
         v.loaded = Some(Instant::now());
+        v.signature = Some(signature);
+        v.retry = !out.refused.is_empty();
         Ok(out)
     }
 
@@ -506,6 +521,8 @@ impl PartitionStore for RemoteStore {
     fn version(&self, location: &Path) -> Result<Option<Version>> {
         Ok(self.row_at(location)?.map(|r| {
             if self.inner.cache.touch(&r.sha256) {
+                // A lookup answered from what this machine holds.
+                self.inner.cache.hit();
                 Version::new(r.sha256)
             } else {
                 Version::new(format!("{}@store", r.sha256))

@@ -84,7 +84,7 @@ pub struct CacheStats {
     pub resident_bytes: u64,
     pub resident_files: u64,
     pub budget_bytes: u64,
-    /// Opens answered from the cache.
+    /// Lookups of a version this machine holds (one per query).
     pub hits: u64,
     /// Objects downloaded (cold fetches and prefetches).
     pub fetches: u64,

@@ -152,7 +152,7 @@ impl Metrics {
         for (name, help, metric) in [
             (
                 "partition_cache_hits",
-                "Partition opens answered from the local cache",
+                "Partition lookups (one per query) of a version the local cache holds",
                 &cache.hits,
             ),
             (

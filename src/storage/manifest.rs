@@ -81,6 +81,15 @@ pub async fn current(db: &Db) -> Result<Vec<ManifestRow>> {
     Ok(rows.into_iter().map(row).collect())
 }
 
+/// What changes whenever a row is committed or deleted: the row count and
+/// the newest publish time. A node polls this (one aggregate over the
+/// table) and reads the rows only when it moved.
+pub async fn signature(db: &Db) -> Result<(i64, String)> {
+    let sql = "SELECT COUNT(*), COALESCE(MAX(published_at), '') FROM partition_manifest";
+    let (n, at): (i64, String) = super::sql::fetch_one(db, sql, &[]).await?;
+    Ok((n, at))
+}
+
 /// Every row, ordered by model, set and generation.
 pub async fn all(db: &Db) -> Result<Vec<ManifestRow>> {
     let sql =
