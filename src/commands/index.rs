@@ -221,8 +221,8 @@ pub struct StatusArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct GcArgs {
-    /// Keep anything younger than this many hours: a build still uploading, a version a query
-    /// node may still be fetching.
+    /// Keep anything younger than this many hours (at least 1): a build still uploading or
+    /// committing, a version a query node may still be fetching.
     #[arg(long, default_value_t = 24.0, value_parser = parse_hours)]
     pub grace_hours: f64,
     /// Say what would be removed; remove nothing.
@@ -230,11 +230,15 @@ pub struct GcArgs {
     pub dry_run: bool,
 }
 
-/// clap value parser for `--grace-hours`: hours, 0 or more.
+/// clap value parser for `--grace-hours`: hours, 1 or more (an object
+/// uploaded a moment ago may be a version whose manifest row is being committed).
 fn parse_hours(s: &str) -> std::result::Result<f64, String> {
     match s.trim().parse::<f64>() {
-        Ok(h) if h >= 0.0 && h.is_finite() => Ok(h),
-        _ => Err(format!("{s:?} is not a number of hours (0 or more)")),
+        Ok(h) if (1.0..=1e6).contains(&h) => Ok(h),
+        Ok(_) => Err(format!(
+            "{s} hours: give at least 1 (a younger object may belong to a publish still committing)"
+        )),
+        _ => Err(format!("{s:?} is not a number of hours")),
     }
 }
 

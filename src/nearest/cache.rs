@@ -145,7 +145,7 @@ impl PartitionCache {
             .map(|(k, l)| (k.clone(), l.version.clone()))
             .collect();
         for (key, version) in held {
-            let current = self.store.version(&key.0).ok().flatten();
+            let current = self.store.peek_version(&key.0).ok().flatten();
             if current.as_ref() != Some(&version) {
                 let mut map = self.lock();
                 if map.get(&key).is_some_and(|l| l.version == version) {

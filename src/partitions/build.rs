@@ -91,6 +91,9 @@ async fn build_partition(
     progress: &dyn Progress,
 ) -> Result<Built> {
     let started = Instant::now();
+    // What this build replaces, before anything is read: a publish committed
+    // meanwhile by another builder makes this one lose.
+    let base = store.base(model, set)?;
     let swept = store.sweep()?;
     let database_id = crate::storage::meta::database_id(db).await?;
     // The fingerprint first: a write during the read makes the partition look
@@ -215,7 +218,7 @@ async fn build_partition(
         progress.set_position(done as u64);
     };
     let mut job = Some((b, provenance_of));
-    let published = store.publish(model, set, &mut |at| {
+    let published = store.publish(model, set, base, &mut |at| {
         let (b, provenance_of) = job.take().expect("a store writes a version once");
         tokio::task::block_in_place(|| b.write_with(at, params, provenance_of, &mut inserted))?;
         Ok(())

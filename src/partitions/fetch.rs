@@ -81,9 +81,10 @@ impl ObjectCache {
                 .to_string();
             if name.ends_with(PART) {
                 // A download a killed process left: never renamed, never used.
-                // A live one in another process lives on: its rename fails
-                // harmlessly and it downloads again.
-                let _ = std::fs::remove_file(&path);
+                // One of a live process (another command sharing the cache) stays.
+                if !part_of_live_process(&name) {
+                    let _ = std::fs::remove_file(&path);
+                }
                 continue;
             }
             let Some(sha) = name.strip_suffix(&format!(".{EXTENSION}")) else {
@@ -161,15 +162,32 @@ impl ObjectCache {
         self.dir.join(format!(".{sha}.{}.{n}.{PART}", std::process::id()))
     }
 
-    /// Take a verified file (`from`, on the same file system) into the cache
-    /// as `sha`, then evict the least recently used others past the budget.
+    /// Take a verified download (`from`, on the same file system) into the
+    /// cache as `sha`, then evict the least recently used others past the budget.
     pub fn admit(&self, sha: &str, from: &Path, bytes: u64, seconds: f64) -> Result<PathBuf> {
-        let to = self.path(sha);
-        std::fs::rename(from, &to).map_err(|e| Error::io(&to, e))?;
+        let to = self.place(sha, from, bytes)?;
         self.fetches.fetch_add(1, Ordering::Relaxed);
         self.fetched_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.last_fetch_micros
             .store((seconds * 1e6) as u64, Ordering::Relaxed);
+        Ok(to)
+    }
+
+    /// Take a file this machine built and published into the cache (not a fetch).
+    pub fn keep(&self, sha: &str, from: &Path, bytes: u64) -> Result<PathBuf> {
+        self.place(sha, from, bytes)
+    }
+
+    /// Forget `sha` (its file is gone: evicted by another process sharing the cache).
+    pub fn forget(&self, sha: &str) {
+        self.lock().files.remove(sha);
+    }
+
+    fn place(&self, sha: &str, from: &Path, bytes: u64) -> Result<PathBuf> {
+        let to = self.path(sha);
+        std::fs::rename(from, &to).map_err(|e| {
+            Error::Invalid(format!("cannot move {} to {}: {e}", from.display(), to.display()))
+        })?;
         let mut r = self.lock();
         r.tick += 1;
         let used = r.tick;
@@ -277,7 +295,10 @@ impl Verifier {
             let _ = std::fs::remove_file(&path);
             return Err(Error::Invalid(why));
         }
-        flushed.map_err(|e| Error::io(&path, e))?;
+        if let Err(e) = flushed {
+            let _ = std::fs::remove_file(&path);
+            return Err(Error::io(&path, e));
+        }
         Ok(path)
     }
 
@@ -285,6 +306,12 @@ impl Verifier {
     pub fn discard(self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Whether a download file (`.SHA.PID.N.part`) belongs to a process still running.
+fn part_of_live_process(name: &str) -> bool {
+    let pid = name.rsplit('.').nth(2).and_then(|p| p.parse::<u32>().ok());
+    pid.is_some_and(|p| p == std::process::id() || Path::new(&format!("/proc/{p}")).exists())
 }
 
 /// SHA-256 and length of a whole file.
@@ -340,13 +367,20 @@ mod tests {
             "the one fetched stays"
         );
         assert_eq!(c.stats().evictions, 3);
-        std::fs::write(c.dir().join(".x.1.1.part"), b"half").unwrap();
+        // PID 0 is never a user process: a download of a killed process.
+        std::fs::write(c.dir().join(".x.0.1.part"), b"half").unwrap();
+        let live = format!(".y.{}.1.part", std::process::id());
+        std::fs::write(c.dir().join(&live), b"in progress").unwrap();
         drop(c);
         let again = ObjectCache::open(tmp.path(), 1000).unwrap();
         assert!(again.holds("d"));
         assert!(
-            !again.dir().join(".x.1.1.part").exists(),
+            !again.dir().join(".x.0.1.part").exists(),
             "a killed download is swept"
+        );
+        assert!(
+            again.dir().join(&live).exists(),
+            "a live process's download stays"
         );
     }
 

@@ -27,6 +27,8 @@
 //!   counters and fingerprint in the database.
 //! - [`fetch`]: the local cache of partitions fetched from a remote store
 //!   (verified downloads, least recently used evicted past a budget).
+//! - [`transfer`]: uploads and verified downloads of partition files, the
+//!   objects no version names.
 //! - [`remote`]: [`RemoteStore`], partitions in object storage (S3 API),
 //!   their versions committed in the database's `partition_manifest`.
 //! - [`scan`]: reading a set's scenario vectors from the database.
@@ -44,6 +46,7 @@ pub mod provenance;
 pub mod remote;
 pub mod scan;
 pub mod store;
+pub mod transfer;
 
 pub use build::{build, rebuild, swept_note, BuildMode, Built};
 pub use catalog::{
@@ -57,6 +60,6 @@ pub use provenance::{
 pub use remote::{RemoteSettings, RemoteStore};
 pub use scan::{no_scenarios, scan_scenarios, ScenarioScan};
 pub use store::{
-    index_dir, partition_path, CacheStats, Collected, LocalDir, PartitionStore, Published, Refreshed,
+    index_dir, partition_path, Base, CacheStats, Collected, LocalDir, PartitionStore, Published, Refreshed,
     StoredVersion, Version, EXTENSION,
 };

@@ -42,23 +42,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::path::Path as ObjectPath;
-use object_store::{ClientConfigKey, ObjectStore, ObjectStoreExt, RetryConfig, WriteMultipart};
+use object_store::{ClientConfigKey, ObjectStore, RetryConfig};
 use stabspace_index::Partition;
 
-use super::fetch::{sha256_file, ObjectCache, Verifier};
+use super::fetch::{sha256_file, ObjectCache};
 use super::provenance::Provenance;
 use super::store::{
-    safe, CacheStats, Collected, PartitionStore, Published, Refreshed, StoredVersion, Version, EXTENSION,
+    safe, Base, CacheStats, Collected, PartitionStore, Published, Refreshed, StoredVersion, Version,
+    EXTENSION,
 };
+use super::transfer::{collect, download, upload};
 use crate::error::{Error, Result};
 use crate::storage::manifest::{self, ManifestRow};
 use crate::storage::{Access, Db};
-
-/// Multipart upload part size.
-const PART_BYTES: usize = 8 << 20;
 
 /// Where a remote store is and how it caches.
 #[derive(Clone, Debug)]
@@ -103,15 +100,17 @@ struct Inner {
     failed: std::sync::Mutex<std::collections::HashMap<String, (Instant, String)>>,
 }
 
-/// How long a failed download is not tried again.
+/// How long a download that failed is not tried again: a store that is down
+/// (briefly), an object that failed verification (it is immutable: for long).
 const RETRY_AFTER: Duration = Duration::from_secs(5);
+const REFUSED_FOR: Duration = Duration::from_secs(600);
 
 #[derive(Default)]
 struct View {
     rows: BTreeMap<PathBuf, ManifestRow>,
     loaded: Option<Instant>,
     /// The manifest's [`manifest::signature`] when `rows` were read.
-    signature: Option<(i64, String)>,
+    signature: Option<manifest::Signature>,
     /// A new version was refused: read the rows again next time, whatever
     /// the signature says.
     retry: bool,
@@ -200,14 +199,23 @@ impl RemoteStore {
     }
 
     /// Run `f` on the store's runtime and wait for it: callable from any
-    /// thread, async or not.
+    /// thread, async or not. On a worker of a multi-threaded runtime (the
+    /// server's) the wait is declared blocking, so that the worker's other
+    /// tasks (`/healthz`, cached searches) move on while a download runs.
     fn run<T: Send + 'static>(&self, f: impl Future<Output = T> + Send + 'static) -> T {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.rt.as_ref().expect("runtime until drop").spawn(async move {
             let _ = tx.send(f.await);
         });
-        rx.recv()
-            .expect("the store's runtime runs until the store is dropped")
+        let wait = move || rx.recv();
+        let got = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        };
+        // The task sends unless it panicked: carry the panic on.
+        got.unwrap_or_else(|_| panic!("a partition store task panicked (see above)"))
     }
 
     /// Read the manifest when it was never read, or when the view is older
@@ -269,10 +277,6 @@ impl Inner {
         PathBuf::from(format!("{}/{}/{}.{EXTENSION}", self.url, safe(model), safe(set)))
     }
 
-    fn object_path(&self, key: &str) -> ObjectPath {
-        ObjectPath::from(key)
-    }
-
     fn shown(&self, key: &str) -> String {
         let bucket = self
             .url
@@ -283,13 +287,24 @@ impl Inner {
         format!("s3://{bucket}/{key}")
     }
 
-    fn key_for(&self, model: &str, set: &str, sha: &str) -> String {
-        let tail = format!("{}/{}/{sha}.{EXTENSION}", safe(model), safe(set));
+    /// Where this database's objects are: `PREFIX/<database id>`, so that
+    /// databases sharing a bucket (staging and production) never collect
+    /// each other's objects.
+    fn key_root(&self, database_id: &str) -> String {
         if self.prefix.is_empty() {
-            tail
+            safe(database_id)
         } else {
-            format!("{}/{tail}", self.prefix)
+            format!("{}/{}", self.prefix, safe(database_id))
         }
+    }
+
+    fn key_for(&self, database_id: &str, model: &str, set: &str, sha: &str) -> String {
+        format!(
+            "{}/{}/{}/{sha}.{EXTENSION}",
+            self.key_root(database_id),
+            safe(model),
+            safe(set)
+        )
     }
 
     /// The cached file of `row`'s version, downloaded and verified first when
@@ -307,13 +322,20 @@ impl Inner {
             let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
             failed
                 .get(&row.sha256)
-                .filter(|(at, _)| at.elapsed() < RETRY_AFTER)
+                .filter(|(at, why)| {
+                    at.elapsed()
+                        < if why.ends_with("refused") {
+                            REFUSED_FOR
+                        } else {
+                            RETRY_AFTER
+                        }
+                })
                 .map(|(_, why)| why.clone())
         };
         if let Some(why) = recent {
             return Err(Error::Invalid(why));
         }
-        let got = self.download(&row).await;
+        let got = download(&*self.objects, &self.cache, &row, &self.shown(&row.object_key)).await;
         let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
         match &got {
             Ok(_) => {
@@ -325,71 +347,6 @@ impl Inner {
             }
         }
         got
-    }
-
-    async fn download(&self, row: &ManifestRow) -> Result<PathBuf> {
-        let started = Instant::now();
-        let shown = self.shown(&row.object_key);
-        let unreachable = |e: object_store::Error| {
-            Error::Invalid(format!("cannot fetch {shown} from the partition store: {e}"))
-        };
-        let got = self
-            .objects
-            .get(&self.object_path(&row.object_key))
-            .await
-            .map_err(unreachable)?;
-        let mut v = Verifier::create(self.cache.part_path(&row.sha256))?;
-        let mut stream = got.into_stream();
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(b) => {
-                    if let Err(e) = v.write(&b) {
-                        v.discard();
-                        return Err(e);
-                    }
-                }
-                Err(e) => {
-                    v.discard();
-                    return Err(unreachable(e));
-                }
-            }
-        }
-        let whole = v.finish(&shown, row.size_bytes as u64, &row.sha256)?;
-        self.cache.admit(
-            &row.sha256,
-            &whole,
-            row.size_bytes as u64,
-            started.elapsed().as_secs_f64(),
-        )
-    }
-
-    async fn upload(&self, key: &str, file: &Path) -> Result<()> {
-        use tokio::io::AsyncReadExt;
-        let shown = self.shown(key);
-        let failed = |e: object_store::Error| Error::Invalid(format!("uploading {shown} failed: {e}"));
-        let upload = self
-            .objects
-            .put_multipart(&self.object_path(key))
-            .await
-            .map_err(failed)?;
-        let mut w = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
-        let mut f = tokio::fs::File::open(file)
-            .await
-            .map_err(|e| Error::io(file, e))?;
-        let mut buf = vec![0u8; PART_BYTES];
-        loop {
-            let n = f.read(&mut buf).await.map_err(|e| Error::io(file, e))?;
-            if n == 0 {
-                break;
-            }
-            if let Err(e) = w.wait_for_capacity(4).await {
-                let _ = w.abort().await;
-                return Err(failed(e));
-            }
-            w.write(&buf[..n]);
-        }
-        w.finish().await.map_err(failed)?;
-        Ok(())
     }
 
     async fn refresh(self: Arc<Self>) -> Result<Refreshed> {
@@ -444,11 +401,17 @@ impl Inner {
         Ok(out)
     }
 
+    async fn base(&self, model: &str, set: &str) -> Result<Base> {
+        Ok(Base(
+            manifest::generation(self.primary().await?, model, set).await?,
+        ))
+    }
+
     async fn publish_staged(
         self: Arc<Self>,
         model: String,
         set: String,
-        generation: i64,
+        base: Base,
         staged: PathBuf,
     ) -> Result<ManifestRow> {
         let (sha, bytes) = sha256_file(&staged)?;
@@ -456,17 +419,18 @@ impl Inner {
         let prov = Provenance::of(&p)?;
         let format_version = i64::from(p.info().version);
         drop(p);
-        let key = self.key_for(&model, &set, &sha);
-        self.upload(&key, &staged).await?;
         let db = self.primary().await?;
+        let database_id = crate::storage::meta::database_id(db).await?;
+        let key = self.key_for(&database_id, &model, &set, &sha);
+        upload(&*self.objects, &key, &staged, &self.shown(&key)).await?;
         let row = ManifestRow {
             model_id: model.clone(),
             scenario_set_id: set.clone(),
-            generation: generation + 1,
+            generation: base.0 + 1,
             object_key: key.clone(),
             size_bytes: bytes as i64,
             sha256: sha.clone(),
-            database_id: crate::storage::meta::database_id(db).await?,
+            database_id,
             scenario_version: prov.fingerprint.version,
             scenario_rewrites: prov.fingerprint.rewrites.unwrap_or(0),
             row_count: prov.rows as i64,
@@ -474,16 +438,32 @@ impl Inner {
             built_at: prov.built_at.clone(),
             published_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         };
-        if !manifest::commit(db, &row).await? {
-            return Err(Error::Invalid(format!(
-                "another build published {model} / {set} first (generation {}); this build's object {} \
-                 is unused and `stabspace index gc` removes it — run the build again if the set changed since",
-                row.generation,
-                self.shown(&key)
-            )));
+        let row = if manifest::commit(db, &row).await? {
+            row
+        } else {
+            let won = manifest::current(db)
+                .await?
+                .into_iter()
+                .find(|r| r.model_id == model && r.scenario_set_id == set);
+            match won {
+                // Another build published the very same file: it is the version.
+                Some(won) if won.sha256 == sha => won,
+                _ => {
+                    return Err(Error::Invalid(format!(
+                        "another build published {model} / {set} first (generation {}), after this build \
+                         started; this build's object {} is unused and `stabspace index gc` removes it — run \
+                         the build again if the set changed since",
+                        row.generation,
+                        self.shown(&key)
+                    )))
+                }
+            }
+        };
+        // The builder's machine keeps the version it built: no download. The
+        // version is committed whatever happens here.
+        if let Err(e) = self.cache.keep(&sha, &staged, bytes) {
+            eprintln!("warning: {e}; the published version will be downloaded when it is needed here");
         }
-        // The builder's machine has the version it built: no download.
-        self.cache.admit(&sha, &staged, bytes, 0.0)?;
         let at = self.location(&model, &set);
         self.write_view().rows.insert(at, row.clone());
         Ok(row)
@@ -530,34 +510,52 @@ impl PartitionStore for RemoteStore {
         }))
     }
 
+    fn peek_version(&self, location: &Path) -> Result<Option<Version>> {
+        Ok(self.row_at(location)?.map(|r| {
+            if self.inner.cache.holds(&r.sha256) {
+                Version::new(r.sha256)
+            } else {
+                Version::new(format!("{}@store", r.sha256))
+            }
+        }))
+    }
+
     fn open(&self, location: &Path) -> Result<(Partition, Version)> {
         let row = self
             .row_at(location)?
             .ok_or_else(|| Error::io(location, std::io::ErrorKind::NotFound.into()))?;
         let sha = row.sha256.clone();
-        let path = self.run(Arc::clone(&self.inner).fetch(row))?;
-        Ok((Partition::open(&path)?, Version::new(sha)))
+        let path = self.run(Arc::clone(&self.inner).fetch(row.clone()))?;
+        match Partition::open(&path) {
+            Ok(p) => Ok((p, Version::new(sha))),
+            // Evicted meanwhile (by another process sharing the cache, or a
+            // download that needed the room): fetched again, once.
+            Err(_) if !path.exists() => {
+                self.inner.cache.forget(&sha);
+                let path = self.run(Arc::clone(&self.inner).fetch(row))?;
+                Ok((Partition::open(&path)?, Version::new(sha)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn base(&self, model: &str, set: &str) -> Result<Base> {
+        let (m, s, inner) = (model.to_string(), set.to_string(), Arc::clone(&self.inner));
+        self.run(async move { inner.base(&m, &s).await })
     }
 
     fn publish(
         &self,
         model: &str,
         set: &str,
+        base: Base,
         write: &mut dyn FnMut(&Path) -> Result<()>,
     ) -> Result<Published> {
-        let (m, s) = (model.to_string(), set.to_string());
-        let inner = Arc::clone(&self.inner);
-        // The generation this build replaces, read before it builds: a build
-        // committed meanwhile makes this one lose.
-        let generation = self.run(async move {
-            let db = inner.primary().await?;
-            manifest::generation(db, &m, &s).await
-        })?;
         let dir = staging_dir(&self.inner.staging);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let staged = dir.join(format!("{}.{EXTENSION}", safe(set)));
         let published = write(&staged).and_then(|()| {
-            let job = Arc::clone(&self.inner).publish_staged(model.into(), set.into(), generation, staged);
+            let job = Arc::clone(&self.inner).publish_staged(model.into(), set.into(), base, staged);
             self.run(job)
         });
         let _ = std::fs::remove_dir_all(&dir);
@@ -647,61 +645,18 @@ impl PartitionStore for RemoteStore {
 }
 
 impl Inner {
-    /// Superseded versions whose successor was published more than `grace`
-    /// ago are forgotten; then objects under the prefix that no version names
-    /// and that are older than `grace` are deleted. A node that fetched a
-    /// version keeps its cached copy; a build still uploading is younger than
-    /// the grace period.
     async fn gc(&self, grace: Duration, dry_run: bool) -> Result<Collected> {
         let db = self.primary().await?;
-        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
-        let old = |stamp: &str| {
-            chrono::DateTime::parse_from_rfc3339(stamp).is_ok_and(|t| t.with_timezone(&chrono::Utc) < cutoff)
-        };
-        let rows = manifest::all(db).await?;
-        let mut out = Collected::default();
-        let mut named = std::collections::HashSet::new();
-        for (i, r) in rows.iter().enumerate() {
-            let successor = rows
-                .get(i + 1)
-                .filter(|n| n.model_id == r.model_id && n.scenario_set_id == r.scenario_set_id);
-            match successor {
-                Some(n) if old(&n.published_at) => {
-                    out.versions.push(format!(
-                        "{} / {} generation {}",
-                        r.model_id, r.scenario_set_id, r.generation
-                    ));
-                    if !dry_run {
-                        manifest::remove_generation(db, &r.model_id, &r.scenario_set_id, r.generation)
-                            .await?;
-                    }
-                }
-                _ => {
-                    named.insert(r.object_key.clone());
-                }
-            }
-        }
-        let prefix = (!self.prefix.is_empty()).then(|| ObjectPath::from(self.prefix.as_str()));
-        let mut listing = self.objects.list(prefix.as_ref());
-        let listed = |e: object_store::Error| Error::Invalid(format!("listing {} failed: {e}", self.url));
-        while let Some(meta) = listing.next().await {
-            let meta = meta.map_err(listed)?;
-            let key = meta.location.to_string();
-            if named.contains(&key) || !key.ends_with(&format!(".{EXTENSION}")) {
-                continue;
-            }
-            if meta.last_modified >= cutoff {
-                out.kept_young += 1;
-                continue;
-            }
-            if !dry_run {
-                self.objects
-                    .delete(&meta.location)
-                    .await
-                    .map_err(|e| Error::Invalid(format!("deleting {} failed: {e}", self.shown(&key))))?;
-            }
-            out.objects.push((self.shown(&key), meta.size));
-        }
-        Ok(out)
+        let root = self.key_root(&crate::storage::meta::database_id(db).await?);
+        let bucket = self.shown("");
+        collect(
+            &*self.objects,
+            db,
+            &root,
+            bucket.trim_end_matches('/'),
+            grace,
+            dry_run,
+        )
+        .await
     }
 }

@@ -36,6 +36,10 @@ impl Version {
     }
 }
 
+/// The version a build replaces, taken when it starts ([`PartitionStore::base`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Base(pub i64);
+
 /// What [`PartitionStore::refresh`] did.
 #[derive(Clone, Debug, Default)]
 pub struct Refreshed {
@@ -129,13 +133,24 @@ pub trait PartitionStore: Send + Sync + std::fmt::Debug {
     /// table validated: constant work), with the version mapped.
     fn open(&self, location: &Path) -> Result<(Partition, Version)>;
 
-    /// Publish a new version of (model, set): `write` writes the file at the
-    /// path it is given, and readers see either the old version or the whole
-    /// new one, never a part.
+    /// What a build of (model, set) starting now replaces: taken before it
+    /// reads the rows, handed to [`PartitionStore::publish`]. A store that
+    /// builders on several machines share refuses a publish whose base
+    /// another publish has moved past (the database is the commit point). A
+    /// directory has one writer per machine and takes any.
+    fn base(&self, model: &str, set: &str) -> Result<Base> {
+        let _ = (model, set);
+        Ok(Base::default())
+    }
+
+    /// Publish a new version of (model, set) built from `base`: `write`
+    /// writes the file at the path it is given, and readers see either the
+    /// old version or the whole new one, never a part.
     fn publish(
         &self,
         model: &str,
         set: &str,
+        base: Base,
         write: &mut dyn FnMut(&Path) -> Result<()>,
     ) -> Result<Published>;
 
@@ -172,6 +187,13 @@ pub trait PartitionStore: Send + Sync + std::fmt::Debug {
                 .collect(),
             ..Collected::default()
         })
+    }
+
+    /// The current version at `location` for bookkeeping (a cache checking
+    /// what it holds): as [`PartitionStore::version`], but not counted as a
+    /// use of the partition.
+    fn peek_version(&self, location: &Path) -> Result<Option<Version>> {
+        self.version(location)
     }
 
     /// The local cache of a store that fetches partitions; `None` for a directory.
@@ -307,6 +329,7 @@ impl PartitionStore for LocalDir {
         &self,
         model: &str,
         set: &str,
+        _base: Base,
         write: &mut dyn FnMut(&Path) -> Result<()>,
     ) -> Result<Published> {
         let path = self.locate(model, set);
@@ -379,7 +402,7 @@ mod tests {
         let at = store.locate("m", "s");
         assert_eq!(store.version(&at).unwrap(), None);
         let first = store
-            .publish("m", "s", &mut |p| {
+            .publish("m", "s", Base::default(), &mut |p| {
                 std::fs::write(p, b"one").map_err(|e| Error::io(p, e))
             })
             .unwrap();
@@ -387,7 +410,7 @@ mod tests {
         assert_eq!(store.version(&at).unwrap(), Some(first.version.clone()));
         // A new file renamed over the old one, as the engine writes.
         let second = store
-            .publish("m", "s", &mut |p| {
+            .publish("m", "s", Base::default(), &mut |p| {
                 let tmp = p.with_extension("new");
                 std::fs::write(&tmp, b"second").map_err(|e| Error::io(&tmp, e))?;
                 std::fs::rename(&tmp, p).map_err(|e| Error::io(p, e))

@@ -81,13 +81,18 @@ pub async fn current(db: &Db) -> Result<Vec<ManifestRow>> {
     Ok(rows.into_iter().map(row).collect())
 }
 
-/// What changes whenever a row is committed or deleted: the row count and
-/// the newest publish time. A node polls this (one aggregate over the
-/// table) and reads the rows only when it moved.
-pub async fn signature(db: &Db) -> Result<(i64, String)> {
-    let sql = "SELECT COUNT(*), COALESCE(MAX(published_at), '') FROM partition_manifest";
-    let (n, at): (i64, String) = super::sql::fetch_one(db, sql, &[]).await?;
-    Ok((n, at))
+/// What a node compares to tell whether the manifest moved: the row count,
+/// the sum of the generations and the newest publish time.
+pub type Signature = (i64, i64, String);
+
+/// The manifest's [`Signature`]: it changes with every commit and delete (a
+/// commit adds a row with a new generation; a delete removes rows), so a
+/// node polls this one aggregate and reads the rows only when it moved.
+pub async fn signature(db: &Db) -> Result<Signature> {
+    let sql =
+        "SELECT COUNT(*), CAST(COALESCE(SUM(generation), 0) AS BIGINT), COALESCE(MAX(published_at), '') \
+               FROM partition_manifest";
+    super::sql::fetch_one(db, sql, &[]).await
 }
 
 /// Every row, ordered by model, set and generation.

@@ -332,6 +332,7 @@ fn partitions_and_nearest_are_rooms_in_order() {
             "store",
             "fetch",
             "provenance",
+            "transfer",
             "remote",
             "scan",
             "catalog",

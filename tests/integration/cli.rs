@@ -550,10 +550,8 @@ fn partitions_live_in_the_partition_store_given() {
     assert!(default.contains("missing"), "{default}");
 
     for (bad, says) in [
-        (
-            "s3://bucket/prefix",
-            "s3:// partition stores are not supported yet",
-        ),
+        ("gs://bucket/prefix", "gs:// partition stores are not supported"),
+        ("s3://No_Such_Bucket/x", "does not name a bucket"),
         ("/just/a/path", "is not a partition store URL"),
     ] {
         let o = stabspace(&["index", "status", "--partition-store", bad], &data);

@@ -283,8 +283,11 @@ async fn published_partitions_serve_from_empty_nodes_like_the_exact_scan() {
         );
         let object = row["object"].as_str().unwrap();
         let key = object.trim_start_matches(&format!("s3://{BUCKET}/"));
+        // PREFIX/<database id>/<model>/<set>/<sha256>.stabidx
         assert!(
-            key.starts_with(&format!("{PREFIX}/{MODEL}/")) && key.ends_with(".stabidx"),
+            key.starts_with(&format!("{PREFIX}/"))
+                && key.contains(&format!("/{MODEL}/"))
+                && key.ends_with(".stabidx"),
             "{key}"
         );
         assert!(
@@ -606,10 +609,15 @@ async fn two_builders_racing_on_a_set_leave_exactly_one_winner() {
     };
     let mut copy_second = copy(second.clone());
     let copy_first = copy(first.clone());
+    // Both start from generation 0 (no version yet); B commits while A writes.
+    let (base_a, base_b) = (
+        a.base(MODEL, GRAPH_SET).unwrap(),
+        b.base(MODEL, GRAPH_SET).unwrap(),
+    );
+    assert_eq!(base_a, base_b);
     let lost = tokio::task::block_in_place(|| {
-        a.publish(MODEL, GRAPH_SET, &mut |at| {
-            // B starts after A (same generation 0) and commits while A writes.
-            b.publish(MODEL, GRAPH_SET, &mut copy_second)
+        a.publish(MODEL, GRAPH_SET, base_a, &mut |at| {
+            b.publish(MODEL, GRAPH_SET, base_b, &mut copy_second)
                 .expect("the first to commit wins");
             copy_first(at)
         })
