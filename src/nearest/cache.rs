@@ -88,10 +88,26 @@ impl PartitionCache {
         self.get_at(&self.store.locate(model, set), quantized)
     }
 
+    /// As [`PartitionCache::get`], for a check before the query proper (it
+    /// fetches and maps what is needed, and is not counted as a use: the
+    /// query's own lookup is).
+    pub fn prepare(&self, model: &str, set: &str, quantized: bool) -> Result<Option<Arc<OpenPartition>>> {
+        self.lookup(&self.store.locate(model, set), quantized, false)
+    }
+
     /// The current version of the partition at `location`.
     pub fn get_at(&self, location: &Path, quantized: bool) -> Result<Option<Arc<OpenPartition>>> {
+        self.lookup(location, quantized, true)
+    }
+
+    fn lookup(&self, location: &Path, quantized: bool, used: bool) -> Result<Option<Arc<OpenPartition>>> {
         let key = (location.to_path_buf(), quantized);
-        let Some(version) = self.store.version(location)? else {
+        let version = if used {
+            self.store.version(location)?
+        } else {
+            self.store.peek_version(location)?
+        };
+        let Some(version) = version else {
             self.lock().remove(&key);
             return Ok(None);
         };

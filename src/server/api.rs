@@ -277,7 +277,7 @@ pub async fn search(
     // A partition that cannot be opened (a remote store down before this
     // node ever fetched it, a damaged file) is answered by an exact scan of
     // the database, as the query commands do, and the answer says why.
-    let (opened, fallback) = match app.cache.get(&model, &set, !req.no_quantized) {
+    let (opened, fallback) = match app.cache.prepare(&model, &set, !req.no_quantized) {
         Ok(Some(l)) => (Some(l), None),
         Ok(None) => {
             return Err(ApiError::new(

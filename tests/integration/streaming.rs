@@ -20,8 +20,33 @@ use tempfile::TempDir;
 
 use crate::support::{env_is_1, free_port, record_postgres_skip};
 
-/// Where Debian's PostgreSQL 15 server binaries are.
-const BIN: &str = "/usr/lib/postgresql/15/bin";
+/// Where the PostgreSQL server binaries are: `STABSPACE_PG_BIN`, else
+/// `pg_config --bindir` when it has `initdb` (a source build), else Debian's
+/// newest `/usr/lib/postgresql/<major>/bin` (Debian puts `pg_config` of the
+/// client package, without the server, on the PATH).
+fn bin() -> PathBuf {
+    if let Some(dir) = std::env::var_os("STABSPACE_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let from_pg_config = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .filter(|d| d.join("initdb").is_file());
+    from_pg_config
+        .or_else(|| {
+            let mut majors: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+                .ok()?
+                .flatten()
+                .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+                .filter(|(_, d): &(u32, PathBuf)| d.join("initdb").is_file())
+                .collect();
+            majors.sort();
+            majors.pop().map(|(_, d)| d)
+        })
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"))
+}
 /// How long a replica may take to replay what the primary has written.
 const CATCH_UP: Duration = Duration::from_secs(30);
 
@@ -43,7 +68,7 @@ pub fn replicated() -> Option<Replicated> {
     let runuser = if is_root() { on_path("runuser") } else { None };
     let mut missing: Vec<String> = ["initdb", "pg_ctl", "postgres", "pg_basebackup"]
         .iter()
-        .map(|b| Path::new(BIN).join(b))
+        .map(|b| bin().join(b))
         .filter(|p| !p.is_file())
         .map(|p| p.display().to_string())
         .collect();
@@ -209,7 +234,7 @@ impl Replicated {
     /// A server binary, run as `postgres` when we are root, in the cluster
     /// directory (the crate's directory may not be readable to `postgres`).
     fn server(&self, args: &[&str]) -> Command {
-        let bin = Path::new(BIN).join(args[0]);
+        let bin = bin().join(args[0]);
         let mut c = if let Some(runuser) = &self.runuser {
             let mut c = Command::new(runuser);
             c.args(["-u", "postgres", "--"]).arg(bin);
