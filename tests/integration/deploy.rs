@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use stabspace_index::Partition;
 
-use crate::serve::{agent, ask, generate, partition_file, row_vector, Server, KEY, MODEL};
+use crate::serve::{agent, generate, partition_file, row_vector, Server, KEY, MODEL};
 use crate::support::{program_or_skip, TestDb};
 
 /// Four sets below the graph threshold: a search of their flat partitions is
@@ -99,18 +99,8 @@ impl Drop for Proxy {
 
 /// A node's `stabspace_partitions_loaded`: how many sets its cache holds.
 fn partitions_loaded(s: &Server) -> usize {
-    let (status, m, _) = ask(
-        &agent(),
-        "GET",
-        &s.url("/metrics"),
-        Some(&format!("Bearer {KEY}")),
-        None,
-    );
-    assert_eq!(status, 200, "{m}");
-    m.lines()
-        .find_map(|l| l.strip_prefix("stabspace_partitions_loaded "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no stabspace_partitions_loaded in\n{m}"))
+    crate::serve::metric(s, Some(&format!("Bearer {KEY}")), "stabspace_partitions_loaded")
+        .expect("a stabspace_partitions_loaded gauge") as usize
 }
 
 /// One search: its path, its body, the exact scan's ids.

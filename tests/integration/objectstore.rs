@@ -10,8 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -19,7 +18,7 @@ use stabspace::partitions::{PartitionStore, RemoteSettings, RemoteStore};
 use stabspace::storage::manifest;
 use stabspace_index::Partition;
 
-use crate::serve::{agent, ask, row_vector, Server, KEY, MODEL};
+use crate::serve::{agent, ask, row_vector, Load, Server, KEY, MODEL};
 use crate::support::{program_or_skip, text, TestDb};
 
 const BUCKET: &str = "stabspace-test";
@@ -237,17 +236,7 @@ fn hit_ids(answer: &Value) -> Vec<String> {
 
 /// A node's metric (0 when absent).
 fn metric(s: &Server, name: &str) -> f64 {
-    let (status, m, _) = ask(
-        &agent(),
-        "GET",
-        &s.url("/metrics"),
-        Some(&format!("Bearer {KEY}")),
-        None,
-    );
-    assert_eq!(status, 200, "{m}");
-    m.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .map_or(0.0, |v| v.parse().unwrap())
+    crate::serve::metric(s, Some(&format!("Bearer {KEY}")), name).unwrap_or(0.0)
 }
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
@@ -361,42 +350,9 @@ async fn an_append_published_under_load_reaches_every_node_without_a_failed_requ
         .iter()
         .map(|(n, _)| n.url(&format!("/v1/partitions/{MODEL}/{GRAPH_SET}/search")))
         .collect();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(Mutex::new(Vec::<String>::new())),
-    );
-    let clients: Vec<_> = (0..4)
-        .map(|c| {
-            let (url, stop, ok, failed, queries) = (
-                urls[c % 2].clone(),
-                Arc::clone(&stop),
-                Arc::clone(&ok),
-                Arc::clone(&failed),
-                Arc::clone(&queries),
-            );
-            std::thread::spawn(move || {
-                let a = agent();
-                let mut i = c;
-                while !stop.load(Ordering::Relaxed) {
-                    let (status, got, _) = ask(
-                        &a,
-                        "POST",
-                        &url,
-                        Some(&format!("Bearer {KEY}")),
-                        Some(&json!({"vector": queries[i % queries.len()], "k": 5})),
-                    );
-                    if status == 200 {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        failed.lock().unwrap().push(format!("{status}: {got}"));
-                    }
-                    i += 4;
-                }
-            })
-        })
-        .collect();
-    wait_until("the clients are answered", || ok.load(Ordering::Relaxed) > 40);
+    let auth = format!("Bearer {KEY}");
+    let load = Load::start(4, &urls, Some(&auth), Arc::clone(&queries), 5);
+    load.wait_for(40);
     cli(
         &t,
         &moto,
@@ -426,15 +382,8 @@ async fn an_append_published_under_load_reaches_every_node_without_a_failed_requ
             "fetched before the swap"
         );
     }
-    let before = ok.load(Ordering::Relaxed);
-    wait_until("more answers after the swap", || {
-        ok.load(Ordering::Relaxed) > before + 40
-    });
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
-    }
-    let failed = failed.lock().unwrap();
+    load.wait_for(load.answered() + 40);
+    let (_, failed) = load.finish();
     assert!(
         failed.is_empty(),
         "{} requests failed, first: {}",
@@ -557,12 +506,7 @@ async fn two_builders_racing_on_a_set_leave_exactly_one_winner() {
             MODEL,
         ],
     );
-    let local = t
-        .dir
-        .path()
-        .join("index")
-        .join(MODEL)
-        .join(format!("{GRAPH_SET}.stabidx"));
+    let local = crate::serve::partition_file(&t, GRAPH_SET);
     let first = t.path("first.stabidx");
     std::fs::copy(&local, &first).unwrap();
     crate::serve::cli(

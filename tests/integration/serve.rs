@@ -231,6 +231,101 @@ impl Drop for Server {
     }
 }
 
+/// Client threads that search in a loop until [`Load::finish`]: a request
+/// counts as answered when it is a 200 with `k` hits; anything else is kept
+/// as a failure. Thread `c` asks `urls[c % urls.len()]`.
+pub(crate) struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<Mutex<Vec<String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    pub(crate) fn start(
+        clients: usize,
+        urls: &[String],
+        auth: Option<&str>,
+        queries: Arc<Vec<Vec<f32>>>,
+        k: usize,
+    ) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(Mutex::new(Vec::new()));
+        let threads = (0..clients)
+            .map(|c| {
+                let (url, auth) = (urls[c % urls.len()].clone(), auth.map(str::to_string));
+                let (stop, ok, failed, queries) = (
+                    Arc::clone(&stop),
+                    Arc::clone(&ok),
+                    Arc::clone(&failed),
+                    Arc::clone(&queries),
+                );
+                std::thread::spawn(move || {
+                    let a = agent();
+                    let mut i = c;
+                    while !stop.load(Ordering::Relaxed) {
+                        let body = json!({"vector": queries[i % queries.len()], "k": k});
+                        let (status, got, _) = ask(&a, "POST", &url, auth.as_deref(), Some(&body));
+                        let hits = serde_json::from_str::<Value>(&got)
+                            .ok()
+                            .and_then(|v| v["hits"].as_array().map(Vec::len));
+                        if status == 200 && hits == Some(k) {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            failed.lock().unwrap().push(format!("{status}: {got}"));
+                        }
+                        i += clients;
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failed,
+            threads,
+        }
+    }
+
+    /// Requests answered so far.
+    pub(crate) fn answered(&self) -> usize {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Wait (at most 60 s) until `n` requests have been answered.
+    pub(crate) fn wait_for(&self, n: usize) {
+        let until = Instant::now() + Duration::from_secs(60);
+        while self.answered() < n {
+            assert!(
+                Instant::now() < until,
+                "the clients stalled at {} answers",
+                self.answered()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stop the clients; (answered, failures).
+    pub(crate) fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().expect("client thread");
+        }
+        let failed = std::mem::take(&mut *self.failed.lock().unwrap());
+        (self.ok.load(Ordering::Relaxed), failed)
+    }
+}
+
+/// One unlabelled metric of a server's `/metrics` (`None`: not there).
+pub(crate) fn metric(s: &Server, auth: Option<&str>, name: &str) -> Option<f64> {
+    let (status, m, _) = ask(&agent(), "GET", &s.url("/metrics"), auth, None);
+    assert_eq!(status, 200, "{m}");
+    m.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} {v} is not a number")))
+}
+
 pub(crate) fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -591,48 +686,11 @@ async fn a_partition_rebuilt_under_load_fails_no_request(t: TestDb) {
     let p = graph_partition(&t);
     let queries: Arc<Vec<Vec<f32>>> = Arc::new((0..50).map(|r| row_vector(&p, r * 7)).collect());
     let url = search_url(&s, GRAPH_SET);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(Mutex::new(Vec::new())));
-    let clients: Vec<_> = (0..4)
-        .map(|c| {
-            let (url, stop, ok, failed, queries) = (
-                url.clone(),
-                Arc::clone(&stop),
-                Arc::clone(&ok),
-                Arc::clone(&failed),
-                Arc::clone(&queries),
-            );
-            std::thread::spawn(move || {
-                let a = agent();
-                let mut i = c;
-                while !stop.load(Ordering::Relaxed) {
-                    let (status, got) =
-                        post(&a, &url, &json!({"vector": queries[i % queries.len()], "k": 5}));
-                    if status == 200 && got["hits"].as_array().is_some_and(|h| h.len() == 5) {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        failed.lock().unwrap().push(format!("{status}: {got}"));
-                    }
-                    i += 4;
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(4, std::slice::from_ref(&url), None, Arc::clone(&queries), 5);
     // Load running; then two rebuilds, each followed by more answered requests
     // (so that each new file is seen).
-    let wait_for = |n: usize| {
-        let until = Instant::now() + Duration::from_secs(60);
-        while ok.load(Ordering::Relaxed) < n {
-            assert!(
-                Instant::now() < until,
-                "the clients stalled at {} answers",
-                ok.load(Ordering::Relaxed)
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    };
-    wait_for(20);
-    let before = ok.load(Ordering::Relaxed);
+    load.wait_for(20);
+    let before = load.answered();
     for m in ["8", "12"] {
         cli(
             &t,
@@ -647,20 +705,15 @@ async fn a_partition_rebuilt_under_load_fails_no_request(t: TestDb) {
                 m,
             ],
         );
-        wait_for(ok.load(Ordering::Relaxed) + 20);
+        load.wait_for(load.answered() + 20);
     }
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().expect("client thread");
-    }
-    let failed = failed.lock().unwrap();
+    let (ok, failed) = load.finish();
     assert!(
         failed.is_empty(),
         "{} requests failed during the swaps, first: {}",
         failed.len(),
         failed[0]
     );
-    let ok = ok.load(Ordering::Relaxed);
     assert!(
         ok > before && before > 0,
         "requests before the swaps {before}, in all {ok}"
