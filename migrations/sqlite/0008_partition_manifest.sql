@@ -23,6 +23,9 @@ CREATE TABLE IF NOT EXISTS partition_manifest (
     format_version    BIGINT NOT NULL,
     built_at          TEXT NOT NULL,
     published_at      TEXT NOT NULL,
+    -- What the file records (provenance, format, sections) as JSON: `index
+    -- status` and the freshness checks read it instead of fetching the file.
+    summary           TEXT NOT NULL,
     PRIMARY KEY (model_id, scenario_set_id, generation)
 );
 

@@ -5,10 +5,10 @@
 
 use std::path::PathBuf;
 
-use stabspace_index::{BuildParams, GraphBuilder, Partition};
+use stabspace_index::{BuildParams, GraphBuilder, Partition, Quantization};
 
 use super::provenance::{counters, fingerprint, Change, Counters, Fingerprint, Provenance};
-use super::store::PartitionStore;
+use super::store::{PartitionStore, Recorded};
 use crate::error::Result;
 use crate::storage::{partition_counters, Db};
 
@@ -37,6 +37,43 @@ impl FileSummary {
             row_hashes: p.row_hashes().is_some(),
             graph: p.has_graph(),
         }
+    }
+}
+
+impl FileSummary {
+    /// What a store recorded of a file at publish ([`PartitionStore::recorded`]).
+    pub fn of_recorded(r: &Recorded) -> Result<FileSummary> {
+        let prov: Provenance = serde_json::from_value(r.provenance.clone()).map_err(|e| {
+            crate::error::Error::Invalid(format!("a recorded provenance cannot be read: {e}"))
+        })?;
+        let traversal = r.graph.then(|| match r.quantized.as_deref() {
+            None => "f32",
+            Some(q) => [
+                Quantization::PerDimension,
+                Quantization::Global,
+                Quantization::None,
+            ]
+            .into_iter()
+            .map(Quantization::name)
+            .find(|n| *n == q)
+            .unwrap_or("int8"),
+        });
+        Ok(FileSummary {
+            prov,
+            file_bytes: r.file_bytes,
+            version: r.format_version,
+            traversal,
+            row_hashes: r.row_hashes,
+            graph: r.graph,
+        })
+    }
+}
+
+/// The provenance of the partition at `location`: recorded by the store, else read from the file.
+fn provenance_at(store: &dyn PartitionStore, location: &std::path::Path) -> Result<Provenance> {
+    match store.recorded(location)? {
+        Some(r) => Ok(FileSummary::of_recorded(&r)?.prov),
+        None => store.open(location).and_then(|(p, _)| Provenance::of(&p)),
     }
 }
 
@@ -82,7 +119,13 @@ pub(super) fn not_extendable(f: &FileSummary, database_id: &str, params: &BuildP
 /// or its header's when the provenance is not a stabspace record), for a
 /// rebuild that keeps them. `None` when there is no file or it cannot be opened.
 pub fn recorded_params(store: &dyn PartitionStore, model: &str, set: &str) -> Option<BuildParams> {
-    let (p, _) = store.open(&store.locate(model, set)).ok()?;
+    let at = store.locate(model, set);
+    if let Ok(Some(r)) = store.recorded(&at) {
+        let params = FileSummary::of_recorded(&r).ok()?.prov.params.build_params();
+        let usable = (2..=stabspace_index::MAX_M).contains(&params.m) && params.ef_construction >= 1;
+        return usable.then_some(params);
+    }
+    let (p, _) = store.open(&at).ok()?;
     let params = match Provenance::of(&p) {
         Ok(prov) => prov.params.build_params(),
         Err(_) => {
@@ -213,6 +256,15 @@ pub async fn status_of(db: &Db, store: &dyn PartitionStore, model: &str, set: &s
         return Ok(Status::missing(model, set, path, now));
     }
     let mut st = Status::missing(model, set, path.clone(), now.clone());
+    // A remote store's summary, recorded at publish: no download (the file's
+    // integrity is its SHA-256, checked whenever it is fetched).
+    if let Some(r) = store.recorded(&path)? {
+        match FileSummary::of_recorded(&r) {
+            Ok(f) => readable_status(&mut st, &f, &now, &database_id),
+            Err(e) => st.unreadable(e.to_string()),
+        }
+        return Ok(st);
+    }
     // Checksums too: a damaged file is not fresh, whatever its header says.
     match store.open(&path).and_then(|(p, _)| {
         p.verify()?;
@@ -307,7 +359,7 @@ pub async fn status_all(db: &Db, store: &dyn PartitionStore) -> Result<Vec<Statu
     let mut pairs = sources(db).await?;
     let listed = store.list()?;
     for f in &listed {
-        if let Ok(prov) = store.open(f).and_then(|(p, _)| Provenance::of(&p)) {
+        if let Ok(prov) = provenance_at(store, f) {
             pairs.push((prov.model_id, prov.scenario_set_id));
         }
     }
@@ -344,7 +396,7 @@ pub async fn stale_partitions(db: &Db, store: &dyn PartitionStore) -> Result<Vec
         if !store.exists(&path) {
             continue;
         }
-        let Ok(prov) = store.open(&path).and_then(|(p, _)| Provenance::of(&p)) else {
+        let Ok(prov) = provenance_at(store, &path) else {
             continue;
         };
         if prov.is_from(&database_id) && prov.fingerprint.is_stale(counters(db, &model, &set).await?) {

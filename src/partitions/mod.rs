@@ -60,6 +60,6 @@ pub use provenance::{
 pub use remote::{RemoteSettings, RemoteStore};
 pub use scan::{no_scenarios, scan_scenarios, ScenarioScan};
 pub use store::{
-    index_dir, partition_path, Base, CacheStats, Collected, LocalDir, PartitionStore, Published, Refreshed,
-    StoredVersion, Version, EXTENSION,
+    index_dir, partition_path, Base, CacheStats, Collected, LocalDir, PartitionStore, Published, Recorded,
+    Refreshed, StoredVersion, Version, EXTENSION,
 };

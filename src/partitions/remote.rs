@@ -49,8 +49,8 @@ use stabspace_index::Partition;
 use super::fetch::{sha256_file, ObjectCache};
 use super::provenance::Provenance;
 use super::store::{
-    safe, Base, CacheStats, Collected, PartitionStore, Published, Refreshed, StoredVersion, Version,
-    EXTENSION,
+    safe, Base, CacheStats, Collected, PartitionStore, Published, Recorded, Refreshed, StoredVersion,
+    Version, EXTENSION,
 };
 use super::transfer::{collect, download, upload};
 use crate::error::{Error, Result};
@@ -418,6 +418,8 @@ impl Inner {
         let p = Partition::open(&staged)?;
         let prov = Provenance::of(&p)?;
         let format_version = i64::from(p.info().version);
+        let recorded = Recorded::of(&p, serde_json::to_value(&prov).expect("provenance serialises"));
+        let summary = serde_json::to_string(&recorded).expect("a summary serialises");
         drop(p);
         let db = self.primary().await?;
         let database_id = crate::storage::meta::database_id(db).await?;
@@ -437,6 +439,7 @@ impl Inner {
             format_version,
             built_at: prov.built_at.clone(),
             published_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            summary,
         };
         let row = if manifest::commit(db, &row).await? {
             row
@@ -537,6 +540,21 @@ impl PartitionStore for RemoteStore {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The summary the manifest recorded at publish: `index status`, the
+    /// freshness checks and `serve`'s `GET /v1/partitions` need no download.
+    fn recorded(&self, location: &Path) -> Result<Option<Recorded>> {
+        let Some(row) = self.row_at(location)? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&row.summary).map(Some).map_err(|e| {
+            Error::Invalid(format!(
+                "the manifest's summary of {} generation {} cannot be read: {e}",
+                location.display(),
+                row.generation
+            ))
+        })
     }
 
     fn base(&self, model: &str, set: &str) -> Result<Base> {

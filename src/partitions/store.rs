@@ -40,6 +40,37 @@ impl Version {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Base(pub i64);
 
+/// What a store recorded of a partition when it was published (a remote
+/// store's manifest): enough for its status, its parameters and its
+/// freshness without fetching the file. Its integrity is the SHA-256, checked
+/// whenever the file is downloaded.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Recorded {
+    /// The file's provenance, as it records it.
+    pub provenance: serde_json::Value,
+    pub file_bytes: u64,
+    pub format_version: u32,
+    /// The quantisation of the codes graph searches traverse (`None`: none).
+    pub quantized: Option<String>,
+    pub graph: bool,
+    pub row_hashes: bool,
+}
+
+impl Recorded {
+    /// What `p`, with provenance `provenance`, records.
+    pub fn of(p: &Partition, provenance: serde_json::Value) -> Recorded {
+        let info = p.info();
+        Recorded {
+            provenance,
+            file_bytes: info.file_bytes,
+            format_version: info.version,
+            quantized: info.quantized.map(str::to_string),
+            graph: p.has_graph(),
+            row_hashes: p.row_hashes().is_some(),
+        }
+    }
+}
+
 /// What [`PartitionStore::refresh`] did.
 #[derive(Clone, Debug, Default)]
 pub struct Refreshed {
@@ -194,6 +225,14 @@ pub trait PartitionStore: Send + Sync + std::fmt::Debug {
     /// use of the partition.
     fn peek_version(&self, location: &Path) -> Result<Option<Version>> {
         self.version(location)
+    }
+
+    /// What was recorded of the partition at `location` when it was
+    /// published, without reading the file (`None`: nothing recorded apart
+    /// from the file: read it).
+    fn recorded(&self, location: &Path) -> Result<Option<Recorded>> {
+        let _ = location;
+        Ok(None)
     }
 
     /// The local cache of a store that fetches partitions; `None` for a directory.

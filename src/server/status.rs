@@ -211,7 +211,7 @@ impl StatusCache {
         let mut out = HashMap::with_capacity(on_disk.len());
         for path in on_disk {
             // Gone since the listing: as if it had not been listed.
-            let Ok(Some(version)) = self.store.version(path) else {
+            let Ok(Some(version)) = self.store.peek_version(path) else {
                 continue;
             };
             if files.get(path).is_none_or(|v| v.version != version) {
@@ -290,6 +290,29 @@ async fn all_counters(db: &Db) -> Result<SetCounters> {
 
 /// Open one file version: header, section table and provenance only.
 fn open_version(store: &dyn PartitionStore, path: &std::path::Path, version: Version) -> FileVersion {
+    // A remote store's summary, recorded at publish: nothing is fetched, and
+    // there is nothing here to verify (a download checks the SHA-256).
+    match store.recorded(path) {
+        Ok(Some(r)) => {
+            let head = match FileSummary::of_recorded(&r) {
+                Ok(f) => Head::Read(Arc::new(f)),
+                Err(e) => Head::NoProvenance(e.to_string()),
+            };
+            return FileVersion {
+                version,
+                head,
+                checks: None,
+            };
+        }
+        Ok(None) => {}
+        Err(e) => {
+            return FileVersion {
+                version,
+                head: Head::Unopenable(e.to_string()),
+                checks: None,
+            }
+        }
+    }
     let p = match store.open(path) {
         Ok((p, _)) => p,
         Err(e) => {
@@ -314,7 +337,7 @@ fn open_version(store: &dyn PartitionStore, path: &std::path::Path, version: Ver
 /// Check every section's checksum of one file version; `None` when the file
 /// at its path is another version by now (that one has a job of its own).
 fn verify(job: &Job) -> Option<Checks> {
-    let current = || job.store.version(&job.path).ok().flatten();
+    let current = || job.store.peek_version(&job.path).ok().flatten();
     if current().as_ref() != Some(&job.version) {
         return None;
     }

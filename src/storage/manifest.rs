@@ -30,6 +30,8 @@ pub struct ManifestRow {
     /// When the partition was built, and when this row was committed (RFC 3339, UTC).
     pub built_at: String,
     pub published_at: String,
+    /// What the file records, as JSON (`partitions::Recorded`).
+    pub summary: String,
 }
 
 type Tuple = (
@@ -46,10 +48,11 @@ type Tuple = (
     i64,
     String,
     String,
+    String,
 );
 
 const COLUMNS: &str = "model_id, scenario_set_id, generation, object_key, size_bytes, sha256, database_id, \
-                       scenario_version, scenario_rewrites, row_count, format_version, built_at, published_at";
+                       scenario_version, scenario_rewrites, row_count, format_version, built_at, published_at, summary";
 
 fn row(t: Tuple) -> ManifestRow {
     ManifestRow {
@@ -66,6 +69,7 @@ fn row(t: Tuple) -> ManifestRow {
         format_version: t.10,
         built_at: t.11,
         published_at: t.12,
+        summary: t.13,
     }
 }
 
@@ -115,7 +119,7 @@ pub async fn generation(db: &Db, model: &str, set: &str) -> Result<i64> {
 pub async fn commit(db: &Db, r: &ManifestRow) -> Result<bool> {
     let sql = format!(
         "INSERT INTO partition_manifest ({COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
          ON CONFLICT (model_id, scenario_set_id, generation) DO NOTHING"
     );
     let args = [
@@ -132,6 +136,7 @@ pub async fn commit(db: &Db, r: &ManifestRow) -> Result<bool> {
         Arg::Int(r.format_version),
         Arg::Text(&r.built_at),
         Arg::Text(&r.published_at),
+        Arg::Text(&r.summary),
     ];
     Ok(execute(db, &sql, &args).await? == 1)
 }

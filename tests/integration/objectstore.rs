@@ -288,6 +288,33 @@ async fn published_partitions_serve_from_empty_nodes_like_the_exact_scan() {
     let status = cli(&t, &moto, &["index", "status", "--format", "json"]);
     let status: Vec<Value> = serde_json::from_str(&status).unwrap();
     assert!(status.iter().all(|r| r["state"] == "fresh"), "{status:?}");
+    // From a machine that holds none of them: the manifest's summaries, no download.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let cache = elsewhere.path().join("cache");
+    let status = cli(
+        &t,
+        &moto,
+        &[
+            "index",
+            "status",
+            "--format",
+            "json",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ],
+    );
+    let status: Vec<Value> = serde_json::from_str(&status).unwrap();
+    assert!(
+        status
+            .iter()
+            .all(|r| r["state"] == "fresh" && r["vectors"].as_u64().is_some()),
+        "{status:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(cache.join("objects")).unwrap().count(),
+        0,
+        "nothing was fetched"
+    );
 
     let p = builder_copy(&t, &moto, GRAPH_SET);
     let (n1, h1) = node(&t, &moto, "1");
