@@ -609,4 +609,44 @@ async fn two_builders_racing_on_a_set_leave_exactly_one_winner() {
     assert_eq!(gone.objects.len(), 1, "{gone:?}");
     assert!(gone.objects[0].0.contains(&loser_sha));
     assert_eq!(moto.keys(), vec![rows[0].object_key.clone()]);
+
+    // The CLI on the same store: verify fetches and checks the version; gc
+    // refuses a grace under an hour and finds nothing to take; drop forgets
+    // the set, and its object goes once it is older than the grace period.
+    let verified = cli(&t, &moto, &["index", "verify"]);
+    assert!(verified.contains("1 partition file(s) verified"), "{verified}");
+    let refused = Command::new(env!("CARGO_BIN_EXE_stabspace"))
+        .args(["index", "gc", "--grace-hours", "0", "--database-url", &t.url])
+        .envs(moto.env())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("give at least 1"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let dry = cli(&t, &moto, &["index", "gc", "--dry-run"]);
+    assert!(dry.contains("0 version(s), 0 object(s)"), "{dry}");
+    let dropped = cli(
+        &t,
+        &moto,
+        &[
+            "index",
+            "drop",
+            "--model-id",
+            MODEL,
+            "--scenario-set-id",
+            GRAPH_SET,
+        ],
+    );
+    assert!(dropped.contains("1 partition(s) dropped"), "{dropped}");
+    assert!(manifest::all(&t.db).await.unwrap().is_empty());
+    assert_eq!(versions(&t, &moto), Vec::<Value>::new());
+    let dry = cli(&t, &moto, &["index", "gc", "--dry-run"]);
+    assert!(
+        dry.contains("1 unnamed object(s) younger than 24 h kept"),
+        "{dry}"
+    );
+    assert_eq!(moto.keys().len(), 1, "a dry run deletes nothing");
 }
