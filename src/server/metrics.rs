@@ -73,6 +73,13 @@ struct CacheMetrics {
     seen: Mutex<crate::partitions::CacheStats>,
 }
 
+/// A plain counter, registered.
+fn counter(registry: &mut Registry, name: &str, help: &str) -> Counter<u64, AtomicU64> {
+    let c = Counter::default();
+    registry.register(name, help, c.clone());
+    c
+}
+
 fn latency_histogram() -> Histogram {
     // 50 µs to about 105 s (beyond the default 30 s timeout), doubling.
     Histogram::new(exponential_buckets(50e-6, 2.0, 22))
@@ -99,17 +106,16 @@ impl Metrics {
             "Index partitions open in this server",
             partitions_loaded.clone(),
         );
-        let partition_reloads = Counter::default();
-        registry.register(
+        let partition_reloads = counter(
+            &mut registry,
             "partition_reloads",
             "Partition files found replaced (a rebuild) and opened again",
-            partition_reloads.clone(),
         );
-        let partition_verifications = Counter::default();
-        registry.register(
+        let partition_verifications = counter(
+            &mut registry,
             "partition_verifications",
-            "Partition file versions whose checksums were read and checked (once per version, in the background)",
-            partition_verifications.clone(),
+            "Partition file versions whose checksums were read and checked (once per version, in the \
+             background)",
         );
         let answers = Family::<AnswerLabels, Counter>::default();
         registry.register(
@@ -118,11 +124,10 @@ impl Metrics {
              the partition was stale",
             answers.clone(),
         );
-        let stale_rebuilds = Counter::default();
-        registry.register(
+        let stale_rebuilds = counter(
+            &mut registry,
             "stale_rebuilds",
             "Stale partitions rebuilt in the background (serve --rebuild-stale)",
-            stale_rebuilds.clone(),
         );
         let unauthorized = Family::<RouteLabels, Counter>::default();
         registry.register(
@@ -130,23 +135,20 @@ impl Metrics {
             "Requests refused with 401 for want of a valid API key (serve --api-key-file), by route",
             unauthorized.clone(),
         );
-        let manifest_refreshes = Counter::default();
-        registry.register(
+        let manifest_refreshes = counter(
+            &mut registry,
             "manifest_refreshes",
             "Reads of the remote partition store's manifest (serve --refresh-secs)",
-            manifest_refreshes.clone(),
         );
-        let manifest_refresh_failures = Counter::default();
-        registry.register(
+        let manifest_refresh_failures = counter(
+            &mut registry,
             "manifest_refresh_failures",
             "Manifest reads that failed (the versions known before kept serving)",
-            manifest_refresh_failures.clone(),
         );
-        let partition_prefetches = Counter::default();
-        registry.register(
+        let partition_prefetches = counter(
+            &mut registry,
             "partition_prefetches",
             "New partition versions fetched by a refresh before they were swapped in",
-            partition_prefetches.clone(),
         );
         let cache = CacheMetrics::default();
         for (name, help, metric) in [
