@@ -75,6 +75,15 @@ pub fn parse_recall(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
+/// clap value parser for `--cache-max-gb` (and `STABSPACE_CACHE_MAX_GB`,
+/// Python's `cache_max_gb=`): a positive number of gigabytes.
+pub fn parse_gigabytes(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(g) if g > 0.0 && g.is_finite() => Ok(g),
+        _ => Err(format!("{s:?} is not a positive number of gigabytes")),
+    }
+}
+
 /// clap value parser for `--min-coverage`: a share between 0 and 1.
 pub fn parse_share(s: &str) -> std::result::Result<f64, String> {
     match s.parse::<f64>() {

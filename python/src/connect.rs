@@ -9,7 +9,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use stabspace::config::{
-    parse_date, parse_partition_store, Config, CACHE_DIR_ENV, CACHE_MAX_GB_ENV, PARTITION_STORE_ENV,
+    parse_date, parse_gigabytes, parse_partition_store, Config, CACHE_DIR_ENV, CACHE_MAX_GB_ENV,
+    PARTITION_STORE_ENV,
 };
 use stabspace::diagnostics::{find_similar, portfolio_exposure};
 use stabspace::output::{Cell, Table};
@@ -60,9 +61,9 @@ pub fn connect(
         Some(g) => Some(g),
         None => std::env::var(CACHE_MAX_GB_ENV)
             .ok()
-            .map(|v| v.trim().parse::<f64>())
+            .map(|v| parse_gigabytes(&v))
             .transpose()
-            .map_err(|_| PyValueError::new_err(format!("{CACHE_MAX_GB_ENV} is not a number of gigabytes")))?,
+            .map_err(|e| PyValueError::new_err(format!("{CACHE_MAX_GB_ENV}: {e}")))?,
     };
     if cache_max_gb.is_some_and(|g| !(g > 0.0 && g.is_finite())) {
         return Err(PyValueError::new_err(

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::config::{
-    parse_partition_store, Config, StoreUrl, CACHE_DIR_ENV, CACHE_MAX_GB_ENV, DATABASE_URL_ENV, DATA_DIR_ENV,
-    DEFAULT_DATA_DIR, PARTITION_STORE_ENV, READ_DATABASE_URL_ENV,
+    parse_gigabytes, parse_partition_store, Config, StoreUrl, CACHE_DIR_ENV, CACHE_MAX_GB_ENV,
+    DATABASE_URL_ENV, DATA_DIR_ENV, DEFAULT_DATA_DIR, PARTITION_STORE_ENV, READ_DATABASE_URL_ENV,
 };
 use crate::error::Result;
 use crate::storage::Db;
@@ -122,13 +122,5 @@ impl GlobalOpts {
     /// rows ([`Config::open_primary_read`]).
     pub async fn open_primary_read(&self) -> Result<Db> {
         self.config().open_primary_read().await
-    }
-}
-
-/// clap value parser for `--cache-max-gb`: a positive number of gigabytes.
-fn parse_gigabytes(s: &str) -> std::result::Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(g) if g > 0.0 && g.is_finite() => Ok(g),
-        _ => Err(format!("{s:?} is not a positive number of gigabytes")),
     }
 }
