@@ -33,6 +33,9 @@ pub struct GenScenarios {
     pub model_id: String,
     pub seed: u64,
     pub scenario_date: NaiveDate,
+    /// Spread the scenario dates (and so the dates they are known from)
+    /// uniformly over this many years ending at `scenario_date` (0: all on it).
+    pub spread_years: u32,
 }
 
 const INSTRUMENTS: usize = 20;
@@ -78,6 +81,20 @@ impl Market {
     }
 }
 
+/// The date of scenario `i` of `count`: `end` itself without a spread, else
+/// spread evenly over the `years` years ending at `end` (a fixed stride
+/// through the days, so dates do not follow ids and neighbours in the vector
+/// space are not neighbours in time).
+pub fn spread_date(end: NaiveDate, years: u32, i: usize, count: usize) -> NaiveDate {
+    if years == 0 || count == 0 {
+        return end;
+    }
+    let days = i64::from(years) * 365;
+    // An odd stride coprime with most spans walks every day before repeating.
+    let step = (i as i64).wrapping_mul(7_919) % days.max(1);
+    end - chrono::Duration::days(step)
+}
+
 pub async fn gen_scenarios(db: &Db, p: &GenScenarios, progress: &dyn Progress) -> Result<(u64, f64)> {
     let started = Instant::now();
     if p.count == 0 {
@@ -94,6 +111,8 @@ pub async fn gen_scenarios(db: &Db, p: &GenScenarios, progress: &dyn Progress) -
     for i in 0..p.count {
         let id = format!("SYN_{i:0width$}");
         let v = market.scenario(&mut rng);
+        // A generated scenario is known from its own date.
+        let date = spread_date(p.scenario_date, p.spread_years, i, p.count);
         let severity = if vector::l2_norm(&v) > 0.25 {
             "HIGH"
         } else {
@@ -104,9 +123,10 @@ pub async fn gen_scenarios(db: &Db, p: &GenScenarios, progress: &dyn Progress) -
             vec![
                 Value::Text(p.scenario_set_id.clone()),
                 Value::Text(id.clone()),
-                Value::Date(p.scenario_date),
+                Value::Date(date),
                 Value::Text("synthetic".into()),
                 Value::Text(severity.into()),
+                Value::Null,
             ],
         )
         .await
@@ -127,13 +147,14 @@ pub async fn gen_scenarios(db: &Db, p: &GenScenarios, progress: &dyn Progress) -
                     Value::Text("SCENARIO".into()),
                     Value::Text(id),
                     Value::Text(p.scenario_set_id.clone()),
-                    Value::Date(p.scenario_date),
+                    Value::Date(date),
                     Value::Null,
                     Value::Null,
                     Value::Json(scope.to_string()),
                     Value::Bytes(vector::to_bytes(&v)),
                     // Synthetic benchmark vectors belong to no encoder's space.
                     Value::Null,
+                    Value::Date(date),
                 ],
             )
             .await

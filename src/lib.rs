@@ -33,6 +33,7 @@ pub mod nearest;
 pub mod output;
 pub mod parse;
 pub mod partitions;
+pub mod pointintime;
 pub mod portfolio;
 pub mod progress;
 pub mod report;

@@ -8,6 +8,7 @@ use std::time::Instant;
 use crate::calibrate::{calibrate, RECALIBRATE_AFTER};
 use crate::calibration::Calibration;
 use crate::error::{IndexError, Result};
+use crate::filter::{self, AttrVecs, RowAttrs};
 use crate::format::{kind, Header, FLAG_DETERMINISTIC, FLAG_GRAPH, METRIC_COSINE, SECTION_OPTIONAL};
 use crate::graph::Graph;
 use crate::insert::{self, InsertParams};
@@ -104,6 +105,13 @@ pub struct BuildStats {
 /// Equal hashes mean an unchanged row (an accidental 64-bit collision is a
 /// one-in-10^19 event per changed row).
 pub fn row_hash(id: &str, vector: &[f32], payload: &[u8]) -> u64 {
+    row_hash_with(id, vector, payload, None)
+}
+
+/// [`row_hash`] of a row added with attributes ([`PartitionBuilder::add_with`]):
+/// the attributes' bytes are hashed after the vector, so a row whose
+/// attributes changed is a changed row.
+pub fn row_hash_with(id: &str, vector: &[f32], payload: &[u8], attrs: Option<&RowAttrs>) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     h.update(&(id.len() as u64).to_le_bytes());
     h.update(id.as_bytes());
@@ -111,6 +119,9 @@ pub fn row_hash(id: &str, vector: &[f32], payload: &[u8]) -> u64 {
     h.update(payload);
     h.update(&(vector.len() as u64).to_le_bytes());
     h.update(bytemuck::cast_slice(vector));
+    if let Some(a) = attrs {
+        h.update(bytemuck::bytes_of(a));
+    }
     h.digest()
 }
 
@@ -133,6 +144,9 @@ pub struct PartitionBuilder {
     id_bytes: Vec<u8>,
     payload_offsets: Vec<u64>,
     payload_bytes: Vec<u8>,
+    /// Per-row attributes, written when any row was added with some.
+    attrs: AttrVecs,
+    attrs_given: bool,
     /// The graph of the first rows, when extending a partition.
     base: Option<Graph>,
     /// The calibration of the partition extended.
@@ -157,6 +171,8 @@ impl PartitionBuilder {
             id_bytes: Vec::new(),
             payload_offsets: vec![0],
             payload_bytes: Vec::new(),
+            attrs: AttrVecs::default(),
+            attrs_given: false,
             base: None,
             base_calibration: None,
             base_quantization: Quantization::None,
@@ -196,6 +212,16 @@ impl PartitionBuilder {
             b.payload_bytes.extend_from_slice(p.payload(row)?);
             b.payload_offsets.push(b.payload_bytes.len() as u64);
         }
+        if p.has_attrs() {
+            b.attrs_given = true;
+            for row in 0..n {
+                b.attrs.push(p.attrs(row).unwrap_or_default());
+            }
+        } else {
+            for _ in 0..n {
+                b.attrs.push(RowAttrs::NONE);
+            }
+        }
         b.base = p.graph().map(|g| Graph::of(&g));
         b.base_calibration = p.calibration()?;
         b.base_quantization = p.quantization();
@@ -222,6 +248,17 @@ impl PartitionBuilder {
     /// Add a row; returns its row number. Rejects wrong dimensions, NaN,
     /// infinite and all-zero vectors.
     pub fn add(&mut self, id: &str, vector: &[f32], payload: &[u8]) -> Result<u32> {
+        self.push(id, vector, payload, None)
+    }
+
+    /// [`add`](Self::add) with the row's attributes for filtered search: the
+    /// file gets the `ATTRIBUTES` section (rows added without are
+    /// [`RowAttrs::NONE`]), and the row's hash covers them.
+    pub fn add_with(&mut self, id: &str, vector: &[f32], payload: &[u8], attrs: RowAttrs) -> Result<u32> {
+        self.push(id, vector, payload, Some(attrs))
+    }
+
+    fn push(&mut self, id: &str, vector: &[f32], payload: &[u8], attrs: Option<RowAttrs>) -> Result<u32> {
         let row = self.len();
         if row >= u32::MAX as usize {
             return Err(IndexError::BadParams(
@@ -232,7 +269,10 @@ impl PartitionBuilder {
         self.vectors
             .extend(vector.iter().map(|&x| (f64::from(x) / norm) as f32));
         self.norms.push(norm);
-        self.hashes.push(row_hash(id, vector, payload));
+        self.hashes
+            .push(row_hash_with(id, vector, payload, attrs.as_ref()));
+        self.attrs_given |= attrs.is_some();
+        self.attrs.push(attrs.unwrap_or(RowAttrs::NONE));
         self.id_bytes.extend_from_slice(id.as_bytes());
         self.id_offsets.push(self.id_bytes.len() as u64);
         self.payload_bytes.extend_from_slice(payload);
@@ -406,6 +446,14 @@ impl PartitionBuilder {
                 bytes: bytemuck::cast_slice(&self.hashes),
             },
         ]);
+        let attr_bytes = self.attrs_given.then(|| filter::encode(&self.attrs.rows()));
+        if let Some(bytes) = &attr_bytes {
+            sections.push(Section {
+                kind: kind::ATTRIBUTES,
+                flags: SECTION_OPTIONAL,
+                bytes,
+            });
+        }
         if let Some(bytes) = &calibration_bytes {
             sections.push(Section {
                 kind: kind::CALIBRATION,

@@ -57,6 +57,14 @@ pub enum IndexError {
         max: u32,
     },
 
+    /// A filtered search of a partition written without per-row attributes.
+    #[error(
+        "{}: the partition has no per-row attributes (it was built before filtered search); \
+         rebuild it with `stabspace index rebuild`",
+        path.display()
+    )]
+    NoAttributes { path: PathBuf },
+
     /// The file is damaged: truncated, a checksum mismatch, an offset out of range.
     #[error("{}: corrupt index: {reason}; rebuild it with `stabspace index rebuild`", path.display())]
     Corrupt { path: PathBuf, reason: String },

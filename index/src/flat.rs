@@ -4,7 +4,8 @@
 //! against a set that has not been indexed yet).
 
 use crate::error::{IndexError, Result};
-use crate::search::{exact, exact_batch, Hit, Query, Rows};
+use crate::filter::{AttrVecs, FilterPath, RowAttrs, RowFilter};
+use crate::search::{exact, exact_among, exact_batch, Filtered, Hit, Query, Rows};
 use crate::vector::checked_norm;
 
 /// Rows added one by one, searched exactly.
@@ -14,6 +15,8 @@ pub struct FlatIndex {
     unit: Vec<f32>,
     norms: Vec<f64>,
     ids: Vec<String>,
+    /// Per-row attributes ([`RowAttrs::NONE`] for rows added without).
+    attrs: AttrVecs,
 }
 
 impl FlatIndex {
@@ -32,12 +35,18 @@ impl FlatIndex {
             unit: Vec::with_capacity(rows * dim),
             norms: Vec::with_capacity(rows),
             ids: Vec::with_capacity(rows),
+            attrs: AttrVecs::default(),
         })
     }
 
     /// Add a row; returns its row number. Rejects wrong dimensions, NaN,
     /// infinite and all-zero vectors, as [`crate::PartitionBuilder::add`] does.
     pub fn add(&mut self, id: &str, vector: &[f32]) -> Result<u32> {
+        self.add_with(id, vector, RowAttrs::NONE)
+    }
+
+    /// [`add`](Self::add) with the row's attributes for [`search_filtered`](Self::search_filtered).
+    pub fn add_with(&mut self, id: &str, vector: &[f32], attrs: RowAttrs) -> Result<u32> {
         let row = self.ids.len();
         if row >= u32::MAX as usize {
             return Err(IndexError::BadParams(
@@ -49,6 +58,7 @@ impl FlatIndex {
             .extend(vector.iter().map(|&x| (f64::from(x) / norm) as f32));
         self.norms.push(norm);
         self.ids.push(id.to_string());
+        self.attrs.push(attrs);
         Ok(row as u32)
     }
 
@@ -62,6 +72,32 @@ impl FlatIndex {
 
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
+    }
+
+    /// The attributes of a row (panics if out of range).
+    pub fn attrs_of(&self, row: usize) -> RowAttrs {
+        self.attrs.columns().get(row)
+    }
+
+    /// Exact top-k among the rows `filter` admits.
+    pub fn search_filtered(&self, query: &[f32], k: usize, filter: &RowFilter) -> Result<Filtered> {
+        let q = Query::new(self.dim, query)?;
+        let admitted = if filter.is_empty() {
+            (0..self.len() as u32).collect()
+        } else {
+            self.attrs.columns().admitted(filter)
+        };
+        let k = k.min(admitted.len());
+        let hits = if k == 0 {
+            Vec::new()
+        } else {
+            exact_among(self, &q, &admitted, k)?
+        };
+        Ok(Filtered {
+            hits,
+            admitted: admitted.len(),
+            path: FilterPath::Exact,
+        })
     }
 
     /// The id of a row (panics if out of range).

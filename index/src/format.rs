@@ -66,6 +66,9 @@ pub mod kind {
     pub const ROW_HASHES: u32 = 11;
     /// The recall calibration of the graph (`Calibration::encode`; version 2, graph only).
     pub const CALIBRATION: u32 = 12;
+    /// Per-row attributes for filtered search (optional section): `i32[count]`
+    /// keys, then `u32[count]` tags, then `f32[count]` values (`filter.rs`).
+    pub const ATTRIBUTES: u32 = 13;
     /// Reserved for a later revision: a quantised copy of the vectors (optional section).
     pub const QUANTIZED: u32 = 0x101;
 }

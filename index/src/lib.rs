@@ -32,8 +32,10 @@
 //!
 //! 1. `error`, `faults`, `format`, `kernel`: the leaves (the error type, fault
 //!    injection, the file format's header and constants, the dot kernels).
-//! 2. `calibration`, `rng`, `vector`, `write`: the calibration record and its
-//!    bytes, splitmix64, checking a vector as given, writing a file atomically.
+//! 2. `calibration`, `filter`, `rng`, `vector`, `write`: the calibration record
+//!    and its bytes, per-row attributes and the filters over them (and the
+//!    plan of a filtered search), splitmix64, checking a vector as given,
+//!    writing a file atomically.
 //! 3. `graph`, `quantize`, `tempfiles`, `vecfile`: graph views and in-memory
 //!    graphs, quantised codes; temporary-file names, vector files.
 //! 4. `search`: traversal of a graph view, exact scans and re-ranks over rows.
@@ -49,6 +51,7 @@ mod calibrate;
 mod calibration;
 mod error;
 pub mod faults;
+mod filter;
 mod flat;
 pub mod format;
 mod graph;
@@ -66,15 +69,17 @@ mod vector;
 mod write;
 
 pub use build::{
-    row_hash, BuildOutcome, BuildParams, BuildStats, GraphBuilder, PartitionBuilder, FLAT_THRESHOLD, MAX_M,
+    row_hash, row_hash_with, BuildOutcome, BuildParams, BuildStats, GraphBuilder, PartitionBuilder,
+    FLAT_THRESHOLD, MAX_M,
 };
 pub use calibrate::{CALIBRATION_K, CALIBRATION_SAMPLE, RECALIBRATE_AFTER, RECALL_TARGETS};
 pub use calibration::Calibration;
 pub use error::{IndexError, Result};
+pub use filter::{FilterPath, RowAttrs, RowFilter};
 pub use flat::FlatIndex;
 pub use partition::{Partition, PartitionInfo};
 pub use quantize::Quantization;
-pub use search::Hit;
+pub use search::{Filtered, Hit};
 pub use write::write_atomic;
 
 #[cfg(test)]

@@ -12,13 +12,15 @@ use rayon::prelude::*;
 
 use crate::calibration::Calibration;
 use crate::error::{IndexError, Result};
+use crate::filter::{plan, AttrColumns, FilterPath, RowAttrs, RowFilter};
 use crate::format::{
     kind, Header, FLAG_GRAPH, HEADER_LEN_V1, MAGIC, METRIC_COSINE, MIN_VERSION, SECTION_OPTIONAL, VERSION,
 };
 use crate::graph::GraphView;
 use crate::quantize::{self, Parsed, Quantization, QuantizedView};
 use crate::search::{
-    exact, exact_batch, rerank, rerank_breadth, traverse, Hit, Query, Rows, Scored, Visited,
+    exact, exact_among, exact_batch, rerank, rerank_breadth, traverse, traverse_filtered, Filtered, Hit,
+    Query, Rows, Scored, Visited,
 };
 
 /// An open, memory-mapped partition. `Send + Sync`: many threads may search it at once.
@@ -42,6 +44,8 @@ pub struct Partition {
     calibration: Option<Range<usize>>,
     /// The quantised codes and their parameters (optional section, graphs only).
     quantized: Option<QuantizedRanges>,
+    /// Per-row attributes (optional section): keys, tags, values.
+    attrs: Option<[Range<usize>; 3]>,
     /// Whether graph searches traverse the quantised codes when there are some.
     use_quantized: bool,
     /// Reusable visited sets, one per concurrent search.
@@ -178,7 +182,7 @@ impl Partition {
                     s.kind, s.offset, s.len
                 )));
             }
-            let known = (kind::VECTORS..=kind::CALIBRATION).contains(&s.kind);
+            let known = (kind::VECTORS..=kind::ATTRIBUTES).contains(&s.kind);
             if !known && s.flags & SECTION_OPTIONAL == 0 {
                 return Err(corrupt(format!(
                     "required section kind {:#x} is unknown to this build (written by a newer stabspace?)",
@@ -233,6 +237,21 @@ impl Partition {
                 }
             }
         };
+        let attrs = match header.section(kind::ATTRIBUTES) {
+            None => None,
+            Some(s) => {
+                if s.len != n * 12 {
+                    return Err(corrupt(format!(
+                        "attributes section has {} bytes, expected {}",
+                        s.len,
+                        n * 12
+                    )));
+                }
+                let at = s.offset as usize;
+                let col = count * 4;
+                Some([at..at + col, at + col..at + 2 * col, at + 2 * col..at + 3 * col])
+            }
+        };
         let graph = if header.flags & FLAG_GRAPH != 0 {
             if header.m < 2 || header.m > 256 || header.m0 < header.m || header.m0 > 512 {
                 return Err(corrupt(format!(
@@ -275,6 +294,7 @@ impl Partition {
             row_hashes,
             calibration,
             quantized,
+            attrs,
             use_quantized: true,
             visited: Mutex::new(Vec::new()),
         };
@@ -421,6 +441,26 @@ impl Partition {
                 .map(Some)
                 .ok_or_else(|| self.corrupt("calibration section is malformed".into())),
         }
+    }
+
+    /// Whether the file has per-row attributes (the `ATTRIBUTES` section),
+    /// which filtered searches need.
+    pub fn has_attrs(&self) -> bool {
+        self.attrs.is_some()
+    }
+
+    /// The attributes of a row (`None` without the section).
+    pub fn attrs(&self, row: usize) -> Option<RowAttrs> {
+        self.columns().filter(|_| row < self.count).map(|c| c.get(row))
+    }
+
+    fn columns(&self) -> Option<AttrColumns<'_>> {
+        let [k, t, v] = self.attrs.as_ref()?;
+        Some(AttrColumns {
+            keys: bytemuck::cast_slice(&self.map[k.clone()]),
+            tags: bytemuck::cast_slice(&self.map[t.clone()]),
+            values: bytemuck::cast_slice(&self.map[v.clone()]),
+        })
     }
 
     /// Whether the file has a quantised copy of its vectors (the `QUANTIZED`
@@ -602,5 +642,109 @@ impl Partition {
     /// [`IndexError::Corrupt`] naming the file.
     fn hnsw(&self, g: &GraphView<'_>, q: &[f32], ef: usize, visited: &mut Visited) -> Result<Vec<Scored>> {
         traverse(g, self.traversal_codes(), q, ef, visited).map_err(|reason| self.corrupt(reason))
+    }
+
+    /// Approximate top-k among the rows `filter` admits, re-ranked exactly:
+    /// the graph searched with its beam widened as the share of admitted rows
+    /// falls (filtered-out rows guide the beam but are never returned), or,
+    /// when few rows are admitted, those rows scanned exactly. `ef = None`
+    /// scans the admitted rows exactly. Needs the `ATTRIBUTES` section
+    /// ([`IndexError::NoAttributes`] without it).
+    pub fn search_filtered(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        filter: &RowFilter,
+    ) -> Result<Filtered> {
+        let cols = self.columns().ok_or_else(|| IndexError::NoAttributes {
+            path: self.path.clone(),
+        })?;
+        let q = Query::new(self.dim(), query)?;
+        if filter.is_empty() {
+            let hits = match ef {
+                Some(ef) => self.search(query, k, ef)?,
+                None => self.search_exact(query, k)?,
+            };
+            return Ok(Filtered {
+                hits,
+                admitted: self.count,
+                path: match ef {
+                    Some(ef) if self.has_graph() && ef.max(k) < self.count => {
+                        FilterPath::Graph { beam: ef.max(k) }
+                    }
+                    _ => FilterPath::Exact,
+                },
+            });
+        }
+        let admitted = cols.admitted(filter);
+        let k = k.min(admitted.len());
+        let path = plan(self.count, admitted.len(), ef, k, self.has_graph());
+        if k == 0 {
+            return Ok(Filtered {
+                hits: Vec::new(),
+                admitted: admitted.len(),
+                path,
+            });
+        }
+        let hits = match (path, self.graph()) {
+            (FilterPath::Graph { beam }, Some(g)) => {
+                let ef = ef.unwrap_or(k).max(k);
+                let admit = |row: u32| cols.admits(filter, row);
+                let pool = {
+                    let mut visited = self.take_visited();
+                    let r = traverse_filtered(
+                        &g,
+                        self.traversal_codes(),
+                        &q.unit,
+                        ef,
+                        beam,
+                        &admit,
+                        &mut visited,
+                    )
+                    .map_err(|reason| self.corrupt(reason));
+                    self.visited
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(visited);
+                    r?
+                };
+                let rows: Vec<u32> = pool
+                    .iter()
+                    .take(rerank_breadth(self.traversal_codes().is_some(), k, pool.len()))
+                    .map(|s| s.1)
+                    .collect();
+                rerank(self, &q, &rows, k)?
+            }
+            _ => exact_among(self, &q, &admitted, k)?,
+        };
+        Ok(Filtered {
+            hits,
+            admitted: admitted.len(),
+            path,
+        })
+    }
+
+    /// [`search_filtered`](Self::search_filtered) of many queries, each with
+    /// its own filter, spread over the rayon thread pool.
+    pub fn search_batch_filtered(
+        &self,
+        queries: &[Vec<f32>],
+        filters: &[RowFilter],
+        k: usize,
+        ef: Option<usize>,
+    ) -> Result<Vec<Filtered>> {
+        if queries.len() != filters.len() {
+            return Err(IndexError::BadQuery(format!(
+                "{} queries and {} filters",
+                queries.len(),
+                filters.len()
+            )));
+        }
+        queries
+            .par_iter()
+            .zip(filters)
+            .map(|(q, f)| self.search_filtered(q, k, ef, f))
+            .collect()
     }
 }

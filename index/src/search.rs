@@ -26,6 +26,17 @@ pub struct Hit {
     pub euclidean: f64,
 }
 
+/// The answer of a filtered search.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Filtered {
+    /// The best admitted rows, best first.
+    pub hits: Vec<Hit>,
+    /// How many rows the filter admits.
+    pub admitted: usize,
+    /// How the rows were searched.
+    pub path: crate::filter::FilterPath,
+}
+
 /// Rows seen during one search: one bit per row. A bit set keeps the marks
 /// of 100,000 rows in 12.5 KB (L1), where u32 epoch marks took 400 KB and
 /// missed the cache on most neighbour checks. Reset clears only the words
@@ -251,6 +262,33 @@ pub(crate) fn traverse(
     }
 }
 
+/// [`hnsw_filtered`] on the quantised codes when given, else on the f32 vectors.
+pub(crate) fn traverse_filtered(
+    g: &GraphView<'_>,
+    codes: Option<QuantizedView<'_>>,
+    q: &[f32],
+    ef: usize,
+    beam: usize,
+    admit: &dyn Fn(u32) -> bool,
+    visited: &mut Visited,
+) -> std::result::Result<Vec<Scored>, String> {
+    match codes {
+        Some(codes) => hnsw_filtered(g, &I8Score::new(codes, q), ef, beam, admit, visited),
+        None => hnsw_filtered(
+            g,
+            &F32Score {
+                q,
+                vectors: g.vectors,
+                dim: g.dim,
+            },
+            ef,
+            beam,
+            admit,
+            visited,
+        ),
+    }
+}
+
 /// HNSW search: greedy descent through the upper levels, then a beam search
 /// of breadth `ef` on level 0, scoring rows with `s`. Returns the pool, best
 /// first (by `s`). A link that points outside the graph is an error (the
@@ -329,6 +367,94 @@ pub(crate) fn hnsw<S: Score>(
                 if results.len() > ef {
                     results.pop();
                 }
+            }
+        }
+    }
+    let mut pool: Vec<Scored> = results.into_iter().map(|r| r.0).collect();
+    pool.sort_by(|a, b| b.cmp(a));
+    Ok(pool)
+}
+
+/// Filtered HNSW search: the greedy descent and level-0 beam of [`hnsw`],
+/// where every row reached guides the beam (a dynamic list of `beam` rows,
+/// admitted or not) but only rows `admit` accepts enter the results (the
+/// best `ef` of them). With `beam` = `ef` and a filter that admits every row
+/// it is [`hnsw`]; callers widen `beam` as the share of admitted rows falls,
+/// so that the beam holds about `ef` admitted rows when it settles.
+pub(crate) fn hnsw_filtered<S: Score>(
+    g: &GraphView<'_>,
+    s: &S,
+    ef: usize,
+    beam: usize,
+    admit: &dyn Fn(u32) -> bool,
+    visited: &mut Visited,
+) -> std::result::Result<Vec<Scored>, String> {
+    let beam = beam.max(ef).max(1);
+    let mut cur = g.entry_point;
+    check_row(g, cur)?;
+    let mut cur_score = s.score(cur);
+    for level in (1..=g.max_level as usize).rev() {
+        loop {
+            let mut improved = false;
+            for &n in upper_neighbours(g, cur, level)? {
+                check_row(g, n)?;
+                let sn = s.score(n);
+                if sn > cur_score || (sn == cur_score && n < cur) {
+                    (cur, cur_score) = (n, sn);
+                    improved = true;
+                }
+            }
+            if !improved {
+                break;
+            }
+        }
+    }
+    let mut fresh: Vec<u32> = Vec::with_capacity(g.m0);
+    let mut candidates: BinaryHeap<Scored> = BinaryHeap::with_capacity(beam * 2);
+    let mut list: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(beam + 1);
+    let mut results: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(ef + 1);
+    let keep = |results: &mut BinaryHeap<Reverse<Scored>>, sc: Scored| {
+        if results.len() < ef || sc > results.peek().expect("non-empty").0 {
+            results.push(Reverse(sc));
+            if results.len() > ef {
+                results.pop();
+            }
+        }
+    };
+    visited.insert(cur);
+    candidates.push(Scored(cur_score, cur));
+    list.push(Reverse(Scored(cur_score, cur)));
+    if admit(cur) {
+        keep(&mut results, Scored(cur_score, cur));
+    }
+    while let Some(c) = candidates.pop() {
+        let worst = list.peek().expect("non-empty").0;
+        if list.len() >= beam && c.0 < worst.0 {
+            break;
+        }
+        if let Some(next) = candidates.peek() {
+            prefetch_links(g, next.1);
+        }
+        fresh.clear();
+        for &n in level0_neighbours(g, c.1)? {
+            check_row(g, n)?;
+            if visited.insert(n) {
+                s.prefetch(n);
+                fresh.push(n);
+            }
+        }
+        for &n in fresh.iter() {
+            let sn = Scored(s.score(n), n);
+            let worst = list.peek().expect("non-empty").0;
+            if list.len() < beam || sn > worst {
+                candidates.push(sn);
+                list.push(Reverse(sn));
+                if list.len() > beam {
+                    list.pop();
+                }
+            }
+            if admit(n) {
+                keep(&mut results, sn);
             }
         }
     }
@@ -493,6 +619,32 @@ fn scan<R: Rows + ?Sized>(rows: &R, block: &[Query], keep: usize) -> Vec<TopK> {
         }
     }
     tops
+}
+
+/// Exact top-k of one query among `subset` (rows in any order): an f32 pass
+/// over those rows keeping k + 32, re-ranked in f64, with the fallback of
+/// [`exact`] (every row of the subset re-ranked) when the f32 floor is too close.
+pub(crate) fn exact_among<R: Rows + ?Sized>(
+    src: &R,
+    q: &Query,
+    subset: &[u32],
+    k: usize,
+) -> Result<Vec<Hit>> {
+    let keep = k + EXACT_EXTRA;
+    if subset.len() <= keep {
+        return rerank(src, q, subset, k);
+    }
+    let mut top = TopK::new(keep);
+    for &row in subset {
+        top.push(Scored(kernel::dot(&q.unit, src.vector(row as usize)), row));
+    }
+    let floor = top.floor.map(|s| s.0);
+    let kept: Vec<u32> = top.heap.into_iter().map(|r| r.0 .1).collect();
+    let hits = rerank(src, q, &kept, k)?;
+    match (floor, hits.last()) {
+        (Some(floor), Some(kth)) if f64::from(floor + F32_MARGIN) >= kth.cosine => rerank(src, q, subset, k),
+        _ => Ok(hits),
+    }
 }
 
 /// Re-rank a query's f32 candidates in f64; exact unless a row left out in

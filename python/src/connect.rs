@@ -231,6 +231,7 @@ impl Connection {
             recall: asked.recall,
             exact: asked.exact,
             no_quantized: !quantized,
+            filtered: false,
         })
     }
 }

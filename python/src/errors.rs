@@ -39,6 +39,7 @@ pub fn engine(e: EngineError) -> PyErr {
         | EngineError::BadVectorFile { .. } => PyValueError::new_err(msg),
         EngineError::NotAnIndex { .. }
         | EngineError::UnsupportedVersion { .. }
+        | EngineError::NoAttributes { .. }
         | EngineError::Corrupt { .. } => IndexError::new_err(msg),
     }
 }

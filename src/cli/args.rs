@@ -49,7 +49,53 @@ impl SearchArgs {
             recall: self.recall,
             exact: self.exact,
             no_quantized: self.no_quantized,
+            filtered: false,
         })
+    }
+}
+
+/// `--point-in-time`, `--known-before`, `--shock-type`, `--min-severity`:
+/// which scenarios the commands that search scenarios may return.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct FilterArgs {
+    /// Point-in-time: a query dated D sees only scenarios known strictly before D (a historical
+    /// window is known from the last trading day its path covers; a generated scenario from its
+    /// scenario_date; a `known_from` column of the scenarios CSV overrides both). What a backtest
+    /// must use, so that no day is compared with scenarios from its own future.
+    #[arg(long, conflicts_with = "known_before")]
+    pub point_in_time: bool,
+    /// Only scenarios known strictly before this date (YYYY-MM-DD), whatever the query's date.
+    #[arg(long, value_name = "DATE", value_parser = crate::config::parse_date)]
+    pub known_before: Option<chrono::NaiveDate>,
+    /// Only scenarios of this shock type (repeat, or separate with commas, for several).
+    #[arg(long, value_name = "TYPE", value_delimiter = ',')]
+    pub shock_type: Vec<String>,
+    /// Only scenarios at least this severe: a number, or LOW < MEDIUM < HIGH < SEVERE (= EXTREME).
+    #[arg(long, value_name = "S", value_parser = crate::pointintime::parse_min_severity)]
+    pub min_severity: Option<f32>,
+}
+
+impl FilterArgs {
+    /// The filter of a query dated `date` (`--point-in-time` bounds it by that date).
+    pub fn filter(&self, date: chrono::NaiveDate) -> crate::pointintime::ScenarioFilter {
+        let f = crate::pointintime::ScenarioFilter {
+            known_before: self.known_before,
+            shock_types: self.shock_type.clone(),
+            min_severity: self.min_severity,
+        };
+        if self.point_in_time {
+            f.before(date)
+        } else {
+            f
+        }
+    }
+
+    /// Whether any filter was asked for.
+    pub fn any(&self) -> bool {
+        self.point_in_time
+            || self.known_before.is_some()
+            || !self.shock_type.is_empty()
+            || self.min_severity.is_some()
     }
 }
 

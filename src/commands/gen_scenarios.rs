@@ -15,7 +15,9 @@ from a simulated fat-tailed market, encoded as num-scenario-core-v1 does) straig
 `joint_embeddings` under --model-id, then builds the set's index partition (unless --no-index). Meant \
 for benchmarks: `stabspace bench`, the metrics backfill at scale. Re-running with the same seed writes \
 the same vectors.\n\n\
-Example: stabspace gen-scenarios --scenario-set-id BENCH_100K --count 100000"
+Examples:\n  stabspace gen-scenarios --scenario-set-id BENCH_100K --count 100000\n  \
+stabspace gen-scenarios --scenario-set-id PIT_100K --count 100000 --spread-years 20   (known-from dates over \
+20 years, for point-in-time benchmarks)"
 )]
 pub struct Args {
     /// Id of the scenario set to write into (scenarios.scenario_set_id).
@@ -30,9 +32,14 @@ pub struct Args {
     /// Seed of the random generator: the same seed writes the same scenarios.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// scenario_date of every scenario.
+    /// scenario_date of every scenario (with --spread-years, of the latest).
     #[arg(long, value_parser = parse_date, default_value = "2020-03-16")]
     pub scenario_date: NaiveDate,
+    /// Spread the scenario dates over this many years ending at --scenario-date: each scenario is
+    /// known from its own date, so point-in-time searches (--point-in-time, --known-before) admit a
+    /// share of the set that grows with the query date. 0 puts every scenario on --scenario-date.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=200))]
+    pub spread_years: u32,
     /// Do not build the index partition.
     #[arg(long)]
     pub no_index: bool,
@@ -51,6 +58,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             model_id: a.model_id.clone(),
             seed: a.seed,
             scenario_date: a.scenario_date,
+            spread_years: a.spread_years,
         },
         &bars,
     )

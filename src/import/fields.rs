@@ -167,6 +167,14 @@ impl Fields<'_> {
             .map_err(|m| self.bad(col, m))
     }
 
+    /// An optional date: empty (or the column absent) is NULL.
+    pub(super) fn opt_date(&self, col: &str) -> Result<Value> {
+        match self.raw(col) {
+            "" => Ok(Value::Null),
+            _ => self.date(col),
+        }
+    }
+
     pub(super) fn number(&self, col: &str) -> Result<f64> {
         let s = self.raw(col);
         let x: f64 = s

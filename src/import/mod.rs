@@ -94,7 +94,7 @@ pub enum ImportKind {
     Instruments,
     /// instrument_id,trade_date,close,volume
     Prices,
-    /// scenario_set_id,scenario_id,scenario_date,shock_type,severity
+    /// scenario_set_id,scenario_id,scenario_date,shock_type,severity[,known_from]
     Scenarios,
     /// scenario_set_id,scenario_id,day_index,instrument_id,return
     ScenarioPaths,
@@ -109,6 +109,14 @@ pub enum ImportKind {
 }
 
 impl ImportKind {
+    /// Columns the CSV header may have (read when present).
+    pub fn optional_columns(self) -> &'static [&'static str] {
+        match self {
+            ImportKind::Scenarios => &["known_from"],
+            _ => &[],
+        }
+    }
+
     /// Columns the CSV header must have.
     pub fn required_columns(self) -> &'static [&'static str] {
         match self {
@@ -207,6 +215,7 @@ impl ImportKind {
                 f.date("scenario_date")?,
                 f.opt_label("shock_type")?,
                 f.opt_label("severity")?,
+                f.opt_date("known_from")?,
             ],
             ImportKind::ScenarioPaths => vec![
                 f.id("scenario_set_id")?,
@@ -328,6 +337,11 @@ pub async fn import_file(
             },
         })?;
         columns.insert(c, i);
+    }
+    for &c in kind.optional_columns() {
+        if let Some(&i) = index.get(c) {
+            columns.insert(c, i);
+        }
     }
 
     progress.start(BYTES, Some(len));

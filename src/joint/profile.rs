@@ -151,6 +151,7 @@ pub async fn backfill_joint_profiles(db: &Db, p: &ProfileBackfill) -> Result<Bac
             Value::Json(scope.to_string()),
             Value::Bytes(vector::to_bytes(v)),
             Value::Text(crate::encoders::V1_SPACE.into()),
+            Value::Null,
         ];
         writer.push(&mut tx, row).await.map_err(|e| db.err(e))?;
         written.insert(issuer.as_str());

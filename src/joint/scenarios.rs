@@ -12,12 +12,14 @@ use crate::encoders::{recorded_space, SCENARIO_MODELS};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::storage::bulk::{BulkWriter, Value};
+use crate::storage::prices::market_calendar;
+use crate::storage::scenarios::historical_path_ends;
 use crate::storage::tables::JOINT_EMBEDDINGS;
 use crate::storage::vectors::{
     count_numeric_scenarios, numeric_scenario_models, numeric_scenario_sets, numeric_scenarios_page,
 };
 use crate::storage::Db;
-use crate::vector;
+use crate::{pointintime, vector};
 
 #[derive(Clone, Debug)]
 pub struct ScenarioProjection {
@@ -50,6 +52,7 @@ pub async fn backfill_joint_scenarios(
         .max(0) as u64;
     progress.start("scenarios", Some(p.limit.map_or(total, |l| l.min(total))));
     progress.message(&format!("{} {set}", p.joint_model_id));
+    let window_ends = historical_window_ends(db, set).await?;
     let mut tx = db.begin().await?;
     let mut writer = BulkWriter::new(&JOINT_EMBEDDINGS);
     let mut after: Option<String> = None;
@@ -60,13 +63,13 @@ pub async fn backfill_joint_scenarios(
             break;
         }
         let mut page = numeric_scenarios_page(db, &p.scenario_model_id, set, after.as_deref(), want).await?;
-        for (s, _, _) in &mut page {
+        for s in &mut page {
             s.feature_space = recorded_space(&p.scenario_model_id, s.feature_space.take());
         }
         let Some(last) = page.last() else { break };
-        after = Some(last.0.scenario_id.clone());
+        after = Some(last.scenario_id.clone());
         if summary.encoded == 0 {
-            let first = &page[0].0;
+            let first = &page[0];
             space = Some((first.scenario_id.clone(), first.feature_space.clone()));
             let claim = Claim::Scenarios {
                 scenario_model_id: p.scenario_model_id.clone(),
@@ -76,7 +79,14 @@ pub async fn backfill_joint_scenarios(
             summary.registration =
                 registry::register(db, &mut tx, &p.joint_model_id, &claim, p.replace).await?;
         }
-        for (s, shock_type, severity) in &page {
+        for s in &page {
+            let (shock_type, severity) = (&s.shock_type, &s.severity);
+            let known_from = pointintime::known_from(
+                s.as_of,
+                shock_type.as_deref(),
+                s.known_from,
+                window_ends.get(&s.scenario_id).copied(),
+            );
             let what = format!(
                 "{} vector of scenario {} of {set}",
                 p.scenario_model_id, s.scenario_id
@@ -103,6 +113,7 @@ pub async fn backfill_joint_scenarios(
                 "scenario_model_id": p.scenario_model_id,
                 "feature_space": s.feature_space,
                 "metadata": {"shock_type": shock_type, "severity": severity},
+                "known_from": known_from,
             });
             let row = vec![
                 Value::Text(STAB_JOINT_TYPE.into()),
@@ -116,6 +127,7 @@ pub async fn backfill_joint_scenarios(
                 Value::Json(scope.to_string()),
                 Value::Bytes(vector::to_bytes(&z)),
                 s.feature_space.clone().map_or(Value::Null, Value::Text),
+                Value::Date(known_from),
             ];
             writer.push(&mut tx, row).await.map_err(|e| db.err(e))?;
             summary.encoded += 1;
@@ -154,4 +166,34 @@ pub async fn backfill_joint_scenarios(
     progress.finish();
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// The last trading day of each historical window of `set` on its market's
+/// calendar (windows without a path are left out: they are known from
+/// their scenario date).
+async fn historical_window_ends(
+    db: &Db,
+    set: &str,
+) -> Result<std::collections::HashMap<String, chrono::NaiveDate>> {
+    let mut calendars: std::collections::HashMap<String, Vec<chrono::NaiveDate>> = Default::default();
+    let mut out = std::collections::HashMap::new();
+    let starts = crate::storage::scenarios::scenario_meta(db, set).await?;
+    for (id, max_day, market) in historical_path_ends(db, set).await? {
+        let (Some(max_day), Some(meta)) = (max_day, starts.get(&id)) else {
+            continue;
+        };
+        let calendar = match market {
+            Some(m) => {
+                if !calendars.contains_key(&m) {
+                    let days = market_calendar(db, &m).await?;
+                    calendars.insert(m.clone(), days);
+                }
+                calendars[&m].as_slice()
+            }
+            None => &[],
+        };
+        let last = pointintime::last_path_day(calendar, meta.scenario_date, max_day.max(0) as usize);
+        out.insert(id, last);
+    }
+    Ok(out)
 }

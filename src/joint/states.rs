@@ -226,6 +226,7 @@ pub async fn backfill_joint_states(
             Value::Json(scope.to_string()),
             Value::Bytes(vector::to_bytes(&z)),
             text(&s.feature_space),
+            Value::Null,
         ];
         writer.push(&mut tx, row).await.map_err(|e| db.err(e))?;
         written.insert(&s.instrument_id);

@@ -8,6 +8,7 @@ use stabspace_index::{FlatIndex, Partition};
 
 use crate::error::{Error, Result};
 use crate::partitions::{Counters, Provenance, SpaceTally};
+use crate::pointintime::ShockTypes;
 use crate::storage::joint::{joint_scenario_keys, joint_scenarios_by_ids};
 use crate::storage::Db;
 use crate::vector::{self, DIM};
@@ -32,6 +33,8 @@ pub struct Delta {
     version: i64,
     pub(super) index: FlatIndex,
     pub(super) as_of: Vec<NaiveDate>,
+    /// The shock types numbered by the delta rows' tags.
+    pub(super) types: ShockTypes,
 }
 
 impl Delta {
@@ -122,6 +125,7 @@ pub(super) async fn read_delta(
     missing.dedup();
     let mut index = FlatIndex::with_capacity(DIM, missing.len())?;
     let mut as_of = Vec::with_capacity(missing.len());
+    let mut types = ShockTypes::default();
     let mut spaces = SpaceTally::default();
     if let Some(space) = &prov.feature_space {
         spaces.add(Some(space), part.len());
@@ -133,7 +137,8 @@ pub(super) async fn read_delta(
         spaces.add(s.feature_space.as_deref(), 1);
         match vector::usable(&s.vector) {
             Ok(v) => {
-                index.add(&s.scenario_id, &v).map_err(|e| {
+                let attrs = types.attrs_adding(s.known_from, s.shock_type.as_deref(), s.severity.as_deref());
+                index.add_with(&s.scenario_id, &v, attrs).map_err(|e| {
                     Error::Invalid(format!(
                         "scenario {} of set {set} under {model}: {e}",
                         s.scenario_id
@@ -153,6 +158,7 @@ pub(super) async fn read_delta(
         version: now.version,
         index,
         as_of,
+        types,
     });
     *kept.lock().expect("delta lock") = Some(Arc::clone(&d));
     Ok(DeltaRead::Delta(d))

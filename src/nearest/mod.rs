@@ -35,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::partitions::{
     self, counters, fingerprint, no_scenarios, scan_scenarios, scenario_as_of, Change, SpaceTally,
 };
+use crate::pointintime::{key_day, ScenarioFilter, ShockTypes};
 use crate::storage::joint::scenario_spaces;
 use crate::storage::Db;
 use crate::vector::DIM;
@@ -53,6 +54,10 @@ pub struct SearchOpts {
     pub exact: bool,
     /// Traverse the graph on the f32 vectors even where the partition has int8 codes.
     pub no_quantized: bool,
+    /// Queries will be filtered ([`ScenarioSpace::search_filtered`]): a
+    /// partition without per-row attributes is not used (the set is scanned
+    /// exactly from the database instead, with a note).
+    pub filtered: bool,
 }
 
 impl SearchOpts {
@@ -120,6 +125,8 @@ enum Engine {
     Flat {
         index: FlatIndex,
         as_of: Vec<NaiveDate>,
+        /// The shock types numbered by the rows' tags.
+        types: ShockTypes,
     },
 }
 
@@ -130,6 +137,17 @@ pub struct ScenarioHit {
     pub scenario_as_of: NaiveDate,
     pub cosine: f64,
     pub euclidean: f64,
+    /// The first date the scenario could have been known (`None`: not
+    /// stored yet; re-run its scenario backfill).
+    pub known_from: Option<NaiveDate>,
+}
+
+/// The answer of a filtered query: the best admitted scenarios, and how many
+/// scenarios the filter admitted (0: none was known before the date asked).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FilteredHits {
+    pub hits: Vec<ScenarioHit>,
+    pub admitted: usize,
 }
 
 /// The searchable scenarios of one set under one joint model.
@@ -189,6 +207,15 @@ impl ScenarioSpace {
             Ok(opened) => opened,
         };
         let path = p.path().to_path_buf();
+        if opts.filtered && (!p.has_attrs() || prov.shock_types.is_none()) {
+            eprintln!(
+                "note: index partition {} has no per-row known-from dates, shock types and severities (built \
+                 before point-in-time search); answering by an exact filtered scan of the database instead — \
+                 rebuild it with `{rebuild}`",
+                path.display()
+            );
+            return Self::load(db, model, set, ef).await;
+        }
         let database_id = crate::storage::meta::database_id(db).await?;
         if !prov.is_from(&database_id) {
             eprintln!(
@@ -309,9 +336,12 @@ impl ScenarioSpace {
     pub async fn load(db: &Db, model: &str, set: &str, ef: Option<usize>) -> Result<ScenarioSpace> {
         let mut index = FlatIndex::new(DIM)?;
         let mut as_of = Vec::new();
-        let scan = scan_scenarios(db, model, set, |id, date, v| {
-            index.add(id, v)?;
-            as_of.push(date);
+        let mut types = ShockTypes::default();
+        let scan = scan_scenarios(db, model, set, |row, v| {
+            let attrs =
+                types.attrs_adding(row.known_from, row.shock_type.as_deref(), row.severity.as_deref());
+            index.add_with(&row.scenario_id, v, attrs)?;
+            as_of.push(row.as_of);
             Ok(())
         })
         .await?;
@@ -340,7 +370,7 @@ impl ScenarioSpace {
         Ok(ScenarioSpace {
             model_id: model.to_string(),
             set_id: set.to_string(),
-            engine: Engine::Flat { index, as_of },
+            engine: Engine::Flat { index, as_of, types },
             ef,
             recall: None,
             zero_vectors,
@@ -453,7 +483,7 @@ impl ScenarioSpace {
                     _ => Ok(hits),
                 }
             }
-            Engine::Flat { index, as_of } => Ok(flat_hits(as_of, index.search(query, k)?)),
+            Engine::Flat { index, as_of, .. } => Ok(flat_hits(index, as_of, index.search(query, k)?)),
         }
     }
 
@@ -481,10 +511,10 @@ impl ScenarioSpace {
                 }
                 Ok(out)
             }
-            Engine::Flat { index, as_of } => Ok(index
+            Engine::Flat { index, as_of, .. } => Ok(index
                 .search_batch(queries, k)?
                 .into_iter()
-                .map(|h| flat_hits(as_of, h))
+                .map(|h| flat_hits(index, as_of, h))
                 .collect()),
         }
     }
@@ -494,11 +524,82 @@ impl ScenarioSpace {
             .map(|h| {
                 Ok(ScenarioHit {
                     scenario_as_of: scenario_as_of(p, h.row as usize)?,
+                    known_from: p.attrs(h.row as usize).and_then(|a| key_day(a.key)),
                     scenario_id: h.id,
                     cosine: h.cosine,
                     euclidean: h.euclidean,
                 })
             })
+            .collect()
+    }
+
+    /// The k scenarios nearest `query` among those `filter` admits, best
+    /// first, with how many it admits. The breadth chosen for the set (its
+    /// calibrated recall) holds: the engine widens its beam as fewer rows are
+    /// admitted, and scans the admitted rows exactly when they are few.
+    pub fn search_filtered(&self, query: &[f32], k: usize, filter: &ScenarioFilter) -> Result<FilteredHits> {
+        if filter.is_empty() {
+            return Ok(FilteredHits {
+                hits: self.search(query, k)?,
+                admitted: self.len(),
+            });
+        }
+        match &self.engine {
+            Engine::Partition { p, delta } => {
+                let f = p.search_filtered(query, k, self.ef, &filter.row_filter(&partition_types(p)))?;
+                let hits = self.partition_hits(p, f.hits)?;
+                match delta {
+                    Some(d) if !d.is_empty() => {
+                        let more = d.index.search_filtered(query, k, &filter.row_filter(&d.types))?;
+                        Ok(FilteredHits {
+                            admitted: f.admitted + more.admitted,
+                            hits: merge(hits, delta_hits(d, more.hits), k),
+                        })
+                    }
+                    _ => Ok(FilteredHits {
+                        hits,
+                        admitted: f.admitted,
+                    }),
+                }
+            }
+            Engine::Flat { index, as_of, types } => {
+                let f = index.search_filtered(query, k, &filter.row_filter(types))?;
+                Ok(FilteredHits {
+                    hits: flat_hits(index, as_of, f.hits),
+                    admitted: f.admitted,
+                })
+            }
+        }
+    }
+
+    /// [`search_filtered`](Self::search_filtered) of many queries, each with
+    /// its own filter (a backtest's days, each known before its own date), on all cores.
+    pub fn search_batch_filtered(
+        &self,
+        queries: &[Vec<f32>],
+        filters: &[ScenarioFilter],
+        k: usize,
+    ) -> Result<Vec<FilteredHits>> {
+        if queries.len() != filters.len() {
+            return Err(Error::Invalid(format!(
+                "{} queries and {} filters",
+                queries.len(),
+                filters.len()
+            )));
+        }
+        if filters.iter().all(ScenarioFilter::is_empty) {
+            let n = self.len();
+            return Ok(self
+                .search_batch(queries, k)?
+                .into_iter()
+                .map(|hits| FilteredHits { hits, admitted: n })
+                .collect());
+        }
+        use rayon::prelude::*;
+        queries
+            .par_iter()
+            .zip(filters)
+            .map(|(q, f)| self.search_filtered(q, k, f))
             .collect()
     }
 }
@@ -524,9 +625,20 @@ fn note_reader_behind(path: &std::path::Path, built: &partitions::Fingerprint, n
     );
 }
 
-fn flat_hits(as_of: &[NaiveDate], hits: Vec<stabspace_index::Hit>) -> Vec<ScenarioHit> {
+/// The shock types numbered by a partition's tags (none recorded: no tag matches).
+fn partition_types(p: &OpenPartition) -> ShockTypes {
+    ShockTypes(
+        p.provenance
+            .as_ref()
+            .and_then(|prov| prov.shock_types.clone())
+            .unwrap_or_default(),
+    )
+}
+
+fn flat_hits(index: &FlatIndex, as_of: &[NaiveDate], hits: Vec<stabspace_index::Hit>) -> Vec<ScenarioHit> {
     hits.into_iter()
         .map(|h| ScenarioHit {
+            known_from: key_day(index.attrs_of(h.row as usize).key),
             scenario_as_of: as_of[h.row as usize],
             scenario_id: h.id,
             cosine: h.cosine,
@@ -536,7 +648,7 @@ fn flat_hits(as_of: &[NaiveDate], hits: Vec<stabspace_index::Hit>) -> Vec<Scenar
 }
 
 fn delta_hits(d: &Delta, hits: Vec<stabspace_index::Hit>) -> Vec<ScenarioHit> {
-    flat_hits(&d.as_of, hits)
+    flat_hits(&d.index, &d.as_of, hits)
 }
 
 /// The `k` best of two ranked lists of exact cosines: by cosine, then id.

@@ -6,14 +6,16 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::Utc;
-use stabspace_index::{BuildParams, Partition, PartitionBuilder};
+use stabspace_index::{BuildParams, Partition, PartitionBuilder, RowAttrs};
 
 use super::catalog::{not_extendable, recorded_params, FileSummary};
 use super::provenance::{fingerprint, BuildKind, CalibrationRecord, Provenance, RecordedParams};
 use super::scan::scan_scenarios;
 use super::store::PartitionStore;
 use crate::error::Result;
+use crate::pointintime::ShockTypes;
 use crate::progress::{Progress, Quiet};
+use crate::storage::joint::ScenarioVector;
 use crate::storage::Db;
 use crate::vector::DIM;
 
@@ -101,7 +103,7 @@ async fn build_partition(
     let fp = fingerprint(db, model, set).await?;
     let path = store.locate(model, set);
     let mut full_reason = None;
-    let existing: Option<Partition> = match mode {
+    let existing: Option<(Partition, Provenance)> = match mode {
         BuildMode::Full => None,
         BuildMode::AppendIfOnlyGained if !store.exists(&path) => None,
         BuildMode::AppendIfOnlyGained => {
@@ -113,43 +115,63 @@ async fn build_partition(
                     full_reason = Some(format!("the partition cannot be read ({e})"));
                     None
                 }
-                Ok((p, prov)) => match not_extendable(&FileSummary::of(&p, prov), &database_id, params) {
-                    Some(why) => {
-                        full_reason = Some(why);
-                        None
+                Ok((p, prov)) => {
+                    match not_extendable(&FileSummary::of(&p, prov.clone()), &database_id, params) {
+                        Some(why) => {
+                            full_reason = Some(why);
+                            None
+                        }
+                        None if !p.has_attrs() || prov.shock_types.is_none() => {
+                            full_reason = Some(
+                            "the partition has no per-row point-in-time attributes (built before point-in-time \
+                             search)"
+                                .into(),
+                        );
+                            None
+                        }
+                        None => Some((p, prov)),
                     }
-                    None => Some(p),
-                },
+                }
             }
         }
     };
 
     let mut b = None;
     let mut scan = None;
-    if let Some(p) = existing {
+    // The shock types numbered by the rows' tags: an append keeps the numbers.
+    let mut types = ShockTypes::default();
+    if let Some((p, prov)) = existing {
+        types = ShockTypes(prov.shock_types.clone().unwrap_or_default());
         // Rows of the partition still in the database unchanged, and the new ones.
         let stored: std::collections::HashSet<u64> =
             p.row_hashes().expect("checked").iter().copied().collect();
         let mut matched = 0usize;
-        let mut fresh: Vec<(String, String, Vec<f32>)> = Vec::new();
-        let s = scan_scenarios(db, model, set, |id, as_of, v| {
-            let date = as_of.to_string();
-            if stored.contains(&stabspace_index::row_hash(id, v, date.as_bytes())) {
+        let mut fresh: Vec<(String, String, Vec<f32>, RowAttrs)> = Vec::new();
+        let s = scan_scenarios(db, model, set, |row, v| {
+            let date = row.as_of.to_string();
+            let attrs = row_attrs(&mut types, row);
+            if stored.contains(&stabspace_index::row_hash_with(
+                &row.scenario_id,
+                v,
+                date.as_bytes(),
+                Some(&attrs),
+            )) {
                 matched += 1;
             } else {
-                fresh.push((id.to_string(), date, v.to_vec()));
+                fresh.push((row.scenario_id.clone(), date, v.to_vec(), attrs));
             }
             Ok(())
         })
         .await?;
         if matched == p.len() && stored.len() == p.len() {
             let mut ext = PartitionBuilder::extending(&p, fresh.len())?;
-            for (id, date, v) in &fresh {
-                ext.add(id, v, date.as_bytes())?;
+            for (id, date, v, attrs) in &fresh {
+                ext.add_with(id, v, date.as_bytes(), *attrs)?;
             }
             b = Some(ext);
             scan = Some(s);
         } else {
+            types = ShockTypes::default();
             full_reason = Some(format!(
                 "{} of the partition's {} rows were changed or removed in the database",
                 p.len() - matched.min(p.len()),
@@ -161,8 +183,10 @@ async fn build_partition(
         (Some(b), Some(s)) => (b, s),
         _ => {
             let mut b = PartitionBuilder::with_capacity(DIM, fp.rows.max(0) as usize)?;
-            let s = scan_scenarios(db, model, set, |id, as_of, v| {
-                b.add(id, v, as_of.to_string().as_bytes()).map(|_| ())
+            let s = scan_scenarios(db, model, set, |row, v| {
+                let attrs = row_attrs(&mut types, row);
+                b.add_with(&row.scenario_id, v, row.as_of.to_string().as_bytes(), attrs)
+                    .map(|_| ())
             })
             .await?;
             (b, s)
@@ -186,6 +210,7 @@ async fn build_partition(
         appended_rows: None,
         full_build_reason: None,
         calibration: None,
+        shock_types: Some(types.0),
     };
     // Filled in once the engine has built (or extended) and calibrated the graph.
     let provenance_of = |outcome: &stabspace_index::BuildOutcome<'_>| {
@@ -231,6 +256,11 @@ async fn build_partition(
         file_bytes: published.file_bytes,
         swept,
     })
+}
+
+/// A row's point-in-time attributes: its known-from day, shock type and severity.
+fn row_attrs(types: &mut ShockTypes, row: &ScenarioVector) -> RowAttrs {
+    types.attrs_adding(row.known_from, row.shock_type.as_deref(), row.severity.as_deref())
 }
 
 /// Rebuild one partition as `index rebuild` does, with its recorded

@@ -279,6 +279,10 @@ pub struct Provenance {
     /// Recall of the graph per search breadth, measured at build time.
     #[serde(default)]
     pub calibration: Option<CalibrationRecord>,
+    /// The shock types numbered by the rows' tags in the file's per-row
+    /// attributes (`None`: built before point-in-time search, without them).
+    #[serde(default)]
+    pub shock_types: Option<Vec<String>>,
 }
 
 impl Provenance {

@@ -1,12 +1,10 @@
 //! Reading a set's scenario vectors from the database, a page at a time:
 //! what the partition build and the exact scan from the database both read.
 
-use chrono::NaiveDate;
-
 use super::provenance::SpaceTally;
 use crate::encoders::describe_space;
 use crate::error::{Error, Result};
-use crate::storage::joint::joint_scenarios_page;
+use crate::storage::joint::{joint_scenarios_page, ScenarioVector};
 use crate::storage::Db;
 use crate::vector;
 
@@ -25,7 +23,7 @@ pub struct ScenarioScan {
 }
 
 /// Hand every STAB scenario vector of (model, set) that can be ranked by
-/// cosine to `add(id, scenario date, vector)`, in id order, a page at a time;
+/// cosine to `add(row, vector)` (the row without its bytes decoded), in id order, a page at a time;
 /// the others are counted in the scan. A set with nothing to add is the
 /// [`no_scenarios`] error, one that mixes feature spaces an error too. The
 /// partition build and the exact scan from the database both read this way.
@@ -33,7 +31,7 @@ pub async fn scan_scenarios(
     db: &Db,
     model: &str,
     set: &str,
-    mut add: impl FnMut(&str, NaiveDate, &[f32]) -> std::result::Result<(), stabspace_index::IndexError>,
+    mut add: impl FnMut(&ScenarioVector, &[f32]) -> std::result::Result<(), stabspace_index::IndexError>,
 ) -> Result<ScenarioScan> {
     let (mut zero, mut unusable, mut added) = (Vec::new(), Vec::new(), 0usize);
     let mut spaces = SpaceTally::default();
@@ -46,7 +44,7 @@ pub async fn scan_scenarios(
             spaces.add(s.feature_space.as_deref(), 1);
             match vector::usable(&s.vector) {
                 Ok(v) => {
-                    add(&s.scenario_id, s.as_of, &v).map_err(|e| {
+                    add(s, &v).map_err(|e| {
                         Error::Invalid(format!(
                             "scenario {} of set {set} under {model}: {e}",
                             s.scenario_id

@@ -447,6 +447,7 @@ impl App {
             recall: asked.recall,
             exact: asked.exact,
             no_quantized,
+            filtered: false,
         }
     }
 }

@@ -215,24 +215,45 @@ pub struct ScenarioVector {
     pub vector: Vec<u8>,
     /// The recorded feature space (`None`: not recorded).
     pub feature_space: Option<String>,
+    /// The date the scenario is known from, stored with the vector (`None`:
+    /// written before point-in-time search; a backfill stores it).
+    pub known_from: Option<NaiveDate>,
+    /// The scenario's `scenarios` row: shock type and severity.
+    pub shock_type: Option<String>,
+    pub severity: Option<String>,
 }
 
-impl From<JointVector> for ScenarioVector {
-    fn from(v: JointVector) -> Self {
+pub(super) type ScenarioCols = (
+    String,
+    NaiveDate,
+    Vec<u8>,
+    Option<String>,
+    Option<NaiveDate>,
+    Option<String>,
+    Option<String>,
+);
+
+impl From<ScenarioCols> for ScenarioVector {
+    fn from(
+        (scenario_id, as_of, vector, feature_space, known_from, shock_type, severity): ScenarioCols,
+    ) -> Self {
         ScenarioVector {
-            scenario_id: v.entity_id,
-            as_of: v.as_of_date,
-            vector: v.vector,
-            feature_space: v.feature_space,
+            scenario_id,
+            as_of,
+            vector,
+            feature_space,
+            known_from,
+            shock_type,
+            severity,
         }
     }
 }
 
-impl From<VectorCols> for ScenarioVector {
-    fn from(cols: VectorCols) -> Self {
-        JointVector::from(cols).into()
-    }
-}
+/// The columns of a [`ScenarioVector`]: the vector's row `j` with its
+/// `scenarios` row `s` joined.
+const SCENARIO_COLS: &str = "SELECT j.entity_id, j.as_of_date, j.vector, j.feature_space, j.known_from, \
+                             s.shock_type, s.severity FROM joint_embeddings j \
+                             LEFT JOIN scenarios s ON s.scenario_set_id = j.scope_id AND s.scenario_id = j.entity_id";
 
 /// One page of the joint scenario vectors of a set: scenario ids after
 /// `after`, in order, at most `page` of them.
@@ -243,10 +264,12 @@ pub async fn joint_scenarios_page(
     after: Option<&str>,
     page: u64,
 ) -> Result<Vec<ScenarioVector>> {
-    let sql = "SELECT entity_id, as_of_date, vector, feature_space FROM joint_embeddings \
-               WHERE joint_type = $1 AND model_id = $2 AND entity_type = 'SCENARIO' AND scope_id = $3 \
-                 AND ($4 IS NULL OR entity_id > $4) \
-               ORDER BY entity_id LIMIT $5";
+    let sql = format!(
+        "{SCENARIO_COLS} \
+         WHERE j.joint_type = $1 AND j.model_id = $2 AND j.entity_type = 'SCENARIO' AND j.scope_id = $3 \
+           AND ($4 IS NULL OR j.entity_id > $4) \
+         ORDER BY j.entity_id LIMIT $5"
+    );
     let args = [
         Arg::Text(STAB_JOINT_TYPE),
         Arg::Text(model),
@@ -254,7 +277,7 @@ pub async fn joint_scenarios_page(
         Arg::OptText(after),
         Arg::Int(sql_limit(Some(page))),
     ];
-    let rows: Vec<VectorCols> = fetch_all(db, sql, &args).await?;
+    let rows: Vec<ScenarioCols> = fetch_all(db, &sql, &args).await?;
     Ok(rows.into_iter().map(ScenarioVector::from).collect())
 }
 
@@ -283,13 +306,13 @@ pub async fn joint_scenarios_by_ids(
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(IN_CHUNK) {
         let sql = format!(
-            "SELECT entity_id, as_of_date, vector, feature_space FROM joint_embeddings \
-             WHERE joint_type = $1 AND model_id = $2 AND entity_type = 'SCENARIO' AND scope_id = $3 \
-               AND entity_id IN ({}) ORDER BY entity_id, as_of_date",
+            "{SCENARIO_COLS} \
+             WHERE j.joint_type = $1 AND j.model_id = $2 AND j.entity_type = 'SCENARIO' AND j.scope_id = $3 \
+               AND j.entity_id IN ({}) ORDER BY j.entity_id, j.as_of_date",
             placeholders(4, chunk.len())
         );
         let leading = [Arg::Text(STAB_JOINT_TYPE), Arg::Text(model), Arg::Text(set)];
-        let rows: Vec<VectorCols> = fetch_all(db, &sql, &with_ids(&leading, chunk)).await?;
+        let rows: Vec<ScenarioCols> = fetch_all(db, &sql, &with_ids(&leading, chunk)).await?;
         out.extend(rows.into_iter().map(ScenarioVector::from));
     }
     Ok(out)

@@ -53,6 +53,21 @@ pub async fn scenario_meta(db: &Db, set: &str) -> Result<HashMap<String, Scenari
         .collect())
 }
 
+/// The historical windows of `set` (shock type starting `hist`, any case:
+/// [`crate::pointintime::is_historical`]) with the last `day_index` of their
+/// paths and the market of their paths' first instrument (`None`: no path,
+/// or an instrument not in `instruments`).
+pub async fn historical_path_ends(db: &Db, set: &str) -> Result<Vec<(String, Option<i64>, Option<String>)>> {
+    let sql = "SELECT s.scenario_id, \
+                      (SELECT CAST(max(p.day_index) AS BIGINT) FROM scenario_paths p \
+                        WHERE p.scenario_set_id = s.scenario_set_id AND p.scenario_id = s.scenario_id), \
+                      (SELECT i.market_id FROM scenario_paths p JOIN instruments i ON i.instrument_id = p.instrument_id \
+                        WHERE p.scenario_set_id = s.scenario_set_id AND p.scenario_id = s.scenario_id \
+                        ORDER BY p.day_index, p.instrument_id LIMIT 1) \
+               FROM scenarios s WHERE s.scenario_set_id = $1 AND lower(substr(s.shock_type, 1, 4)) = 'hist'";
+    fetch_all(db, sql, &[Arg::Text(set)]).await
+}
+
 /// A scenario of a set with the number of distinct days of its paths
 /// (`None`, or 0: it has none).
 #[derive(Clone, Debug, PartialEq)]

@@ -61,6 +61,7 @@ pub static SCENARIOS: TableSpec = TableSpec {
         ("scenario_date", Col::Date),
         ("shock_type", Col::Text),
         ("severity", Col::Text),
+        ("known_from", Col::Date),
     ],
     key: &["scenario_set_id", "scenario_id"],
     on_conflict: OnConflict::Update,
@@ -160,6 +161,7 @@ pub static JOINT_EMBEDDINGS: TableSpec = TableSpec {
         ("entity_scope", Col::Json),
         ("vector", Col::Bytes),
         ("feature_space", Col::Text),
+        ("known_from", Col::Date),
     ],
     key: &[
         "joint_type",

@@ -76,16 +76,17 @@ pub async fn numeric_states(
 }
 
 /// One page of the numeric scenario vectors (`model`) of a set, with their
-/// `scenarios` row: (vector with scenario_date and the feature space as
-/// recorded, shock_type, severity).
+/// `scenarios` row: scenario_date, shock_type, severity and, as `known_from`,
+/// the override the scenarios CSV gave (`None`: none given).
 pub async fn numeric_scenarios_page(
     db: &Db,
     model: &str,
     set: &str,
     after: Option<&str>,
     page: u64,
-) -> Result<Vec<(ScenarioVector, Option<String>, Option<String>)>> {
-    let sql = "SELECT n.entity_id, s.scenario_date, n.vector, s.shock_type, s.severity, n.feature_space \
+) -> Result<Vec<ScenarioVector>> {
+    let sql = "SELECT n.entity_id, s.scenario_date, n.vector, n.feature_space, s.known_from, s.shock_type, \
+                      s.severity \
                FROM numeric_window_embeddings n JOIN scenarios s \
                  ON s.scenario_set_id = n.scope_id AND s.scenario_id = n.entity_id \
                WHERE n.model_id = $1 AND n.entity_type = 'SCENARIO' AND n.scope_id = $2 \
@@ -96,6 +97,7 @@ pub async fn numeric_scenarios_page(
         NaiveDate,
         Vec<u8>,
         Option<String>,
+        Option<NaiveDate>,
         Option<String>,
         Option<String>,
     );
@@ -106,23 +108,7 @@ pub async fn numeric_scenarios_page(
         Arg::Int(sql_limit(Some(page))),
     ];
     let rows: Vec<Cols> = fetch_all(db, sql, &args).await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(scenario_id, as_of, vector, shock_type, severity, feature_space)| {
-                (
-                    ScenarioVector {
-                        scenario_id,
-                        as_of,
-                        vector,
-                        feature_space,
-                    },
-                    shock_type,
-                    severity,
-                )
-            },
-        )
-        .collect())
+    Ok(rows.into_iter().map(ScenarioVector::from).collect())
 }
 
 /// How many numeric scenario vectors (`model`) of a set are stored.

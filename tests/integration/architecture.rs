@@ -183,7 +183,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("storage", &["storage", "with_pool", "on_tx"]),
-    ("domain", &["encoders", "portfolio", "joint"]),
+    ("domain", &["encoders", "portfolio", "pointintime", "joint"]),
     ("partitions", &["partitions"]),
     ("queries", &["nearest"]),
     (
@@ -414,6 +414,7 @@ fn the_domain_does_no_io() {
                 || [
                     "src/vector.rs",
                     "src/portfolio.rs",
+                    "src/pointintime.rs",
                     "src/spaces.rs",
                     "src/joint/mod.rs",
                 ]

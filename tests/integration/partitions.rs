@@ -38,6 +38,7 @@ fn scenarios(set: &str, count: usize) -> GenScenarios {
         model_id: MODEL.into(),
         seed: 3,
         scenario_date: NaiveDate::from_ymd_opt(2020, 3, 16).unwrap(),
+        spread_years: 0,
     }
 }
 

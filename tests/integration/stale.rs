@@ -35,6 +35,7 @@ pub(crate) fn scenarios(set: &str, count: usize) -> GenScenarios {
         model_id: MODEL.into(),
         seed: 5,
         scenario_date: NaiveDate::from_ymd_opt(2021, 6, 1).unwrap(),
+        spread_years: 0,
     }
 }
 

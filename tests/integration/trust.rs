@@ -38,6 +38,7 @@ fn gen(seed: u64) -> GenScenarios {
         model_id: JOINT.into(),
         seed,
         scenario_date: NaiveDate::from_ymd_opt(2020, 3, 16).unwrap(),
+        spread_years: 0,
     }
 }
 

@@ -564,6 +564,7 @@ async fn states_of_two_spaces_are_not_averaged_even_against_unrecorded_scenarios
             model_id: MIXED.into(),
             seed: 1,
             scenario_date: as_of,
+            spread_years: 0,
         },
         &Quiet,
     )

@@ -1,0 +1,176 @@
+//! Per-row attributes and the filters over them: what filtered searches
+//! (`Partition::search_filtered`, `FlatIndex::search_filtered`) admit.
+//!
+//! The engine knows three attributes per row and nothing of what they mean:
+//! an ordered integer `key` (stabspace stores a day number), a `tag` (a
+//! category number) and a `value` (an ordered float). A [`RowFilter`] admits
+//! a row when its key is below a bound, its tag is one of a list and its
+//! value is at least a floor, each only when asked. The `ATTRIBUTES` section
+//! of a partition holds the three as columns (`FORMAT.md`).
+
+use bytemuck::{Pod, Zeroable};
+
+/// A row's attributes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct RowAttrs {
+    /// An ordered key ([`RowAttrs::NO_KEY`]: none; no `key_below` admits it).
+    pub key: i32,
+    /// A category ([`RowAttrs::NO_TAG`]: none; no tag list admits it).
+    pub tag: u32,
+    /// An ordered value (NaN: none; no `value_at_least` admits it).
+    pub value: f32,
+}
+
+impl RowAttrs {
+    /// The key of a row that has none: above every bound.
+    pub const NO_KEY: i32 = i32::MAX;
+    /// The tag of a row that has none.
+    pub const NO_TAG: u32 = u32::MAX;
+    /// A row with no attributes: admitted only by a filter that asks nothing.
+    pub const NONE: RowAttrs = RowAttrs {
+        key: Self::NO_KEY,
+        tag: Self::NO_TAG,
+        value: f32::NAN,
+    };
+}
+
+impl Default for RowAttrs {
+    fn default() -> Self {
+        RowAttrs::NONE
+    }
+}
+
+/// Which rows a filtered search may return. The default admits every row.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RowFilter {
+    /// Only rows whose key is strictly below this.
+    pub key_below: Option<i32>,
+    /// Only rows whose tag is one of these (an empty list admits nothing).
+    pub tags: Option<Vec<u32>>,
+    /// Only rows whose value is at least this.
+    pub value_at_least: Option<f32>,
+}
+
+impl RowFilter {
+    /// Whether the filter asks nothing (every row is admitted).
+    pub fn is_empty(&self) -> bool {
+        self.key_below.is_none() && self.tags.is_none() && self.value_at_least.is_none()
+    }
+
+    /// Whether a row with these attributes is admitted.
+    #[inline]
+    pub fn admits(&self, a: &RowAttrs) -> bool {
+        self.key_below.is_none_or(|b| a.key < b)
+            && self.tags.as_ref().is_none_or(|t| t.contains(&a.tag))
+            && self.value_at_least.is_none_or(|v| a.value >= v)
+    }
+}
+
+/// The attribute columns of a set of rows (mapped from a partition, or held
+/// by a [`crate::FlatIndex`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AttrColumns<'a> {
+    pub keys: &'a [i32],
+    pub tags: &'a [u32],
+    pub values: &'a [f32],
+}
+
+impl AttrColumns<'_> {
+    /// Whether row `row` is admitted by `f`, reading only the columns `f` asks about.
+    #[inline]
+    pub fn admits(&self, f: &RowFilter, row: u32) -> bool {
+        let r = row as usize;
+        f.key_below.is_none_or(|b| self.keys[r] < b)
+            && f.tags.as_ref().is_none_or(|t| t.contains(&self.tags[r]))
+            && f.value_at_least.is_none_or(|v| self.values[r] >= v)
+    }
+
+    /// The attributes of row `row`.
+    pub fn get(&self, row: usize) -> RowAttrs {
+        RowAttrs {
+            key: self.keys[row],
+            tag: self.tags[row],
+            value: self.values[row],
+        }
+    }
+
+    /// The rows `f` admits, in row order.
+    pub fn admitted(&self, f: &RowFilter) -> Vec<u32> {
+        (0..self.keys.len() as u32)
+            .filter(|&r| self.admits(f, r))
+            .collect()
+    }
+}
+
+/// The bytes of the `ATTRIBUTES` section for these rows: the keys (`i32`),
+/// then the tags (`u32`), then the values (`f32`), `count` of each.
+pub(crate) fn encode(attrs: &[RowAttrs]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(attrs.len() * 12);
+    for a in attrs {
+        out.extend_from_slice(&a.key.to_le_bytes());
+    }
+    for a in attrs {
+        out.extend_from_slice(&a.tag.to_le_bytes());
+    }
+    for a in attrs {
+        out.extend_from_slice(&a.value.to_le_bytes());
+    }
+    out
+}
+
+/// Columns as owned vectors (for builders and in-memory indexes).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct AttrVecs {
+    pub keys: Vec<i32>,
+    pub tags: Vec<u32>,
+    pub values: Vec<f32>,
+}
+
+impl AttrVecs {
+    pub fn push(&mut self, a: RowAttrs) {
+        self.keys.push(a.key);
+        self.tags.push(a.tag);
+        self.values.push(a.value);
+    }
+
+    pub fn columns(&self) -> AttrColumns<'_> {
+        AttrColumns {
+            keys: &self.keys,
+            tags: &self.tags,
+            values: &self.values,
+        }
+    }
+
+    pub fn rows(&self) -> Vec<RowAttrs> {
+        (0..self.keys.len()).map(|r| self.columns().get(r)).collect()
+    }
+}
+
+/// How a filtered search ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterPath {
+    /// Every admitted row scored exactly (few rows admitted, no graph, or no breadth).
+    Exact,
+    /// The graph traversed with a beam of this many rows, admitted or not.
+    Graph { beam: usize },
+}
+
+/// Rows admitted below which a filtered search scans them exactly rather
+/// than traversing the graph: a traversal scores about `beam` × 4 rows.
+pub(crate) const EXACT_FACTOR: usize = 4;
+
+/// How to search `admitted` of `rows` rows at breadth `ef` (`None`: exactly).
+pub(crate) fn plan(rows: usize, admitted: usize, ef: Option<usize>, k: usize, graph: bool) -> FilterPath {
+    let Some(ef) = ef.filter(|_| graph && admitted > 0) else {
+        return FilterPath::Exact;
+    };
+    let ef = ef.max(k);
+    // The beam holds about `ef` admitted rows when it settles.
+    let beam = (ef as u128 * rows as u128).div_ceil(admitted as u128) as usize;
+    if beam >= rows || admitted <= beam.saturating_mul(EXACT_FACTOR) {
+        FilterPath::Exact
+    } else {
+        FilterPath::Graph { beam }
+    }
+}
