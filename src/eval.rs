@@ -81,8 +81,11 @@ pub struct EvalReport {
     pub stab_model_id: String,
     pub feature_space: Option<String>,
     pub market_id: String,
-    /// Scenarios ranked (the whole set).
+    /// Scenarios in the set (each query ranks them all, or with a filter
+    /// those it admits and the window evaluated).
     pub scenarios: usize,
+    /// The filter of the scenarios ranked (`None`: every scenario).
+    pub filter: Option<String>,
     /// Historical windows in the set.
     pub windows: usize,
     pub scores: Vec<OffsetScore>,
@@ -265,6 +268,8 @@ pub async fn eval_retrieval(db: &Db, spec: &EvalSpec, progress: &dyn Progress) -
     // Rank every scenario of the set for each query.
     let n = space.len();
     let mut ranks = Vec::new();
+    // Scenarios ranked per query when a filter narrows them.
+    let mut competitors: Vec<usize> = Vec::new();
     for &(w, offset, d) in &queries {
         let win = &windows[w];
         let Some((v, used)) = portfolios.get(&d) else {
@@ -274,7 +279,19 @@ pub async fn eval_retrieval(db: &Db, spec: &EvalSpec, progress: &dyn Progress) -
             ));
             continue;
         };
-        let hits = space.search(v, n)?;
+        let mut hits = space.search(v, n)?;
+        if !spec.search.filter.is_empty() {
+            // The window evaluated always competes; the others only when the
+            // filter admits them on the query's date (point-in-time: known before it).
+            let admitted: std::collections::HashSet<String> = space
+                .search_filtered(v, n, &spec.search.filter.at(d))?
+                .hits
+                .into_iter()
+                .map(|h| h.scenario_id)
+                .collect();
+            hits.retain(|h| h.scenario_id == win.scenario_id || admitted.contains(&h.scenario_id));
+            competitors.push(hits.len());
+        }
         let pos = hits.iter().position(|h| h.scenario_id == win.scenario_id);
         ranks.push(WindowRank {
             scenario_id: win.scenario_id.clone(),
@@ -293,10 +310,16 @@ pub async fn eval_retrieval(db: &Db, spec: &EvalSpec, progress: &dyn Progress) -
             list_or(&skipped, "no windows")
         )));
     }
+    // Chance is computed for the scenarios a query ranks: with a filter, the mean of them.
+    let ranked = if competitors.is_empty() {
+        n
+    } else {
+        (competitors.iter().sum::<usize>() as f64 / competitors.len() as f64).round() as usize
+    };
     let scores = spec
         .offsets
         .iter()
-        .map(|&o| score(o, ranks.iter().filter(|r| r.offset == o), n))
+        .map(|&o| score(o, ranks.iter().filter(|r| r.offset == o), ranked))
         .collect();
     Ok(EvalReport {
         scenario_set_id: set.to_string(),
@@ -305,6 +328,7 @@ pub async fn eval_retrieval(db: &Db, spec: &EvalSpec, progress: &dyn Progress) -
         feature_space: space.feature_space.clone(),
         market_id: spec.market_id.clone(),
         scenarios: n,
+        filter: (!spec.search.filter.is_empty()).then(|| spec.search.filter.describe()),
         windows: windows.len(),
         scores,
         ranks,

@@ -58,6 +58,12 @@ impl From<Option<String>> for Cell {
         s.map_or(Cell::Null, Cell::Text)
     }
 }
+impl From<Option<NaiveDate>> for Cell {
+    fn from(d: Option<NaiveDate>) -> Self {
+        d.map_or(Cell::Null, Cell::from)
+    }
+}
+
 impl From<NaiveDate> for Cell {
     fn from(d: NaiveDate) -> Self {
         Cell::Date(d)

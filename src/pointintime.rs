@@ -169,6 +169,42 @@ impl ScenarioFilter {
     }
 }
 
+/// The filter of a run of queries: a fixed [`ScenarioFilter`], and with
+/// `point_in_time` each query also bounded by its own date.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QueryFilter {
+    pub point_in_time: bool,
+    pub filter: ScenarioFilter,
+}
+
+impl QueryFilter {
+    /// Whether queries are filtered at all.
+    pub fn is_empty(&self) -> bool {
+        !self.point_in_time && self.filter.is_empty()
+    }
+
+    /// The filter of a query dated `d`.
+    pub fn at(&self, d: NaiveDate) -> ScenarioFilter {
+        if self.point_in_time {
+            self.filter.before(d)
+        } else {
+            self.filter.clone()
+        }
+    }
+
+    /// In words, for summaries.
+    pub fn describe(&self) -> String {
+        match (self.point_in_time, self.filter.is_empty()) {
+            (false, _) => self.filter.describe(),
+            (true, true) => "point-in-time (known before each query's date)".into(),
+            (true, false) => format!(
+                "point-in-time (known before each query's date), {}",
+                self.filter.describe()
+            ),
+        }
+    }
+}
+
 /// The shock types of a partition, numbered as its rows' tags: in the order
 /// the build first met them (an append keeps the numbers and adds new ones
 /// at the end).

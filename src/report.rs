@@ -22,6 +22,7 @@ pub fn similar_scenarios(set: &str, instrument: &str, as_of: NaiveDate, found: S
         "as_of_date",
         "answered_by",
         "partition_stale",
+        "scenario_known_from",
     ]);
     let answer = found.answer;
     for (i, h) in found.hits.into_iter().enumerate() {
@@ -36,6 +37,7 @@ pub fn similar_scenarios(set: &str, instrument: &str, as_of: NaiveDate, found: S
             as_of.into(),
             answer.by.label().into(),
             answer.partition_stale.into(),
+            h.known_from.into(),
         ]);
     }
     t
@@ -56,6 +58,7 @@ pub fn portfolio_exposure(set: &str, portfolio: &str, e: Exposure) -> Table {
         "weight_covered",
         "answered_by",
         "partition_stale",
+        "scenario_known_from",
     ]);
     for h in e.hits {
         t.push(vec![
@@ -70,6 +73,7 @@ pub fn portfolio_exposure(set: &str, portfolio: &str, e: Exposure) -> Table {
             e.vector.weight_covered.into(),
             e.answer.by.label().into(),
             e.answer.partition_stale.into(),
+            h.known_from.into(),
         ]);
     }
     t

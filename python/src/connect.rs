@@ -9,8 +9,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use stabspace::config::{
-    parse_date, parse_gigabytes, parse_partition_store, Config, CACHE_DIR_ENV, CACHE_MAX_GB_ENV,
-    PARTITION_STORE_ENV,
+    parse_gigabytes, parse_partition_store, Config, CACHE_DIR_ENV, CACHE_MAX_GB_ENV, PARTITION_STORE_ENV,
 };
 use stabspace::diagnostics::{find_similar, portfolio_exposure};
 use stabspace::output::{Cell, Table};
@@ -24,6 +23,7 @@ use stabspace::storage::{redact, Db};
 
 use crate::arrays;
 use crate::errors;
+use crate::filters;
 
 const JOINT_MODEL: &str = "joint-stab-fragility-v1";
 
@@ -132,9 +132,12 @@ impl Connection {
     /// `find-similar-stab-scenarios`: the instrument's STAB state on `as_of` (its latest on or
     /// before it) and the `top_k` scenarios of the set nearest to it by cosine. Columns: rank,
     /// cosine, euclidean, scenario_set_id, scenario_id, scenario_as_of, instrument_id,
-    /// as_of_date. `ef`, `recall`, `exact` and `quantized=False` are the CLI's --ef, --recall,
-    /// --exact and --no-quantized.
-    #[pyo3(signature = (instrument_id, as_of, model_id = JOINT_MODEL.to_string(), scenario_set_id = None, top_k = 20, *, ef = None, recall = None, exact = false, quantized = true))]
+    /// as_of_date, answered_by, partition_stale, scenario_known_from. `ef`, `recall`, `exact`
+    /// and `quantized=False` are the CLI's --ef, --recall, --exact and --no-quantized;
+    /// `point_in_time=True` lists only scenarios known strictly before `as_of`, and
+    /// `known_before` (a date), `shock_type` (a string or list) and `min_severity` (a number
+    /// or LOW … EXTREME) filter as the CLI's flags do.
+    #[pyo3(signature = (instrument_id, as_of, model_id = JOINT_MODEL.to_string(), scenario_set_id = None, top_k = 20, *, ef = None, recall = None, exact = false, quantized = true, point_in_time = false, known_before = None, shock_type = None, min_severity = None))]
     #[allow(clippy::too_many_arguments, reason = "the CLI's flags, one to one")]
     fn similar_scenarios<'py>(
         &self,
@@ -148,11 +151,18 @@ impl Connection {
         recall: Option<f64>,
         exact: bool,
         quantized: bool,
+        point_in_time: bool,
+        known_before: Option<&Bound<'py, PyAny>>,
+        shock_type: Option<&Bound<'py, PyAny>>,
+        min_severity: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let as_of = date(as_of)?;
         let set = required(scenario_set_id)?;
         let k = arrays::positive("top_k", top_k)?;
-        let search = self.search_opts(ef, recall, exact, quantized)?;
+        let search = SearchOpts {
+            filter: filters::workflow(point_in_time, known_before, shock_type, min_severity)?,
+            ..self.search_opts(ef, recall, exact, quantized)?
+        };
         let found = py
             .detach(|| {
                 self.rt.block_on(find_similar(
@@ -174,7 +184,9 @@ impl Connection {
     /// Columns: cosine, euclidean, scenario_set_id, scenario_id, scenario_as_of, portfolio_id,
     /// portfolio_ctx_norm, num_instruments_used, weight_covered. Below `min_coverage` of the
     /// absolute weight covered by states it raises ValueError, as the CLI fails.
-    #[pyo3(signature = (portfolio_id, as_of, scenario_set_id, stab_model_id = JOINT_MODEL.to_string(), top_k = 20, *, ef = None, recall = None, exact = false, quantized = true, min_coverage = DEFAULT_MIN_COVERAGE))]
+    /// `point_in_time`, `known_before`, `shock_type` and `min_severity` filter the scenarios as
+    /// in `similar_scenarios`.
+    #[pyo3(signature = (portfolio_id, as_of, scenario_set_id, stab_model_id = JOINT_MODEL.to_string(), top_k = 20, *, ef = None, recall = None, exact = false, quantized = true, min_coverage = DEFAULT_MIN_COVERAGE, point_in_time = false, known_before = None, shock_type = None, min_severity = None))]
     #[allow(clippy::too_many_arguments, reason = "the CLI's flags, one to one")]
     fn portfolio_exposure<'py>(
         &self,
@@ -189,6 +201,10 @@ impl Connection {
         exact: bool,
         quantized: bool,
         min_coverage: f64,
+        point_in_time: bool,
+        known_before: Option<&Bound<'py, PyAny>>,
+        shock_type: Option<&Bound<'py, PyAny>>,
+        min_severity: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let as_of = date(as_of)?;
         let k = arrays::positive("top_k", top_k)?;
@@ -197,7 +213,10 @@ impl Connection {
                 "min_coverage must be between 0 and 1, got {min_coverage}"
             )));
         }
-        let search = self.search_opts(ef, recall, exact, quantized)?;
+        let search = SearchOpts {
+            filter: filters::workflow(point_in_time, known_before, shock_type, min_severity)?,
+            ..self.search_opts(ef, recall, exact, quantized)?
+        };
         let e = py
             .detach(|| {
                 self.rt.block_on(portfolio_exposure(
@@ -231,7 +250,7 @@ impl Connection {
             recall: asked.recall,
             exact: asked.exact,
             no_quantized: !quantized,
-            filtered: false,
+            filter: Default::default(),
         })
     }
 }
@@ -240,24 +259,8 @@ fn required(set: Option<String>) -> PyResult<String> {
     set.ok_or_else(|| PyValueError::new_err("scenario_set_id is required: the scenario set to search"))
 }
 
-/// A date given as "YYYY-MM-DD" or as a datetime.date (or anything with `isoformat()`:
-/// datetime, pandas Timestamp, numpy datetime64 through pandas).
 fn date(v: &Bound<'_, PyAny>) -> PyResult<NaiveDate> {
-    let text: String = match v.extract::<String>() {
-        Ok(s) => s,
-        // A datetime's isoformat() goes on with the time: its first ten characters are the day.
-        Err(_) => v
-            .call_method0("isoformat")
-            .and_then(|s| s.extract::<String>())
-            .map(|s| s.chars().take(10).collect())
-            .map_err(|_| {
-                PyValueError::new_err(format!(
-                    "as_of must be a date or a \"YYYY-MM-DD\" string, got {}",
-                    v.get_type().name().map(|n| n.to_string()).unwrap_or_default()
-                ))
-            })?,
-    };
-    parse_date(&text).map_err(|e| PyValueError::new_err(format!("as_of: {e}")))
+    filters::date(v, "as_of")
 }
 
 fn py_date(py: Python<'_>, d: NaiveDate) -> PyResult<Bound<'_, PyAny>> {

@@ -9,6 +9,7 @@ mod arrays;
 mod build;
 mod connect;
 mod errors;
+mod filters;
 mod partition;
 
 use pyo3::prelude::*;

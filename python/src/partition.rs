@@ -15,7 +15,9 @@ use stabspace::nearest::breadth::{calibrated_ef, graph_breadth, Breadth, DEFAULT
 use stabspace_index::{Hit, Partition as Engine};
 
 use crate::arrays::{self, Shape, Vectors};
-use crate::errors;
+use crate::{errors, filters};
+use stabspace::partitions::Provenance;
+use stabspace::pointintime::{ScenarioFilter, ShockTypes};
 
 /// An index partition file, memory-mapped (opening it reads only its header
 /// and section table). Safe to share between threads; searches release the GIL.
@@ -161,7 +163,14 @@ impl Partition {
     /// The `k` nearest rows to one vector `q` (1-D, float32 or float64): approximate top-k on
     /// the graph with breadth `ef`, then an exact re-rank. Without `ef`, the breadth is the
     /// one calibrated for `recall` (default 0.95). Returns Hits with 1-D arrays.
-    #[pyo3(signature = (q, k = 10, ef = None, recall = None))]
+    ///
+    /// `known_before` (a date) returns only rows known strictly before it (point-in-time),
+    /// `shock_type` (a string or list) only those shock types, `min_severity` (a number or
+    /// LOW … EXTREME) only rows at least that severe; the graph is searched with its beam
+    /// widened as fewer rows are admitted, at the same calibrated recall. Hits then carry
+    /// `admitted`, how many rows the filter admitted (0: none was known before the date).
+    #[pyo3(signature = (q, k = 10, ef = None, recall = None, *, known_before = None, shock_type = None, min_severity = None))]
+    #[allow(clippy::too_many_arguments, reason = "a search call's arguments")]
     fn search(
         &self,
         py: Python<'_>,
@@ -169,9 +178,21 @@ impl Partition {
         k: i64,
         ef: Option<i64>,
         recall: Option<f64>,
+        known_before: Option<&Bound<'_, PyAny>>,
+        shock_type: Option<&Bound<'_, PyAny>>,
+        min_severity: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Hits> {
         let (k, how, v) = self.query(py, q, "q", Shape::One, k, ef, recall)?;
         let q = v.flat();
+        if let Some(filters) = filters::per_query(known_before, shock_type, min_severity, 1, false)? {
+            let f = self.row_filters(&filters)?;
+            let found = py
+                .detach(|| self.inner.search_filtered(q, k, ef_of(how), &f[0]))
+                .map_err(errors::engine)?;
+            let admitted = vec![found.admitted];
+            return Hits::new(py, vec![found.hits], k.min(self.inner.len()), false, how)?
+                .with_admitted(py, admitted, false);
+        }
         let hits = py
             .detach(|| match how {
                 How::Graph(ef) => self.inner.search(q, k, ef),
@@ -184,8 +205,12 @@ impl Partition {
     /// The `k` nearest rows to each row of `Q` (2-D, n × dim), searched in parallel on the
     /// thread pool (RAYON_NUM_THREADS sets its size) with the GIL released. Returns Hits with
     /// `ids` a list of n lists and `rows`, `cosine`, `euclidean` arrays of shape (n, k).
-    #[pyo3(signature = (Q, k = 10, ef = None, recall = None))]
+    /// `known_before` is one date for every row of `Q` or a sequence of n dates (each query
+    /// sees only rows known strictly before its own); `shock_type` and `min_severity` as in
+    /// `search`. Filtered Hits carry `admitted`, an int64 array of n counts.
+    #[pyo3(signature = (Q, k = 10, ef = None, recall = None, *, known_before = None, shock_type = None, min_severity = None))]
     #[allow(non_snake_case, reason = "a matrix, as numpy users write it")]
+    #[allow(clippy::too_many_arguments, reason = "a search call's arguments")]
     fn search_batch(
         &self,
         py: Python<'_>,
@@ -193,9 +218,27 @@ impl Partition {
         k: i64,
         ef: Option<i64>,
         recall: Option<f64>,
+        known_before: Option<&Bound<'_, PyAny>>,
+        shock_type: Option<&Bound<'_, PyAny>>,
+        min_severity: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Hits> {
         let (k, how, v) = self.query(py, Q, "Q", Shape::Many, k, ef, recall)?;
         let flat = v.flat();
+        let n = flat.len() / self.inner.dim().max(1);
+        if let Some(filters) = filters::per_query(known_before, shock_type, min_severity, n, true)? {
+            let f = self.row_filters(&filters)?;
+            let queries: Vec<Vec<f32>> = flat
+                .chunks_exact(self.inner.dim().max(1))
+                .map(<[f32]>::to_vec)
+                .collect();
+            let found = py
+                .detach(|| self.inner.search_batch_filtered(&queries, &f, k, ef_of(how)))
+                .map_err(errors::engine)?;
+            let admitted: Vec<usize> = found.iter().map(|f| f.admitted).collect();
+            let hits = found.into_iter().map(|f| f.hits).collect();
+            return Hits::new(py, hits, k.min(self.inner.len()), true, how)?
+                .with_admitted(py, admitted, true);
+        }
         let hits = py.detach(|| self.batch(flat, k, how)).map_err(errors::engine)?;
         Hits::new(py, hits, k.min(self.inner.len()), true, how)
     }
@@ -241,6 +284,23 @@ impl Partition {
 }
 
 impl Partition {
+    /// The engine's filters of `filters`: shock types numbered as the
+    /// partition's provenance records them.
+    fn row_filters(&self, filters: &[ScenarioFilter]) -> PyResult<Vec<stabspace_index::RowFilter>> {
+        if !self.inner.has_attrs() {
+            return Err(errors::engine(stabspace_index::IndexError::NoAttributes {
+                path: self.inner.path().to_path_buf(),
+            }));
+        }
+        let types = ShockTypes(
+            Provenance::of(&self.inner)
+                .ok()
+                .and_then(|p| p.shock_types)
+                .unwrap_or_default(),
+        );
+        Ok(filters.iter().map(|f| f.row_filter(&types)).collect())
+    }
+
     /// What every search checks first: `k`, the breadth, and the query vectors.
     #[allow(clippy::too_many_arguments, reason = "a search call's arguments, passed on")]
     fn query<'py>(
@@ -315,6 +375,10 @@ pub struct Hits {
     /// on its own knows no database (a Connection's frames carry the column).
     #[pyo3(get)]
     partition_stale: Option<bool>,
+    /// With a filter (`known_before`, `shock_type`, `min_severity`): how many rows it
+    /// admitted (an int for one query, an int64 array for a batch); else None.
+    #[pyo3(get)]
+    admitted: Option<Py<PyAny>>,
     queries: usize,
 }
 
@@ -345,6 +409,7 @@ impl Hits {
                     ef: ef_of(how),
                     answered_by: answered_by(how),
                     partition_stale: None,
+                    admitted: None,
                     queries: 1,
                 });
             }
@@ -366,8 +431,22 @@ impl Hits {
             ef: ef_of(how),
             answered_by: answered_by(how),
             partition_stale: None,
+            admitted: None,
             queries: n,
         })
+    }
+}
+
+impl Hits {
+    /// These hits with the filter's admitted counts.
+    fn with_admitted(mut self, py: Python<'_>, admitted: Vec<usize>, matrix: bool) -> PyResult<Hits> {
+        self.admitted = Some(if matrix {
+            let counts: Vec<i64> = admitted.iter().map(|&a| a as i64).collect();
+            PyArray1::from_vec(py, counts).into_any().unbind()
+        } else {
+            admitted[0].into_pyobject(py)?.into_any().unbind()
+        });
+        Ok(self)
     }
 }
 

@@ -49,6 +49,10 @@ class Hits:
     def partition_stale(self) -> Optional[bool]:
         """None: a partition file opened on its own knows no database. A Connection's
         frames carry answered_by and partition_stale columns for the database's view."""
+    @property
+    def admitted(self) -> Union[None, int, npt.NDArray[np.int64]]:
+        """With a filter (known_before, shock_type, min_severity): how many rows it admitted
+        (an int for one query, an array for a batch; 0: none was known before the date)."""
     def __len__(self) -> int: ...
 
 class Partition:
@@ -85,17 +89,27 @@ class Partition:
         k: int = 10,
         ef: Optional[int] = None,
         recall: Optional[float] = None,
+        *,
+        known_before: Optional[_Date] = None,
+        shock_type: Union[None, str, Sequence[str]] = None,
+        min_severity: Union[None, float, str] = None,
     ) -> Hits:
         """The k nearest rows to one vector (1-D float32/float64). Without ef, the breadth
-        calibrated for `recall` (default 0.95)."""
+        calibrated for `recall` (default 0.95). known_before: only rows known strictly before
+        that date (point-in-time); shock_type, min_severity: only those rows."""
     def search_batch(
         self,
         Q: npt.ArrayLike,
         k: int = 10,
         ef: Optional[int] = None,
         recall: Optional[float] = None,
+        *,
+        known_before: Union[None, _Date, Sequence[_Date]] = None,
+        shock_type: Union[None, str, Sequence[str]] = None,
+        min_severity: Union[None, float, str] = None,
     ) -> Hits:
-        """The k nearest rows to each row of Q (n × dim), on the thread pool."""
+        """The k nearest rows to each row of Q (n × dim), on the thread pool. known_before:
+        one date for all rows of Q, or one per row."""
     def search_exact(self, q: npt.ArrayLike, k: int = 10) -> Hits:
         """Exact top-k by scanning every row, for one vector or a matrix of them."""
     def _time_search(
@@ -134,10 +148,15 @@ class Connection:
         recall: Optional[float] = None,
         exact: bool = False,
         quantized: bool = True,
+        point_in_time: bool = False,
+        known_before: Optional[_Date] = None,
+        shock_type: Union[None, str, Sequence[str]] = None,
+        min_severity: Union[None, float, str] = None,
     ) -> Any:
         """find-similar-stab-scenarios: a pandas DataFrame (list of dicts without pandas)
         with columns rank, cosine, euclidean, scenario_set_id, scenario_id, scenario_as_of,
-        instrument_id, as_of_date."""
+        instrument_id, as_of_date, answered_by, partition_stale, scenario_known_from.
+        point_in_time=True: only scenarios known strictly before as_of."""
     def portfolio_exposure(
         self,
         portfolio_id: str,
@@ -151,6 +170,10 @@ class Connection:
         exact: bool = False,
         quantized: bool = True,
         min_coverage: float = 0.9,
+        point_in_time: bool = False,
+        known_before: Optional[_Date] = None,
+        shock_type: Union[None, str, Sequence[str]] = None,
+        min_severity: Union[None, float, str] = None,
     ) -> Any:
         """show-portfolio-stab-scenario-exposure: a pandas DataFrame (list of dicts without
         pandas) with columns cosine, euclidean, scenario_set_id, scenario_id, scenario_as_of,

@@ -37,6 +37,14 @@ pub struct SearchArgs {
 }
 
 impl SearchArgs {
+    /// The search options with the filter of `filter`'s flags.
+    pub fn filtered(&self, config: &Config, filter: &FilterArgs) -> Result<SearchOpts> {
+        Ok(SearchOpts {
+            filter: filter.query_filter(),
+            ..self.opts(config)?
+        })
+    }
+
     pub fn opts(&self, config: &Config) -> Result<SearchOpts> {
         Ok(SearchOpts {
             // --exact answers from the database alone.
@@ -49,7 +57,7 @@ impl SearchArgs {
             recall: self.recall,
             exact: self.exact,
             no_quantized: self.no_quantized,
-            filtered: false,
+            filter: Default::default(),
         })
     }
 }
@@ -76,26 +84,16 @@ pub struct FilterArgs {
 }
 
 impl FilterArgs {
-    /// The filter of a query dated `date` (`--point-in-time` bounds it by that date).
-    pub fn filter(&self, date: chrono::NaiveDate) -> crate::pointintime::ScenarioFilter {
-        let f = crate::pointintime::ScenarioFilter {
-            known_before: self.known_before,
-            shock_types: self.shock_type.clone(),
-            min_severity: self.min_severity,
-        };
-        if self.point_in_time {
-            f.before(date)
-        } else {
-            f
+    /// The library's filter of these flags.
+    pub fn query_filter(&self) -> crate::pointintime::QueryFilter {
+        crate::pointintime::QueryFilter {
+            point_in_time: self.point_in_time,
+            filter: crate::pointintime::ScenarioFilter {
+                known_before: self.known_before,
+                shock_types: self.shock_type.clone(),
+                min_severity: self.min_severity,
+            },
         }
-    }
-
-    /// Whether any filter was asked for.
-    pub fn any(&self) -> bool {
-        self.point_in_time
-            || self.known_before.is_some()
-            || !self.shock_type.is_empty()
-            || self.min_severity.is_some()
     }
 }
 

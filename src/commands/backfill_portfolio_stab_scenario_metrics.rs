@@ -1,7 +1,7 @@
 use chrono::NaiveDate;
 
 use crate::cli::args::CoverageArgs;
-use crate::cli::args::SearchArgs;
+use crate::cli::args::{FilterArgs, SearchArgs};
 use crate::cli::global::GlobalOpts;
 use crate::cli::progress::Bars;
 use crate::config::parse_date;
@@ -19,7 +19,13 @@ absolute weight in holdings with a STAB state), with stab_answered_by and stab_p
 (how the nearest scenarios were found: index, index+delta or exact-scan; see \
 find-similar-stab-scenarios --help). Every other key is kept. A day that cannot be scored \
 (no weights, no states, holdings below --min-coverage, a vector without direction) is skipped and \
-counted by reason in the summary. One transaction: \
+counted by reason in the summary.\n\n\
+--point-in-time compares each day only with scenarios known strictly before it (what a backtest \
+needs: no look-ahead). A day with no such scenario is skipped, counted and named in the summary, and \
+the run goes on. risk_metrics records stab_point_in_time (true or false), stab_scenario_filter (the \
+--known-before, --shock-type and --min-severity bounds, or null) and stab_closest_scenario_known_from, \
+so a later reader (backfill-backtest-stab-scenario-metrics) can tell.\n\n\
+One transaction: \
 an error writes nothing; re-running changes nothing.\n\n\
 Example: stabspace backfill-portfolio-stab-scenario-metrics --portfolio-id PORTFOLIO_CORE_US_EQ_001 \
 --scenario-set-id STAB_EQ_CRASH_SET_V0 --stab-model-id joint-stab-fragility-v1 \
@@ -49,6 +55,8 @@ pub struct Args {
     #[command(flatten)]
     pub search: SearchArgs,
     #[command(flatten)]
+    pub filter: FilterArgs,
+    #[command(flatten)]
     pub coverage: CoverageArgs,
 }
 
@@ -63,7 +71,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             model_id: a.stab_model_id,
             start: a.start,
             end: a.end,
-            search: a.search.opts(&g.config())?,
+            search: a.search.filtered(&g.config(), &a.filter)?,
             min_coverage: a.coverage.min_coverage,
         },
         &bars,

@@ -267,6 +267,14 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
 
     let set = gen.scenario_sets[0].clone();
     let search = g.config().search_opts()?;
+    // A backtest's days see only the windows known before them.
+    let point_in_time = crate::nearest::SearchOpts {
+        filter: crate::pointintime::QueryFilter {
+            point_in_time: true,
+            ..Default::default()
+        },
+        ..search.clone()
+    };
     let m = backfill_portfolio_metrics(
         &db,
         &MetricsBackfill {
@@ -275,13 +283,16 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             model_id: joint_model.into(),
             start: gen.first_date,
             end: as_of,
-            search: search.clone(),
+            search: point_in_time,
             min_coverage: DEFAULT_MIN_COVERAGE,
         },
         &bars,
     )
     .await?;
-    print!("5. backfill-portfolio-stab-scenario-metrics --scenario-set-id {set} --stab-model-id {joint_model}: {m}");
+    print!(
+        "5. backfill-portfolio-stab-scenario-metrics --point-in-time --scenario-set-id {set} --stab-model-id \
+         {joint_model}: {m}"
+    );
     let b = backfill_backtest_metrics(&db, Some(&format!("{}_CORE_LONG", cfg.market_id)), None).await?;
     print!("6. backfill-backtest-stab-scenario-metrics: {b}");
 

@@ -24,6 +24,9 @@ num-scenario-core-v3 or -v2 scenarios, num-stab-core-v1 for num-scenario-core-v1
 The states are backfilled as the joint model is registered (show-joint-models): its state encoder, \
 profile branch and weights; a date before the first profile of a profile-augmented model is skipped \
 with a note.\n\n\
+--point-in-time ranks the true window only against scenarios known strictly before the query's date \
+(no look-ahead competitors; the window evaluated always competes); --known-before, --shock-type and \
+--min-severity narrow the competitors further. Chance is then 3 / the mean number of scenarios ranked.\n\n\
 Example (after the demo, or generate + import + the v2 backfills):\n  stabspace eval-retrieval \
 --scenario-set-id HIST_CRASH_WINDOWS --joint-model-id joint-stab-fragility-v2 --market-id US_EQ\n\
 scripts/eval-encoders in the repository runs it for the v1, v2 and v3 pairs on one market."
@@ -47,6 +50,8 @@ pub struct Args {
     /// Window of a v1 state encoder (v2 and v3 use the scenarios' horizon).
     #[arg(long, default_value_t = DEFAULT_WINDOW_DAYS)]
     pub window_days: usize,
+    #[command(flatten)]
+    pub filter: crate::cli::args::FilterArgs,
     /// text (an aligned table), csv, or json (with every window's rank).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -73,7 +78,10 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             stab_model_id: a.stab_model_id,
             window_days: a.window_days,
             offsets: a.offsets,
-            search: g.config().search_opts()?,
+            search: crate::nearest::SearchOpts {
+                filter: a.filter.query_filter(),
+                ..g.config().search_opts()?
+            },
         },
         &bars,
     )
@@ -111,7 +119,10 @@ fn heading(r: &EvalReport) -> String {
         r.joint_model_id,
         r.feature_space.as_deref().unwrap_or("feature space not recorded"),
         r.market_id
-    )
+    ) + &r
+        .filter
+        .as_ref()
+        .map_or(String::new(), |f| format!("; competitors {f}"))
 }
 
 fn scores(r: &EvalReport) -> Table {

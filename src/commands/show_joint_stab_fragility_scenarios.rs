@@ -8,7 +8,10 @@ use crate::vector;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Lists the STAB scenario vectors of a set as \
-scenario_set_id,scenario_id,scenario_as_of,model_id,dim,l2_norm, ordered by scenario id.\n\n\
+scenario_set_id,scenario_id,scenario_as_of,model_id,dim,l2_norm,known_from, ordered by scenario id. \
+known_from is the first date the scenario could have been known (what --point-in-time searches \
+filter on): the scenarios CSV's known_from when given, else for a historical window the last trading \
+day of its path, else its scenario_date; empty for vectors backfilled before point-in-time search.\n\n\
 Example: stabspace show-joint-stab-fragility-scenarios --scenario-set-id SET_ABC123 \
 --model-id joint-stab-fragility-v1 --limit 200")]
 pub struct Args {
@@ -45,6 +48,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         "model_id",
         "dim",
         "l2_norm",
+        "known_from",
     ]);
     for r in rows {
         let v = vector::from_bytes(&r.vector, &format!("scenario {}", r.scenario_id))?;
@@ -55,6 +59,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             a.model_id.clone().into(),
             v.len().into(),
             vector::l2_norm(&v).into(),
+            r.known_from.into(),
         ]);
     }
     a.out.emit(&t)

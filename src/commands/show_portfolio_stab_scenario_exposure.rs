@@ -2,7 +2,7 @@ use chrono::NaiveDate;
 
 use crate::cli::args::CoverageArgs;
 use crate::cli::args::OutputArgs;
-use crate::cli::args::SearchArgs;
+use crate::cli::args::{FilterArgs, SearchArgs};
 use crate::cli::global::GlobalOpts;
 use crate::config::parse_date;
 use crate::diagnostics::portfolio_exposure;
@@ -17,7 +17,9 @@ latest target_portfolios row on or before --as-of, and lists the --top-k nearest
 cosine,euclidean,scenario_set_id,scenario_id,scenario_as_of,portfolio_id,portfolio_ctx_norm,\
 num_instruments_used,weight_covered (the share of the absolute weight held in instruments with a \
 state; holdings without one are named on stderr, and below --min-coverage the command fails),\
-answered_by,partition_stale (see find-similar-stab-scenarios --help).\n\n\
+answered_by,partition_stale,scenario_known_from (see find-similar-stab-scenarios --help).\n\n\
+--point-in-time lists only scenarios known strictly before --as-of; --known-before, --shock-type and \
+--min-severity filter further.\n\n\
 Example: stabspace show-portfolio-stab-scenario-exposure --portfolio-id PORTFOLIO_CORE_US_EQ_001 \
 --as-of 2025-01-31 --scenario-set-id STAB_EQ_CRASH_SET_V0 --stab-model-id joint-stab-fragility-v1 \
 --top-k 20"
@@ -47,6 +49,8 @@ pub struct Args {
     #[command(flatten)]
     pub search: SearchArgs,
     #[command(flatten)]
+    pub filter: FilterArgs,
+    #[command(flatten)]
     pub coverage: CoverageArgs,
     #[command(flatten)]
     pub out: OutputArgs,
@@ -56,7 +60,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     let db = g.open_db_read().await?;
     let e = portfolio_exposure(
         &db,
-        &a.search.opts(&g.config())?,
+        &a.search.filtered(&g.config(), &a.filter)?,
         &a.portfolio_id,
         a.as_of,
         &a.scenario_set_id,

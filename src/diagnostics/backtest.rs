@@ -47,6 +47,16 @@ impl std::fmt::Display for BacktestSummary {
                     .as_f64()
                     .unwrap_or(f64::NAN)
             )?;
+            let not_pit = r.patch["stab_num_days_not_point_in_time"].as_u64().unwrap_or(0);
+            if not_pit > 0 {
+                writeln!(
+                    f,
+                    "    warning: {not_pit} of its {} days were not scored point-in-time: they were compared with \
+                     scenarios known only after the day (look-ahead); re-run \
+                     `backfill-portfolio-stab-scenario-metrics --point-in-time` over the run's dates",
+                    r.patch["stab_num_days"]
+                )?;
+            }
         }
         for (run, why) in &self.skipped {
             writeln!(f, "  skipped {run}: {why}")?;
@@ -89,6 +99,9 @@ pub async fn backfill_backtest_metrics(
         let mut cos = Vec::new();
         let mut norms = Vec::new();
         let mut sets: BTreeMap<String, usize> = BTreeMap::new();
+        // Days scored against every scenario (metrics written before
+        // point-in-time search record no flag: not point-in-time either).
+        let mut not_pit = 0usize;
         for (date, text) in risk_metrics(db, pid, r.start_date, r.end_date).await? {
             let m: Json = serde_json::from_str(&text).map_err(|e| {
                 Error::Invalid(format!(
@@ -99,6 +112,9 @@ pub async fn backfill_backtest_metrics(
                 continue;
             };
             cos.push(c);
+            if m.get("stab_point_in_time").and_then(Json::as_bool) != Some(true) {
+                not_pit += 1;
+            }
             if let Some(n) = m.get("stab_portfolio_ctx_norm").and_then(Json::as_f64) {
                 norms.push(n);
             }
@@ -135,6 +151,8 @@ pub async fn backfill_backtest_metrics(
             "stab_portfolio_ctx_norm_mean": mean(&norms),
             "stab_portfolio_ctx_norm_max": fold(&norms, f64::max),
             "stab_num_days": cos.len(),
+            "stab_point_in_time": not_pit == 0,
+            "stab_num_days_not_point_in_time": not_pit,
         });
         out.runs.push(BacktestMetrics {
             run_id: r.run_id.clone(),

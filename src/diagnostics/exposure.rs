@@ -52,12 +52,44 @@ pub async fn find_similar(
         || format!("the STAB state of {instrument} on {as_of} (joint model {model})"),
         row.feature_space.as_deref(),
     )?;
-    let hits = space.search(&state, k)?;
+    let hits = search_at(&space, search, &state, as_of, k)?;
     Ok(SimilarScenarios {
         state,
         hits,
         answer: space.answer(),
     })
+}
+
+/// The `k` scenarios nearest `query`, dated `as_of`, that the search's
+/// filter admits; an error saying so plainly when it admits none.
+fn search_at(
+    space: &ScenarioSpace,
+    search: &SearchOpts,
+    query: &[f32],
+    as_of: NaiveDate,
+    k: usize,
+) -> Result<Vec<ScenarioHit>> {
+    if search.filter.is_empty() {
+        return space.search(query, k);
+    }
+    let filter = search.filter.at(as_of);
+    let found = space.search_filtered(query, k, &filter)?;
+    if found.admitted == 0 {
+        return Err(Error::Invalid(format!(
+            "no scenario of set {:?} is admitted on {as_of}: none of its {} scenarios is {}{}",
+            space.set_id,
+            space.len(),
+            filter.describe(),
+            if filter.known_before.is_some() {
+                " (a scenario is known from the last day of its path for a historical window, else from its \
+                 scenario_date; scenarios backfilled before point-in-time search have no date until \
+                 `backfill-joint-stab-fragility-scenarios` is run again)"
+            } else {
+                ""
+            }
+        )));
+    }
+    Ok(found.hits)
 }
 
 async fn no_state(db: &Db, instrument: &str, as_of: NaiveDate, model: &str) -> Error {
@@ -153,7 +185,7 @@ pub async fn portfolio_exposure(
     if let Some(note) = v.vector.coverage_note() {
         eprintln!("warning: portfolio {portfolio} on {as_of}: {note}");
     }
-    let hits = space.search(&v.vector.vector, k)?;
+    let hits = search_at(&space, search, &v.vector.vector, as_of, k)?;
     Ok(Exposure {
         weights_as_of: v.weights_as_of,
         vector: v.vector,

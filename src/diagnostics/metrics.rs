@@ -57,6 +57,8 @@ pub struct MetricsSummary {
     pub min_covered: f64,
     /// How the scenarios were searched.
     pub engine: String,
+    /// The filter of the scenarios each day could see (`None`: every scenario).
+    pub filter: Option<String>,
     pub seconds: f64,
 }
 
@@ -73,6 +75,14 @@ impl std::fmt::Display for MetricsSummary {
              ({rate:.0} portfolio-days/s)",
             self.computed, self.reports, self.scenarios, self.engine, self.changed, self.seconds
         )?;
+        match &self.filter {
+            Some(filter) => writeln!(f, "  scenarios each day could see: {filter}")?,
+            None => writeln!(
+                f,
+                "  note: not point-in-time: each day was compared with every scenario of the set, including \
+                 scenarios known only after it (--point-in-time for backtests)"
+            )?,
+        }
         if self.partial > 0 {
             writeln!(
                 f,
@@ -178,19 +188,44 @@ pub async fn backfill_portfolio_metrics(
     // In blocks, so the bar moves; each block still runs on every core.
     progress.set_position((days.len() - queries.len()) as u64);
     progress.message(&format!("nearest scenarios in {}", p.scenario_set_id));
+    let filter = &p.search.filter;
     let hits = tokio::task::block_in_place(|| {
         let mut hits = Vec::with_capacity(queries.len());
-        for block in queries.chunks(SEARCH_BLOCK) {
-            hits.extend(space.search_batch(block, TOP)?);
+        for (block, days) in queries.chunks(SEARCH_BLOCK).zip(scored.chunks(SEARCH_BLOCK)) {
+            if filter.is_empty() {
+                hits.extend(space.search_batch(block, TOP)?);
+            } else {
+                let filters: Vec<_> = days.iter().map(|((_, d), _, _)| filter.at(*d)).collect();
+                hits.extend(
+                    space
+                        .search_batch_filtered(block, &filters, TOP)?
+                        .into_iter()
+                        .map(|f| f.hits),
+                );
+            }
             progress.advance(block.len() as u64);
         }
         Ok::<_, Error>(hits)
     })?;
     progress.finish();
     let answer = space.answer();
-    let patches: Vec<(String, NaiveDate, serde_json::Value)> = scored
-        .iter()
-        .zip(&hits)
+    // Days the filter left without a scenario are skipped, by name.
+    let mut kept = Vec::with_capacity(scored.len());
+    for (day, hits) in scored.iter().zip(&hits) {
+        if hits.is_empty() {
+            summary
+                .skipped
+                .entry(skip_reason(filter))
+                .or_default()
+                .push(day.0.clone());
+        } else {
+            kept.push((day, hits));
+        }
+    }
+    summary.filter = (!filter.is_empty()).then(|| filter.describe());
+    let scenario_filter = filter_record(filter);
+    let patches: Vec<(String, NaiveDate, serde_json::Value)> = kept
+        .into_iter()
         .map(|(((pid, date), ctx_norm, covered), hits)| {
             let top = &hits[0];
             let mean = hits.iter().map(|h| h.cosine).sum::<f64>() / hits.len() as f64;
@@ -204,6 +239,9 @@ pub async fn backfill_portfolio_metrics(
                 "stab_weight_covered": covered,
                 "stab_answered_by": answer.by.label(),
                 "stab_partition_stale": answer.partition_stale,
+                "stab_point_in_time": filter.point_in_time,
+                "stab_scenario_filter": scenario_filter,
+                "stab_closest_scenario_known_from": top.known_from,
             });
             (pid.clone(), *date, patch)
         })
@@ -217,6 +255,32 @@ pub async fn backfill_portfolio_metrics(
     db.commit(tx).await?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Why a day's filter admitted no scenario, the same words for every day
+/// (so that the summary groups them).
+fn skip_reason(f: &crate::pointintime::QueryFilter) -> String {
+    match (f.point_in_time, f.filter.is_empty()) {
+        (true, true) => "point-in-time: no scenario of the set was known before the day".into(),
+        (true, false) => format!(
+            "point-in-time: no scenario of the set known before the day is {}",
+            f.filter.describe()
+        ),
+        (false, _) => format!("no scenario of the set is {}", f.filter.describe()),
+    }
+}
+
+/// What `risk_metrics` records of the filter besides `stab_point_in_time`:
+/// the fixed bounds (`null`: none).
+fn filter_record(f: &crate::pointintime::QueryFilter) -> serde_json::Value {
+    if f.filter.is_empty() {
+        return serde_json::Value::Null;
+    }
+    json!({
+        "known_before": f.filter.known_before,
+        "shock_types": f.filter.shock_types,
+        "min_severity": f.filter.min_severity,
+    })
 }
 
 /// The full explanation for one day without a vector.

@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::partitions::{
     self, counters, fingerprint, no_scenarios, scan_scenarios, scenario_as_of, Change, SpaceTally,
 };
-use crate::pointintime::{key_day, ScenarioFilter, ShockTypes};
+use crate::pointintime::{key_day, QueryFilter, ScenarioFilter, ShockTypes};
 use crate::storage::joint::scenario_spaces;
 use crate::storage::Db;
 use crate::vector::DIM;
@@ -54,10 +54,10 @@ pub struct SearchOpts {
     pub exact: bool,
     /// Traverse the graph on the f32 vectors even where the partition has int8 codes.
     pub no_quantized: bool,
-    /// Queries will be filtered ([`ScenarioSpace::search_filtered`]): a
-    /// partition without per-row attributes is not used (the set is scanned
-    /// exactly from the database instead, with a note).
-    pub filtered: bool,
+    /// Which scenarios the queries may return ([`ScenarioSpace::search_filtered`]).
+    /// When it filters, a partition without per-row attributes is not used
+    /// (the set is scanned exactly from the database instead, with a note).
+    pub filter: QueryFilter,
 }
 
 impl SearchOpts {
@@ -207,7 +207,7 @@ impl ScenarioSpace {
             Ok(opened) => opened,
         };
         let path = p.path().to_path_buf();
-        if opts.filtered && (!p.has_attrs() || prov.shock_types.is_none()) {
+        if !opts.filter.is_empty() && (!p.has_attrs() || prov.shock_types.is_none()) {
             eprintln!(
                 "note: index partition {} has no per-row known-from dates, shock types and severities (built \
                  before point-in-time search); answering by an exact filtered scan of the database instead — \

@@ -17,11 +17,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::ApiError;
+use super::filters::{self, KnownBefore, Severity, ShockTypes};
 use super::App;
 use crate::config::parse_date;
 use crate::diagnostics::{find_similar, portfolio_exposure};
 use crate::nearest::breadth::{self, Breadth, Refused};
-use crate::nearest::{AnsweredBy, ScenarioHit, ScenarioSpace, SearchOpts};
+use crate::nearest::{AnsweredBy, FilteredHits, ScenarioHit, ScenarioSpace, SearchOpts};
 use crate::portfolio::DEFAULT_MIN_COVERAGE;
 use crate::report;
 
@@ -160,6 +161,13 @@ pub struct SearchRequest {
     /// Traverse on the f32 vectors instead of the int8 codes (the CLI's --no-quantized).
     #[serde(default)]
     no_quantized: bool,
+    /// Only scenarios known strictly before this date (one, or one per vector).
+    #[serde(default)]
+    known_before: Option<KnownBefore>,
+    #[serde(default)]
+    shock_type: Option<ShockTypes>,
+    #[serde(default)]
+    min_severity: Option<Severity>,
 }
 
 #[derive(Serialize)]
@@ -169,11 +177,15 @@ struct HitOut<'a> {
     cosine: f64,
     euclidean: f64,
     scenario_as_of: Option<NaiveDate>,
+    known_from: Option<NaiveDate>,
 }
 
 #[derive(Serialize)]
 struct HitsOut<'a> {
     hits: Vec<HitOut<'a>>,
+    /// With a filter: how many scenarios it admitted (0: none was known before the date).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admitted: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -193,6 +205,9 @@ struct SearchOut<'a> {
     note: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     hits: Option<Vec<HitOut<'a>>>,
+    /// With a filter and `vector`: how many scenarios it admitted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admitted: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     results: Option<Vec<HitsOut<'a>>>,
 }
@@ -219,6 +234,11 @@ fn check_vector(field: &str, v: &[f32], dim: usize) -> Result<(), ApiError> {
     }
 }
 
+/// Hits of an unfiltered query, as a filtered answer (admitted is not reported).
+fn unfiltered(hits: Vec<ScenarioHit>) -> FilteredHits {
+    FilteredHits { hits, admitted: 0 }
+}
+
 fn hits_out(hits: &[ScenarioHit]) -> Vec<HitOut<'_>> {
     hits.iter()
         .enumerate()
@@ -228,6 +248,7 @@ fn hits_out(hits: &[ScenarioHit]) -> Vec<HitOut<'_>> {
             cosine: h.cosine,
             euclidean: h.euclidean,
             scenario_as_of: Some(h.scenario_as_of),
+            known_from: h.known_from,
         })
         .collect()
 }
@@ -305,6 +326,13 @@ pub async fn search(
         };
         check_vector(&field, q, crate::vector::DIM)?;
     }
+    let filters = filters::per_query(
+        req.known_before,
+        req.shock_type,
+        req.min_severity,
+        queries.len(),
+        batch,
+    )?;
     // The set as the database holds it now: the partition when it is
     // current, with the rows it lacks when the set only gained some, else the
     // database's vectors (always for `exact`).
@@ -318,7 +346,12 @@ pub async fn search(
     } else {
         asked
     };
-    let opts = app.search_opts(asked, req.no_quantized);
+    let mut opts = app.search_opts(asked, req.no_quantized);
+    if let Some(f) = filters.as_ref().and_then(|f| f.first()) {
+        // Marks the queries as filtered: a partition without per-row
+        // attributes is then answered by an exact filtered scan.
+        opts.filter.filter = f.clone();
+    }
     let space = if exact {
         off_worker(ScenarioSpace::open(&app.db, &opts, &model, &set))?
     } else {
@@ -333,17 +366,21 @@ pub async fn search(
     // spreads over the rayon threads), so that they never hold up the workers
     // that answer other requests.
     let inline = !batch
+        && filters.is_none()
         && answer.by == AnsweredBy::Index
         && (space.len() <= stabspace_index::FLAT_THRESHOLD || ef.is_some_and(|e| e <= INLINE_MAX_EF));
-    let found: Vec<Vec<ScenarioHit>> = if inline {
-        vec![space.search(&queries[0], k)?]
+    let filtered = filters.is_some();
+    let found: Vec<FilteredHits> = if inline {
+        vec![unfiltered(space.search(&queries[0], k)?)]
     } else {
-        tokio::task::spawn_blocking(move || {
-            if batch {
-                space.search_batch(&queries, k)
-            } else {
-                space.search(&queries[0], k).map(|h| vec![h])
-            }
+        tokio::task::spawn_blocking(move || match (filters, batch) {
+            (Some(f), _) => space.search_batch_filtered(&queries, &f, k),
+            (None, true) => Ok(space
+                .search_batch(&queries, k)?
+                .into_iter()
+                .map(unfiltered)
+                .collect()),
+            (None, false) => space.search(&queries[0], k).map(|h| vec![unfiltered(h)]),
         })
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("search failed: {e}")))??
@@ -356,12 +393,23 @@ pub async fn search(
         partition_stale: answer.partition_stale,
         note: fallback.as_deref(),
         hits: None,
+        admitted: None,
         results: None,
     };
+    let admitted = |f: &FilteredHits| filtered.then_some(f.admitted);
     if batch {
-        out.results = Some(found.iter().map(|h| HitsOut { hits: hits_out(h) }).collect());
+        out.results = Some(
+            found
+                .iter()
+                .map(|f| HitsOut {
+                    hits: hits_out(&f.hits),
+                    admitted: admitted(f),
+                })
+                .collect(),
+        );
     } else {
-        out.hits = Some(hits_out(&found[0]));
+        out.hits = Some(hits_out(&found[0].hits));
+        out.admitted = admitted(&found[0]);
     }
     Ok(json_response(&out))
 }
@@ -399,6 +447,15 @@ pub struct SimilarRequest {
     exact: bool,
     #[serde(default)]
     no_quantized: bool,
+    /// Only scenarios known strictly before as_of.
+    #[serde(default)]
+    point_in_time: bool,
+    #[serde(default)]
+    known_before: Option<KnownBefore>,
+    #[serde(default)]
+    shock_type: Option<ShockTypes>,
+    #[serde(default)]
+    min_severity: Option<Severity>,
 }
 
 #[derive(Deserialize)]
@@ -419,6 +476,15 @@ pub struct ExposureRequest {
     exact: bool,
     #[serde(default)]
     no_quantized: bool,
+    /// Only scenarios known strictly before as_of.
+    #[serde(default)]
+    point_in_time: bool,
+    #[serde(default)]
+    known_before: Option<KnownBefore>,
+    #[serde(default)]
+    shock_type: Option<ShockTypes>,
+    #[serde(default)]
+    min_severity: Option<Severity>,
     #[serde(default = "default_min_coverage")]
     min_coverage: f64,
 }
@@ -447,7 +513,7 @@ impl App {
             recall: asked.recall,
             exact: asked.exact,
             no_quantized,
-            filtered: false,
+            filter: Default::default(),
         }
     }
 }
@@ -462,7 +528,13 @@ pub async fn similar(
     model_id("model_id", &req.model_id)?;
     id("scenario_set_id", &req.scenario_set_id)?;
     let as_of = date("as_of", &req.as_of)?;
-    let (k, opts) = app.workflow(req.top_k, req.ef, req.recall, req.exact, req.no_quantized)?;
+    let (k, mut opts) = app.workflow(req.top_k, req.ef, req.recall, req.exact, req.no_quantized)?;
+    opts.filter = filters::workflow(
+        req.point_in_time,
+        req.known_before,
+        req.shock_type,
+        req.min_severity,
+    )?;
     // The workflow reads the database and searches (or, with exact, scans the
     // set's vectors from the database): this worker's other tasks move to
     // another worker meanwhile.
@@ -490,7 +562,13 @@ pub async fn exposure(
     id("scenario_set_id", &req.scenario_set_id)?;
     model_id("stab_model_id", &req.stab_model_id)?;
     let as_of = date("as_of", &req.as_of)?;
-    let (k, opts) = app.workflow(req.top_k, req.ef, req.recall, req.exact, req.no_quantized)?;
+    let (k, mut opts) = app.workflow(req.top_k, req.ef, req.recall, req.exact, req.no_quantized)?;
+    opts.filter = filters::workflow(
+        req.point_in_time,
+        req.known_before,
+        req.shock_type,
+        req.min_severity,
+    )?;
     if !(0.0..=1.0).contains(&req.min_coverage) {
         return Err(ApiError::field(
             "min_coverage",

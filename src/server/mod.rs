@@ -16,6 +16,7 @@
 mod api;
 mod auth;
 mod error;
+mod filters;
 mod metrics;
 mod status;
 
