@@ -14,6 +14,7 @@ mod joint;
 mod migrate;
 mod objectstore;
 mod partitions;
+mod pointintime;
 mod registry;
 mod replica;
 mod serve;

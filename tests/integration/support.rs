@@ -230,6 +230,14 @@ pub const DB_SCAN: stabspace::nearest::SearchOpts = stabspace::nearest::SearchOp
     recall: None,
     exact: false,
     no_quantized: false,
+    filter: stabspace::pointintime::QueryFilter {
+        point_in_time: false,
+        filter: stabspace::pointintime::ScenarioFilter {
+            known_before: None,
+            shock_types: Vec::new(),
+            min_severity: None,
+        },
+    },
 };
 
 /// 30 instruments (SYN0025 delisted) with `episodes` planted episodes of the

@@ -51,6 +51,7 @@ fn opts(dir: &Path, exact: bool) -> SearchOpts {
         recall: None,
         exact,
         no_quantized: false,
+        filter: Default::default(),
     }
 }
 
