@@ -239,7 +239,8 @@ fn demo_then_show_and_find_commands_print_csv_and_json() {
             "instrument_id",
             "as_of_date",
             "answered_by",
-            "partition_stale"
+            "partition_stale",
+            "scenario_known_from"
         ]
     );
     assert_eq!(hits[0]["answered_by"], "index", "the demo's partitions are fresh");
@@ -266,7 +267,7 @@ fn demo_then_show_and_find_commands_print_csv_and_json() {
     assert!(o.status.success(), "{}", stderr(&o));
     let csv = String::from_utf8_lossy(&o.stdout);
     assert!(csv.starts_with(
-        "cosine,euclidean,scenario_set_id,scenario_id,scenario_as_of,portfolio_id,portfolio_ctx_norm,num_instruments_used,weight_covered,answered_by,partition_stale\n"
+        "cosine,euclidean,scenario_set_id,scenario_id,scenario_as_of,portfolio_id,portfolio_ctx_norm,num_instruments_used,weight_covered,answered_by,partition_stale,scenario_known_from\n"
     ), "{csv}");
     assert_eq!(csv.lines().count(), 3, "{csv}");
 
@@ -284,7 +285,7 @@ fn demo_then_show_and_find_commands_print_csv_and_json() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).starts_with(
-        "scenario_set_id,scenario_id,scenario_as_of,model_id,dim,l2_norm\nHIST_CRASH_WINDOWS,HIST_01_"
+        "scenario_set_id,scenario_id,scenario_as_of,model_id,dim,l2_norm,known_from\nHIST_CRASH_WINDOWS,HIST_01_"
     ));
 
     // The demo's partitions are fresh and record the v2 space; eval-retrieval's JSON has every rank.

@@ -18,6 +18,7 @@ mod pointintime;
 mod registry;
 mod replica;
 mod serve;
+mod serve_filters;
 mod stale;
 mod streaming;
 mod trust;

@@ -262,7 +262,10 @@ async fn a_known_from_column_of_the_scenarios_csv_overrides_the_computed_date(t:
         .await
         .unwrap_err()
         .to_string();
-    assert!(e.contains("scenarios_known_from.csv:2: column \"known_from\""), "{e}");
+    assert!(
+        e.contains("scenarios_known_from.csv:2: column \"known_from\""),
+        "{e}"
+    );
 }
 
 async fn the_filtered_answer_is_the_exact_ranking_of_the_admissible_scenarios_at_every_selectivity(
@@ -534,4 +537,174 @@ async fn an_old_partition_without_attributes_falls_back_to_an_exact_filtered_sca
     // Unfiltered queries still use it.
     let plain = ScenarioSpace::open(&t.db, &through, JOINT, "OLD").await.unwrap();
     assert_eq!(plain.answered_by(), AnsweredBy::Index);
+}
+
+/// The flags as a user runs them, on the demo's database: the listing's
+/// known_from column, --point-in-time and the explicit filters, a day with
+/// nothing admissible, a bad severity.
+#[test]
+fn the_cli_filters_point_in_time_and_says_when_nothing_was_known() {
+    use crate::support::{stabspace, stabspace_ok, text};
+    const V2: &str = "joint-stab-fragility-v2";
+    let dir = tempfile::tempdir().unwrap();
+    stabspace_ok(&["demo", "--instruments", "12", "--days", "260"], dir.path());
+    let listing = stabspace_ok(
+        &[
+            "show-joint-stab-fragility-scenarios",
+            "--scenario-set-id",
+            HISTORICAL_SET,
+            "--model-id",
+            V2,
+        ],
+        dir.path(),
+    );
+    let mut known: Vec<(String, NaiveDate)> = Vec::new();
+    for line in listing.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (as_of, k): (NaiveDate, NaiveDate) = (f[2].parse().unwrap(), f[6].parse().unwrap());
+        assert!(k > as_of, "a window is known after its first day: {line}");
+        known.push((f[1].to_string(), k));
+    }
+    known.sort_by_key(|k| k.1);
+    // The instrument's state dates (month ends): a day after the second
+    // window ended and before the last one did, and one before any ended.
+    let states = stabspace_ok(
+        &[
+            "show-joint-stab-fragility-states",
+            "--start",
+            "2000-01-01",
+            "--end",
+            "2100-01-01",
+            "--instrument-id",
+            "SYN0002.US",
+            "--model-id",
+            V2,
+        ],
+        dir.path(),
+    );
+    let dates: Vec<NaiveDate> = states.lines().skip(1).map(|l| l[..10].parse().unwrap()).collect();
+    let day = dates
+        .iter()
+        .find(|&&d| d > known[1].1 && d <= known[known.len() - 1].1)
+        .expect("a state date between the windows' ends")
+        .to_string();
+    let early = dates
+        .iter()
+        .find(|&&d| d <= known[0].1)
+        .expect("a state date before any window ended")
+        .to_string();
+    let find = |extra: &[&str]| {
+        let mut args = vec![
+            "find-similar-stab-scenarios",
+            "--instrument-id",
+            "SYN0002.US",
+            "--as-of",
+            &day,
+            "--scenario-set-id",
+            HISTORICAL_SET,
+            "--model-id",
+            V2,
+            "--top-k",
+            "50",
+        ];
+        args.extend_from_slice(extra);
+        stabspace(&args, dir.path())
+    };
+    let all = find(&[]);
+    assert!(all.status.success(), "{}", text(&all.stderr));
+    assert_eq!(
+        text(&all.stdout).lines().count() - 1,
+        known.len(),
+        "every window without the flag"
+    );
+    let o = find(&["--point-in-time"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    let ids: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(4).unwrap())
+        .collect();
+    let mut want: Vec<&str> = known
+        .iter()
+        .filter(|k| k.1.to_string() < day)
+        .map(|k| k.0.as_str())
+        .collect();
+    let mut got = ids.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "{out}");
+    for line in out.lines().skip(1) {
+        assert!(line.rsplit(',').next().unwrap() < day.as_str(), "{line}");
+    }
+    // --known-before: the same bound, given as a date.
+    let o = find(&["--known-before", &day]);
+    assert_eq!(text(&o.stdout), out);
+    // A day before any window ended: said plainly, non-zero exit.
+    let o = find(&["--known-before", &early]);
+    assert!(!o.status.success());
+    let e = text(&o.stderr);
+    assert!(
+        e.contains("none of its") && e.contains(&format!("known before {early}")),
+        "{e}"
+    );
+    // Shock type and severity: the Monte-Carlo set's rows of one type only.
+    let o = stabspace_ok(
+        &[
+            "find-similar-stab-scenarios",
+            "--instrument-id",
+            "SYN0002.US",
+            "--as-of",
+            &day,
+            "--scenario-set-id",
+            MONTE_CARLO_SET,
+            "--model-id",
+            V2,
+            "--top-k",
+            "500",
+            "--shock-type",
+            "EQUITY_CRASH",
+            "--min-severity",
+            "high",
+        ],
+        dir.path(),
+    );
+    let scenarios = std::fs::read_to_string(dir.path().join("demo/scenarios.csv")).unwrap();
+    let want: std::collections::BTreeSet<String> = scenarios
+        .lines()
+        .filter(|l| l.starts_with(MONTE_CARLO_SET) && l.ends_with(",EQUITY_CRASH,HIGH"))
+        .map(|l| l.split(',').nth(1).unwrap().to_string())
+        .collect();
+    let got: std::collections::BTreeSet<String> = o
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(4).unwrap().to_string())
+        .collect();
+    assert_eq!(got, want);
+    assert!(!got.is_empty(), "{o}");
+    let o = stabspace(
+        &[
+            "find-similar-stab-scenarios",
+            "--min-severity",
+            "bad",
+            "--instrument-id",
+            "X",
+            "--as-of",
+            &day,
+            "--scenario-set-id",
+            "S",
+        ],
+        dir.path(),
+    );
+    assert!(
+        text(&o.stderr).contains("is not a severity"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+/// Whether some but not all windows were known before `day`.
+fn want_some_not_all(known: &[(String, NaiveDate)], day: &str) -> bool {
+    let n = known.iter().filter(|k| k.1.to_string().as_str() < day).count();
+    n > 0 && n < known.len()
 }

@@ -335,7 +335,7 @@ pub(crate) fn agent() -> ureq::Agent {
 }
 
 /// POST a JSON body; (status, JSON answer).
-fn post(a: &ureq::Agent, url: &str, body: &Value) -> (u16, Value) {
+pub(crate) fn post(a: &ureq::Agent, url: &str, body: &Value) -> (u16, Value) {
     let mut r = a.post(url).send_json(body).expect("request");
     let status = r.status().as_u16();
     let text = r.body_mut().read_to_string().expect("body");
@@ -346,7 +346,7 @@ fn post(a: &ureq::Agent, url: &str, body: &Value) -> (u16, Value) {
 }
 
 /// An answer that is a 400 naming `field`, its message holding `says`.
-fn bad_field((status, got): &(u16, Value), field: &str, says: &str) {
+pub(crate) fn bad_field((status, got): &(u16, Value), field: &str, says: &str) {
     assert_eq!(
         (*status, got["error"]["field"].as_str()),
         (400, Some(field)),
@@ -375,7 +375,7 @@ fn get(a: &ureq::Agent, url: &str) -> (u16, String) {
     (r.status().as_u16(), r.body_mut().read_to_string().expect("body"))
 }
 
-fn search_url(s: &Server, set: &str) -> String {
+pub(crate) fn search_url(s: &Server, set: &str) -> String {
     s.url(&format!("/v1/partitions/{MODEL}/{set}/search"))
 }
 
