@@ -37,6 +37,7 @@ fn spec(count: usize) -> GenScenarios {
         model_id: MODEL.into(),
         seed: 1,
         scenario_date: NaiveDate::from_ymd_opt(2020, 3, 16).unwrap(),
+        spread_years: 0,
     }
 }
 

@@ -38,6 +38,7 @@ both_backends!(
     the_filtered_answer_is_the_exact_ranking_of_the_admissible_scenarios_at_every_selectivity,
     the_metrics_backfill_skips_days_with_nothing_admissible_and_records_point_in_time,
     an_old_partition_without_attributes_falls_back_to_an_exact_filtered_scan,
+    rows_added_since_the_build_are_filtered_too,
 );
 
 fn point_in_time(base: SearchOpts) -> SearchOpts {
@@ -382,7 +383,7 @@ async fn the_filtered_answer_is_the_exact_ranking_of_the_admissible_scenarios_at
         ..Default::default()
     };
     let admit = |r: &Row| r.3.as_deref() == Some("synthetic") && r.4.as_deref() == Some("HIGH");
-    assert!(all.iter().any(|r| admit(r)) && !all.iter().all(|r| admit(r)));
+    assert!(all.iter().any(admit) && !all.iter().all(admit));
     for q in &queries[..5] {
         let want = brute_force(&all, q, 10, admit);
         let got = exact.search_filtered(q, 10, &f).unwrap();
@@ -617,6 +618,7 @@ fn the_cli_filters_point_in_time_and_says_when_nothing_was_known() {
         known.len(),
         "every window without the flag"
     );
+    assert!(want_some_not_all(&known, &day), "{day}: some windows known before it, not all");
     let o = find(&["--point-in-time"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let out = text(&o.stdout);
@@ -707,4 +709,66 @@ fn the_cli_filters_point_in_time_and_says_when_nothing_was_known() {
 fn want_some_not_all(known: &[(String, NaiveDate)], day: &str) -> bool {
     let n = known.iter().filter(|k| k.1.to_string().as_str() < day).count();
     n > 0 && n < known.len()
+}
+
+async fn rows_added_since_the_build_are_filtered_too(t: TestDb) {
+    let spec = |count| GenScenarios {
+        scenario_set_id: "GROW".into(),
+        count,
+        model_id: JOINT.into(),
+        seed: 21,
+        scenario_date: NaiveDate::from_ymd_opt(2024, 12, 31).unwrap(),
+        spread_years: 20,
+    };
+    gen_scenarios(&t.db, &spec(2500), &Quiet).await.unwrap();
+    let (store, through) = partitions(&t.dir.path().join("index"));
+    build(
+        &t.db,
+        &store,
+        JOINT,
+        "GROW",
+        &BuildParams::default(),
+        BuildMode::Full,
+        &Quiet,
+    )
+    .await
+    .unwrap();
+    // The same seed writes the same first 2,500 rows, and 150 more.
+    gen_scenarios(&t.db, &spec(2650), &Quiet).await.unwrap();
+    let all = rows(&t.db, JOINT, "GROW").await;
+    assert_eq!(all.len(), 2650);
+    let before = NaiveDate::from_ymd_opt(2015, 1, 1).unwrap();
+    let f = ScenarioFilter {
+        known_before: Some(before),
+        ..Default::default()
+    };
+    // A breadth of every row: the partition and its delta are both scanned exactly.
+    let opts = SearchOpts {
+        ef: Some(10_000),
+        filter: QueryFilter {
+            filter: f.clone(),
+            ..Default::default()
+        },
+        ..through
+    };
+    let space = ScenarioSpace::open(&t.db, &opts, JOINT, "GROW").await.unwrap();
+    assert_eq!(space.answered_by(), AnsweredBy::IndexDelta);
+    let admit = |r: &Row| r.2.unwrap() < before;
+    let added: std::collections::HashSet<&str> = all[2500..].iter().map(|r| r.0.as_str()).collect();
+    let mut from_delta = 0;
+    let queries: Vec<&Row> = all
+        .iter()
+        .step_by(97)
+        .take(20)
+        .chain(all[2500..].iter().filter(|r| admit(r)).take(3))
+        .collect();
+    for r in queries {
+        let want = brute_force(&all, &r.1, 10, admit);
+        let got = space.search_filtered(&r.1, 10, &f).unwrap();
+        assert_eq!(got.admitted, all.iter().filter(|r| admit(r)).count());
+        let ids: Vec<&str> = got.hits.iter().map(|h| h.scenario_id.as_str()).collect();
+        assert_eq!(ids, want.iter().map(|w| w.0.as_str()).collect::<Vec<_>>());
+        from_delta += ids.iter().filter(|i| added.contains(*i)).count();
+    }
+    assert!(from_delta > 0, "some answers hold rows added since the build");
 }
