@@ -8,6 +8,8 @@
 //! value is at least a floor, each only when asked. The `ATTRIBUTES` section
 //! of a partition holds the three as columns (`FORMAT.md`).
 
+use std::ops::Range;
+
 use bytemuck::{Pod, Zeroable};
 
 /// A row's attributes.
@@ -95,11 +97,55 @@ impl AttrColumns<'_> {
         }
     }
 
+    /// How many rows `f` admits (one vectorised pass for a single key bound or value floor).
+    pub fn count(&self, f: &RowFilter) -> usize {
+        match f {
+            RowFilter {
+                key_below: Some(b),
+                tags: None,
+                value_at_least: None,
+            } => self.keys.iter().map(|&k| usize::from(k < *b)).sum(),
+            RowFilter {
+                key_below: None,
+                tags: None,
+                value_at_least: Some(v),
+            } => self.values.iter().map(|&x| usize::from(x >= *v)).sum(),
+            _ => (0..self.keys.len() as u32).filter(|&r| self.admits(f, r)).count(),
+        }
+    }
+
     /// The rows `f` admits, in row order.
     pub fn admitted(&self, f: &RowFilter) -> Vec<u32> {
-        (0..self.keys.len() as u32)
-            .filter(|&r| self.admits(f, r))
-            .collect()
+        // Branch-free for a single key bound or value floor: every row is
+        // written, and the end advances past it only when it is admitted (a
+        // filter uncorrelated with row order mispredicts a branch per row).
+        fn compact(n: usize, admit: impl Fn(usize) -> bool) -> Vec<u32> {
+            let mut out = vec![0u32; n];
+            let mut len = 0;
+            for r in 0..n {
+                out[len] = r as u32;
+                len += usize::from(admit(r));
+                if len == n {
+                    break;
+                }
+            }
+            out.truncate(len);
+            out
+        }
+        let n = self.keys.len();
+        match f {
+            RowFilter {
+                key_below: Some(b),
+                tags: None,
+                value_at_least: None,
+            } => compact(n, |r| self.keys[r] < *b),
+            RowFilter {
+                key_below: None,
+                tags: None,
+                value_at_least: Some(v),
+            } => compact(n, |r| self.values[r] >= *v),
+            _ => (0..n as u32).filter(|&r| self.admits(f, r)).collect(),
+        }
     }
 }
 
@@ -117,6 +163,23 @@ pub(crate) fn encode(attrs: &[RowAttrs]) -> Vec<u8> {
         out.extend_from_slice(&a.value.to_le_bytes());
     }
     out
+}
+
+/// The byte ranges of the three columns of an `ATTRIBUTES` section of `len`
+/// bytes at `offset` in a file of `count` rows.
+pub(crate) fn section_ranges(offset: usize, len: usize, count: usize) -> Result<[Range<usize>; 3], String> {
+    if len != count * 12 {
+        return Err(format!(
+            "attributes section has {len} bytes, expected {}",
+            count * 12
+        ));
+    }
+    let col = count * 4;
+    Ok([
+        offset..offset + col,
+        offset + col..offset + 2 * col,
+        offset + 2 * col..offset + 3 * col,
+    ])
 }
 
 /// Columns as owned vectors (for builders and in-memory indexes).
@@ -158,7 +221,11 @@ pub enum FilterPath {
 
 /// Rows admitted below which a filtered search scans them exactly rather
 /// than traversing the graph: a traversal scores about `beam` × 4 rows.
-pub(crate) const EXACT_FACTOR: usize = 4;
+pub(crate) const EXACT_FACTOR: usize = 48;
+
+/// A filtered traversal that has scored more rows than this percentage of
+/// the admitted rows gives up and scans the admitted rows (`filtered.rs`).
+pub(crate) const BUDGET_PERCENT: usize = 50;
 
 /// How to search `admitted` of `rows` rows at breadth `ef` (`None`: exactly).
 pub(crate) fn plan(rows: usize, admitted: usize, ef: Option<usize>, k: usize, graph: bool) -> FilterPath {

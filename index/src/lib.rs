@@ -39,8 +39,9 @@
 //! 3. `graph`, `quantize`, `tempfiles`, `vecfile`: graph views and in-memory
 //!    graphs, quantised codes; temporary-file names, vector files.
 //! 4. `search`: traversal of a graph view, exact scans and re-ranks over rows.
-//! 5. `flat`, `insert`, `reference`: the in-memory exact index; the graph
-//!    builders (ours, and hnsw_rs as the reference).
+//! 5. `filtered`, `flat`, `insert`, `reference`: filtered searches (scan or
+//!    traversal by the plan); the in-memory exact index; the graph builders
+//!    (ours, and hnsw_rs as the reference).
 //! 6. `calibrate`: measuring a built graph's recall per search breadth.
 //! 7. `partition`: the mapped file, its typed slices and its searches.
 //! 8. `build`, `sweep`: building a partition file (new or extending one);
@@ -52,6 +53,7 @@ mod calibration;
 mod error;
 pub mod faults;
 mod filter;
+mod filtered;
 mod flat;
 pub mod format;
 mod graph;

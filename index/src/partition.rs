@@ -12,15 +12,14 @@ use rayon::prelude::*;
 
 use crate::calibration::Calibration;
 use crate::error::{IndexError, Result};
-use crate::filter::{plan, AttrColumns, FilterPath, RowAttrs, RowFilter};
+use crate::filter::{self, AttrColumns, FilterPath, RowAttrs, RowFilter};
 use crate::format::{
     kind, Header, FLAG_GRAPH, HEADER_LEN_V1, MAGIC, METRIC_COSINE, MIN_VERSION, SECTION_OPTIONAL, VERSION,
 };
 use crate::graph::GraphView;
 use crate::quantize::{self, Parsed, Quantization, QuantizedView};
 use crate::search::{
-    exact, exact_among, exact_batch, rerank, rerank_breadth, traverse, traverse_filtered, Filtered, Hit,
-    Query, Rows, Scored, Visited,
+    exact, exact_batch, rerank, rerank_breadth, traverse, Filtered, Hit, Query, Rows, Scored, Visited,
 };
 
 /// An open, memory-mapped partition. `Send + Sync`: many threads may search it at once.
@@ -240,16 +239,7 @@ impl Partition {
         let attrs = match header.section(kind::ATTRIBUTES) {
             None => None,
             Some(s) => {
-                if s.len != n * 12 {
-                    return Err(corrupt(format!(
-                        "attributes section has {} bytes, expected {}",
-                        s.len,
-                        n * 12
-                    )));
-                }
-                let at = s.offset as usize;
-                let col = count * 4;
-                Some([at..at + col, at + col..at + 2 * col, at + 2 * col..at + 3 * col])
+                Some(filter::section_ranges(s.offset as usize, s.len as usize, count).map_err(corrupt)?)
             }
         };
         let graph = if header.flags & FLAG_GRAPH != 0 {
@@ -578,15 +568,7 @@ impl Partition {
         if ef.max(k) >= self.len() {
             return exact(self, &q, k);
         }
-        let pool = {
-            let mut visited = self.take_visited();
-            let r = self.hnsw(&g, &q.unit, ef.max(k), &mut visited);
-            self.visited
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(visited);
-            r?
-        };
+        let pool = self.with_visited(|v| self.hnsw(&g, &q.unit, ef.max(k), v))?;
         let rows: Vec<u32> = pool
             .iter()
             .take(rerank_breadth(self.traversal_codes().is_some(), k, pool.len()))
@@ -626,15 +608,14 @@ impl Partition {
         }
     }
 
-    fn take_visited(&self) -> Visited {
-        let mut v = self
-            .visited
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .unwrap_or_else(|| Visited::new(self.len()));
+    /// Run `f` with a cleared visited set from the pool (returned to it after).
+    fn with_visited<T>(&self, f: impl FnOnce(&mut Visited) -> T) -> T {
+        let pool = || self.visited.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v = pool().pop().unwrap_or_else(|| Visited::new(self.len()));
         v.reset();
-        v
+        let r = f(&mut v);
+        pool().push(v);
+        r
     }
 
     /// HNSW search over this partition's graph (on the quantised codes when
@@ -645,9 +626,11 @@ impl Partition {
     }
 
     /// Approximate top-k among the rows `filter` admits, re-ranked exactly:
-    /// the graph searched with its beam widened as the share of admitted rows
-    /// falls (filtered-out rows guide the beam but are never returned), or,
-    /// when few rows are admitted, those rows scanned exactly. `ef = None`
+    /// the graph traversed until it holds the best `ef` admitted rows it can
+    /// reach (filtered-out rows guide it but are never returned), or, when
+    /// few rows are admitted or the traversal runs over the cost of a scan,
+    /// those rows scanned (on the int8 codes when the partition has them,
+    /// the best re-ranked in f64); the rule is `filter::plan`'s. `ef = None`
     /// scans the admitted rows exactly. Needs the `ATTRIBUTES` section
     /// ([`IndexError::NoAttributes`] without it).
     pub fn search_filtered(
@@ -666,62 +649,17 @@ impl Partition {
                 Some(ef) => self.search(query, k, ef)?,
                 None => self.search_exact(query, k)?,
             };
-            return Ok(Filtered {
-                hits,
-                admitted: self.count,
-                path: match ef {
-                    Some(ef) if self.has_graph() && ef.max(k) < self.count => {
-                        FilterPath::Graph { beam: ef.max(k) }
-                    }
-                    _ => FilterPath::Exact,
-                },
-            });
+            let path = match ef.map(|ef| ef.max(k)) {
+                Some(beam) if self.has_graph() && beam < self.count => FilterPath::Graph { beam },
+                _ => FilterPath::Exact,
+            };
+            let admitted = self.count;
+            return Ok(Filtered { hits, admitted, path });
         }
-        let admitted = cols.admitted(filter);
-        let k = k.min(admitted.len());
-        let path = plan(self.count, admitted.len(), ef, k, self.has_graph());
-        if k == 0 {
-            return Ok(Filtered {
-                hits: Vec::new(),
-                admitted: admitted.len(),
-                path,
-            });
-        }
-        let hits = match (path, self.graph()) {
-            (FilterPath::Graph { beam }, Some(g)) => {
-                let ef = ef.unwrap_or(k).max(k);
-                let admit = |row: u32| cols.admits(filter, row);
-                let pool = {
-                    let mut visited = self.take_visited();
-                    let r = traverse_filtered(
-                        &g,
-                        self.traversal_codes(),
-                        &q.unit,
-                        ef,
-                        beam,
-                        &admit,
-                        &mut visited,
-                    )
-                    .map_err(|reason| self.corrupt(reason));
-                    self.visited
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(visited);
-                    r?
-                };
-                let rows: Vec<u32> = pool
-                    .iter()
-                    .take(rerank_breadth(self.traversal_codes().is_some(), k, pool.len()))
-                    .map(|s| s.1)
-                    .collect();
-                rerank(self, &q, &rows, k)?
-            }
-            _ => exact_among(self, &q, &admitted, k)?,
-        };
-        Ok(Filtered {
-            hits,
-            admitted: admitted.len(),
-            path,
+        self.with_visited(|visited| {
+            let corrupt = |reason| self.corrupt(reason);
+            let (g, codes) = (self.graph(), self.traversal_codes());
+            crate::filtered::search_filtered(self, g, codes, cols, &q, k, ef, filter, visited, &corrupt)
         })
     }
 

@@ -155,7 +155,7 @@ pub(crate) const PREFETCH_LINES: usize = 4;
 
 /// Extra candidates an exact scan keeps in f32 before re-ranking in f64, and
 /// an int8 graph search re-ranks beyond k.
-const EXACT_EXTRA: usize = 32;
+pub(crate) const EXACT_EXTRA: usize = 32;
 
 /// How many of a graph search's pool (best first by the traversal's score) are
 /// re-ranked exactly: all of it after f32 traversal; the best `k + 32` by
@@ -262,43 +262,8 @@ pub(crate) fn traverse(
     }
 }
 
-/// [`hnsw_filtered`] on the quantised codes when given, else on the f32 vectors.
-pub(crate) fn traverse_filtered(
-    g: &GraphView<'_>,
-    codes: Option<QuantizedView<'_>>,
-    q: &[f32],
-    ef: usize,
-    beam: usize,
-    admit: &dyn Fn(u32) -> bool,
-    visited: &mut Visited,
-) -> std::result::Result<Vec<Scored>, String> {
-    match codes {
-        Some(codes) => hnsw_filtered(g, &I8Score::new(codes, q), ef, beam, admit, visited),
-        None => hnsw_filtered(
-            g,
-            &F32Score {
-                q,
-                vectors: g.vectors,
-                dim: g.dim,
-            },
-            ef,
-            beam,
-            admit,
-            visited,
-        ),
-    }
-}
-
-/// HNSW search: greedy descent through the upper levels, then a beam search
-/// of breadth `ef` on level 0, scoring rows with `s`. Returns the pool, best
-/// first (by `s`). A link that points outside the graph is an error (the
-/// reason), never a panic.
-pub(crate) fn hnsw<S: Score>(
-    g: &GraphView<'_>,
-    s: &S,
-    ef: usize,
-    visited: &mut Visited,
-) -> std::result::Result<Vec<Scored>, String> {
+/// The greedy descent through the upper levels: the level-0 entry row and its score.
+pub(crate) fn descend<S: Score>(g: &GraphView<'_>, s: &S) -> std::result::Result<(u32, f32), String> {
     let mut cur = g.entry_point;
     check_row(g, cur)?;
     let mut cur_score = s.score(cur);
@@ -318,6 +283,20 @@ pub(crate) fn hnsw<S: Score>(
             }
         }
     }
+    Ok((cur, cur_score))
+}
+
+/// HNSW search: greedy descent through the upper levels, then a beam search
+/// of breadth `ef` on level 0, scoring rows with `s`. Returns the pool, best
+/// first (by `s`). A link that points outside the graph is an error (the
+/// reason), never a panic.
+pub(crate) fn hnsw<S: Score>(
+    g: &GraphView<'_>,
+    s: &S,
+    ef: usize,
+    visited: &mut Visited,
+) -> std::result::Result<Vec<Scored>, String> {
+    let (cur, cur_score) = descend(g, s)?;
 
     let mut fresh: Vec<u32> = Vec::with_capacity(g.m0);
     let mut candidates: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef * 2);
@@ -375,96 +354,8 @@ pub(crate) fn hnsw<S: Score>(
     Ok(pool)
 }
 
-/// Filtered HNSW search: the greedy descent and level-0 beam of [`hnsw`],
-/// where every row reached guides the beam (a dynamic list of `beam` rows,
-/// admitted or not) but only rows `admit` accepts enter the results (the
-/// best `ef` of them). With `beam` = `ef` and a filter that admits every row
-/// it is [`hnsw`]; callers widen `beam` as the share of admitted rows falls,
-/// so that the beam holds about `ef` admitted rows when it settles.
-pub(crate) fn hnsw_filtered<S: Score>(
-    g: &GraphView<'_>,
-    s: &S,
-    ef: usize,
-    beam: usize,
-    admit: &dyn Fn(u32) -> bool,
-    visited: &mut Visited,
-) -> std::result::Result<Vec<Scored>, String> {
-    let beam = beam.max(ef).max(1);
-    let mut cur = g.entry_point;
-    check_row(g, cur)?;
-    let mut cur_score = s.score(cur);
-    for level in (1..=g.max_level as usize).rev() {
-        loop {
-            let mut improved = false;
-            for &n in upper_neighbours(g, cur, level)? {
-                check_row(g, n)?;
-                let sn = s.score(n);
-                if sn > cur_score || (sn == cur_score && n < cur) {
-                    (cur, cur_score) = (n, sn);
-                    improved = true;
-                }
-            }
-            if !improved {
-                break;
-            }
-        }
-    }
-    let mut fresh: Vec<u32> = Vec::with_capacity(g.m0);
-    let mut candidates: BinaryHeap<Scored> = BinaryHeap::with_capacity(beam * 2);
-    let mut list: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(beam + 1);
-    let mut results: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(ef + 1);
-    let keep = |results: &mut BinaryHeap<Reverse<Scored>>, sc: Scored| {
-        if results.len() < ef || sc > results.peek().expect("non-empty").0 {
-            results.push(Reverse(sc));
-            if results.len() > ef {
-                results.pop();
-            }
-        }
-    };
-    visited.insert(cur);
-    candidates.push(Scored(cur_score, cur));
-    list.push(Reverse(Scored(cur_score, cur)));
-    if admit(cur) {
-        keep(&mut results, Scored(cur_score, cur));
-    }
-    while let Some(c) = candidates.pop() {
-        let worst = list.peek().expect("non-empty").0;
-        if list.len() >= beam && c.0 < worst.0 {
-            break;
-        }
-        if let Some(next) = candidates.peek() {
-            prefetch_links(g, next.1);
-        }
-        fresh.clear();
-        for &n in level0_neighbours(g, c.1)? {
-            check_row(g, n)?;
-            if visited.insert(n) {
-                s.prefetch(n);
-                fresh.push(n);
-            }
-        }
-        for &n in fresh.iter() {
-            let sn = Scored(s.score(n), n);
-            let worst = list.peek().expect("non-empty").0;
-            if list.len() < beam || sn > worst {
-                candidates.push(sn);
-                list.push(Reverse(sn));
-                if list.len() > beam {
-                    list.pop();
-                }
-            }
-            if admit(n) {
-                keep(&mut results, sn);
-            }
-        }
-    }
-    let mut pool: Vec<Scored> = results.into_iter().map(|r| r.0).collect();
-    pool.sort_by(|a, b| b.cmp(a));
-    Ok(pool)
-}
-
 #[inline]
-fn check_row(g: &GraphView<'_>, row: u32) -> std::result::Result<(), String> {
+pub(crate) fn check_row(g: &GraphView<'_>, row: u32) -> std::result::Result<(), String> {
     if (row as usize) < g.count {
         Ok(())
     } else {
@@ -474,7 +365,7 @@ fn check_row(g: &GraphView<'_>, row: u32) -> std::result::Result<(), String> {
 
 /// Start loading a row's level-0 block (a hint: out-of-range rows are skipped).
 #[inline]
-fn prefetch_links(g: &GraphView<'_>, row: u32) {
+pub(crate) fn prefetch_links(g: &GraphView<'_>, row: u32) {
     let stride = g.m0 + 1;
     if let Some(block) = g.level0.get(row as usize * stride..(row as usize + 1) * stride) {
         for line in block.chunks(PREFETCH_STRIDE) {
@@ -483,7 +374,7 @@ fn prefetch_links(g: &GraphView<'_>, row: u32) {
     }
 }
 
-fn level0_neighbours<'a>(g: &GraphView<'a>, row: u32) -> std::result::Result<&'a [u32], String> {
+pub(crate) fn level0_neighbours<'a>(g: &GraphView<'a>, row: u32) -> std::result::Result<&'a [u32], String> {
     let stride = g.m0 + 1;
     let block = &g.level0[row as usize * stride..(row as usize + 1) * stride];
     let deg = block[0] as usize;
@@ -530,14 +421,14 @@ pub(crate) const EXACT_BLOCK: usize = 16;
 
 /// The best `keep` rows of one query by f32 score, with the current floor
 /// cached so that most rows cost one comparison.
-struct TopK {
-    keep: usize,
-    heap: BinaryHeap<Reverse<Scored>>,
-    floor: Option<Scored>,
+pub(crate) struct TopK {
+    pub(crate) keep: usize,
+    pub(crate) heap: BinaryHeap<Reverse<Scored>>,
+    pub(crate) floor: Option<Scored>,
 }
 
 impl TopK {
-    fn new(keep: usize) -> TopK {
+    pub(crate) fn new(keep: usize) -> TopK {
         TopK {
             keep,
             heap: BinaryHeap::with_capacity(keep + 1),
@@ -546,7 +437,7 @@ impl TopK {
     }
 
     #[inline]
-    fn push(&mut self, s: Scored) {
+    pub(crate) fn push(&mut self, s: Scored) {
         match self.floor {
             Some(floor) if s <= floor => {}
             Some(_) => {

@@ -6,6 +6,7 @@ mod atomic;
 mod builder;
 mod corruption;
 mod exact;
+mod filtered;
 mod golden;
 mod layers;
 mod quantized;
