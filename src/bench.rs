@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use stabspace_index::sweep::{measure, truth, SweepRow};
+use stabspace_index::sweep::{measure, measure_filtered, truth, truth_filtered, SweepRow, Truth};
 use stabspace_index::vecfile::read_matrix;
-use stabspace_index::{BuildParams, Partition, PartitionBuilder, Quantization};
+use stabspace_index::{BuildParams, Partition, PartitionBuilder, Quantization, RowAttrs, RowFilter};
 
 use crate::error::{Error, Result};
 
@@ -28,6 +28,8 @@ pub struct BenchRow {
     pub threads: usize,
     pub open_us: f64,
     pub bytes_per_vector: f64,
+    /// Percent of the base rows the query's filter admits (`None`: no filter).
+    pub selectivity: Option<usize>,
 }
 
 /// The base to search: an existing partition file, or vectors to build one from.
@@ -49,6 +51,56 @@ pub struct BenchSpec {
     /// (vector files only), measuring each append and the result's recall.
     pub appends: usize,
     pub append_rows: usize,
+    /// Filtered search (vector files only): every base row gets a key
+    /// ([`bench_keys`]) and each selectivity is measured with the filter
+    /// `key_below` [`key_cut`], against the exact filtered answer.
+    pub filter: Option<KeySpec>,
+}
+
+/// Keys for a filtered benchmark.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeySpec {
+    /// Percent of the rows each measured filter admits.
+    pub selectivities: Vec<usize>,
+    /// The keys, one per base row ([`bench_keys`]).
+    pub keys: Vec<i32>,
+}
+
+/// First day of the benchmark keys: 2005-01-01, in days since 1970-01-01.
+pub const KEY_FIRST_DAY: i32 = 12_784;
+/// Days the keys range over (20 years).
+pub const KEY_DAYS: i32 = 7_305;
+/// Seed of the benchmark keys.
+pub const KEY_SEED: u64 = 20_261_207;
+
+/// One key per row, a day as stabspace stores a scenario's known-from date:
+/// uniformly random over [`KEY_DAYS`] days from [`KEY_FIRST_DAY`] (row i:
+/// splitmix64 of `KEY_SEED + i`, modulo the days), or, `correlated`, the
+/// same keys sorted so that they increase with row order (rows in time order).
+pub fn bench_keys(n: usize, correlated: bool) -> Vec<i32> {
+    let mut keys: Vec<i32> = (0..n as u64)
+        .map(|i| KEY_FIRST_DAY + (splitmix64(KEY_SEED.wrapping_add(i)) % KEY_DAYS as u64) as i32)
+        .collect();
+    if correlated {
+        keys.sort_unstable();
+    }
+    keys
+}
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The smallest bound admitting at least `pct` % of `keys` with `key < bound`:
+/// one more than the ⌈n·pct/100⌉-th smallest key (at least the first).
+pub fn key_cut(keys: &[i32], pct: usize) -> i32 {
+    let mut sorted = keys.to_vec();
+    sorted.sort_unstable();
+    let want = (sorted.len() * pct).div_ceil(100).clamp(1, sorted.len().max(1));
+    sorted.get(want - 1).map_or(i32::MIN, |&k| k + 1)
 }
 
 /// What the appends did.
@@ -136,6 +188,26 @@ pub fn run(
         stabspace_index::GraphBuilder::HnswRs => "stabspace-hnsw_rs",
     };
     let mut appended = None;
+    match (&spec.filter, &spec.base) {
+        (Some(_), Base::Partition(_)) => {
+            return Err(Error::Invalid(
+                "--selectivity needs a vector file (--base): the keys are made for its rows".into(),
+            ))
+        }
+        (Some(f), Base::Vectors { rows, .. }) if f.keys.len() != rows.len() => {
+            return Err(Error::Invalid(format!(
+                "{} keys for {} base vectors",
+                f.keys.len(),
+                rows.len()
+            )))
+        }
+        (Some(_), _) if spec.appends > 0 => {
+            return Err(Error::Invalid(
+                "--selectivity and --appends do not combine".into(),
+            ))
+        }
+        _ => {}
+    }
     let (path, build_s) = match &spec.base {
         Base::Partition(p) => {
             engine = "stabspace";
@@ -147,7 +219,16 @@ pub fn run(
             let started = Instant::now();
             let mut b = PartitionBuilder::with_capacity(dim, rows.len())?;
             for (i, r) in rows.iter().enumerate() {
-                b.add(&i.to_string(), r, b"")?;
+                match &spec.filter {
+                    Some(f) => {
+                        let attrs = RowAttrs {
+                            key: f.keys[i],
+                            ..RowAttrs::NONE
+                        };
+                        b.add_with(&i.to_string(), r, b"", attrs)?
+                    }
+                    None => b.add(&i.to_string(), r, b"")?,
+                };
             }
             if let Some(dir) = spec.scratch.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -202,9 +283,7 @@ pub fn run(
         )));
     }
     let k = spec.k.min(n);
-    progress(&format!("exact top-{k} of {} queries", spec.queries.len()));
-    let t = truth(&p, &spec.queries, k)?;
-    let row = |engine: &str, ef: usize, measured: SweepRow| BenchRow {
+    let row = |engine: &str, ef: usize, measured: SweepRow, selectivity: Option<usize>| BenchRow {
         engine: engine.to_string(),
         n,
         dim,
@@ -217,7 +296,14 @@ pub fn run(
         threads,
         open_us: opens[opens.len() / 2],
         bytes_per_vector: info.file_bytes as f64 / n.max(1) as f64,
+        selectivity,
     };
+    if let Some(f) = &spec.filter {
+        return Ok((filtered(&spec, f, &path, engine, k, &row, progress)?, None));
+    }
+    progress(&format!("exact top-{k} of {} queries", spec.queries.len()));
+    let t = truth(&p, &spec.queries, k)?;
+    let row = |engine: &str, ef: usize, measured: SweepRow| row(engine, ef, measured, None);
     let mut out = vec![row("stabspace-exact", 0, measure(&p, &spec.queries, &t, None)?)];
     if p.has_graph() {
         // Each breadth on both traversals, when there are codes and
@@ -268,6 +354,48 @@ pub fn run(
         );
     }
     Ok((out, appended))
+}
+
+/// The filtered sweep: per selectivity, the exact filtered scan and every
+/// `ef` on the f32 and (when there are codes) int8 traversals, each against
+/// the exact filtered top-k.
+fn filtered(
+    spec: &BenchSpec,
+    f: &KeySpec,
+    path: &Path,
+    engine: &str,
+    k: usize,
+    row: &dyn Fn(&str, usize, SweepRow, Option<usize>) -> BenchRow,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<Vec<BenchRow>> {
+    let p = Partition::open(path)?;
+    let mut on_f32 = Partition::open(path)?;
+    on_f32.set_quantized(false);
+    let quantized = p.has_quantized() && spec.params.quantization != Quantization::None;
+    let qs = &spec.queries;
+    let mut out = Vec::new();
+    for &sel in &f.selectivities {
+        let filter = RowFilter {
+            key_below: Some(key_cut(&f.keys, sel)),
+            ..RowFilter::default()
+        };
+        progress(&format!("{sel}%: exact filtered top-{k} of {} queries", qs.len()));
+        let t: Truth = truth_filtered(&p, qs, k, &filter)?;
+        let m = |p: &Partition, ef| measure_filtered(p, qs, &t, ef, Some(&filter));
+        out.push(row("stabspace-exact", 0, m(&p, None)?, Some(sel)));
+        if !p.has_graph() {
+            continue;
+        }
+        for &ef in &spec.efs {
+            progress(&format!("{sel}%: ef {ef}"));
+            out.push(row(engine, ef, m(&on_f32, Some(ef.max(k)))?, Some(sel)));
+            if quantized {
+                let i8_engine = format!("{engine}-i8");
+                out.push(row(&i8_engine, ef, m(&p, Some(ef.max(k)))?, Some(sel)));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Build the first rows of `rows` at the scratch path, then append the rest
@@ -342,6 +470,7 @@ pub const CSV_COLUMNS: &[&str] = &[
     "p95_us",
     "open_us",
     "bytes_per_vector",
+    "selectivity",
 ];
 
 impl BenchRow {
@@ -364,6 +493,7 @@ impl BenchRow {
             format!("{:.1}", self.measured.p95_us),
             format!("{:.1}", self.open_us),
             format!("{:.1}", self.bytes_per_vector),
+            self.selectivity.map_or(String::new(), |s| s.to_string()),
         ]
     }
 }

@@ -5,8 +5,10 @@
 use std::time::Instant;
 
 use crate::error::Result;
+use crate::filter::RowFilter;
 use crate::kernel;
 use crate::partition::Partition;
+use crate::search::Hit;
 
 /// Exact answers: per query, the top-k rows and the k-th cosine.
 pub struct Truth {
@@ -32,8 +34,18 @@ pub struct SweepRow {
 
 /// Exact top-k of every query (in parallel).
 pub fn truth(p: &Partition, queries: &[Vec<f32>], k: usize) -> Result<Truth> {
-    let all = p.search_batch(queries, k, None)?;
-    Ok(Truth {
+    Ok(truth_of(k, p.search_batch(queries, k, None)?))
+}
+
+/// Exact top-k among the rows `filter` admits, for every query (in parallel).
+pub fn truth_filtered(p: &Partition, queries: &[Vec<f32>], k: usize, filter: &RowFilter) -> Result<Truth> {
+    let filters = vec![filter.clone(); queries.len()];
+    let all = p.search_batch_filtered(queries, &filters, k, None)?;
+    Ok(truth_of(k, all.into_iter().map(|f| f.hits).collect()))
+}
+
+fn truth_of(k: usize, all: Vec<Vec<Hit>>) -> Truth {
+    Truth {
         k,
         kth: all
             .iter()
@@ -43,7 +55,7 @@ pub fn truth(p: &Partition, queries: &[Vec<f32>], k: usize) -> Result<Truth> {
             .into_iter()
             .map(|h| h.into_iter().map(|h| h.row).collect())
             .collect(),
-    })
+    }
 }
 
 /// The query as an f64 unit vector.
@@ -63,10 +75,23 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 /// peer_ann.py: a returned row counts when its cosine is at least the k-th
 /// exact cosine minus 1e-6.
 pub fn measure(p: &Partition, queries: &[Vec<f32>], truth: &Truth, ef: Option<usize>) -> Result<SweepRow> {
+    measure_filtered(p, queries, truth, ef, None)
+}
+
+/// [`measure`] of `Partition::search_filtered` with `filter` (`None`: of
+/// `search`), against a [`truth_filtered`] with the same filter.
+pub fn measure_filtered(
+    p: &Partition,
+    queries: &[Vec<f32>],
+    truth: &Truth,
+    ef: Option<usize>,
+    filter: Option<&RowFilter>,
+) -> Result<SweepRow> {
     let k = truth.k;
-    let run = |q: &[f32]| match ef {
-        Some(ef) => p.search(q, k, ef),
-        None => p.search_exact(q, k),
+    let run = |q: &[f32]| match (filter, ef) {
+        (Some(f), ef) => p.search_filtered(q, k, ef, f).map(|r| r.hits),
+        (None, Some(ef)) => p.search(q, k, ef),
+        (None, None) => p.search_exact(q, k),
     };
     // Warm-up: touch the pages and the visited pool.
     for q in queries.iter().take(10) {
@@ -93,16 +118,22 @@ pub fn measure(p: &Partition, queries: &[Vec<f32>], truth: &Truth, ef: Option<us
         })
         .sum();
     let started = Instant::now();
-    match ef {
-        Some(ef) => p.search_batch(queries, k, Some(ef))?,
-        None => p.search_batch(queries, k, None)?,
-    };
+    match filter {
+        Some(f) => {
+            let filters = vec![f.clone(); queries.len()];
+            p.search_batch_filtered(queries, &filters, k, ef)?;
+        }
+        None => {
+            p.search_batch(queries, k, ef)?;
+        }
+    }
     let parallel = started.elapsed().as_secs_f64();
     lat.sort_by(f64::total_cmp);
     let n = queries.len().max(1) as f64;
     Ok(SweepRow {
         ef,
-        recall: hits as f64 / (n * k as f64),
+        // Out of the exact answers' rows (k each, unless a filter admits fewer).
+        recall: hits as f64 / truth.rows.iter().map(Vec::len).sum::<usize>().max(1) as f64,
         qps: n / single.max(1e-12),
         qps_all_threads: n / parallel.max(1e-12),
         p50_us: percentile(&lat, 0.50),

@@ -3,7 +3,8 @@ use std::path::PathBuf;
 use chrono::NaiveDate;
 
 use crate::bench::{
-    hold_out, read_vectors, run as run_bench, svg_plot, Base, BenchRow, BenchSpec, Series, CSV_COLUMNS,
+    bench_keys, hold_out, read_vectors, run as run_bench, svg_plot, Base, BenchRow, BenchSpec, KeySpec,
+    Series, CSV_COLUMNS,
 };
 use crate::cli::global::GlobalOpts;
 use crate::commands::index::ParamArgs;
@@ -27,6 +28,10 @@ out from the base (the base is then rebuilt without them).\n\n\
 --csv writes engine,n,dim,k,M,efc,ef,recall,qps,p50_us,p99_us,build_s,threads (then qps_all_threads, \
 p95_us, open_us, bytes_per_vector): the columns of shared/bench/peer_ann.py, so the files concatenate. \
 --plot draws recall against QPS, one line per engine (--compare adds a peer_ann.py CSV to the plot).\n\n\
+Filtered search (--base only): --selectivity 1,10,50,100 gives every base row a key, a day drawn uniformly \
+over 20 years (seeded; --correlated-keys: increasing with row order), and measures each percentage with \
+the filter key < the cut admitting that share of the rows, against the exact filtered top-k; rows get a \
+selectivity column (last). --keys-out writes the keys, one per line, for bench/peer_filtered.py.\n\n\
 Examples:\n  stabspace bench --scenario-set-id BENCH_100K --sample 1000\n  \
 stabspace bench --base base.npy --queries queries.npy --m 16 --ef-construction 200 --csv ours.csv \
 --plot recall.svg --compare peers.csv"
@@ -75,9 +80,25 @@ pub struct Args {
     /// sweep --ef on the result (engine `stabspace+Nappends`), beside the fresh build.
     #[arg(long, value_name = "N", default_value_t = 0, requires = "base")]
     pub appends: usize,
+    /// Filtered search: percents of the base rows each query's key filter admits (--base only).
+    #[arg(long, value_delimiter = ',', value_name = "PERCENTS", requires = "base", value_parser = parse_percent)]
+    pub selectivity: Vec<usize>,
+    /// With --selectivity: keys increase with row order (rows in time order) instead of uniformly random.
+    #[arg(long)]
+    pub correlated_keys: bool,
+    /// Write the base rows' keys (as --selectivity gives them) to FILE, one integer per line.
+    #[arg(long, value_name = "FILE", requires = "base")]
+    pub keys_out: Option<PathBuf>,
     /// Fraction of the base each append adds (with --appends).
     #[arg(long, value_name = "F", default_value_t = 0.01, value_parser = parse_fraction)]
     pub append_fraction: f64,
+}
+
+fn parse_percent(s: &str) -> std::result::Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(p) if (1..=100).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a percentage from 1 to 100")),
+    }
 }
 
 fn parse_fraction(s: &str) -> std::result::Result<f64, String> {
@@ -89,7 +110,7 @@ fn parse_fraction(s: &str) -> std::result::Result<f64, String> {
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     // Output paths are checked before minutes of measuring, not after.
-    for path in [&a.csv, &a.plot].into_iter().flatten() {
+    for path in [&a.csv, &a.plot, &a.keys_out].into_iter().flatten() {
         check_output_dir(path)?;
     }
     let scratch = g
@@ -181,6 +202,24 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         Base::Vectors { rows, .. } => ((rows.len() as f64 * a.append_fraction).round() as usize).max(1),
         Base::Partition(_) => 0,
     };
+    let keys = match &base {
+        Base::Vectors { rows, .. } if !a.selectivity.is_empty() || a.keys_out.is_some() => {
+            Some(bench_keys(rows.len(), a.correlated_keys))
+        }
+        _ => None,
+    };
+    if let (Some(path), Some(keys)) = (&a.keys_out, &keys) {
+        let text: String = keys.iter().map(|k| format!("{k}\n")).collect();
+        write_file_atomically(path, text.as_bytes())?;
+        println!("wrote {} keys to {}", keys.len(), path.display());
+    }
+    let filter = match keys {
+        Some(keys) if !a.selectivity.is_empty() => Some(KeySpec {
+            selectivities: a.selectivity.clone(),
+            keys,
+        }),
+        _ => None,
+    };
     let spec = BenchSpec {
         base,
         queries,
@@ -190,11 +229,12 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         scratch: scratch.clone(),
         appends: a.appends,
         append_rows,
+        filter,
     };
     // Steps: the build (vector files only), the exact top-k, one per ef.
+    let sels = spec.filter.as_ref().map_or(1, |f| f.selectivities.len()) as u64;
     let steps = u64::from(matches!(spec.base, Base::Vectors { .. }))
-        + 1
-        + spec.efs.len() as u64
+        + sels * (1 + spec.efs.len() as u64)
         + u64::from(spec.appends > 0) * (1 + spec.appends + spec.efs.len()) as u64;
     let pb = crate::cli::progress::steps(steps);
     let bar = pb.clone();
@@ -229,19 +269,20 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         println!("wrote {}", path.display());
     }
     if let Some(path) = &a.plot {
-        let mut series: Series = vec![
-            (
-                "stabspace".into(),
-                rows.iter()
-                    .filter(|r| r.ef > 0)
-                    .map(|r| (r.measured.recall, r.measured.qps))
-                    .collect(),
-            ),
-            (
-                "stabspace-exact".into(),
-                vec![(first.measured.recall, first.measured.qps)],
-            ),
-        ];
+        let mut series: Series = Vec::new();
+        for r in &rows {
+            let sel = r.selectivity.map_or(String::new(), |s| format!(" {s}%"));
+            let name = if r.ef > 0 {
+                format!("stabspace{sel}")
+            } else {
+                format!("stabspace-exact{sel}")
+            };
+            let point = (r.measured.recall, r.measured.qps);
+            match series.iter_mut().find(|s| s.0 == name) {
+                Some(s) => s.1.push(point),
+                None => series.push((name, vec![point])),
+            }
+        }
         if let Some(peers) = &a.compare {
             series.extend(read_peer_series(peers)?);
         }
@@ -255,11 +296,20 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
 
 fn table(rows: &[BenchRow]) -> Table {
     let mut t = Table::new(&[
-        "engine", "ef", "recall", "qps_1t", "qps_all", "p50_us", "p95_us", "p99_us",
+        "engine",
+        "selectivity",
+        "ef",
+        "recall",
+        "qps_1t",
+        "qps_all",
+        "p50_us",
+        "p95_us",
+        "p99_us",
     ]);
     for r in rows {
         t.push(vec![
             r.engine.clone().into(),
+            r.selectivity.map_or(Cell::Null, |s| Cell::Int(s as i64)),
             if r.ef == 0 { Cell::Null } else { r.ef.into() },
             r.measured.recall.into(),
             Cell::Int(r.measured.qps.round() as i64),
