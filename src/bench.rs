@@ -356,6 +356,9 @@ pub fn run(
     Ok((out, appended))
 }
 
+/// Makes a result row: (engine, threads, the sweep's figures, the selectivity in percent).
+type RowOf<'a> = &'a dyn Fn(&str, usize, SweepRow, Option<usize>) -> BenchRow;
+
 /// The filtered sweep: per selectivity, the exact filtered scan and every
 /// `ef` on the f32 and (when there are codes) int8 traversals, each against
 /// the exact filtered top-k.
@@ -365,7 +368,7 @@ fn filtered(
     path: &Path,
     engine: &str,
     k: usize,
-    row: &dyn Fn(&str, usize, SweepRow, Option<usize>) -> BenchRow,
+    row: RowOf<'_>,
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Vec<BenchRow>> {
     let p = Partition::open(path)?;
