@@ -12,8 +12,8 @@ use crate::filter::{plan, AttrColumns, FilterPath, RowFilter, BUDGET_PERCENT};
 use crate::graph::GraphView;
 use crate::quantize::QuantizedView;
 use crate::search::{
-    check_row, descend, exact_among, level0_neighbours, prefetch_links, rerank, rerank_breadth, F32Score,
-    Filtered, Hit, I8Score, Query, Rows, Score, Scored, TopK, Visited, EXACT_EXTRA,
+    descend, exact_among, expand, rerank, rerank_breadth, F32Score, Filtered, Hit, I8Score, Query, Rows,
+    Score, Scored, TopK, Visited, EXACT_EXTRA,
 };
 
 /// Candidates an exact scan on the int8 codes re-ranks in f64 beyond k (the
@@ -150,26 +150,7 @@ pub(crate) fn hnsw_filtered<S: Score>(
         if results.len() >= ef && c < results.peek().expect("non-empty").0 {
             break;
         }
-        if let Some(next) = candidates.peek() {
-            prefetch_links(g, next.1);
-        }
-        fresh.clear();
-        for &n in level0_neighbours(g, c.1)? {
-            check_row(g, n)?;
-            if visited.insert(n) {
-                s.prefetch(n);
-                fresh.push(n);
-            }
-        }
-        if let Some(next) = candidates.peek() {
-            if let Ok(ns) = level0_neighbours(g, next.1) {
-                for &n in ns {
-                    if (n as usize) < g.count && !visited.contains(n) {
-                        s.prefetch(n);
-                    }
-                }
-            }
-        }
+        expand(g, s, c.1, candidates.peek().map(|n| n.1), visited, &mut fresh)?;
         scored += fresh.len();
         for &n in fresh.iter() {
             let sn = Scored(s.score(n), n);

@@ -309,34 +309,7 @@ pub(crate) fn hnsw<S: Score>(
         if results.len() >= ef && c.0 < worst.0 {
             break;
         }
-        // The likely next candidate's links: loading while this one is expanded.
-        if let Some(next) = candidates.peek() {
-            prefetch_links(g, next.1);
-        }
-        // Mark the unvisited neighbours and prefetch what scoring them reads
-        // first, so the memory loads overlap; then score them.
-        fresh.clear();
-        for &n in level0_neighbours(g, c.1)? {
-            check_row(g, n)?;
-            if visited.insert(n) {
-                s.prefetch(n);
-                fresh.push(n);
-            }
-        }
-        // Speculatively, the likely next candidate's unvisited neighbours too
-        // (not marked: only their loads start), so that they arrive while
-        // this candidate's are scored rather than after.
-        {
-            if let Some(next) = candidates.peek() {
-                if let Ok(ns) = level0_neighbours(g, next.1) {
-                    for &n in ns {
-                        if (n as usize) < g.count && !visited.contains(n) {
-                            s.prefetch(n);
-                        }
-                    }
-                }
-            }
-        }
+        expand(g, s, c.1, candidates.peek().map(|n| n.1), visited, &mut fresh)?;
         for &n in fresh.iter() {
             let sn = Scored(s.score(n), n);
             let worst = results.peek().expect("non-empty").0;
@@ -352,6 +325,44 @@ pub(crate) fn hnsw<S: Score>(
     let mut pool: Vec<Scored> = results.into_iter().map(|r| r.0).collect();
     pool.sort_by(|a, b| b.cmp(a));
     Ok(pool)
+}
+
+/// Expand candidate `c` of a level-0 beam: its unvisited neighbours are
+/// marked and collected in `fresh`, with what scoring them reads prefetched
+/// so that the memory loads overlap. The likely next candidate's links, and
+/// speculatively its unvisited neighbours (not marked: only their loads
+/// start), are prefetched too, so that they arrive while this candidate's
+/// are scored rather than after.
+#[inline(always)]
+pub(crate) fn expand<S: Score>(
+    g: &GraphView<'_>,
+    s: &S,
+    c: u32,
+    next: Option<u32>,
+    visited: &mut Visited,
+    fresh: &mut Vec<u32>,
+) -> std::result::Result<(), String> {
+    if let Some(next) = next {
+        prefetch_links(g, next);
+    }
+    fresh.clear();
+    for &n in level0_neighbours(g, c)? {
+        check_row(g, n)?;
+        if visited.insert(n) {
+            s.prefetch(n);
+            fresh.push(n);
+        }
+    }
+    if let Some(next) = next {
+        if let Ok(ns) = level0_neighbours(g, next) {
+            for &n in ns {
+                if (n as usize) < g.count && !visited.contains(n) {
+                    s.prefetch(n);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[inline]

@@ -6,7 +6,7 @@
 
 use chrono::NaiveDate;
 
-use super::joint::ScenarioVector;
+use super::joint::{ScenarioCols, ScenarioVector};
 use super::sql::{date_agg, distinct, fetch_all, fetch_one, sql_limit, Arg};
 use super::Db;
 use crate::error::Result;
@@ -92,22 +92,14 @@ pub async fn numeric_scenarios_page(
                WHERE n.model_id = $1 AND n.entity_type = 'SCENARIO' AND n.scope_id = $2 \
                  AND ($3 IS NULL OR n.entity_id > $3) \
                ORDER BY n.entity_id LIMIT $4";
-    type Cols = (
-        String,
-        NaiveDate,
-        Vec<u8>,
-        Option<String>,
-        Option<NaiveDate>,
-        Option<String>,
-        Option<String>,
-    );
     let args = [
         Arg::Text(model),
         Arg::Text(set),
         Arg::OptText(after),
         Arg::Int(sql_limit(Some(page))),
     ];
-    let rows: Vec<Cols> = fetch_all(db, sql, &args).await?;
+    // The columns of a joint scenario row, in the same order.
+    let rows: Vec<ScenarioCols> = fetch_all(db, sql, &args).await?;
     Ok(rows.into_iter().map(ScenarioVector::from).collect())
 }
 

@@ -618,7 +618,10 @@ fn the_cli_filters_point_in_time_and_says_when_nothing_was_known() {
         known.len(),
         "every window without the flag"
     );
-    assert!(want_some_not_all(&known, &day), "{day}: some windows known before it, not all");
+    assert!(
+        want_some_not_all(&known, &day),
+        "{day}: some windows known before it, not all"
+    );
     let o = find(&["--point-in-time"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let out = text(&o.stdout);
