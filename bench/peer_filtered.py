@@ -12,11 +12,14 @@ traversed but not returned. Recall is measured against the exact filtered top-k
 (numpy, float64 cosines) and is tie-aware as in peer_ann.py: a returned id counts
 when its cosine is at least the k-th exact cosine minus 1e-6.
 
-Note: the filter is a Python callable, called by hnswlib for every node the
-search reaches; its cost (a Python call per node) is part of the measured time,
-as it is for any user of the Python API.
+Note: hnswlib's filter is a Python callable, called for every node the search
+reaches; its cost (a Python call per node) is part of the measured time, as it
+is for any user of its Python API. FAISS (IndexHNSWFlat, inner product) filters
+in C++ with an IDSelectorBitmap built once per selectivity
+(SearchParametersHNSW(sel=..., efSearch=ef)): no Python in the loop, the fair
+comparison of the search itself. --engines picks them (default both).
 
-Set-up once:   python3 -m pip install numpy hnswlib threadpoolctl
+Set-up once:   python3 -m pip install numpy hnswlib faiss-cpu threadpoolctl
 Example:       stabspace bench --base base.f32 --dim 384 --queries q.f32 --selectivity 1,10,50,100 \\
                    --keys-out keys.txt --ef 32,64,128,256 --csv ours.csv
                python3 peer_filtered.py --base base.f32 --queries q.f32 --dim 384 --keys keys.txt \\
@@ -101,7 +104,9 @@ def main():
     ap.add_argument("--selectivity", default="1,10,50,100")
     ap.add_argument("--threads", type=int, default=1, help="threads for building; queries run one at a time")
     ap.add_argument("--max-queries", type=int, default=1000)
+    ap.add_argument("--engines", default="hnswlib,faiss")
     a = ap.parse_args()
+    engines = a.engines.split(",")
 
     base = normalise(load(a.base, a.dim))
     queries = normalise(load(a.queries, a.dim))[: a.max_queries]
@@ -113,7 +118,58 @@ def main():
     sels = [int(s) for s in a.selectivity.split(",")]
     base64 = base.astype(np.float64)
 
+    print(COLUMNS)
+    if "hnswlib" in engines:
+        run_hnswlib(a, base, base64, queries, keys, efs, sels)
+    if "faiss" in engines:
+        run_faiss(a, base, base64, queries, keys, efs, sels)
+
+
+def recall_of(res, queries, kth, kk, base64, keys, cut):
+    hits = 0
+    for f, q, t in zip(res, queries, kth):
+        ids = np.unique(np.asarray(f[:kk], dtype=np.int64))
+        ids = ids[ids >= 0]
+        ok = keys[ids] < cut
+        hits += int(np.count_nonzero((base64[ids] @ q.astype(np.float64) >= t - 1e-6) & ok))
+    return hits / (kk * len(queries))
+
+
+def run_faiss(a, base, base64, queries, keys, efs, sels):
+    import faiss
+    from threadpoolctl import threadpool_limits
+
+    n, dim = base.shape
+    idx = faiss.IndexHNSWFlat(dim, a.M, faiss.METRIC_INNER_PRODUCT)
+    idx.hnsw.efConstruction = a.efc
+    faiss.omp_set_num_threads(a.threads)
+    t = time.perf_counter()
+    idx.add(base)
+    build_s = time.perf_counter() - t
+    faiss.omp_set_num_threads(1)
+    print(f"# faiss build {build_s:.1f} s on {a.threads} threads", file=sys.stderr, flush=True)
+    with threadpool_limits(1):
+        for sel in sels:
+            cut = key_cut(keys, sel)
+            admitted = np.flatnonzero(keys < cut)
+            kth, kk = exact_kth(base64, admitted, queries, a.k)
+            bits = np.packbits((keys < cut).astype(np.uint8), bitorder="little")
+            selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
+            for ef in efs:
+                params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(ef, a.k))
+
+                def one(q):
+                    return idx.search(q.reshape(1, -1), kk, params=params)[1][0]
+
+                res, qps, p50, p95, p99 = timed_queries(one, queries)
+                rec = recall_of(res, queries, kth, kk, base64, keys, cut)
+                print(f"faiss-hnsw,{n},{dim},{a.k},{a.M},{a.efc},{ef},{rec:.4f},{qps:.1f},{p50:.1f},{p99:.1f},"
+                      f"{build_s:.2f},{a.threads},,{p95:.1f},,,{sel}", flush=True)
+
+
+def run_hnswlib(a, base, base64, queries, keys, efs, sels):
     import hnswlib
+    n, dim = base.shape
     idx = hnswlib.Index(space="ip", dim=dim)
     t = time.perf_counter()
     idx.init_index(max_elements=n, M=a.M, ef_construction=a.efc, random_seed=1)
@@ -123,7 +179,6 @@ def main():
     idx.set_num_threads(1)
     print(f"# hnswlib build {build_s:.1f} s on {a.threads} threads", file=sys.stderr, flush=True)
 
-    print(COLUMNS)
     key_list = keys.tolist()  # Python ints: the filter indexes a list, not a numpy array
     for sel in sels:
         cut = key_cut(keys, sel)
@@ -144,16 +199,13 @@ def main():
                     return np.empty(0, dtype=np.int64)
 
             res, qps, p50, p95, p99 = timed_queries(one, queries)
-            hits = 0
-            for f, q, t in zip(res, queries, kth):
-                ids = np.unique(np.asarray(f[:kk], dtype=np.int64))
-                ok = keys[ids] < cut
-                hits += int(np.count_nonzero((base64[ids] @ q.astype(np.float64) >= t - 1e-6) & ok))
-            rec = hits / (kk * len(queries))
+            rec = recall_of(res, queries, kth, kk, base64, keys, cut)
             if failed:
                 print(f"# {sel}% ef {ef}: {failed} queries returned fewer than {kk}", file=sys.stderr)
             print(f"hnswlib,{n},{dim},{a.k},{a.M},{a.efc},{ef},{rec:.4f},{qps:.1f},{p50:.1f},{p99:.1f},"
                   f"{build_s:.2f},{a.threads},,{p95:.1f},,,{sel}", flush=True)
+
+
 
 
 if __name__ == "__main__":
