@@ -687,6 +687,33 @@ fn the_cli_filters_point_in_time_and_says_when_nothing_was_known() {
         .collect();
     assert_eq!(got, want);
     assert!(!got.is_empty(), "{o}");
+    // eval-retrieval --point-in-time: each window competes only with the
+    // windows known before its query date, so fewer scenarios are ranked.
+    let eval = |extra: &[&str]| {
+        let mut args = vec![
+            "eval-retrieval",
+            "--scenario-set-id",
+            HISTORICAL_SET,
+            "--market-id",
+            "US_EQ",
+            "--joint-model-id",
+            V2,
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let r: serde_json::Value = serde_json::from_str(&stabspace_ok(&args, dir.path())).unwrap();
+        r
+    };
+    let plain = eval(&[]);
+    let pit = eval(&["--point-in-time"]);
+    assert!(plain["filter"].is_null(), "{plain}");
+    assert!(
+        pit["filter"].as_str().unwrap().starts_with("point-in-time"),
+        "{pit}"
+    );
+    let chance = |r: &serde_json::Value| r["scores"][0]["chance_at_3"].as_f64().unwrap();
+    assert!(chance(&pit) > chance(&plain), "fewer competitors: {pit}");
     let o = stabspace(
         &[
             "find-similar-stab-scenarios",
