@@ -546,7 +546,7 @@ impl ScenarioSpace {
         }
         match &self.engine {
             Engine::Partition { p, delta } => {
-                let f = p.search_filtered(query, k, self.ef, &filter.row_filter(&partition_types(p)))?;
+                let f = p.search_filtered(query, k, self.ef, &filter.row_filter(&p.shock_types))?;
                 let hits = self.partition_hits(p, f.hits)?;
                 match delta {
                     Some(d) if !d.is_empty() => {
@@ -623,16 +623,6 @@ fn note_reader_behind(path: &std::path::Path, built: &partitions::Fingerprint, n
         built.version,
         now.version
     );
-}
-
-/// The shock types numbered by a partition's tags (none recorded: no tag matches).
-fn partition_types(p: &OpenPartition) -> ShockTypes {
-    ShockTypes(
-        p.provenance
-            .as_ref()
-            .and_then(|prov| prov.shock_types.clone())
-            .unwrap_or_default(),
-    )
 }
 
 fn flat_hits(index: &FlatIndex, as_of: &[NaiveDate], hits: Vec<stabspace_index::Hit>) -> Vec<ScenarioHit> {

@@ -10,6 +10,7 @@ use stabspace_index::Partition;
 use super::delta::DeltaSlot;
 use crate::error::{Error, Result};
 use crate::partitions::{PartitionStore, Provenance};
+use crate::pointintime::ShockTypes;
 use crate::vector::DIM;
 
 /// A partition file opened for searching, with its provenance (`None`: a
@@ -17,6 +18,9 @@ use crate::vector::DIM;
 pub struct OpenPartition {
     pub partition: Partition,
     pub provenance: Option<Provenance>,
+    /// The shock types numbered by the rows' tags, as the provenance records
+    /// them (none recorded: no tag matches), read once for every filtered query.
+    pub shock_types: ShockTypes,
     /// The rows the database has gained since this file was built, as last
     /// read (keyed by the set's change counter): shared by the queries that
     /// share this map (through one [`super::cache::PartitionCache`]).
@@ -29,9 +33,16 @@ impl OpenPartition {
     pub fn new(mut partition: Partition, quantized: bool) -> OpenPartition {
         partition.set_quantized(quantized);
         let provenance = Provenance::of(&partition).ok();
+        let shock_types = ShockTypes(
+            provenance
+                .as_ref()
+                .and_then(|p| p.shock_types.clone())
+                .unwrap_or_default(),
+        );
         OpenPartition {
             partition,
             provenance,
+            shock_types,
             delta: Mutex::new(None),
         }
     }
