@@ -79,7 +79,6 @@ pub fn portfolio_exposure(set: &str, portfolio: &str, e: Exposure) -> Table {
     t
 }
 
-/// `index status`'s rows: one per partition (also `GET /v1/partitions`).
 /// `index status --versions`: every version a remote partition store holds.
 pub fn stored_versions(rows: &[crate::partitions::StoredVersion]) -> Table {
     let mut t = Table::new(&[
@@ -113,6 +112,9 @@ pub fn stored_versions(rows: &[crate::partitions::StoredVersion]) -> Table {
     t
 }
 
+/// `index status`'s rows: one per partition (also `GET /v1/partitions`),
+/// with the latest recall observed on sampled queries (`last_*`: `serve
+/// --recall-sample`, `backfill-portfolio-stab-scenario-metrics --recall-sample`).
 pub fn partition_status(rows: &[Status]) -> Table {
     let mut t = Table::new(&[
         "model_id",
@@ -130,9 +132,15 @@ pub fn partition_status(rows: &[Status]) -> Table {
         "recall_calibration",
         "next_rebuild",
         "detail",
+        "last_observed_recall",
+        "last_recall_samples",
+        "last_recall_target",
+        "last_observed_at",
+        "last_observed_by",
     ]);
     for s in rows {
         let p = s.provenance.as_ref();
+        let o = s.observed.as_ref();
         t.push(vec![
             s.model_id.clone().into(),
             s.scenario_set_id.clone().into(),
@@ -159,6 +167,11 @@ pub fn partition_status(rows: &[Status]) -> Table {
                 .map_or(Cell::Null, |c| c.summary().into()),
             s.next_rebuild.clone().into(),
             s.detail.clone().into(),
+            o.map_or(Cell::Null, |o| Cell::Float(o.observed_recall)),
+            o.map_or(Cell::Null, |o| Cell::Int(o.samples)),
+            o.and_then(|o| o.target_recall).map_or(Cell::Null, Cell::Float),
+            o.map_or(Cell::Null, |o| o.observed_at.clone().into()),
+            o.map_or(Cell::Null, |o| o.source.clone().into()),
         ]);
     }
     t

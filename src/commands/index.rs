@@ -29,7 +29,9 @@ pub enum IndexCommand {
     /// One line per partition: vectors, size, parameters, built at, and fresh /
     /// stale / missing against the database read (--read-database-url when given;
     /// ahead-of-database when that replica is behind the partition, which is then not
-    /// stale), checksums checked. Removes the temporary files of killed builds and says so.
+    /// stale), checksums checked, and the last recall observed on sampled queries (`serve` and
+    /// the metrics backfill, --recall-sample). Removes the temporary files of killed builds and
+    /// says so.
     Status(StatusArgs),
     /// Check every checksum of every partition file; exit non-zero on any failure.
     Verify,

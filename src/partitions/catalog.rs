@@ -10,6 +10,7 @@ use stabspace_index::{BuildParams, GraphBuilder, Partition, Quantization};
 use super::provenance::{counters, fingerprint, Change, Counters, Fingerprint, Provenance};
 use super::store::{PartitionStore, Recorded};
 use crate::error::Result;
+use crate::storage::recall::{latest, RecallObservation};
 use crate::storage::{partition_counters, Db};
 
 /// What a status or a rebuild needs of a readable partition file, read once
@@ -202,6 +203,9 @@ pub struct Status {
     /// What `index rebuild` (without `--full`) will do: "none", "append N
     /// rows" or "full: why".
     pub next_rebuild: String,
+    /// The latest recall observed on sampled queries (`serve`, the metrics
+    /// backfill), once [`with_observations`] has read them.
+    pub observed: Option<RecallObservation>,
 }
 
 impl Status {
@@ -219,6 +223,7 @@ impl Status {
             format_version: None,
             traversal: None,
             next_rebuild: "full: no partition".into(),
+            observed: None,
         }
     }
 
@@ -236,6 +241,7 @@ impl Status {
             format_version: None,
             traversal: None,
             next_rebuild: "none: not a partition of this database".into(),
+            observed: None,
         }
     }
 
@@ -379,7 +385,20 @@ pub async fn status_all(db: &Db, store: &dyn PartitionStore) -> Result<Vec<Statu
             out.push(Status::unlisted(f, e));
         }
     }
+    with_observations(db, &mut out).await?;
     Ok(out)
+}
+
+/// Attach to each row the latest recall observed on its (model, set) (one read).
+pub async fn with_observations(db: &Db, rows: &mut [Status]) -> Result<()> {
+    let mut seen = latest(db).await?;
+    for r in rows.iter_mut() {
+        let at = seen
+            .iter()
+            .position(|o| o.model_id == r.model_id && o.scenario_set_id == r.scenario_set_id);
+        r.observed = at.map(|i| seen.swap_remove(i));
+    }
+    Ok(())
 }
 
 /// The partitions of this database that the database has moved past: a

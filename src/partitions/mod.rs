@@ -51,7 +51,7 @@ pub mod transfer;
 pub use build::{build, rebuild, swept_note, BuildMode, Built};
 pub use catalog::{
     foreign_reason, readable_status, recorded_params, sources, stale_partitions, status_all, status_of,
-    FileSummary, Freshness, Status,
+    with_observations, FileSummary, Freshness, Status,
 };
 pub use provenance::{
     counters, fingerprint, scenario_as_of, BuildKind, CalibrationRecord, Change, Counters, Fingerprint,

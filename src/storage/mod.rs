@@ -17,6 +17,7 @@ pub mod meta;
 pub mod partition_counters;
 pub mod prices;
 pub mod prune;
+pub mod recall;
 pub mod registry;
 pub mod reports;
 pub mod scenarios;

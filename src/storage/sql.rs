@@ -39,6 +39,8 @@ pub enum Arg<'a> {
     Date(NaiveDate),
     Int(i64),
     Float(f64),
+    /// A number or NULL.
+    OptFloat(Option<f64>),
 }
 
 /// `args` bound to a query of either backend, in order.
@@ -52,6 +54,7 @@ macro_rules! bind_args {
                 $crate::storage::sql::Arg::Date(v) => q.bind(v),
                 $crate::storage::sql::Arg::Int(v) => q.bind(v),
                 $crate::storage::sql::Arg::Float(v) => q.bind(v),
+                $crate::storage::sql::Arg::OptFloat(v) => q.bind(v),
             };
         }
         q
