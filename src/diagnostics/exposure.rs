@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use super::vectors::{portfolio_vectors, DaySkip};
 use crate::error::{Error, Result};
 use crate::joint::list_or;
-use crate::nearest::{Answer, ScenarioHit, ScenarioSpace, SearchOpts};
+use crate::nearest::{Answer, ExactCheck, ScenarioHit, ScenarioSpace, SearchOpts};
 use crate::portfolio::{NoVector, PortfolioVector};
 use crate::storage::joint::{joint_states, latest_state_date, state_dates_around, state_models};
 use crate::storage::reports::{earliest_target, target_portfolio_ids};
@@ -20,6 +20,8 @@ pub struct SimilarScenarios {
     pub hits: Vec<ScenarioHit>,
     /// How the hits were found.
     pub answer: Answer,
+    /// How to check the hits against an exact scan (`None`: they are exact).
+    pub check: Option<ExactCheck>,
 }
 
 /// The instrument's STAB state on `as_of` and the `k` nearest scenarios of `set`.
@@ -57,6 +59,7 @@ pub async fn find_similar(
         state,
         hits,
         answer: space.answer(),
+        check: space.exact_check(k),
     })
 }
 
@@ -153,6 +156,8 @@ pub struct Exposure {
     pub hits: Vec<ScenarioHit>,
     /// How the hits were found.
     pub answer: Answer,
+    /// How to check the hits against an exact scan (`None`: they are exact).
+    pub check: Option<ExactCheck>,
 }
 
 /// `show-portfolio-stab-scenario-exposure`: the portfolio vector on `as_of`
@@ -191,6 +196,7 @@ pub async fn portfolio_exposure(
         vector: v.vector,
         hits,
         answer: space.answer(),
+        check: space.exact_check(k),
     })
 }
 

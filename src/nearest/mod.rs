@@ -15,11 +15,14 @@
 //! - [`open`]: a partition opened for searching.
 //! - [`cache`]: partitions opened once through the store and shared.
 //! - [`delta`]: the rows a stale partition lacks.
+//! - [`recall`]: an answer checked against an exact scan of the same rows
+//!   (the recall `serve` observes on live queries).
 
 pub mod breadth;
 pub mod cache;
 pub mod delta;
 pub mod open;
+pub mod recall;
 
 use std::sync::Arc;
 
@@ -30,6 +33,7 @@ pub use breadth::{calibrated_ef, Breadth, DEFAULT_EF, DEFAULT_RECALL};
 pub use cache::PartitionCache;
 pub use delta::{delta_limit, Delta, DELTA_MIN};
 pub use open::{open_checked, OpenPartition};
+pub use recall::{recall_at_k, ExactCheck};
 
 use crate::error::{Error, Result};
 use crate::partitions::{
