@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::nearest::{PartitionCache, SearchOpts};
 pub use crate::parse::{
     parse_clamped, parse_date, parse_gigabytes, parse_partition_store, parse_positive, parse_recall,
-    parse_share, StoreUrl,
+    parse_sample_share, parse_share, StoreUrl,
 };
 use crate::partitions::{LocalDir, PartitionStore, RemoteSettings, RemoteStore};
 use crate::storage::{redact, resolve_url, Access, Db};

@@ -92,6 +92,20 @@ pub fn parse_share(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
+/// clap value parser for `--recall-sample`: the share of queries checked
+/// against an exact scan, between 0 (none) and 1 (every one).
+pub fn parse_sample_share(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        Ok(x) => Err(format!(
+            "{x} is not a share of queries between 0 and 1 (0.01: one query in a hundred; 0: none)"
+        )),
+        Err(_) => Err(format!(
+            "{s:?} is not a number: give a share of queries between 0 and 1, such as 0.01"
+        )),
+    }
+}
+
 /// Where the index partitions live, as `--partition-store` names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreUrl {

@@ -77,6 +77,18 @@ pub struct Args {
     /// down, cached versions keep serving and others are answered by an exact scan.
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS", value_parser = parse_seconds)]
     pub refresh_secs: f64,
+    /// Share of queries whose answer is checked against an exact scan of the same partition
+    /// rows, with the same filter, off the request path (0: none; 1: every one). Each check
+    /// gives the query's recall@k (tie-aware); per partition, the mean of the last 200 is the
+    /// gauge stabspace_observed_recall and GET /v1/partitions' observed_recall, each one the
+    /// histogram stabspace_query_recall. A partition whose queries that asked for a recall
+    /// (`recall`, default 0.95; not those that gave `ef`) fall clearly below it over at least 50
+    /// of them is warned about on stderr and in recall_warning. Answers that were exact already
+    /// are not checked. The checks take at most 5% of one core; samples past that are dropped
+    /// (stabspace_recall_samples_dropped_total). The windows are recorded in the database every
+    /// minute and at shutdown (best effort: a read replica refuses, said once), for `index status`.
+    #[arg(long, default_value_t = 0.01, value_name = "FRACTION", value_parser = crate::config::parse_sample_share)]
+    pub recall_sample: f64,
 }
 
 /// clap value parser for `--refresh-secs`: a positive number of seconds.
@@ -109,6 +121,11 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     let mut app = App::new(db, &config, limits)?;
     app.api_keys = api_keys;
     app.refresh_every = Duration::from_secs_f64(a.refresh_secs);
+    if a.recall_sample > 0.0 {
+        // Recorded where serve writes anyway (the primary with --rebuild-stale), else where it reads.
+        let record_to = primary.clone().unwrap_or_else(|| app.db.clone());
+        app.sample_recall(a.recall_sample, record_to);
+    }
     app.rebuild_stale = primary.map(|p| (Duration::from_secs(a.rebuild_stale_secs), p));
     serve(a.addr, app).await
 }

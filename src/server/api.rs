@@ -370,6 +370,8 @@ pub async fn search(
         && answer.by == AnsweredBy::Index
         && (space.len() <= stabspace_index::FLAT_THRESHOLD || ef.is_some_and(|e| e <= INLINE_MAX_EF));
     let filtered = filters.is_some();
+    // Picked now, checked once answered, off the request path.
+    let picked = app.recall.pick(&space, k, &queries, filters.as_deref());
     let found: Vec<FilteredHits> = if inline {
         vec![unfiltered(space.search(&queries[0], k)?)]
     } else {
@@ -385,6 +387,9 @@ pub async fn search(
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("search failed: {e}")))??
     };
+    if let Some(p) = picked {
+        app.recall.send(p, &found);
+    }
     let mut out = SearchOut {
         joint_model: &model,
         scenario_set: &set,
@@ -548,6 +553,9 @@ pub async fn similar(
         k,
     ))?;
     app.metrics.count_answer(SIMILAR_ROUTE, found.answer);
+    let filter = (!opts.filter.is_empty()).then(|| opts.filter.at(as_of));
+    app.recall
+        .offer(found.check.as_ref(), &found.state, k, filter, &found.hits);
     let t = report::similar_scenarios(&req.scenario_set_id, &req.instrument_id, as_of, found);
     Ok(json_response(&json!({ "hits": t.json_rows() })))
 }
@@ -586,6 +594,9 @@ pub async fn exposure(
         req.min_coverage,
     ))?;
     app.metrics.count_answer(EXPOSURE_ROUTE, e.answer);
+    let filter = (!opts.filter.is_empty()).then(|| opts.filter.at(as_of));
+    app.recall
+        .offer(e.check.as_ref(), &e.vector.vector, k, filter, &e.hits);
     let t = report::portfolio_exposure(&req.scenario_set_id, &req.portfolio_id, e);
     Ok(json_response(&json!({ "hits": t.json_rows() })))
 }
@@ -593,15 +604,24 @@ pub async fn exposure(
 /// `GET /v1/partitions`: `index status`'s rows, each with `checksums`
 /// (`pending` until its file version has been verified in the background,
 /// then `ok` or `bad`; `null` without a readable file), in constant work per
-/// partition ([`super::status`]).
+/// partition ([`super::status`]), and the recall this server observes on
+/// its sampled queries ([`super::recall`]: `observed_recall`,
+/// `recall_samples`, `recall_target`, `recall_warning`; `null` before any).
 pub async fn partitions(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
     // Stats and opens files (constant work each): not on an async worker's time.
     let rows = off_worker(app.status.rows(&app.db))?;
-    let statuses: Vec<_> = rows.iter().map(|r| r.status.clone()).collect();
+    let mut statuses: Vec<_> = rows.iter().map(|r| r.status.clone()).collect();
+    crate::partitions::with_observations(&app.db, &mut statuses).await?;
     let mut out: Vec<serde_json::Value> = report::partition_status(&statuses).json_rows();
-    for (o, r) in out.iter_mut().zip(&rows) {
+    let live = app.recall.live();
+    for ((o, r), s) in out.iter_mut().zip(&rows).zip(&statuses) {
         if let serde_json::Value::Object(m) = o {
             m.insert("checksums".into(), json!(r.checksums));
+            let l = live.get(&(s.model_id.clone(), s.scenario_set_id.clone()));
+            m.insert("observed_recall".into(), json!(l.map(|l| l.observed_recall)));
+            m.insert("recall_samples".into(), json!(l.map_or(0, |l| l.samples)));
+            m.insert("recall_target".into(), json!(l.and_then(|l| l.target)));
+            m.insert("recall_warning".into(), json!(l.and_then(|l| l.warning.clone())));
         }
     }
     let mut body = json!({ "partitions": out });

@@ -1,6 +1,7 @@
 //! `GET /metrics`: requests by route and status, latency histograms,
 //! partitions loaded, partition files swapped, partition file versions
-//! whose checksums were verified and requests refused for want of an API key, in the Prometheus
+//! whose checksums were verified, requests refused for want of an API key and
+//! the recall observed on sampled queries ([`RecallMetrics`]), in the Prometheus
 //! (OpenMetrics) text format, through the `prometheus-client` crate.
 
 use std::sync::atomic::AtomicU64;
@@ -38,6 +39,76 @@ pub struct AnswerLabels {
 
 type Latency = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
+/// One partition: its joint model and scenario set (a bounded set: the
+/// partitions this server searched).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub joint_model: String,
+    pub scenario_set: String,
+}
+
+type RecallHistogram = Family<PartitionLabels, Histogram, fn() -> Histogram>;
+
+/// `serve --recall-sample`: the recall of sampled queries against an exact
+/// scan (`super::recall`).
+#[derive(Clone)]
+pub struct RecallMetrics {
+    /// The mean recall@k of the partition's recent sampled queries.
+    pub observed: Family<PartitionLabels, Gauge<f64, AtomicU64>>,
+    /// The recall@k of each sampled query.
+    pub per_query: RecallHistogram,
+    /// Sampled queries checked, by partition.
+    pub checked: Family<PartitionLabels, Counter>,
+    /// Sampled queries not checked: the queue was full.
+    pub dropped: Counter<u64, AtomicU64>,
+    /// Sampled queries whose answer was exact already (nothing to check).
+    pub exact: Counter<u64, AtomicU64>,
+}
+
+fn recall_histogram() -> Histogram {
+    Histogram::new([0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 1.0])
+}
+
+impl RecallMetrics {
+    fn register(registry: &mut Registry) -> RecallMetrics {
+        let observed = Family::<PartitionLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "observed_recall",
+            "Mean recall@k of the partition's last sampled queries (serve --recall-sample), each re-run as \
+             an exact scan of the same rows off the request path",
+            observed.clone(),
+        );
+        let per_query: RecallHistogram = Family::new_with_constructor(recall_histogram as fn() -> Histogram);
+        registry.register(
+            "query_recall",
+            "Recall@k of each sampled query against an exact scan of the same rows",
+            per_query.clone(),
+        );
+        let checked = Family::<PartitionLabels, Counter>::default();
+        registry.register(
+            "recall_samples",
+            "Sampled queries checked against an exact scan, by partition",
+            checked.clone(),
+        );
+        RecallMetrics {
+            observed,
+            per_query,
+            checked,
+            dropped: counter(
+                registry,
+                "recall_samples_dropped",
+                "Sampled queries not checked because the queue of checks was full (the checks' CPU budget)",
+            ),
+            exact: counter(
+                registry,
+                "recall_samples_exact",
+                "Sampled queries not checked because their answer was exact already (flat partition, \
+                 exact, a scan)",
+            ),
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Mutex<Registry>,
     pub requests: Family<RequestLabels, Counter>,
@@ -57,6 +128,8 @@ pub struct Metrics {
     pub partition_prefetches: Counter<u64, AtomicU64>,
     /// The local cache of a remote store ([`crate::partitions::CacheStats`]).
     cache: CacheMetrics,
+    /// The recall observed on sampled queries.
+    pub recall: RecallMetrics,
 }
 
 /// The fetched-partition cache's figures, mirrored at each scrape.
@@ -195,7 +268,9 @@ impl Metrics {
             "Seconds the last partition download took",
             cache.last_fetch.clone(),
         );
+        let recall = RecallMetrics::register(&mut registry);
         Metrics {
+            recall,
             manifest_refreshes,
             manifest_refresh_failures,
             partition_prefetches,

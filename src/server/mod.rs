@@ -18,6 +18,7 @@ mod auth;
 mod error;
 mod filters;
 mod metrics;
+mod recall;
 mod status;
 
 use std::net::SocketAddr;
@@ -100,6 +101,8 @@ pub struct App {
     /// `--refresh-secs`: how often a remote partition store's manifest is
     /// read again (new versions fetched before they are swapped in).
     pub refresh_every: Duration,
+    /// `--recall-sample`: queries checked against an exact scan ([`recall`]).
+    recall: recall::Sampler,
 }
 
 impl App {
@@ -116,6 +119,7 @@ impl App {
                     reloads.inc();
                 }
             })),
+            recall: recall::Sampler::new(0.0, metrics.recall.clone(), None),
             metrics,
             limits,
             hold: crate::faults::armed(crate::faults::SERVE_SEARCH_HELD),
@@ -123,6 +127,12 @@ impl App {
             api_keys: None,
             refresh_every: Duration::from_secs(10),
         })
+    }
+
+    /// Check a `fraction` of queries against an exact scan off the request
+    /// path, and record what they find in `record_to` ([`recall`]).
+    pub fn sample_recall(&mut self, fraction: f64, record_to: Db) {
+        self.recall = recall::Sampler::new(fraction, self.metrics.recall.clone(), Some(record_to));
     }
 }
 
@@ -533,15 +543,21 @@ pub async fn serve(addr: SocketAddr, app: App) -> Result<()> {
         );
         tokio::spawn(refresh(Arc::clone(&app), stopping.clone()));
     }
+    if app.recall.enabled() {
+        println!(
+            "checking a share of {} of the queries against an exact scan, off the request path \
+             (--recall-sample; stabspace_observed_recall)",
+            app.recall.fraction()
+        );
+        tokio::spawn(recall::record_every(Arc::clone(&app), stopping.clone()));
+    }
     if let Some((every, primary)) = rebuild_every {
         println!(
             "rebuilding stale partitions in the background, one at a time, from {} (checked every {} s)",
             primary.label(),
             every.as_secs()
         );
-        tokio::spawn(rebuild_stale(app, every, primary, stopping.clone()));
-    } else {
-        drop(app);
+        tokio::spawn(rebuild_stale(Arc::clone(&app), every, primary, stopping.clone()));
     }
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -625,6 +641,8 @@ pub async fn serve(addr: SocketAddr, app: App) -> Result<()> {
             println!("stabspace serve: stopped at a second signal");
         }
     }
+    // The recall observed since the last record (best effort, bounded).
+    let _ = tokio::time::timeout(Duration::from_secs(5), app.recall.record()).await;
     let _ = std::io::stdout().flush();
     Ok(())
 }
