@@ -58,6 +58,13 @@ pub struct Args {
     pub filter: FilterArgs,
     #[command(flatten)]
     pub coverage: CoverageArgs,
+    /// Share of the portfolio-days whose nearest-scenario search is checked against an exact
+    /// scan of the same partition rows, with the same filter (0: none; 1: every one). The mean
+    /// recall@3 (tie-aware) is printed at the end and recorded, in the same transaction, in
+    /// partition_recall_observations (`index status` shows the latest). Days are picked by a fixed
+    /// seed; answers that were exact already (--exact, a flat partition) are not checked.
+    #[arg(long, default_value_t = 0.01, value_name = "FRACTION", value_parser = crate::config::parse_sample_share)]
+    pub recall_sample: f64,
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
@@ -73,6 +80,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             end: a.end,
             search: a.search.filtered(&g.config(), &a.filter)?,
             min_coverage: a.coverage.min_coverage,
+            recall_sample: a.recall_sample,
         },
         &bars,
     )

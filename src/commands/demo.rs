@@ -285,6 +285,7 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             end: as_of,
             search: point_in_time,
             min_coverage: DEFAULT_MIN_COVERAGE,
+            recall_sample: 0.0,
         },
         &bars,
     )

@@ -4,7 +4,9 @@
 //! Reads in bulk (reports, then weights and states: see [`super::vectors`]),
 //! searches all portfolio-days at once on every core, and writes the merges in
 //! batched statements inside one transaction: an error leaves every report as
-//! it was, and a re-run changes nothing.
+//! it was, and a re-run changes nothing. With `recall_sample`, a share of the
+//! days' searches is checked against an exact scan and the mean recall
+//! recorded in `partition_recall_observations` in the same transaction.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -16,10 +18,11 @@ use super::exposure::no_vector;
 use super::vectors::{portfolio_vectors, DaySkip};
 use crate::error::{Error, Result};
 use crate::joint::list_or;
-use crate::nearest::{ScenarioSpace, SearchOpts};
+use crate::nearest::{ScenarioHit, ScenarioSpace, SearchOpts};
 use crate::portfolio::NoVector;
 use crate::progress::Progress;
 use crate::storage::merge::merge_risk_metrics;
+use crate::storage::recall::{record_tx, RecallObservation};
 use crate::storage::reports::{report_days, report_portfolio_ids, report_span};
 use crate::storage::Db;
 
@@ -39,6 +42,30 @@ pub struct MetricsBackfill {
     pub search: SearchOpts,
     /// Days whose holdings with a state carry less of the absolute weight are skipped.
     pub min_coverage: f64,
+    /// Share of the portfolio-days whose search is checked against an exact
+    /// scan of the same rows (0: none), recorded in
+    /// `partition_recall_observations` with the metrics.
+    pub recall_sample: f64,
+}
+
+/// The recall the sampled portfolio-days found, against an exact scan.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum SampledRecall {
+    /// No sampling asked (`--recall-sample 0`).
+    #[default]
+    Off,
+    /// The answers were exact already: nothing to check.
+    Exact,
+    /// No portfolio-day was picked (a small run at a small share).
+    NonePicked,
+    Observed {
+        samples: usize,
+        /// Mean recall@k (k = the 3 nearest the metrics keep).
+        recall: f64,
+        /// The recall the breadth was chosen for (`None`: `--ef` given).
+        target: Option<f64>,
+        seconds: f64,
+    },
 }
 
 /// What a metrics backfill did.
@@ -59,6 +86,8 @@ pub struct MetricsSummary {
     pub engine: String,
     /// The filter of the scenarios each day could see (`None`: every scenario).
     pub filter: Option<String>,
+    /// `--recall-sample`: the recall of the sampled days' searches.
+    pub recall: SampledRecall,
     pub seconds: f64,
 }
 
@@ -90,6 +119,27 @@ impl std::fmt::Display for MetricsSummary {
                  stab_weight_covered in risk_metrics says which)",
                 self.partial, self.min_covered
             )?;
+        }
+        match &self.recall {
+            SampledRecall::Off => {}
+            SampledRecall::Exact => writeln!(f, "  recall: not sampled: the answers were exact")?,
+            SampledRecall::NonePicked => writeln!(
+                f,
+                "  recall: no portfolio-day was picked at this --recall-sample (raise it for a small run)"
+            )?,
+            SampledRecall::Observed {
+                samples,
+                recall,
+                target,
+                seconds,
+            } => writeln!(
+                f,
+                "  observed recall@{TOP} {recall:.4} over {samples} sampled portfolio-day(s), against an exact \
+                 scan ({}; checked in {seconds:.2} s)",
+                target.map_or("no target: --ef given".into(), |t| format!(
+                    "the breadth was chosen for recall@10 {t}"
+                )),
+            )?,
         }
         for (why, days) in &self.skipped {
             let shown: Vec<String> = days.iter().take(3).map(|(p, d)| format!("{p} {d}")).collect();
@@ -208,6 +258,7 @@ pub async fn backfill_portfolio_metrics(
         Ok::<_, Error>(hits)
     })?;
     progress.finish();
+    let recall = sample_recall(&space, p.recall_sample, filter, &queries, &scored, &hits)?;
     let answer = space.answer();
     // Days the filter left without a scenario are skipped, by name.
     let mut kept = Vec::with_capacity(scored.len());
@@ -252,9 +303,81 @@ pub async fn backfill_portfolio_metrics(
     summary.changed = merge_risk_metrics(&mut tx, &patches)
         .await
         .map_err(|e| db.err(e))?;
+    if let SampledRecall::Observed {
+        samples,
+        recall,
+        target,
+        ..
+    } = recall
+    {
+        let row = RecallObservation {
+            model_id: p.model_id.clone(),
+            scenario_set_id: p.scenario_set_id.clone(),
+            observed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            source: "metrics-backfill".into(),
+            samples: samples as i64,
+            observed_recall: recall,
+            target_recall: target,
+        };
+        record_tx(&mut tx, &row).await.map_err(|e| db.err(e))?;
+    }
+    summary.recall = recall;
     db.commit(tx).await?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// `--recall-sample`: a share of the days' searches run again as exact
+/// scans of the same rows (each day with its own filter), in blocks sharing
+/// each pass over the rows; their mean recall@k. Days are picked by a fixed
+/// seed, so a re-run checks the same days.
+fn sample_recall(
+    space: &ScenarioSpace,
+    share: f64,
+    filter: &crate::pointintime::QueryFilter,
+    queries: &[Vec<f32>],
+    scored: &[(&(String, NaiveDate), f64, f64)],
+    hits: &[Vec<ScenarioHit>],
+) -> Result<SampledRecall> {
+    if share <= 0.0 {
+        return Ok(SampledRecall::Off);
+    }
+    let Some(check) = space.exact_check(TOP) else {
+        return Ok(SampledRecall::Exact);
+    };
+    let started = Instant::now();
+    let picked: Vec<usize> = (0..queries.len()).filter(|&i| unit(i as u64) < share).collect();
+    if picked.is_empty() {
+        return Ok(SampledRecall::NonePicked);
+    }
+    let qs: Vec<Vec<f32>> = picked.iter().map(|&i| queries[i].clone()).collect();
+    let served: Vec<Vec<f64>> = picked
+        .iter()
+        .map(|&i| hits[i].iter().map(|h| h.cosine).collect())
+        .collect();
+    let filters: Option<Vec<_>> =
+        (!filter.is_empty()).then(|| picked.iter().map(|&i| filter.at(scored[i].0 .1)).collect());
+    let found = tokio::task::block_in_place(|| check.recall_batch(&qs, TOP, filters.as_deref(), &served))?;
+    let found: Vec<f64> = found.into_iter().flatten().collect();
+    if found.is_empty() {
+        return Ok(SampledRecall::NonePicked);
+    }
+    Ok(SampledRecall::Observed {
+        samples: found.len(),
+        recall: found.iter().sum::<f64>() / found.len() as f64,
+        target: check.target,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// A uniform draw in [0, 1) for `i`: splitmix64 of a fixed seed and `i`.
+fn unit(i: u64) -> f64 {
+    let mut z = (0x5EED_2700_0000_0002_u64 ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Why a day's filter admitted no scenario, the same words for every day

@@ -9,4 +9,4 @@ pub mod vectors;
 
 pub use backtest::{backfill_backtest_metrics, BacktestMetrics, BacktestSummary};
 pub use exposure::{find_similar, portfolio_exposure, stab_states_hint, Exposure, SimilarScenarios};
-pub use metrics::{backfill_portfolio_metrics, MetricsBackfill, MetricsSummary};
+pub use metrics::{backfill_portfolio_metrics, MetricsBackfill, MetricsSummary, SampledRecall};

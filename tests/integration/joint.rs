@@ -596,6 +596,7 @@ pub(crate) fn metrics(portfolio: Option<&str>, start: NaiveDate, end: NaiveDate)
         end,
         search: SearchOpts::default(),
         min_coverage: stabspace::portfolio::DEFAULT_MIN_COVERAGE,
+        recall_sample: 0.0,
     }
 }
 

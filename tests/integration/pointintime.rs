@@ -418,6 +418,7 @@ async fn the_metrics_backfill_skips_days_with_nothing_admissible_and_records_poi
         end: m.g.last_date,
         search,
         min_coverage: 0.0,
+        recall_sample: 0.0,
     };
     let s = backfill_portfolio_metrics(&t.db, &spec(point_in_time(DB_SCAN)), &Quiet)
         .await

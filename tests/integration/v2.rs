@@ -298,6 +298,7 @@ async fn mixing_v1_states_with_v2_scenarios_is_an_error_naming_both_and_writes_n
             end: as_of,
             search: DB_SCAN,
             min_coverage: stabspace::portfolio::DEFAULT_MIN_COVERAGE,
+            recall_sample: 0.0,
         },
         &Quiet,
     )
