@@ -19,6 +19,7 @@ mod registry;
 mod replica;
 mod serve;
 mod serve_filters;
+mod serve_recall;
 mod stale;
 mod streaming;
 mod trust;

@@ -23,7 +23,7 @@ use crate::support::{text, TestDb};
 
 pub(crate) const MODEL: &str = "joint-stab-fragility-v2";
 const FLAT_SET: &str = "HIST_CRASH_WINDOWS";
-const GRAPH_SET: &str = "GEN_BIG";
+pub(crate) const GRAPH_SET: &str = "GEN_BIG";
 /// A generated set below the graph threshold.
 const SMALL_SET: &str = "GEN_SMALL";
 
@@ -46,13 +46,13 @@ pub(crate) fn cli(t: &TestDb, args: &[&str]) -> String {
 }
 
 /// What the queries need: the demo's market and a generated set above the flat threshold.
-struct Market {
-    day: String,
-    instrument: String,
-    portfolio: String,
+pub(crate) struct Market {
+    pub(crate) day: String,
+    pub(crate) instrument: String,
+    pub(crate) portfolio: String,
 }
 
-fn market(t: &TestDb) -> Market {
+pub(crate) fn market(t: &TestDb) -> Market {
     cli(t, &["demo", "--instruments", "24", "--days", "320"]);
     cli(
         t,
@@ -182,12 +182,17 @@ impl Server {
         panic!("the server never said {text:?} on stderr");
     }
 
+    /// The stderr lines received so far that were not awaited.
+    pub(crate) fn stderr_so_far(&self) -> Vec<String> {
+        self.stderr.try_iter().collect()
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// SIGTERM, then the exit status (a hang guard of 20 s).
-    fn terminate(&mut self) -> std::process::ExitStatus {
+    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
         self.terminate_within(Duration::from_secs(20))
     }
 
@@ -370,7 +375,7 @@ fn post_raw(a: &ureq::Agent, url: &str, body: &str) -> (u16, Value) {
     )
 }
 
-fn get(a: &ureq::Agent, url: &str) -> (u16, String) {
+pub(crate) fn get(a: &ureq::Agent, url: &str) -> (u16, String) {
     let mut r = a.get(url).call().expect("request");
     (r.status().as_u16(), r.body_mut().read_to_string().expect("body"))
 }
@@ -900,7 +905,7 @@ pub(crate) fn partition_file(t: &TestDb, set: &str) -> std::path::PathBuf {
 }
 
 /// `GET /v1/partitions`: (its rows, the body as sent).
-fn partitions(a: &ureq::Agent, s: &Server) -> (Vec<Value>, String) {
+pub(crate) fn partitions(a: &ureq::Agent, s: &Server) -> (Vec<Value>, String) {
     let (status, body) = get(a, &s.url("/v1/partitions"));
     assert_eq!(status, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
@@ -920,16 +925,23 @@ fn settled_partitions(a: &ureq::Agent, s: &Server) -> Vec<Value> {
     }
 }
 
-/// The rows as `index status --format json` has them.
+/// The rows as `index status --format json` has them: without the
+/// checksums and the recall this server observed live.
 fn without_checksums(rows: &[Value]) -> Value {
     Value::Array(
         rows.iter()
             .map(|r| {
                 let mut r = r.clone();
-                r.as_object_mut()
-                    .unwrap()
-                    .remove("checksums")
-                    .expect("a checksums field");
+                let o = r.as_object_mut().unwrap();
+                for field in [
+                    "checksums",
+                    "observed_recall",
+                    "recall_samples",
+                    "recall_target",
+                    "recall_warning",
+                ] {
+                    o.remove(field).unwrap_or_else(|| panic!("no {field} field"));
+                }
                 r
             })
             .collect(),
@@ -1286,7 +1298,7 @@ async fn sigterm_closes_what_is_not_received_whole_and_finishes_the_rest(t: Test
 both_backends!(unmigrated: a_stale_partition_answers_for_the_set_as_stored_and_rebuild_stale_repairs_it);
 
 /// The value of one labelled series on `/metrics` (0 when absent).
-fn series(a: &ureq::Agent, s: &Server, name: &str, labels: &str) -> f64 {
+pub(crate) fn series(a: &ureq::Agent, s: &Server, name: &str, labels: &str) -> f64 {
     let (_, m) = get(a, &s.url("/metrics"));
     m.lines()
         .find_map(|l| l.strip_prefix(&format!("{name}{{{labels}}} ")))
