@@ -9,7 +9,8 @@ use crate::server::{serve, ApiKeys, App, Limits};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Routes (JSON in and out):\n\
-  GET  /v1/partitions                                     every partition with its status (as `index status`)\n\
+  GET  /v1/partitions                                     every partition with its status (as `index status`) and \
+the recall this server observes on it (--recall-sample)\n\
   POST /v1/partitions/{joint_model}/{scenario_set}/search  {\"vector\": [...]} or {\"vectors\": [[...], ...]}, \
 \"k\", optional \"ef\" / \"recall\" / \"exact\"\n\
   POST /v1/similar-scenarios                              find-similar-stab-scenarios's flags in snake_case\n\
