@@ -64,6 +64,22 @@ impl ExactCheck {
         &self.exact.set_id
     }
 
+    /// Whether `other` checks against the same rows (the same partition map
+    /// and delta): their queries can share each pass of the exact scan.
+    pub fn same_rows(&self, other: &ExactCheck) -> bool {
+        match (&self.exact.engine, &other.exact.engine) {
+            (Engine::Partition { p, delta }, Engine::Partition { p: q, delta: d }) => {
+                Arc::ptr_eq(p, q)
+                    && match (delta, d) {
+                        (None, None) => true,
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                        _ => false,
+                    }
+            }
+            _ => false,
+        }
+    }
+
     /// The exact top-k of `query` among the rows `filter` admits (`None`: every row).
     pub fn exact_hits(
         &self,
