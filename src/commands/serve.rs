@@ -85,7 +85,7 @@ pub struct Args {
     /// histogram stabspace_query_recall. A partition whose queries that asked for a recall
     /// (`recall`, default 0.95; not those that gave `ef`) fall clearly below it over at least 50
     /// of them is warned about on stderr and in recall_warning. Answers that were exact already
-    /// are not checked. The checks take at most 5% of one core; samples past that are dropped
+    /// are not checked. The checks take at most 3% of one core; samples past that are dropped
     /// (stabspace_recall_samples_dropped_total). The windows are recorded in the database every
     /// minute and at shutdown (best effort: a read replica refuses, said once), for `index status`.
     #[arg(long, default_value_t = 0.01, value_name = "FRACTION", value_parser = crate::config::parse_sample_share)]

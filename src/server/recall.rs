@@ -54,13 +54,15 @@ pub const MIN_SAMPLES: usize = 50;
 /// Samples waiting for their check, at most; more are dropped and counted.
 const QUEUE: usize = 1024;
 
-/// The share of one core the checks may take: after a check that took `t`,
-/// the thread rests `t · (1/CHECK_BUDGET − 1)`. An exact scan costs 5–50
-/// graph searches (more on large partitions), so at `--recall-sample 0.01`
-/// the checks would take up to half the server's CPU at full load without a
-/// budget; with it they take at most 5% of one core (2.5% of a 2-core
-/// server's throughput), and samples past it are dropped.
-pub const CHECK_BUDGET: f64 = 0.05;
+/// The share of one core the checks may take: the thread rests
+/// `t · (1/CHECK_BUDGET − 1)` after each round of checks that took `t`. An
+/// exact scan costs 5–50 graph searches (more on large partitions), so at
+/// `--recall-sample 0.01` the checks could take half the server's CPU at
+/// full load without a budget; with it they take at most 3% of one core
+/// (1.5% of a busy 2-core server; 1.2% of its CPU time measured at 100,000
+/// rows by `benches/recall_sample.sh`), and samples past it wait in the
+/// queue, then are dropped.
+pub const CHECK_BUDGET: f64 = 0.03;
 
 /// How often the windows that gained samples are recorded in the database.
 pub const RECORD_EVERY: Duration = Duration::from_secs(60);
