@@ -128,6 +128,7 @@ pub fn partition_status(rows: &[Status]) -> Table {
         "traversal",
         "build",
         "recall_calibration",
+        "calibrated_on",
         "next_rebuild",
         "detail",
     ]);
@@ -157,6 +158,8 @@ pub fn partition_status(rows: &[Status]) -> Table {
             }),
             p.and_then(|p| p.calibration.as_ref())
                 .map_or(Cell::Null, |c| c.summary().into()),
+            p.and_then(|p| p.calibration.as_ref())
+                .map_or(Cell::Null, |c| c.describe().into()),
             s.next_rebuild.clone().into(),
             s.detail.clone().into(),
         ]);
