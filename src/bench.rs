@@ -55,6 +55,9 @@ pub struct BenchSpec {
     /// ([`bench_keys`]) and each selectivity is measured with the filter
     /// `key_below` [`key_cut`], against the exact filtered answer.
     pub filter: Option<KeySpec>,
+    /// Queries to calibrate a partition built from vectors on, besides its
+    /// held-out rows (`--calibration-queries`).
+    pub calibration_queries: Vec<Vec<f32>>,
 }
 
 /// Keys for a filtered benchmark.
@@ -230,6 +233,10 @@ pub fn run(
                     None => b.add(&i.to_string(), r, b"")?,
                 };
             }
+            if !spec.calibration_queries.is_empty() {
+                let flat: Vec<f32> = spec.calibration_queries.iter().flatten().copied().collect();
+                b.calibrate_on(&flat)?;
+            }
             if let Some(dir) = spec.scratch.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             }
@@ -248,14 +255,15 @@ pub fn run(
                 stats.graph_seconds,
                 stats.calibration_seconds
             );
-            if let Some(c) = &stats.calibration {
+            for c in &stats.calibrations {
                 let efs: Vec<String> = stabspace_index::RECALL_TARGETS
                     .iter()
                     .map(|&t| c.ef_for(t).map_or("-".into(), |ef| ef.to_string()))
                     .collect();
                 eprintln!(
-                    "recall calibration ({} rows held out): ef {} for recall@{} 0.90/0.95/0.98/0.99",
+                    "recall calibration on {} {}: ef {} for recall@{} 0.90/0.95/0.98/0.99",
                     c.sample,
+                    c.queries.name(),
                     efs.join("/"),
                     c.k
                 );
@@ -606,4 +614,74 @@ pub fn svg_plot(series: &Series, title: &str) -> String {
 
 fn xml(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// The recall promise checked (`stabspace bench --promise`): for each
+/// calibration of a partition and each target recall, the breadth the
+/// calibration chooses, the recall it delivers on the queries, and the
+/// smallest breadth that reaches the target on them.
+#[derive(Clone, Debug)]
+pub struct PromiseRow {
+    pub target: f64,
+    /// What the calibration measured ("held-out rows", "given queries").
+    pub calibrated_on: String,
+    /// Queries measured by the calibration.
+    pub calibration_sample: usize,
+    /// Whether queries take their breadth from this calibration.
+    pub used: bool,
+    /// The breadth chosen (`None`: no breadth measured reaches the target;
+    /// queries then use the largest measured).
+    pub ef: Option<usize>,
+    /// Strict and near recall at the breadth chosen (or the largest measured).
+    pub recall: f64,
+    pub near_recall: f64,
+    /// The smallest breadth reaching the target on these queries (`None`:
+    /// not up to 4,096).
+    pub smallest_ef: Option<usize>,
+}
+
+/// Largest breadth [`promise`] searches for the smallest one that reaches a target.
+const PROMISE_MAX_EF: usize = 4096;
+
+/// Check the recall promise of the partition at `path` on `queries`.
+pub fn promise(
+    path: &Path,
+    queries: &[Vec<f32>],
+    k: usize,
+    targets: &[f64],
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<Vec<PromiseRow>> {
+    let p = Partition::open(path)?;
+    if !p.has_graph() {
+        return Err(Error::Invalid(format!(
+            "{}: {} rows and no graph, searched exactly: there is no recall promise to check",
+            path.display(),
+            p.len()
+        )));
+    }
+    let all = p.calibrations()?;
+    let used = p.calibration()?;
+    progress(&format!("exact top-{k} of {} queries", queries.len()));
+    let t = truth(&p, queries, k)?;
+    let mut out = Vec::new();
+    for &target in targets {
+        progress(&format!("smallest breadth reaching {target}"));
+        let smallest = stabspace_index::sweep::smallest_ef(&p, queries, &t, target, k, PROMISE_MAX_EF)?;
+        for c in &all {
+            let ef = c.ef_for(target);
+            let at = ef.unwrap_or_else(|| c.points.last().map_or(k, |p| p.0));
+            let (recall, near_recall) = stabspace_index::sweep::recall_at(&p, queries, &t, at.max(k))?;
+            out.push(PromiseRow {
+                target,
+                calibrated_on: c.queries.name().to_string(),
+                calibration_sample: c.sample,
+                used: used.as_ref() == Some(c),
+                ef,
+                recall,
+                near_recall,
+                smallest_ef: smallest,
+            });
+        }
+    }
+    Ok(out)
 }

@@ -130,6 +130,7 @@ pub fn partition_status(rows: &[Status]) -> Table {
         "traversal",
         "build",
         "recall_calibration",
+        "calibrated_on",
         "next_rebuild",
         "detail",
         "last_observed_recall",
@@ -165,6 +166,8 @@ pub fn partition_status(rows: &[Status]) -> Table {
             }),
             p.and_then(|p| p.calibration.as_ref())
                 .map_or(Cell::Null, |c| c.summary().into()),
+            p.and_then(|p| p.calibration.as_ref())
+                .map_or(Cell::Null, |c| c.describe().into()),
             s.next_rebuild.clone().into(),
             s.detail.clone().into(),
             o.map_or(Cell::Null, |o| Cell::Float(o.observed_recall)),

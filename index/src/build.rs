@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use crate::calibrate::{calibrate, RECALIBRATE_AFTER};
-use crate::calibration::Calibration;
+use crate::calibrate::{calibrate, calibrate_on, RECALIBRATE_AFTER};
+use crate::calibration::{self, Calibration, CalibrationQueries};
 use crate::error::{IndexError, Result};
 use crate::filter::{self, AttrVecs, RowAttrs};
 use crate::format::{kind, Header, FLAG_DETERMINISTIC, FLAG_GRAPH, METRIC_COSINE, SECTION_OPTIONAL};
@@ -15,7 +15,7 @@ use crate::insert::{self, InsertParams};
 use crate::partition::Partition;
 use crate::quantize::{Quantization, Quantized};
 use crate::rng::splitmix64;
-use crate::vector::checked_norm;
+use crate::vector::{checked_norm, normalised_queries};
 use crate::write::{write_partition, Section};
 
 /// Below this many rows a partition is written flat (no graph) and searched by
@@ -96,6 +96,9 @@ pub struct BuildStats {
     pub appended: Option<usize>,
     /// Recall per search breadth, measured on the built graph.
     pub calibration: Option<Calibration>,
+    /// Every calibration recorded: the held-out rows', then the given
+    /// queries' when there is one ([`PartitionBuilder::calibrate_on`]).
+    pub calibrations: Vec<Calibration>,
     /// Seconds the calibration took (within `total_seconds`).
     pub calibration_seconds: f64,
 }
@@ -130,8 +133,10 @@ pub fn row_hash_with(id: &str, vector: &[f32], payload: &[u8], attrs: Option<&Ro
 pub struct BuildOutcome<'a> {
     /// Rows inserted into the extended partition's graph (`None`: a full build).
     pub appended: Option<usize>,
-    /// The graph's recall calibration (`None` without a graph).
+    /// The graph's recall calibration queries use (`None` without a graph).
     pub calibration: Option<&'a Calibration>,
+    /// Every calibration recorded (held-out rows first).
+    pub calibrations: &'a [Calibration],
 }
 
 /// Collects rows, then builds and writes one partition file.
@@ -149,8 +154,10 @@ pub struct PartitionBuilder {
     attrs_given: bool,
     /// The graph of the first rows, when extending a partition.
     base: Option<Graph>,
-    /// The calibration of the partition extended.
-    base_calibration: Option<Calibration>,
+    /// The calibrations of the partition extended.
+    base_calibrations: Vec<Calibration>,
+    /// Queries to calibrate on besides held-out rows (normalised, row-major).
+    calibration_queries: Vec<f32>,
     /// The quantisation of the partition extended (`None` without codes).
     base_quantization: Quantization,
 }
@@ -174,7 +181,8 @@ impl PartitionBuilder {
             attrs: AttrVecs::default(),
             attrs_given: false,
             base: None,
-            base_calibration: None,
+            base_calibrations: Vec::new(),
+            calibration_queries: Vec::new(),
             base_quantization: Quantization::None,
         })
     }
@@ -223,7 +231,7 @@ impl PartitionBuilder {
             }
         }
         b.base = p.graph().map(|g| Graph::of(&g));
-        b.base_calibration = p.calibration()?;
+        b.base_calibrations = p.calibrations()?;
         b.base_quantization = p.quantization();
         Ok(b)
     }
@@ -243,6 +251,17 @@ impl PartitionBuilder {
 
     pub fn is_empty(&self) -> bool {
         self.norms.is_empty()
+    }
+
+    /// Calibrate the graph on `queries` (row-major, `dim` columns: the kind
+    /// of query users send) besides the held-out rows; queries then take
+    /// their breadth from this calibration. At most
+    /// [`crate::CALIBRATION_QUERIES`] are measured (a seeded sample). Rejects
+    /// a length that is not whole rows and NaN, infinite or all-zero rows.
+    /// Returns the number of queries given.
+    pub fn calibrate_on(&mut self, queries: &[f32]) -> Result<usize> {
+        self.calibration_queries = normalised_queries(queries, self.dim)?;
+        Ok(self.calibration_queries.len() / self.dim)
     }
 
     /// Add a row; returns its row number. Rejects wrong dimensions, NaN,
@@ -366,21 +385,38 @@ impl PartitionBuilder {
         // was measured (the same quantisation); anything else is measured anew.
         let same_path =
             self.base_quantization == quantized.as_ref().map_or(Quantization::None, Quantized::how);
-        let carried = self.base_calibration.take().filter(|c| {
+        let small_append = |c: &Calibration| {
             appended.is_some() && same_path && (n - c.rows.min(n)) as f64 <= RECALIBRATE_AFTER * c.rows as f64
-        });
-        let calibration = match carried {
-            Some(c) => Some(c),
-            None => layout
-                .as_ref()
-                .and_then(|g| calibrate(g, &self.vectors, self.dim, quantized.as_ref(), params.seed)),
         };
+        let base = std::mem::take(&mut self.base_calibrations);
+        let carried = |which: CalibrationQueries| {
+            base.iter()
+                .find(|c| c.queries == which && small_append(c))
+                .cloned()
+        };
+        let view = layout.as_ref().map(|g| g.view(&self.vectors, self.dim));
+        let codes = quantized.as_ref().map(Quantized::view);
+        let mut calibrations: Vec<Calibration> = Vec::new();
+        if let Some(view) = &view {
+            calibrations.extend(
+                carried(CalibrationQueries::HeldOutRows).or_else(|| calibrate(view, codes, params.seed)),
+            );
+            calibrations.extend(
+                carried(CalibrationQueries::Given)
+                    .or_else(|| calibrate_on(view, codes, &self.calibration_queries, params.seed)),
+            );
+        }
+        let calibration = calibration::preferred(&calibrations).cloned();
         let calibration_seconds = calibration_started.elapsed().as_secs_f64();
-        let calibration_bytes = calibration.as_ref().map(Calibration::encode);
+        // The first layout holds the held-out rows' (for readers that know
+        // only it); `CALIBRATIONS` holds them all.
+        let calibration_bytes = calibrations.first().map(Calibration::encode);
+        let calibrations_bytes = (!calibrations.is_empty()).then(|| calibration::encode_all(&calibrations));
         let quantized_bytes = quantized.as_ref().map(Quantized::section);
         let provenance = provenance(&BuildOutcome {
             appended,
             calibration: calibration.as_ref(),
+            calibrations: &calibrations,
         });
 
         let mut sections = vec![
@@ -461,6 +497,13 @@ impl PartitionBuilder {
                 bytes,
             });
         }
+        if let Some(bytes) = &calibrations_bytes {
+            sections.push(Section {
+                kind: kind::CALIBRATIONS,
+                flags: SECTION_OPTIONAL,
+                bytes,
+            });
+        }
         // Last: the caller's provenance varies in length (times, durations),
         // and no other section's offset should move with it.
         sections.push(Section {
@@ -478,6 +521,7 @@ impl PartitionBuilder {
             total_seconds: started.elapsed().as_secs_f64(),
             appended,
             calibration,
+            calibrations,
             calibration_seconds,
         })
     }

@@ -69,6 +69,9 @@ pub mod kind {
     /// Per-row attributes for filtered search (optional section): `i32[count]`
     /// keys, then `u32[count]` tags, then `f32[count]` values (`filter.rs`).
     pub const ATTRIBUTES: u32 = 13;
+    /// Every recall calibration of the graph, with its query source and near
+    /// recall (`calibration::encode_all`; optional section, graph only).
+    pub const CALIBRATIONS: u32 = 14;
     /// Reserved for a later revision: a quantised copy of the vectors (optional section).
     pub const QUANTIZED: u32 = 0x101;
 }

@@ -44,9 +44,10 @@
 //!    (ours, and hnsw_rs as the reference).
 //! 6. `calibrate`: measuring a built graph's recall per search breadth.
 //! 7. `partition`: the mapped file, its typed slices and its searches.
-//! 8. `build`, `sweep`: building a partition file (new or extending one);
-//!    recall and speed sweeps over one.
+//! 8. `adaptive`, `build`, `sweep`: the adaptive-stop experiment; building a
+//!    partition file (new or extending one); recall and speed sweeps over one.
 
+mod adaptive;
 mod build;
 mod calibrate;
 mod calibration;
@@ -74,8 +75,12 @@ pub use build::{
     row_hash, row_hash_with, BuildOutcome, BuildParams, BuildStats, GraphBuilder, PartitionBuilder,
     FLAT_THRESHOLD, MAX_M,
 };
-pub use calibrate::{CALIBRATION_K, CALIBRATION_SAMPLE, RECALIBRATE_AFTER, RECALL_TARGETS};
-pub use calibration::Calibration;
+pub use calibrate::{
+    CALIBRATION_K, CALIBRATION_QUERIES, CALIBRATION_SAMPLE, RECALIBRATE_AFTER, RECALL_TARGETS,
+};
+pub use calibration::{
+    preferred as preferred_calibration, Calibration, CalibrationQueries, NEAR_COSINE, TIE_COSINE,
+};
 pub use error::{IndexError, Result};
 pub use filter::{FilterPath, RowAttrs, RowFilter};
 pub use flat::FlatIndex;

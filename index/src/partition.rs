@@ -10,7 +10,8 @@ use std::sync::Mutex;
 use memmap2::Mmap;
 use rayon::prelude::*;
 
-use crate::calibration::Calibration;
+use crate::calibrate;
+use crate::calibration::{self, Calibration, CalibrationQueries};
 use crate::error::{IndexError, Result};
 use crate::filter::{self, AttrColumns, FilterPath, RowAttrs, RowFilter};
 use crate::format::{
@@ -21,6 +22,8 @@ use crate::quantize::{self, Parsed, Quantization, QuantizedView};
 use crate::search::{
     exact, exact_batch, rerank, rerank_breadth, traverse, Filtered, Hit, Query, Rows, Scored, Visited,
 };
+use crate::vector::normalised_queries;
+use crate::write::{write_partition, Section};
 
 /// An open, memory-mapped partition. `Send + Sync`: many threads may search it at once.
 pub struct Partition {
@@ -39,8 +42,10 @@ pub struct Partition {
     provenance: Range<usize>,
     /// Version 2 on: per-row content hashes.
     row_hashes: Option<Range<usize>>,
-    /// Version 2 on, graphs only: the recall calibration.
+    /// Version 2 on, graphs only: the held-out rows' recall calibration.
     calibration: Option<Range<usize>>,
+    /// Optional, graphs only: every recall calibration.
+    calibrations: Option<Range<usize>>,
     /// The quantised codes and their parameters (optional section, graphs only).
     quantized: Option<QuantizedRanges>,
     /// Per-row attributes (optional section): keys, tags, values.
@@ -181,7 +186,7 @@ impl Partition {
                     s.kind, s.offset, s.len
                 )));
             }
-            let known = (kind::VECTORS..=kind::ATTRIBUTES).contains(&s.kind);
+            let known = (kind::VECTORS..=kind::CALIBRATIONS).contains(&s.kind);
             if !known && s.flags & SECTION_OPTIONAL == 0 {
                 return Err(corrupt(format!(
                     "required section kind {:#x} is unknown to this build (written by a newer stabspace?)",
@@ -219,6 +224,9 @@ impl Partition {
         };
         let calibration = header
             .section(kind::CALIBRATION)
+            .map(|s| s.offset as usize..(s.offset + s.len) as usize);
+        let calibrations = header
+            .section(kind::CALIBRATIONS)
             .map(|s| s.offset as usize..(s.offset + s.len) as usize);
         // Optional: an unknown scheme is skipped, as an unknown optional
         // section is; a known one must have the partition's shape.
@@ -283,6 +291,7 @@ impl Partition {
             provenance,
             row_hashes,
             calibration,
+            calibrations,
             quantized,
             attrs,
             use_quantized: true,
@@ -422,15 +431,95 @@ impl Partition {
         self.row_hashes.as_ref().map(|r| self.u64s(r))
     }
 
-    /// The recall the graph measured at build time per search breadth;
-    /// `None` for flat partitions and version-1 files.
+    /// The recall calibration queries take their breadth from: the one on
+    /// given queries (the users' kind) when the file has one, else the
+    /// held-out rows'; `None` for flat partitions and version-1 files.
     pub fn calibration(&self) -> Result<Option<Calibration>> {
+        Ok(calibration::preferred(&self.calibrations()?).cloned())
+    }
+
+    /// Every recall calibration of the file, the held-out rows' first.
+    pub fn calibrations(&self) -> Result<Vec<Calibration>> {
+        if let Some(r) = &self.calibrations {
+            return calibration::decode_all(&self.map[r.clone()])
+                .ok_or_else(|| self.corrupt("calibrations section is malformed".into()));
+        }
         match &self.calibration {
-            None => Ok(None),
+            None => Ok(Vec::new()),
             Some(r) => Calibration::decode(&self.map[r.clone()])
-                .map(Some)
+                .map(|c| vec![c])
                 .ok_or_else(|| self.corrupt("calibration section is malformed".into())),
         }
+    }
+
+    /// Recalibrate the graph on `queries` (row-major, `dim` columns; see
+    /// [`crate::PartitionBuilder::calibrate_on`]) and write the result to
+    /// `out` atomically: every other section byte for byte as in this file
+    /// (the graph is not rebuilt), the held-out rows' calibration kept, the
+    /// given queries' replaced, and `provenance(&calibrations)` as the new
+    /// provenance. `out` may be this file's own path (the map held here
+    /// stays valid). Returns the calibrations written.
+    pub fn recalibrate(
+        &self,
+        out: &Path,
+        queries: &[f32],
+        seed: u64,
+        provenance: impl FnOnce(&[Calibration]) -> String,
+    ) -> Result<Vec<Calibration>> {
+        let view = self.graph().ok_or_else(|| {
+            IndexError::BadParams(format!(
+                "{} has no graph (a flat partition is searched exactly): there is no breadth to calibrate",
+                self.path.display()
+            ))
+        })?;
+        if self.header.version < 2 {
+            return Err(IndexError::BadParams(format!(
+                "{} is a version-{} partition: rebuild it (`stabspace index rebuild --full`) to calibrate it",
+                self.path.display(),
+                self.header.version
+            )));
+        }
+        let queries = normalised_queries(queries, self.dim)?;
+        let mut all: Vec<Calibration> = self
+            .calibrations()?
+            .into_iter()
+            .filter(|c| c.queries == CalibrationQueries::HeldOutRows)
+            .collect();
+        let codes = self.traversal_codes();
+        let given = calibrate::calibrate_on(&view, codes, &queries, seed).ok_or_else(|| {
+            IndexError::BadParams(format!(
+                "cannot calibrate {} on {} queries: give at least one query and a graph of more than {} rows",
+                self.path.display(),
+                queries.len() / self.dim,
+                calibrate::CALIBRATION_K + 1
+            ))
+        })?;
+        all.push(given);
+        let provenance = provenance(&all);
+        let calibrations_bytes = calibration::encode_all(&all);
+        let mut sections: Vec<Section<'_>> = Vec::new();
+        for s in &self.header.sections[..self.header.section_count as usize] {
+            if s.kind == kind::CALIBRATIONS || s.kind == kind::PROVENANCE {
+                continue;
+            }
+            sections.push(Section {
+                kind: s.kind,
+                flags: s.flags,
+                bytes: &self.map[s.offset as usize..(s.offset + s.len) as usize],
+            });
+        }
+        sections.push(Section {
+            kind: kind::CALIBRATIONS,
+            flags: SECTION_OPTIONAL,
+            bytes: &calibrations_bytes,
+        });
+        sections.push(Section {
+            kind: kind::PROVENANCE,
+            flags: 0,
+            bytes: provenance.as_bytes(),
+        });
+        write_partition(out, self.header, &sections)?;
+        Ok(all)
     }
 
     /// Whether the file has per-row attributes (the `ATTRIBUTES` section),
@@ -609,7 +698,7 @@ impl Partition {
     }
 
     /// Run `f` with a cleared visited set from the pool (returned to it after).
-    fn with_visited<T>(&self, f: impl FnOnce(&mut Visited) -> T) -> T {
+    pub(crate) fn with_visited<T>(&self, f: impl FnOnce(&mut Visited) -> T) -> T {
         let pool = || self.visited.lock().unwrap_or_else(|e| e.into_inner());
         let mut v = pool().pop().unwrap_or_else(|| Visited::new(self.len()));
         v.reset();

@@ -141,3 +141,48 @@ pub fn measure_filtered(
         p99_us: percentile(&lat, 0.99),
     })
 }
+
+/// Recall@k of `Partition::search_batch` at breadth `ef` on `queries`
+/// against `truth`, untimed: (strict, near), the strict one tie-aware as in
+/// [`measure`], the near one counting hits within
+/// [`crate::calibration::NEAR_COSINE`] of the exact k-th.
+pub fn recall_at(p: &Partition, queries: &[Vec<f32>], truth: &Truth, ef: usize) -> Result<(f64, f64)> {
+    let found = p.search_batch(queries, truth.k, Some(ef))?;
+    let (mut strict, mut near) = (0usize, 0usize);
+    for (i, (q, hits)) in queries.iter().zip(&found).enumerate() {
+        let q64 = unit64(q);
+        for h in hits {
+            let s = kernel::dot_f64(p.vector(h.row as usize), &q64);
+            strict += usize::from(s >= truth.kth[i] - crate::calibration::TIE_COSINE);
+            near += usize::from(s >= truth.kth[i] - crate::calibration::NEAR_COSINE);
+        }
+    }
+    let all = truth.rows.iter().map(Vec::len).sum::<usize>().max(1) as f64;
+    Ok((strict as f64 / all, near as f64 / all))
+}
+
+/// The smallest breadth in `lo..=hi` whose strict [`recall_at`] reaches
+/// `target`, by bisection (recall grows with the breadth, up to noise);
+/// `None` when `hi` does not reach it.
+pub fn smallest_ef(
+    p: &Partition,
+    queries: &[Vec<f32>],
+    truth: &Truth,
+    target: f64,
+    lo: usize,
+    hi: usize,
+) -> Result<Option<usize>> {
+    if recall_at(p, queries, truth, hi)?.0 < target {
+        return Ok(None);
+    }
+    let (mut lo, mut hi) = (lo.max(truth.k), hi);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if recall_at(p, queries, truth, mid)?.0 >= target {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Ok(Some(lo))
+}

@@ -25,3 +25,22 @@ pub(crate) fn checked_norm(row: usize, dim: usize, v: &[f32]) -> Result<f64> {
     }
     Ok(norm)
 }
+
+/// Query vectors (row-major, `dim` columns) normalised, each checked as a
+/// row is: a length that is not whole rows, NaN, infinite and all-zero rows
+/// are refused, naming the query's row.
+pub(crate) fn normalised_queries(queries: &[f32], dim: usize) -> Result<Vec<f32>> {
+    if queries.len() % dim != 0 {
+        return Err(IndexError::WrongDimension {
+            row: queries.len() / dim,
+            expected: dim,
+            got: queries.len() % dim,
+        });
+    }
+    let mut out = Vec::with_capacity(queries.len());
+    for (row, v) in queries.chunks_exact(dim).enumerate() {
+        let norm = checked_norm(row, dim, v)?;
+        out.extend(v.iter().map(|&x| (f64::from(x) / norm) as f32));
+    }
+    Ok(out)
+}

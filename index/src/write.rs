@@ -20,6 +20,7 @@ pub(crate) struct Section<'a> {
 pub(crate) fn write_partition(path: &Path, mut header: Header, sections: &[Section<'_>]) -> Result<u64> {
     assert!(sections.len() <= MAX_SECTIONS, "too many sections");
     let mut offset = HEADER_LEN as u64;
+    header.sections = bytemuck::Zeroable::zeroed();
     for (slot, s) in header.sections.iter_mut().zip(sections) {
         offset = align_up(offset);
         *slot = SectionEntry {

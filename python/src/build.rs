@@ -18,10 +18,12 @@ use crate::errors;
 /// flat (searched exactly); larger ones get an HNSW graph with `m` links per row and breadth
 /// `ef_construction`, int8 codes for the traversal (`quantized`), and a recall calibration.
 /// `deterministic=True` builds on one thread, the same file for the same input.
-/// `provenance` (any JSON-serialisable value) is stored in the file. Returns the build's
-/// figures as a dict.
+/// `provenance` (any JSON-serialisable value) is stored in the file. `calibration_queries`
+/// (q × dim, the kind of query you will send) calibrates the recall on those queries besides
+/// the file's own held-out rows, and searches then take their breadth from it. Returns the
+/// build's figures as a dict.
 #[pyfunction]
-#[pyo3(signature = (path, ids, vectors, m = 16, ef_construction = 200, deterministic = false, quantized = true, provenance = None))]
+#[pyo3(signature = (path, ids, vectors, m = 16, ef_construction = 200, deterministic = false, quantized = true, provenance = None, calibration_queries = None))]
 #[allow(
     clippy::too_many_arguments,
     reason = "the keyword arguments of one Python function"
@@ -36,8 +38,13 @@ pub fn build<'py>(
     deterministic: bool,
     quantized: bool,
     provenance: Option<&Bound<'py, PyAny>>,
+    calibration_queries: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let v = arrays::read(vectors, "vectors", Shape::Many, None)?;
+    let queries = calibration_queries
+        .map(|q| arrays::read(q, "calibration_queries", Shape::Many, Some(v.dim)))
+        .transpose()?
+        .map(|q| q.flat().to_vec());
     if ids.len() != v.rows {
         return Err(PyValueError::new_err(format!(
             "{} ids for {} vectors: give one id per row",
@@ -79,6 +86,9 @@ pub fn build<'py>(
             for (id, row) in ids.iter().zip(flat.chunks_exact(dim)) {
                 b.add(id, row, b"")?;
             }
+            if let Some(q) = &queries {
+                b.calibrate_on(q)?;
+            }
             b.write(&path, &params, &provenance, &mut |_, _| {})
         })
         .map_err(errors::engine)?;
@@ -93,6 +103,10 @@ pub fn build<'py>(
     d.set_item("calibration_seconds", stats.calibration_seconds)?;
     d.set_item("total_seconds", stats.total_seconds)?;
     d.set_item("calibration", stats.calibration.as_ref().map(points))?;
+    d.set_item(
+        "calibrated_on",
+        stats.calibration.as_ref().map(|c| c.queries.name()),
+    )?;
     Ok(d)
 }
 

@@ -125,6 +125,7 @@ impl Partition {
         d.set_item("quantized", i.quantized)?;
         d.set_item("traversal", self.traversal())?;
         let calibration = self.inner.calibration().map_err(errors::engine)?;
+        d.set_item("calibrated_on", calibration.as_ref().map(|c| c.queries.name()))?;
         d.set_item("calibration", calibration.map(|c| crate::build::points(&c)))?;
         d.set_item("default_ef", self.inner.has_graph().then_some(self.default_ef.0))?;
         Ok(d)

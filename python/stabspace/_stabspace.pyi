@@ -126,8 +126,12 @@ def build(
     deterministic: bool = False,
     quantized: bool = True,
     provenance: Any = None,
+    calibration_queries: Optional[npt.ArrayLike] = None,
 ) -> Dict[str, Any]:
-    """Write a partition file atomically from distinct ids and an n × dim array."""
+    """Write a partition file atomically from distinct ids and an n × dim array.
+
+    ``calibration_queries`` (q × dim): calibrate the recall on the queries you will send,
+    besides held-out rows; searches then take their breadth from that calibration."""
 
 class Connection:
     """An open database and the partitions under its data directory."""

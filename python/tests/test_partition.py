@@ -364,3 +364,34 @@ def test_the_gil_handshake_tells_a_held_gil_from_a_released_one():
     descending = list(range(200_000, 0, -1))
     assert _another_thread_runs_during(lambda: sorted(descending), 50) == (False, 50)
     assert _another_thread_runs_during(lambda: time.sleep(0.001), 1000)[0]
+
+
+def test_build_calibrates_on_the_queries_given_and_searches_take_their_breadth(tmp_path):
+    """`calibration_queries`: the recall is calibrated on the queries users send, and the
+    breadth it gives for 0.95 delivers it on other queries of their kind (brute force)."""
+    both = clustered(5400, DIM, seed=3)
+    data = both[:5000]
+    # Queries off the rows: each a row of the same kind pushed by as much noise.
+    rng = np.random.default_rng(4)
+    off = both[5000:] + 0.8 * rng.standard_normal((400, DIM)).astype(np.float32) * np.linalg.norm(
+        both[5000:], axis=1, keepdims=True
+    ) / np.sqrt(DIM)
+    calibrate_on, held_out = off[:200], off[200:]
+    path = tmp_path / "q.stabidx"
+    stats = stabspace.build(path, [f"r{i}" for i in range(5000)], data, calibration_queries=calibrate_on)
+    assert stats["calibrated_on"] == "given queries"
+    p = stabspace.Partition(path)
+    assert p.info["calibrated_on"] == "given queries"
+    got = p.search_batch(held_out, k=10)
+    assert got.ef == p.ef_for(0.95)
+    want_rows, want_cos = brute_force(data, held_out, 10)
+    kth = want_cos[:, -1:]
+    recall = np.mean(got.cosine >= kth - 1e-6)
+    assert recall >= 0.93, f"recall@10 {recall:.3f} at the breadth calibrated on given queries for 0.95"
+    with pytest.raises(ValueError, match="calibration_queries"):
+        stabspace.build(
+            tmp_path / "bad.stabidx",
+            [f"r{i}" for i in range(5000)],
+            data,
+            calibration_queries=np.zeros((3, DIM + 1), dtype=np.float32),
+        )

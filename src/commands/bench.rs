@@ -89,6 +89,21 @@ pub struct Args {
     /// Write the base rows' keys (as --selectivity gives them) to FILE, one integer per line.
     #[arg(long, value_name = "FILE", requires = "base")]
     pub keys_out: Option<PathBuf>,
+    /// Check the recall promise: for each recall calibration of the partition (held-out rows;
+    /// given queries) and each --targets recall, the breadth it chooses, the recall that delivers
+    /// on the queries (strict, and near: hits within 1e-3 cosine of the exact k-th), and the
+    /// smallest breadth that reaches the target on them, with the ratio. Query with data the
+    /// calibration did not see: states of a later date than `index calibrate --as-of`, or
+    /// --calibration-queries with --base.
+    #[arg(long)]
+    pub promise: bool,
+    /// Recall targets of --promise.
+    #[arg(long, value_delimiter = ',', default_value = "0.95", requires = "promise", value_parser = parse_target)]
+    pub targets: Vec<f64>,
+    /// With --base: calibrate the scratch partition on the first N query vectors (as `index
+    /// calibrate --queries` would) and measure with the others only.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "base")]
+    pub calibration_queries: usize,
     /// Fraction of the base each append adds (with --appends).
     #[arg(long, value_name = "F", default_value_t = 0.01, value_parser = parse_fraction)]
     pub append_fraction: f64,
@@ -98,6 +113,13 @@ fn parse_percent(s: &str) -> std::result::Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(p) if (1..=100).contains(&p) => Ok(p),
         _ => Err(format!("{s:?} is not a percentage from 1 to 100")),
+    }
+}
+
+fn parse_target(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(f) if f > 0.0 && f <= 1.0 => Ok(f),
+        _ => Err(format!("{s:?} is not a recall between 0 (exclusive) and 1")),
     }
 }
 
@@ -198,6 +220,21 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         }
         _ => unreachable!("clap requires a query source"),
     };
+    let (calibration_queries, queries) = if a.calibration_queries > 0 {
+        if a.calibration_queries >= queries.len() {
+            return Err(Error::Invalid(format!(
+                "--calibration-queries {} leaves none of the {} query vectors to measure with",
+                a.calibration_queries,
+                queries.len()
+            )));
+        }
+        let mut q = queries;
+        let rest = q.split_off(a.calibration_queries);
+        (q, rest)
+    } else {
+        (Vec::new(), queries)
+    };
+    let promise_queries = a.promise.then(|| queries.clone());
     let append_rows = match &base {
         Base::Vectors { rows, .. } => ((rows.len() as f64 * a.append_fraction).round() as usize).max(1),
         Base::Partition(_) => 0,
@@ -230,6 +267,11 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         appends: a.appends,
         append_rows,
         filter,
+        calibration_queries,
+    };
+    let promise_path = match &spec.base {
+        Base::Partition(p) => p.clone(),
+        Base::Vectors { .. } => scratch.clone(),
     };
     // Steps: the build (vector files only), the exact top-k, one per ef.
     let sels = spec.filter.as_ref().map_or(1, |f| f.selectivities.len()) as u64;
@@ -247,8 +289,25 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
         })
     });
     pb.finish_and_clear();
+    let promised = match (&promise_queries, &rows) {
+        (Some(qs), Ok(_)) => {
+            let pb = crate::cli::progress::steps(1 + a.targets.len() as u64);
+            let mut at = 0;
+            let r = tokio::task::block_in_place(|| {
+                crate::bench::promise(&promise_path, qs, a.k, &a.targets, &mut |m: &str| {
+                    at += 1;
+                    pb.set_position(at);
+                    pb.set_message(m.to_string());
+                })
+            });
+            pb.finish_and_clear();
+            Some(r)
+        }
+        _ => None,
+    };
     let _ = std::fs::remove_file(&scratch);
     let (rows, appended) = rows?;
+    let promised = promised.transpose()?;
 
     let first = &rows[0];
     println!(
@@ -258,6 +317,14 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
     table(&rows).emit_to(Format::Text, None)?;
     if let Some(report) = &appended {
         println!("{report}");
+    }
+    if let Some(promised) = &promised {
+        println!(
+            "\nrecall promise on {} queries (k {}):",
+            promise_queries.as_ref().map_or(0, Vec::len),
+            a.k
+        );
+        promise_table(promised).emit_to(Format::Text, None)?;
     }
     if let Some(path) = &a.csv {
         let mut w = csv::Writer::from_writer(Vec::new());
@@ -317,6 +384,37 @@ fn table(rows: &[BenchRow]) -> Table {
             Cell::Int(r.measured.p50_us.round() as i64),
             Cell::Int(r.measured.p95_us.round() as i64),
             Cell::Int(r.measured.p99_us.round() as i64),
+        ]);
+    }
+    t
+}
+
+fn promise_table(rows: &[crate::bench::PromiseRow]) -> Table {
+    let mut t = Table::new(&[
+        "target",
+        "calibrated_on",
+        "calibration_sample",
+        "used",
+        "ef",
+        "recall",
+        "near_recall",
+        "smallest_ef",
+        "ef_ratio",
+    ]);
+    for r in rows {
+        t.push(vec![
+            Cell::Float(r.target),
+            r.calibrated_on.clone().into(),
+            r.calibration_sample.into(),
+            Cell::Bool(r.used),
+            r.ef.map_or(Cell::Null, |e| e.into()),
+            Cell::Float((r.recall * 1e4).round() / 1e4),
+            Cell::Float((r.near_recall * 1e4).round() / 1e4),
+            r.smallest_ef.map_or(Cell::Null, |e| e.into()),
+            match (r.ef, r.smallest_ef) {
+                (Some(e), Some(s)) => Cell::Float((e as f64 / s as f64 * 100.0).round() / 100.0),
+                _ => Cell::Null,
+            },
         ]);
     }
     t

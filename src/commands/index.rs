@@ -7,6 +7,8 @@ use crate::cli::global::GlobalOpts;
 use crate::cli::progress::Bars;
 use crate::error::{Error, Result};
 use crate::output::Format;
+use crate::partitions::calibrate::{recalibrate, QuerySource};
+use crate::partitions::queries::file_queries;
 use crate::partitions::{
     build, recorded_params, sources, status_all, status_of, swept_note, BuildMode, Freshness,
 };
@@ -33,6 +35,13 @@ pub enum IndexCommand {
     /// the metrics backfill, --recall-sample). Removes the temporary files of killed builds and
     /// says so.
     Status(StatusArgs),
+    /// Recalibrate partitions' recall in place on the queries users send: by default the joint
+    /// model's most recent instrument states (on or before --as-of), or the vectors of
+    /// --queries FILE. The graph is not rebuilt (its bytes do not change) and the partition
+    /// stays fresh; afterwards `--recall R` (the default 0.95) searches with the breadth that
+    /// met R on those queries. Run it when the query population changed: states backfilled
+    /// after the index was built, a new universe, a new kind of portfolio.
+    Calibrate(CalibrateArgs),
     /// Check every checksum of every partition file; exit non-zero on any failure.
     Verify,
     /// Remove what no partition needs any more. In an s3:// store: versions superseded more
@@ -222,6 +231,28 @@ pub struct StatusArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).args(["scenario_set_id", "all"]))]
+pub struct CalibrateArgs {
+    /// Joint model of the partition.
+    #[arg(long, default_value = "joint-stab-fragility-v1")]
+    pub model_id: String,
+    /// Scenario set of the partition.
+    #[arg(long)]
+    pub scenario_set_id: Option<String>,
+    /// Every partition of the store (of every joint model).
+    #[arg(long)]
+    pub all: bool,
+    /// Calibrate on the states on or before this date (YYYY-MM-DD; default: the latest):
+    /// the most recent ones, up to 2,000 read and 500 measured.
+    #[arg(long, value_parser = crate::parse::parse_date, conflicts_with = "queries")]
+    pub as_of: Option<chrono::NaiveDate>,
+    /// Calibrate on these query vectors instead: raw little-endian float32 rows of 384
+    /// columns (as `stabspace bench --queries` reads); up to 500 are measured.
+    #[arg(long, value_name = "FILE")]
+    pub queries: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct GcArgs {
     /// Keep anything younger than this many hours (at least 1): a build still uploading or
     /// committing, a version a query node may still be fetching.
@@ -380,6 +411,35 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
                 done.kept_young,
                 c.grace_hours
             );
+        }
+        IndexCommand::Calibrate(c) => {
+            // The primary: the publish is a new version of the partition.
+            let db = g.open_primary_read().await?;
+            let source = match &c.queries {
+                Some(f) => QuerySource::Given(file_queries(f, crate::vector::DIM)?),
+                None => QuerySource::States(c.as_of),
+            };
+            let pairs: Vec<(String, String)> = match &c.scenario_set_id {
+                Some(set) if !c.all => vec![(c.model_id.clone(), set.clone())],
+                _ => sources(&db)
+                    .await?
+                    .into_iter()
+                    .filter(|(m, s)| {
+                        let at = store.locate(m, s);
+                        // A flat partition is searched exactly: nothing to calibrate.
+                        store.exists(&at) && store.open(&at).map_or(true, |(p, _)| p.has_graph())
+                    })
+                    .collect(),
+            };
+            if pairs.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "no partitions in {} to calibrate: build them with `stabspace index rebuild`",
+                    store.describe()
+                )));
+            }
+            for (model, set) in pairs {
+                print!("{}", recalibrate(&db, store, &model, &set, &source).await?);
+            }
         }
         IndexCommand::Verify => {
             let all = store.list()?;

@@ -169,13 +169,26 @@ pub fn calibrated_ef(p: &Partition, recall: f64) -> Result<(usize, Option<String
         Some(ef) => Ok((ef, None)),
         None => {
             let (ef, best) = c.points.last().copied().unwrap_or((DEFAULT_EF, 0.0));
+            // Crowded neighbours: the near recall tells whether the misses
+            // are near-ties at the k-th or real misses.
+            let near = match c.near_ef_for(recall) {
+                Some(near_ef) => format!(
+                    "; counting hits within {} cosine of the exact {}th as found, ef {near_ef} reaches it: \
+                     the neighbours are crowded and the misses near-ties",
+                    stabspace_index::NEAR_COSINE,
+                    c.k
+                ),
+                None => String::new(),
+            };
             Ok((
                 ef,
                 Some(format!(
-                    "warning: no breadth measured on index partition {} reaches recall@{} {recall} (the best, ef \
-                     {ef}, reached {best:.3}); searching with ef {ef} — pass --exact for exact answers",
+                    "warning: no breadth measured on index partition {} reaches recall@{} {recall} on {} (the \
+                     best, ef {ef}, reached {best:.3}{near}); searching with ef {ef} — pass --exact for exact \
+                     answers",
                     p.path().display(),
-                    c.k
+                    c.k,
+                    c.queries.name()
                 )),
             ))
         }

@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::Utc;
-use stabspace_index::{BuildParams, Partition, PartitionBuilder, RowAttrs};
+use stabspace_index::{BuildParams, CalibrationQueries as CalQueries, Partition, PartitionBuilder, RowAttrs};
 
 use super::catalog::{not_extendable, recorded_params, FileSummary};
 use super::provenance::{fingerprint, BuildKind, CalibrationRecord, Provenance, RecordedParams};
+use super::queries::recent_state_queries;
 use super::scan::scan_scenarios;
 use super::store::PartitionStore;
 use crate::error::Result;
@@ -140,8 +141,12 @@ async fn build_partition(
     let mut scan = None;
     // The shock types numbered by the rows' tags: an append keeps the numbers.
     let mut types = ShockTypes::default();
+    // What the partition extended recorded of its calibrations: a small
+    // append keeps them, with their query sources.
+    let mut base_records: Vec<CalibrationRecord> = Vec::new();
     if let Some((p, prov)) = existing {
         types = ShockTypes(prov.shock_types.clone().unwrap_or_default());
+        base_records = prov.calibrations.clone();
         // Rows of the partition still in the database unchanged, and the new ones.
         let stored: std::collections::HashSet<u64> =
             p.row_hashes().expect("checked").iter().copied().collect();
@@ -179,7 +184,7 @@ async fn build_partition(
             ));
         }
     }
-    let (b, scan) = match (b, scan) {
+    let (mut b, scan) = match (b, scan) {
         (Some(b), Some(s)) => (b, s),
         _ => {
             let mut b = PartitionBuilder::with_capacity(DIM, fp.rows.max(0) as usize)?;
@@ -192,6 +197,12 @@ async fn build_partition(
             (b, s)
         }
     };
+    // The users' kind of query: the joint model's most recent states.
+    let queries = recent_state_queries(db, model, None).await?;
+    if let Some(q) = &queries {
+        b.calibrate_on(&q.vectors)?;
+    }
+    let calibration_note = queries.is_none().then(|| no_states_note(model));
     crate::faults::pause_point(crate::faults::INDEX_BEFORE_WRITE);
     let mut provenance = Provenance {
         model_id: model.to_string(),
@@ -210,6 +221,9 @@ async fn build_partition(
         appended_rows: None,
         full_build_reason: None,
         calibration: None,
+        calibrations: Vec::new(),
+        calibration_note,
+        calibrated_at: None,
         shock_types: Some(types.0),
     };
     // Filled in once the engine has built (or extended) and calibrated the graph.
@@ -227,7 +241,20 @@ async fn build_partition(
             }
             _ => None,
         };
-        p.calibration = outcome.calibration.map(CalibrationRecord::of);
+        p.calibrations = outcome
+            .calibrations
+            .iter()
+            .map(|c| record_of(c, &base_records, queries.as_ref().map(|q| q.source.as_str())))
+            .collect();
+        p.calibration = outcome
+            .calibration
+            .map(|c| record_of(c, &base_records, queries.as_ref().map(|q| q.source.as_str())));
+        if outcome
+            .calibration
+            .is_some_and(|c| c.queries == CalQueries::Given)
+        {
+            p.calibration_note = None;
+        }
         p.build_seconds = started.elapsed().as_secs_f64();
         serde_json::to_string(p).expect("provenance serialises")
     };
@@ -256,6 +283,35 @@ async fn build_partition(
         file_bytes: published.file_bytes,
         swept,
     })
+}
+
+/// The record of a calibration: one carried from the partition extended
+/// keeps the query source it recorded; a new one on given queries names
+/// `source`.
+pub(crate) fn record_of(
+    c: &stabspace_index::Calibration,
+    base: &[CalibrationRecord],
+    source: Option<&str>,
+) -> CalibrationRecord {
+    let new = CalibrationRecord::of(c, source);
+    base.iter()
+        .find(|r| {
+            r.points == new.points
+                && r.sample == new.sample
+                && r.rows == new.rows
+                && r.on_rows() == new.on_rows()
+        })
+        .cloned()
+        .unwrap_or(new)
+}
+
+/// Said when a joint model has no states to calibrate on.
+pub(crate) fn no_states_note(model: &str) -> String {
+    format!(
+        "no instrument states of {model} in the database: recall calibrated on held-out scenario rows only \
+         (states are what users query with; after backfill-joint-stab-fragility-states, run `stabspace index \
+         calibrate`)"
+    )
 }
 
 /// A row's point-in-time attributes: its known-from day, shock type and severity.
@@ -305,14 +361,7 @@ impl std::fmt::Display for Built {
             (_, _, Some(why)) => writeln!(f, "  full build: {why}")?,
             _ => {}
         }
-        if let Some(c) = &p.calibration {
-            writeln!(
-                f,
-                "  recall calibration ({} rows as held-out queries): {}",
-                c.sample,
-                c.summary()
-            )?;
-        }
+        write!(f, "{}", calibration_lines(p))?;
         if !p.skipped_zero.is_empty() {
             writeln!(f, "  left out {} all-zero vector(s)", p.skipped_zero.len())?;
         }
@@ -328,4 +377,28 @@ impl std::fmt::Display for Built {
         }
         Ok(())
     }
+}
+
+/// The calibrations a provenance records, one line each, the one queries
+/// use marked; and why there is none on users' queries, when there is none.
+pub fn calibration_lines(p: &Provenance) -> String {
+    let mut out = String::new();
+    let all: Vec<&CalibrationRecord> = if p.calibrations.is_empty() {
+        p.calibration.iter().collect()
+    } else {
+        p.calibrations.iter().collect()
+    };
+    for c in all {
+        let used = p.calibration.as_ref() == Some(c);
+        out += &format!(
+            "  recall calibration on {}: {}{}\n",
+            c.describe(),
+            c.summary(),
+            if used { " (queries use it)" } else { "" }
+        );
+    }
+    if let Some(note) = &p.calibration_note {
+        out += &format!("  {note}\n");
+    }
+    out
 }

@@ -32,17 +32,22 @@
 //! - [`remote`]: [`RemoteStore`], partitions in object storage (S3 API),
 //!   their versions committed in the database's `partition_manifest`.
 //! - [`scan`]: reading a set's scenario vectors from the database.
+//! - [`queries`]: the queries a partition's recall is calibrated on (the
+//!   joint model's recent states, or a file).
 //! - [`catalog`]: each partition's state against the database, what the next
 //!   rebuild does, the parameters it was built with.
 //! - [`build`]: read, build or extend, calibrate, publish.
+//! - [`calibrate`]: recalibrate a partition in place on new queries.
 //!
 //! Searching partitions is [`crate::nearest`]'s: it opens them through a
 //! [`PartitionStore`] too.
 
 pub mod build;
+pub mod calibrate;
 pub mod catalog;
 pub mod fetch;
 pub mod provenance;
+pub mod queries;
 pub mod remote;
 pub mod scan;
 pub mod store;

@@ -191,13 +191,19 @@ pub enum BuildKind {
     Append,
 }
 
-/// The recall calibration as the provenance records it: the smallest
-/// measured `ef` reaching each target recall@k (`None`: not reached by the
-/// largest breadth measured), and every measured point.
+/// The recall calibration as the provenance records it: the queries it was
+/// measured on, the smallest measured `ef` reaching each target recall@k
+/// (`None`: not reached by the largest breadth measured), and every measured
+/// point with its strict and near recall.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CalibrationRecord {
+    /// What the queries were: "held-out rows", or where the given ones came
+    /// from ("500 of 2000 joint-stab-fragility-v1 states from … to …").
+    /// `None`: built before it was recorded (held-out rows).
+    #[serde(default)]
+    pub queries: Option<String>,
     pub k: usize,
-    /// Rows of the partition used as held-out queries.
+    /// Queries measured.
     pub sample: usize,
     /// Rows in the graph when it was measured (a small append keeps the
     /// calibration of the graph it extends).
@@ -205,13 +211,23 @@ pub struct CalibrationRecord {
     pub rows: usize,
     /// Target recall ("0.90") → smallest ef reaching it.
     pub ef_for_recall: std::collections::BTreeMap<String, Option<usize>>,
-    /// (ef, recall) measured.
+    /// (ef, strict recall) measured.
     pub points: Vec<(usize, f64)>,
+    /// (ef, near recall: the share of hits within `NEAR_COSINE` of the
+    /// exact k-th) measured; empty before it was recorded.
+    #[serde(default)]
+    pub near_points: Vec<(usize, f64)>,
 }
 
 impl CalibrationRecord {
-    pub fn of(c: &Calibration) -> CalibrationRecord {
+    /// `queries`: where given queries came from (ignored for held-out rows).
+    pub fn of(c: &Calibration, queries: Option<&str>) -> CalibrationRecord {
+        let round = |r: f64| (r * 1e4).round() / 1e4;
         CalibrationRecord {
+            queries: Some(match c.queries {
+                stabspace_index::CalibrationQueries::HeldOutRows => "held-out rows".to_string(),
+                stabspace_index::CalibrationQueries::Given => queries.unwrap_or("given queries").to_string(),
+            }),
             k: c.k,
             sample: c.sample,
             rows: c.rows,
@@ -219,11 +235,26 @@ impl CalibrationRecord {
                 .iter()
                 .map(|&t| (format!("{t:.2}"), c.ef_for(t)))
                 .collect(),
-            points: c
+            points: c.points.iter().map(|&(ef, r)| (ef, round(r))).collect(),
+            near_points: c
                 .points
                 .iter()
-                .map(|&(ef, r)| (ef, (r * 1e4).round() / 1e4))
+                .zip(&c.near)
+                .map(|(p, &n)| (p.0, round(n)))
                 .collect(),
+        }
+    }
+
+    /// Whether it was measured on the partition's own rows held out.
+    pub fn on_rows(&self) -> bool {
+        self.queries.as_deref().is_none_or(|q| q == "held-out rows")
+    }
+
+    /// "200 held-out rows" / "500 queries: 2000 … states from … to …".
+    pub fn describe(&self) -> String {
+        match &self.queries {
+            Some(q) if !self.on_rows() => format!("{} of {q}", self.sample),
+            _ => format!("{} held-out rows", self.sample),
         }
     }
 
@@ -276,9 +307,21 @@ pub struct Provenance {
     /// Why the build was full when an append was allowed.
     #[serde(default)]
     pub full_build_reason: Option<String>,
-    /// Recall of the graph per search breadth, measured at build time.
+    /// The recall calibration queries take their breadth from: on the
+    /// users' kind of query (instrument states) when there were some, else
+    /// on held-out rows.
     #[serde(default)]
     pub calibration: Option<CalibrationRecord>,
+    /// Every calibration the file holds, the held-out rows' first (empty:
+    /// built before several were recorded; `calibration` is then the only one).
+    #[serde(default)]
+    pub calibrations: Vec<CalibrationRecord>,
+    /// Why no calibration on users' queries was made, when none was.
+    #[serde(default)]
+    pub calibration_note: Option<String>,
+    /// When `index calibrate` last recalibrated the file in place.
+    #[serde(default)]
+    pub calibrated_at: Option<String>,
     /// The shock types numbered by the rows' tags in the file's per-row
     /// attributes (`None`: built before point-in-time search, without them).
     #[serde(default)]

@@ -442,3 +442,29 @@ pub async fn delete_stab_vectors(tx: &mut Tx, model: &str, entity_type: &str) ->
     )
     .await
 }
+
+/// The most recent STAB instrument states of `model` on or before `until`
+/// (every date when `None`), newest first, at most `limit`: (instrument,
+/// date, vector). A backwards walk of `joint_embeddings_date_idx`.
+pub async fn recent_states(
+    db: &Db,
+    model: &str,
+    until: Option<NaiveDate>,
+    limit: u64,
+) -> Result<Vec<(String, NaiveDate, Vec<u8>)>> {
+    let sql = "SELECT entity_id, as_of_date, vector FROM joint_embeddings \
+               WHERE joint_type = $1 AND model_id = $2 AND entity_type = 'INSTRUMENT' AND scope_id = '' \
+                 AND as_of_date <= $3 \
+               ORDER BY as_of_date DESC, entity_id LIMIT $4";
+    fetch_all(
+        db,
+        sql,
+        &[
+            Arg::Text(STAB_JOINT_TYPE),
+            Arg::Text(model),
+            Arg::Date(until.unwrap_or(NaiveDate::from_ymd_opt(9999, 12, 31).expect("a date"))),
+            Arg::Int(sql_limit(Some(limit))),
+        ],
+    )
+    .await
+}

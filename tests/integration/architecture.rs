@@ -335,8 +335,10 @@ fn partitions_and_nearest_are_rooms_in_order() {
             "transfer",
             "remote",
             "scan",
+            "queries",
             "catalog",
             "build",
+            "calibrate",
         ],
     );
     rooms_in_order(

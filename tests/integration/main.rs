@@ -6,6 +6,7 @@ mod support;
 
 mod architecture;
 mod backfill;
+mod calibration;
 mod cli;
 mod deploy;
 mod faults;

@@ -4,6 +4,7 @@ mod common;
 
 mod atomic;
 mod builder;
+mod calibration;
 mod corruption;
 mod exact;
 mod filtered;
