@@ -44,8 +44,9 @@
 //!    (ours, and hnsw_rs as the reference).
 //! 6. `calibrate`: measuring a built graph's recall per search breadth.
 //! 7. `partition`: the mapped file, its typed slices and its searches.
-//! 8. `adaptive`, `build`, `sweep`: the adaptive-stop experiment; building a
-//!    partition file (new or extending one); recall and speed sweeps over one.
+//! 8. `adaptive`, `build`, `recalibrate`, `sweep`: the adaptive-stop
+//!    experiment; building a partition file (new or extending one);
+//!    recalibrating one in place; recall and speed sweeps over one.
 
 mod adaptive;
 mod build;
@@ -62,6 +63,7 @@ mod insert;
 pub mod kernel;
 mod partition;
 mod quantize;
+mod recalibrate;
 mod reference;
 mod rng;
 mod search;

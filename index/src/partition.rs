@@ -10,8 +10,6 @@ use std::sync::Mutex;
 use memmap2::Mmap;
 use rayon::prelude::*;
 
-use crate::calibrate;
-use crate::calibration::{self, Calibration, CalibrationQueries};
 use crate::error::{IndexError, Result};
 use crate::filter::{self, AttrColumns, FilterPath, RowAttrs, RowFilter};
 use crate::format::{
@@ -22,8 +20,6 @@ use crate::quantize::{self, Parsed, Quantization, QuantizedView};
 use crate::search::{
     exact, exact_batch, rerank, rerank_breadth, traverse, Filtered, Hit, Query, Rows, Scored, Visited,
 };
-use crate::vector::normalised_queries;
-use crate::write::{write_partition, Section};
 
 /// An open, memory-mapped partition. `Send + Sync`: many threads may search it at once.
 pub struct Partition {
@@ -431,95 +427,15 @@ impl Partition {
         self.row_hashes.as_ref().map(|r| self.u64s(r))
     }
 
-    /// The recall calibration queries take their breadth from: the one on
-    /// given queries (the users' kind) when the file has one, else the
-    /// held-out rows'; `None` for flat partitions and version-1 files.
-    pub fn calibration(&self) -> Result<Option<Calibration>> {
-        Ok(calibration::preferred(&self.calibrations()?).cloned())
+    /// The bytes of the `CALIBRATION` and `CALIBRATIONS` sections, when present.
+    pub(crate) fn calibration_sections(&self) -> (Option<&[u8]>, Option<&[u8]>) {
+        let at = |r: &Option<Range<usize>>| r.as_ref().map(|r| &self.map[r.clone()]);
+        (at(&self.calibration), at(&self.calibrations))
     }
 
-    /// Every recall calibration of the file, the held-out rows' first.
-    pub fn calibrations(&self) -> Result<Vec<Calibration>> {
-        if let Some(r) = &self.calibrations {
-            return calibration::decode_all(&self.map[r.clone()])
-                .ok_or_else(|| self.corrupt("calibrations section is malformed".into()));
-        }
-        match &self.calibration {
-            None => Ok(Vec::new()),
-            Some(r) => Calibration::decode(&self.map[r.clone()])
-                .map(|c| vec![c])
-                .ok_or_else(|| self.corrupt("calibration section is malformed".into())),
-        }
-    }
-
-    /// Recalibrate the graph on `queries` (row-major, `dim` columns; see
-    /// [`crate::PartitionBuilder::calibrate_on`]) and write the result to
-    /// `out` atomically: every other section byte for byte as in this file
-    /// (the graph is not rebuilt), the held-out rows' calibration kept, the
-    /// given queries' replaced, and `provenance(&calibrations)` as the new
-    /// provenance. `out` may be this file's own path (the map held here
-    /// stays valid). Returns the calibrations written.
-    pub fn recalibrate(
-        &self,
-        out: &Path,
-        queries: &[f32],
-        seed: u64,
-        provenance: impl FnOnce(&[Calibration]) -> String,
-    ) -> Result<Vec<Calibration>> {
-        let view = self.graph().ok_or_else(|| {
-            IndexError::BadParams(format!(
-                "{} has no graph (a flat partition is searched exactly): there is no breadth to calibrate",
-                self.path.display()
-            ))
-        })?;
-        if self.header.version < 2 {
-            return Err(IndexError::BadParams(format!(
-                "{} is a version-{} partition: rebuild it (`stabspace index rebuild --full`) to calibrate it",
-                self.path.display(),
-                self.header.version
-            )));
-        }
-        let queries = normalised_queries(queries, self.dim)?;
-        let mut all: Vec<Calibration> = self
-            .calibrations()?
-            .into_iter()
-            .filter(|c| c.queries == CalibrationQueries::HeldOutRows)
-            .collect();
-        let codes = self.traversal_codes();
-        let given = calibrate::calibrate_on(&view, codes, &queries, seed).ok_or_else(|| {
-            IndexError::BadParams(format!(
-                "cannot calibrate {} on {} queries: give at least one query and a graph of more than {} rows",
-                self.path.display(),
-                queries.len() / self.dim,
-                calibrate::CALIBRATION_K + 1
-            ))
-        })?;
-        all.push(given);
-        let provenance = provenance(&all);
-        let calibrations_bytes = calibration::encode_all(&all);
-        let mut sections: Vec<Section<'_>> = Vec::new();
-        for s in &self.header.sections[..self.header.section_count as usize] {
-            if s.kind == kind::CALIBRATIONS || s.kind == kind::PROVENANCE {
-                continue;
-            }
-            sections.push(Section {
-                kind: s.kind,
-                flags: s.flags,
-                bytes: &self.map[s.offset as usize..(s.offset + s.len) as usize],
-            });
-        }
-        sections.push(Section {
-            kind: kind::CALIBRATIONS,
-            flags: SECTION_OPTIONAL,
-            bytes: &calibrations_bytes,
-        });
-        sections.push(Section {
-            kind: kind::PROVENANCE,
-            flags: 0,
-            bytes: provenance.as_bytes(),
-        });
-        write_partition(out, self.header, &sections)?;
-        Ok(all)
+    /// The bytes of a section of this file's table.
+    pub(crate) fn section_bytes(&self, s: &crate::format::SectionEntry) -> &[u8] {
+        &self.map[s.offset as usize..(s.offset + s.len) as usize]
     }
 
     /// Whether the file has per-row attributes (the `ATTRIBUTES` section),
