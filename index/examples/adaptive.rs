@@ -10,6 +10,9 @@
 //!
 //! Prints one line per setting: `rule param recall near_recall scored qps`.
 
+#[path = "common/flags.rs"]
+mod flags;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -19,20 +22,7 @@ use stabspace_index::vecfile::read_matrix;
 use stabspace_index::{BuildParams, Partition, PartitionBuilder};
 
 fn args() -> HashMap<String, String> {
-    let rest: Vec<String> = std::env::args().skip(1).collect();
-    let mut flags = HashMap::new();
-    let mut i = 0;
-    while i < rest.len() {
-        let key = rest[i].trim_start_matches("--").to_string();
-        if i + 1 < rest.len() && !rest[i + 1].starts_with("--") {
-            flags.insert(key, rest[i + 1].clone());
-            i += 2;
-        } else {
-            flags.insert(key, String::new());
-            i += 1;
-        }
-    }
-    flags
+    flags::flags(std::env::args().skip(1))
 }
 
 /// One query's answer and the rows it scored.

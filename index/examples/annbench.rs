@@ -33,25 +33,14 @@ use stabspace_index::{kernel, BuildParams, Partition, PartitionBuilder, Quantiza
 
 #[path = "../benches/data.rs"]
 mod data;
+#[path = "common/flags.rs"]
+mod flags;
 use data::{clustered, scenario_like};
 
 fn args() -> (String, HashMap<String, String>) {
     let mut it = std::env::args().skip(1);
     let cmd = it.next().unwrap_or_default();
-    let mut flags = HashMap::new();
-    let rest: Vec<String> = it.collect();
-    let mut i = 0;
-    while i < rest.len() {
-        let key = rest[i].trim_start_matches("--").to_string();
-        if i + 1 < rest.len() && !rest[i + 1].starts_with("--") {
-            flags.insert(key, rest[i + 1].clone());
-            i += 2;
-        } else {
-            flags.insert(key, String::new());
-            i += 1;
-        }
-    }
-    (cmd, flags)
+    (cmd, flags::flags(it))
 }
 
 fn get<T: std::str::FromStr>(f: &HashMap<String, String>, key: &str, default: T) -> T {

@@ -13,6 +13,9 @@
 //! admits the rows whose uniform key is below `cut`. Without `--ef` the
 //! breadth is the partition's calibrated `ef_for(0.95)`.
 
+#[path = "common/flags.rs"]
+mod flags;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -25,20 +28,7 @@ use stabspace_index::{BuildParams, FilterPath, Partition, PartitionBuilder, RowA
 const DAYS: i32 = 7_300;
 
 fn args() -> HashMap<String, String> {
-    let rest: Vec<String> = std::env::args().skip(1).collect();
-    let mut flags = HashMap::new();
-    let mut i = 0;
-    while i < rest.len() {
-        let key = rest[i].trim_start_matches("--").to_string();
-        if i + 1 < rest.len() && !rest[i + 1].starts_with("--") {
-            flags.insert(key, rest[i + 1].clone());
-            i += 2;
-        } else {
-            flags.insert(key, String::new());
-            i += 1;
-        }
-    }
-    flags
+    flags::flags(std::env::args().skip(1))
 }
 
 fn list(f: &HashMap<String, String>, key: &str, default: &str) -> Vec<usize> {

@@ -230,18 +230,25 @@ pub struct StatusArgs {
     pub versions: bool,
 }
 
+/// One partition (--model-id, --scenario-set-id) or every one (--all).
 #[derive(Debug, clap::Args)]
-#[command(group = clap::ArgGroup::new("which").required(true).args(["scenario_set_id", "all"]))]
-pub struct CalibrateArgs {
+#[group(skip)]
+pub struct Which {
     /// Joint model of the partition.
     #[arg(long, default_value = "joint-stab-fragility-v1")]
     pub model_id: String,
     /// Scenario set of the partition.
-    #[arg(long)]
+    #[arg(long, required_unless_present = "all")]
     pub scenario_set_id: Option<String>,
     /// Every partition of the store (of every joint model).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "scenario_set_id")]
     pub all: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CalibrateArgs {
+    #[command(flatten)]
+    pub which: Which,
     /// Calibrate on the states on or before this date (YYYY-MM-DD; default: the latest):
     /// the most recent ones, up to 2,000 read and 500 measured.
     #[arg(long, value_parser = crate::parse::parse_date, conflicts_with = "queries")]
@@ -276,17 +283,10 @@ fn parse_hours(s: &str) -> std::result::Result<f64, String> {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(group = clap::ArgGroup::new("which").required(true).args(["scenario_set_id", "all"]))]
 pub struct DropArgs {
-    /// Joint model of the partition to delete.
-    #[arg(long, default_value = "joint-stab-fragility-v1")]
-    pub model_id: String,
-    /// Scenario set of the partition to delete.
-    #[arg(long)]
-    pub scenario_set_id: Option<String>,
-    /// Every partition file.
-    #[arg(long)]
-    pub all: bool,
+    /// The partition to delete, or --all.
+    #[command(flatten)]
+    pub which: Which,
 }
 
 pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
@@ -419,8 +419,8 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
                 Some(f) => QuerySource::Given(file_queries(f, crate::vector::DIM)?),
                 None => QuerySource::States(c.as_of),
             };
-            let pairs: Vec<(String, String)> = match &c.scenario_set_id {
-                Some(set) if !c.all => vec![(c.model_id.clone(), set.clone())],
+            let pairs: Vec<(String, String)> = match &c.which.scenario_set_id {
+                Some(set) if !c.which.all => vec![(c.which.model_id.clone(), set.clone())],
                 _ => sources(&db)
                     .await?
                     .into_iter()
@@ -470,8 +470,8 @@ pub async fn run(g: &GlobalOpts, a: Args) -> Result<()> {
             if let Some(note) = swept_note(&store.sweep()?) {
                 println!("{note}");
             }
-            let targets = match &d.scenario_set_id {
-                Some(set) if !d.all => vec![store.locate(&d.model_id, set)],
+            let targets = match &d.which.scenario_set_id {
+                Some(set) if !d.which.all => vec![store.locate(&d.which.model_id, set)],
                 _ => store.list()?,
             };
             let mut dropped = 0;
