@@ -137,7 +137,12 @@ async fn a_build_calibrates_on_the_recent_states_and_index_calibrate_redoes_it_i
         full.extend_from_slice(args);
         stabspace(&full, &data)
     };
-    let o = run(&["index", "calibrate", "--scenario-set-id", SET]);
+    let calibrate = |extra: &[&str]| {
+        let mut args = vec!["index", "calibrate", "--scenario-set-id", SET];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let o = calibrate(&[]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let out = text(&o.stdout);
     assert!(out.contains("recalibrated in place (graph unchanged)"), "{out}");
@@ -187,27 +192,13 @@ async fn a_build_calibrates_on_the_recent_states_and_index_calibrate_redoes_it_i
     );
 
     // --as-of picks the states on or before it; before the first: a clear error.
-    let o = run(&[
-        "index",
-        "calibrate",
-        "--scenario-set-id",
-        SET,
-        "--as-of",
-        "2024-06-27",
-    ]);
+    let o = calibrate(&["--as-of", "2024-06-27"]);
     assert!(
         text(&o.stdout).contains("of 300 joint-stab-fragility-v1 states of 2024-06-27"),
         "{}",
         text(&o.stdout)
     );
-    let o = run(&[
-        "index",
-        "calibrate",
-        "--scenario-set-id",
-        SET,
-        "--as-of",
-        "2024-01-01",
-    ]);
+    let o = calibrate(&["--as-of", "2024-01-01"]);
     assert!(!o.status.success());
     assert!(
         text(&o.stderr).contains("no instrument states of joint-stab-fragility-v1 on or before 2024-01-01"),
@@ -222,14 +213,7 @@ async fn a_build_calibrates_on_the_recent_states_and_index_calibrate_redoes_it_i
         .flat_map(|x| x.to_le_bytes())
         .collect();
     std::fs::write(&file, &bytes).unwrap();
-    let o = run(&[
-        "index",
-        "calibrate",
-        "--scenario-set-id",
-        SET,
-        "--queries",
-        file.to_str().unwrap(),
-    ]);
+    let o = calibrate(&["--queries", file.to_str().unwrap()]);
     assert!(
         text(&o.stdout).contains("of 40 queries from"),
         "{} {}",
@@ -237,14 +221,7 @@ async fn a_build_calibrates_on_the_recent_states_and_index_calibrate_redoes_it_i
         text(&o.stderr)
     );
     std::fs::write(&file, &bytes[..bytes.len() - 4]).unwrap();
-    let o = run(&[
-        "index",
-        "calibrate",
-        "--scenario-set-id",
-        SET,
-        "--queries",
-        file.to_str().unwrap(),
-    ]);
+    let o = calibrate(&["--queries", file.to_str().unwrap()]);
     assert!(!o.status.success());
     assert!(
         text(&o.stderr).contains("q.f32") && text(&o.stderr).contains("whole number"),
