@@ -203,9 +203,8 @@ async fn sampled_recall_equals_an_exact_check_and_index_status_shows_it(t: TestD
     assert!(cli(&t, &["index", "status"]).contains("last_observed_recall"));
 
     // The metrics backfill: every portfolio-day checked, the mean printed and recorded.
-    let out = cli(
-        &t,
-        &[
+    let metrics_backfill = |extra: &[&str]| {
+        let mut args = vec![
             "backfill-portfolio-stab-scenario-metrics",
             "--scenario-set-id",
             GRAPH_SET,
@@ -215,10 +214,11 @@ async fn sampled_recall_equals_an_exact_check_and_index_status_shows_it(t: TestD
             "2000-01-01",
             "--end",
             "2100-01-01",
-            "--recall-sample",
-            "1",
-        ],
-    );
+        ];
+        args.extend_from_slice(extra);
+        cli(&t, &args)
+    };
+    let out = metrics_backfill(&["--recall-sample", "1"]);
     let line = out
         .lines()
         .find(|l| l.contains("observed recall@3"))
@@ -234,21 +234,7 @@ async fn sampled_recall_equals_an_exact_check_and_index_status_shows_it(t: TestD
     let mean = r["last_observed_recall"].as_f64().unwrap();
     assert!(line.contains(&format!("{mean:.4}")), "{line} against {r}");
     // Exact answers are not checked: said, and nothing recorded.
-    let out = cli(
-        &t,
-        &[
-            "backfill-portfolio-stab-scenario-metrics",
-            "--scenario-set-id",
-            GRAPH_SET,
-            "--stab-model-id",
-            MODEL,
-            "--start",
-            "2000-01-01",
-            "--end",
-            "2100-01-01",
-            "--exact",
-        ],
-    );
+    let out = metrics_backfill(&["--exact"]);
     assert!(
         out.contains("recall: not sampled: the answers were exact"),
         "{out}"
