@@ -207,7 +207,7 @@ pub(crate) fn decode_all(bytes: &[u8]) -> Option<Vec<Calibration>> {
 }
 
 fn words(bytes: &[u8]) -> Option<Vec<u32>> {
-    (bytes.len() % 4 == 0).then(|| {
+    bytes.len().is_multiple_of(4).then(|| {
         bytes
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))

@@ -87,7 +87,7 @@ fn read_fvecs(path: &Path, bytes: &[u8]) -> Result<Matrix> {
     }
     let dim = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
     let stride = 4 * (dim + 1);
-    if dim == 0 || bytes.len() % stride != 0 {
+    if dim == 0 || !bytes.len().is_multiple_of(stride) {
         return Err(bad(path, format!("not a .fvecs file of dimension {dim}")));
     }
     let mut data = Vec::with_capacity(bytes.len() / stride * dim);

@@ -30,7 +30,7 @@ pub(crate) fn checked_norm(row: usize, dim: usize, v: &[f32]) -> Result<f64> {
 /// row is: a length that is not whole rows, NaN, infinite and all-zero rows
 /// are refused, naming the query's row.
 pub(crate) fn normalised_queries(queries: &[f32], dim: usize) -> Result<Vec<f32>> {
-    if queries.len() % dim != 0 {
+    if !queries.len().is_multiple_of(dim) {
         return Err(IndexError::WrongDimension {
             row: queries.len() / dim,
             expected: dim,

@@ -73,7 +73,7 @@ pub fn horizon_of_space(space: &str) -> Option<usize> {
 
 /// Check a horizon given on the command line.
 pub fn check_horizon(h: usize) -> Result<usize> {
-    if h == 0 || h % 4 != 0 || h > MAX_HORIZON {
+    if h == 0 || !h.is_multiple_of(4) || h > MAX_HORIZON {
         return Err(Error::Invalid(format!(
             "--horizon-days {h}: the v3 encoders take a multiple of 4 between 4 and {MAX_HORIZON} \
              (horizons H/4, H/2, 3H/4, H; 10·H values in {DIM})"

@@ -410,7 +410,7 @@ pub async fn import_file(
         }
         writer.push(&mut tx, row).await.map_err(|e| db.err(e))?;
         rows += 1;
-        if rows % 4096 == 0 {
+        if rows.is_multiple_of(4096) {
             progress.set_position(rdr.position().byte());
         }
     }
