@@ -1,6 +1,8 @@
 //! Dot-product kernels. [`dot`] dispatches once, at first use, to the fastest
 //! path the CPU supports; every path is tested against [`scalar::dot`].
 
+#[cfg(target_arch = "x86_64")]
+pub mod avx512;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
@@ -22,6 +24,9 @@ fn simd_available() -> bool {
 fn select() -> (DotFn, &'static str) {
     #[cfg(target_arch = "x86_64")]
     {
+        if simd_available() && is_x86_feature_detected!("avx512f") {
+            return (avx512::dot_avx512, "avx512f");
+        }
         if simd_available() {
             return (x86::dot_avx2_fma, "avx2+fma");
         }
@@ -134,6 +139,9 @@ type DotU8Fn = fn(&[u8], &[i16]) -> i32;
 fn select_u8() -> DotU8Fn {
     #[cfg(target_arch = "x86_64")]
     {
+        if simd_available() && avx512::available() {
+            return avx512::dot_u8_i16_avx512;
+        }
         if simd_available() {
             return x86::dot_u8_i16_avx2;
         }
@@ -148,6 +156,54 @@ fn select_u8() -> DotU8Fn {
 pub fn dot_u8_i16(codes: &[u8], w: &[i16]) -> i32 {
     static F: OnceLock<DotU8Fn> = OnceLock::new();
     (F.get_or_init(select_u8))(codes, w)
+}
+
+/// Rows of codes a [`tile_u8_i16`] kernel scores at once.
+pub const TILE_ROWS: usize = 4;
+/// Queries a [`tile_u8_i16`] kernel scores at once.
+pub const TILE_QUERIES: usize = 6;
+
+/// A tile kernel: `out[i][j] = Σ_d codes[i·dim + d] · w[j][d]` for
+/// [`TILE_ROWS`] consecutive rows of `dim` codes and [`TILE_QUERIES`]
+/// weight vectors (i32, wrapping).
+pub type TileFn = fn(&[u8], usize, &[&[i16]; TILE_QUERIES]) -> [[i32; TILE_QUERIES]; TILE_ROWS];
+
+fn select_tile() -> (TileFn, &'static str) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::env::var_os("STABSPACE_NO_SIMD").is_none() && avx512::available() {
+            return (avx512::tile_u8_i16_avx512, "avx512-vnni");
+        }
+    }
+    (tile_u8_i16_portable, "dot-u8-i16")
+}
+
+static TILE: OnceLock<(TileFn, &'static str)> = OnceLock::new();
+
+/// The tile kernel of the exact batched scan, on the fastest available path
+/// (AVX-512 VNNI, else one [`dot_u8_i16`] per row and query).
+#[inline]
+pub fn tile_u8_i16(codes: &[u8], dim: usize, w: &[&[i16]; TILE_QUERIES]) -> [[i32; TILE_QUERIES]; TILE_ROWS] {
+    (TILE.get_or_init(select_tile).0)(codes, dim, w)
+}
+
+/// Name of the path [`tile_u8_i16`] uses, for benchmark reports.
+pub fn tile_path() -> &'static str {
+    TILE.get_or_init(select_tile).1
+}
+
+/// The portable version of [`tile_u8_i16`].
+pub fn tile_u8_i16_portable(
+    codes: &[u8],
+    dim: usize,
+    w: &[&[i16]; TILE_QUERIES],
+) -> [[i32; TILE_QUERIES]; TILE_ROWS] {
+    assert_eq!(
+        codes.len(),
+        TILE_ROWS * dim,
+        "a tile is {TILE_ROWS} rows of {dim} codes"
+    );
+    std::array::from_fn(|i| std::array::from_fn(|j| dot_u8_i16(&codes[i * dim..(i + 1) * dim], w[j])))
 }
 
 #[cfg(test)]
@@ -175,6 +231,15 @@ mod tests {
             assert!(
                 (simd - reference).abs() <= tol,
                 "avx2 {simd} vs {reference} (len {})",
+                a.len()
+            );
+        }
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx512f") {
+            let simd = avx512::dot_avx512(a, b);
+            assert!(
+                (simd - reference).abs() <= tol,
+                "avx512 {simd} vs {reference} (len {})",
                 a.len()
             );
         }
@@ -243,6 +308,10 @@ mod tests {
         if is_x86_feature_detected!("avx2") {
             paths.push(x86::dot_u8_i16_avx2);
         }
+        #[cfg(target_arch = "x86_64")]
+        if avx512::available() {
+            paths.push(avx512::dot_u8_i16_avx512);
+        }
         for f in paths {
             assert_eq!(i64::from(f(codes, w)), want, "len {}", codes.len());
         }
@@ -271,6 +340,75 @@ mod tests {
         ) {
             let (a, b): (Vec<f32>, Vec<f32>) = pairs.into_iter().unzip();
             check_all_paths(&a, &b);
+        }
+    }
+
+    fn check_tile_paths(codes: &[u8], dim: usize, w: &[Vec<i16>]) {
+        let ws: [&[i16]; TILE_QUERIES] = std::array::from_fn(|j| w[j].as_slice());
+        let want: [[i64; TILE_QUERIES]; TILE_ROWS] = std::array::from_fn(|i| {
+            std::array::from_fn(|j| scalar::dot_u8_i16(&codes[i * dim..(i + 1) * dim], ws[j]))
+        });
+        let mut paths: Vec<(TileFn, &str)> =
+            vec![(tile_u8_i16_portable, "portable"), (tile_u8_i16, "dispatched")];
+        #[cfg(target_arch = "x86_64")]
+        if avx512::available() {
+            paths.push((avx512::tile_u8_i16_avx512, "avx512"));
+        }
+        for (f, name) in paths {
+            let got = f(codes, dim, &ws);
+            for i in 0..TILE_ROWS {
+                for j in 0..TILE_QUERIES {
+                    assert_eq!(
+                        i64::from(got[i][j]),
+                        want[i][j],
+                        "{name}: row {i} query {j}, dim {dim}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tile_kernels_match_the_reference_at_every_tail_length() {
+        for dim in [1, 2, 15, 31, 32, 33, 63, 64, 100, 383, 384, 385, 1000] {
+            let limit = (i32::MAX as usize / (255 * dim)).min(i16::MAX as usize) as i16;
+            let codes: Vec<u8> = (0..TILE_ROWS * dim).map(|i| (i * 37 % 256) as u8).collect();
+            let w: Vec<Vec<i16>> = (0..TILE_QUERIES)
+                .map(|j| {
+                    (0..dim)
+                        .map(|d| match (d + j) % 4 {
+                            0 => limit,
+                            1 => -limit,
+                            2 => (d as i16 % 200) - 100,
+                            _ => 0,
+                        })
+                        .collect()
+                })
+                .collect();
+            check_tile_paths(&codes, dim, &w);
+            // The extremes: every code 255 against the largest weights of either sign.
+            let full = vec![255u8; TILE_ROWS * dim];
+            let w: Vec<Vec<i16>> = (0..TILE_QUERIES)
+                .map(|j| vec![if j % 2 == 0 { limit } else { -limit }; dim])
+                .collect();
+            check_tile_paths(&full, dim, &w);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn tile_kernels_match_the_reference(
+            dim in 1usize..200,
+            seed in any::<u64>(),
+        ) {
+            let mut x = seed | 1;
+            let mut next = move || { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x };
+            let limit = (i32::MAX as usize / (255 * dim)).min(i16::MAX as usize) as i64;
+            let codes: Vec<u8> = (0..TILE_ROWS * dim).map(|_| next() as u8).collect();
+            let w: Vec<Vec<i16>> = (0..TILE_QUERIES)
+                .map(|_| (0..dim).map(|_| ((next() % (2 * limit as u64 + 1)) as i64 - limit) as i16).collect())
+                .collect();
+            check_tile_paths(&codes, dim, &w);
         }
     }
 
