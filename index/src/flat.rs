@@ -5,7 +5,11 @@
 
 use crate::error::{IndexError, Result};
 use crate::filter::{AttrVecs, FilterPath, RowAttrs, RowFilter};
-use crate::search::{exact, exact_among, exact_batch, Filtered, Hit, Query, Rows};
+use std::sync::OnceLock;
+
+use crate::quantize::{Quantization, Quantized};
+use crate::scan::{exact_batch_coded, FIT_CODES_FROM};
+use crate::search::{exact, exact_among, Filtered, Hit, Query, Rows};
 use crate::vector::checked_norm;
 
 /// Rows added one by one, searched exactly.
@@ -17,6 +21,9 @@ pub struct FlatIndex {
     ids: Vec<String>,
     /// Per-row attributes ([`RowAttrs::NONE`] for rows added without).
     attrs: AttrVecs,
+    /// Int8 codes of the rows for exact batched scans, fitted at the first
+    /// batch large enough to pay for them; dropped when a row is added.
+    codes: OnceLock<Option<Quantized>>,
 }
 
 impl FlatIndex {
@@ -36,6 +43,7 @@ impl FlatIndex {
             norms: Vec::with_capacity(rows),
             ids: Vec::with_capacity(rows),
             attrs: AttrVecs::default(),
+            codes: OnceLock::new(),
         })
     }
 
@@ -59,6 +67,7 @@ impl FlatIndex {
         self.norms.push(norm);
         self.ids.push(id.to_string());
         self.attrs.push(attrs);
+        self.codes = OnceLock::new();
         Ok(row as u32)
     }
 
@@ -127,7 +136,13 @@ impl FlatIndex {
         if k == 0 || self.is_empty() {
             return Ok(vec![Vec::new(); qs.len()]);
         }
-        exact_batch(self, &qs, k)
+        let codes = (qs.len() >= FIT_CODES_FROM).then(|| {
+            self.codes
+                .get_or_init(|| Quantized::fit(&self.unit, self.dim, Quantization::PerDimension))
+                .as_ref()
+                .map(Quantized::view)
+        });
+        exact_batch_coded(self, codes.flatten(), &qs, k)
     }
 }
 

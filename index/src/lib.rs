@@ -39,14 +39,16 @@
 //! 3. `graph`, `quantize`, `tempfiles`, `vecfile`: graph views and in-memory
 //!    graphs, quantised codes; temporary-file names, vector files.
 //! 4. `search`: traversal of a graph view, exact scans and re-ranks over rows.
-//! 5. `filtered`, `flat`, `insert`, `reference`: filtered searches (scan or
-//!    traversal by the plan); the in-memory exact index; the graph builders
-//!    (ours, and hnsw_rs as the reference).
-//! 6. `calibrate`: measuring a built graph's recall per search breadth.
-//! 7. `partition`: the mapped file, its typed slices and its searches.
-//! 8. `adaptive`, `build`, `recalibrate`, `sweep`: the adaptive-stop
-//!    experiment; building a partition file (new or extending one);
-//!    recalibrating one in place; recall and speed sweeps over one.
+//! 5. `filtered`, `insert`, `reference`, `scan`: filtered searches (scan or
+//!    traversal by the plan); the graph builders (ours, and hnsw_rs as the
+//!    reference); the exact batched scan on the codes.
+//! 6. `calibrate`, `flat`: measuring a built graph's recall per search
+//!    breadth; the in-memory exact index.
+//! 7. `partition`: the mapped file and its typed slices.
+//! 8. `adaptive`, `build`, `recalibrate`, `searches`, `sweep`: the
+//!    adaptive-stop experiment; building a partition file (new or extending
+//!    one); recalibrating one in place; the partition's search methods;
+//!    recall and speed sweeps over one.
 
 mod adaptive;
 mod build;
@@ -66,7 +68,9 @@ mod quantize;
 mod recalibrate;
 mod reference;
 mod rng;
+mod scan;
 mod search;
+mod searches;
 pub mod sweep;
 pub mod tempfiles;
 pub mod vecfile;

@@ -5,21 +5,19 @@
 use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use memmap2::Mmap;
-use rayon::prelude::*;
 
 use crate::error::{IndexError, Result};
-use crate::filter::{self, AttrColumns, FilterPath, RowAttrs, RowFilter};
+use crate::filter::{self, AttrColumns, RowAttrs};
 use crate::format::{
     kind, Header, FLAG_GRAPH, HEADER_LEN_V1, MAGIC, METRIC_COSINE, MIN_VERSION, SECTION_OPTIONAL, VERSION,
 };
 use crate::graph::GraphView;
-use crate::quantize::{self, Parsed, Quantization, QuantizedView};
-use crate::search::{
-    exact, exact_batch, rerank, rerank_breadth, traverse, Filtered, Hit, Query, Rows, Scored, Visited,
-};
+use crate::quantize::{self, Parsed, Quantization, Quantized, QuantizedView};
+use crate::scan::FIT_CODES_FROM;
+use crate::search::{Rows, Visited};
 
 /// An open, memory-mapped partition. `Send + Sync`: many threads may search it at once.
 pub struct Partition {
@@ -50,6 +48,9 @@ pub struct Partition {
     use_quantized: bool,
     /// Reusable visited sets, one per concurrent search.
     visited: Mutex<Vec<Visited>>,
+    /// Codes fitted in memory for exact batched scans of a file without a
+    /// `QUANTIZED` section (flat partitions, `Quantization::None`).
+    fitted: OnceLock<Option<Quantized>>,
 }
 
 #[derive(Clone, Debug)]
@@ -292,6 +293,7 @@ impl Partition {
             attrs,
             use_quantized: true,
             visited: Mutex::new(Vec::new()),
+            fitted: OnceLock::new(),
         };
         // Ends of the variable-length sections (constant work).
         for (offsets, bytes, what) in [
@@ -302,7 +304,7 @@ impl Partition {
                 return Err(p.corrupt(format!("{what} offsets do not span their bytes")));
             }
         }
-        if p.graph.is_some() && p.upper().len() % 4 != 0 {
+        if p.graph.is_some() && !p.upper().len().is_multiple_of(4) {
             return Err(p.corrupt("upper-level section is not whole u32 words".into()));
         }
         Ok(p)
@@ -449,7 +451,7 @@ impl Partition {
         self.columns().filter(|_| row < self.count).map(|c| c.get(row))
     }
 
-    fn columns(&self) -> Option<AttrColumns<'_>> {
+    pub(crate) fn columns(&self) -> Option<AttrColumns<'_>> {
         let [k, t, v] = self.attrs.as_ref()?;
         Some(AttrColumns {
             keys: bytemuck::cast_slice(&self.map[k.clone()]),
@@ -484,11 +486,31 @@ impl Partition {
 
     /// The codes graph searches traverse, if they traverse codes.
     pub(crate) fn traversal_codes(&self) -> Option<QuantizedView<'_>> {
-        let r = self.quantized.as_ref().filter(|_| self.use_quantized)?;
+        self.codes().filter(|_| self.use_quantized)
+    }
+
+    /// The file's codes, if it has any (exact batched scans read them whether
+    /// graph searches traverse them or not).
+    pub(crate) fn codes(&self) -> Option<QuantizedView<'_>> {
+        let r = self.quantized.as_ref()?;
         Some(QuantizedView {
             dim: self.dim,
             scale: bytemuck::cast_slice(&self.map[r.scale.clone()]),
             codes: &self.map[r.codes.clone()],
+        })
+    }
+
+    /// The codes an exact scan of `batch` queries reads: the file's, or codes
+    /// fitted in memory once a batch is large enough to pay for them.
+    pub(crate) fn scan_codes(&self, batch: usize) -> Option<QuantizedView<'_>> {
+        self.codes().or_else(|| {
+            if batch < FIT_CODES_FROM {
+                return None;
+            }
+            self.fitted
+                .get_or_init(|| Quantized::fit(self.vectors(), self.dim, Quantization::PerDimension))
+                .as_ref()
+                .map(Quantized::view)
         })
     }
 
@@ -554,65 +576,6 @@ impl Rows for Partition {
 }
 
 impl Partition {
-    /// Approximate top-k: HNSW search with breadth `ef` (at least k), then the
-    /// candidate pool re-ranked exactly. Flat partitions answer exactly.
-    /// Sorted by cosine, descending; ties by row. `k` and `ef` above the row
-    /// count mean every row: they are clamped to it before anything is
-    /// allocated, and a breadth of every row is an exact scan.
-    pub fn search(&self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Hit>> {
-        let (k, ef) = (k.min(self.len()), ef.min(self.len()));
-        let q = Query::new(self.dim(), query)?;
-        if k == 0 || self.is_empty() {
-            return Ok(Vec::new());
-        }
-        let Some(g) = self.graph() else {
-            return exact(self, &q, k);
-        };
-        // A breadth of every row costs what a scan costs; the scan also
-        // reaches any row the graph does not link to.
-        if ef.max(k) >= self.len() {
-            return exact(self, &q, k);
-        }
-        let pool = self.with_visited(|v| self.hnsw(&g, &q.unit, ef.max(k), v))?;
-        let rows: Vec<u32> = pool
-            .iter()
-            .take(rerank_breadth(self.traversal_codes().is_some(), k, pool.len()))
-            .map(|s| s.1)
-            .collect();
-        rerank(self, &q, &rows, k)
-    }
-
-    /// Exact top-k by scanning every row (the reference the graph is measured
-    /// against). `k` is clamped to the row count.
-    pub fn search_exact(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
-        let k = k.min(self.len());
-        let q = Query::new(self.dim(), query)?;
-        if k == 0 || self.is_empty() {
-            return Ok(Vec::new());
-        }
-        exact(self, &q, k)
-    }
-
-    /// Many queries at once, spread over the rayon thread pool. `ef = None`
-    /// (or a partition without a graph) scans exactly, in blocks of queries
-    /// that share each pass over the rows. `k` and `ef` are clamped to the row count.
-    pub fn search_batch(&self, queries: &[Vec<f32>], k: usize, ef: Option<usize>) -> Result<Vec<Vec<Hit>>> {
-        let (k, ef) = (k.min(self.len()), ef.map(|ef| ef.min(self.len())));
-        match ef {
-            Some(ef) if self.has_graph() => queries.par_iter().map(|q| self.search(q, k, ef)).collect(),
-            _ => {
-                let qs = queries
-                    .iter()
-                    .map(|q| Query::new(self.dim(), q))
-                    .collect::<Result<Vec<_>>>()?;
-                if k == 0 || self.is_empty() {
-                    return Ok(vec![Vec::new(); qs.len()]);
-                }
-                exact_batch(self, &qs, k)
-            }
-        }
-    }
-
     /// Run `f` with a cleared visited set from the pool (returned to it after).
     pub(crate) fn with_visited<T>(&self, f: impl FnOnce(&mut Visited) -> T) -> T {
         let pool = || self.visited.lock().unwrap_or_else(|e| e.into_inner());
@@ -621,73 +584,5 @@ impl Partition {
         let r = f(&mut v);
         pool().push(v);
         r
-    }
-
-    /// HNSW search over this partition's graph (on the quantised codes when
-    /// the partition has them and quantised traversal is on), mapping a damaged link to a
-    /// [`IndexError::Corrupt`] naming the file.
-    fn hnsw(&self, g: &GraphView<'_>, q: &[f32], ef: usize, visited: &mut Visited) -> Result<Vec<Scored>> {
-        traverse(g, self.traversal_codes(), q, ef, visited).map_err(|reason| self.corrupt(reason))
-    }
-
-    /// Approximate top-k among the rows `filter` admits, re-ranked exactly:
-    /// the graph traversed until it holds the best `ef` admitted rows it can
-    /// reach (filtered-out rows guide it but are never returned), or, when
-    /// few rows are admitted or the traversal runs over the cost of a scan,
-    /// those rows scanned (on the int8 codes when the partition has them,
-    /// the best re-ranked in f64); the rule is `filter::plan`'s. `ef = None`
-    /// scans the admitted rows exactly. Needs the `ATTRIBUTES` section
-    /// ([`IndexError::NoAttributes`] without it).
-    pub fn search_filtered(
-        &self,
-        query: &[f32],
-        k: usize,
-        ef: Option<usize>,
-        filter: &RowFilter,
-    ) -> Result<Filtered> {
-        let cols = self.columns().ok_or_else(|| IndexError::NoAttributes {
-            path: self.path.clone(),
-        })?;
-        let q = Query::new(self.dim(), query)?;
-        if filter.is_empty() {
-            let hits = match ef {
-                Some(ef) => self.search(query, k, ef)?,
-                None => self.search_exact(query, k)?,
-            };
-            let path = match ef.map(|ef| ef.max(k)) {
-                Some(beam) if self.has_graph() && beam < self.count => FilterPath::Graph { beam },
-                _ => FilterPath::Exact,
-            };
-            let admitted = self.count;
-            return Ok(Filtered { hits, admitted, path });
-        }
-        self.with_visited(|visited| {
-            let corrupt = |reason| self.corrupt(reason);
-            let (g, codes) = (self.graph(), self.traversal_codes());
-            crate::filtered::search_filtered(self, g, codes, cols, &q, k, ef, filter, visited, &corrupt)
-        })
-    }
-
-    /// [`search_filtered`](Self::search_filtered) of many queries, each with
-    /// its own filter, spread over the rayon thread pool.
-    pub fn search_batch_filtered(
-        &self,
-        queries: &[Vec<f32>],
-        filters: &[RowFilter],
-        k: usize,
-        ef: Option<usize>,
-    ) -> Result<Vec<Filtered>> {
-        if queries.len() != filters.len() {
-            return Err(IndexError::BadQuery(format!(
-                "{} queries and {} filters",
-                queries.len(),
-                filters.len()
-            )));
-        }
-        queries
-            .par_iter()
-            .zip(filters)
-            .map(|(q, f)| self.search_filtered(q, k, ef, f))
-            .collect()
     }
 }

@@ -72,6 +72,7 @@ const HEAD: usize = 64;
 const CODE_MAX: f32 = 255.0;
 
 /// Offsets and scales of a fit, and the codes of every row.
+#[derive(Clone, Debug)]
 pub(crate) struct Quantized {
     scheme: u32,
     dim: usize,

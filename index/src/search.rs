@@ -104,6 +104,7 @@ impl Ord for Scored {
 }
 
 /// A validated query: normalised in f32 for the graph and in f64 for re-ranking.
+#[derive(Clone)]
 pub(crate) struct Query {
     pub(crate) unit: Vec<f32>,
     unit64: Vec<f64>,

@@ -127,7 +127,7 @@ enum Engine {
         delta: Option<Arc<Delta>>,
     },
     Flat {
-        index: FlatIndex,
+        index: Box<FlatIndex>,
         as_of: Vec<NaiveDate>,
         /// The shock types numbered by the rows' tags.
         types: ShockTypes,
@@ -374,7 +374,11 @@ impl ScenarioSpace {
         Ok(ScenarioSpace {
             model_id: model.to_string(),
             set_id: set.to_string(),
-            engine: Engine::Flat { index, as_of, types },
+            engine: Engine::Flat {
+                index: Box::new(index),
+                as_of,
+                types,
+            },
             ef,
             recall: None,
             zero_vectors,

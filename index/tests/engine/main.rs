@@ -5,6 +5,7 @@ mod common;
 mod atomic;
 mod builder;
 mod calibration;
+mod coded_scan;
 mod corruption;
 mod exact;
 mod filtered;
