@@ -15,6 +15,7 @@
 //!       --k 10 --m 16 --efc 200 --ef 16,32,64,128,256 [--index FILE] [--reuse]
 //!       [--flat] [--open-only]   (write no graph; stop after timing the open)
 //!       [--quant per-dimension|global|none] [--rotate SEED] [--traversal f32|i8]
+//!       [--build-on i8|f32]   (the insertions' layer searches: on the codes, the default, or in f32)
 //! Graph searches are measured twice when the partition has quantised codes:
 //! on the f32 vectors (`stabspace`) and on the codes (`stabspace-i8`).
 //! `--rotate SEED` applies one random orthogonal rotation (seeded) to the base
@@ -130,6 +131,7 @@ fn sweep(f: &HashMap<String, String>) {
             ef_construction: efc,
             flat_threshold,
             quantization,
+            build_on_codes: f.get("build-on").is_none_or(|b| b != "f32"),
             ..BuildParams::default()
         };
         let stats = b.write(&path, &params, "{}", &mut |_, _| {}).unwrap();

@@ -13,7 +13,7 @@ use crate::format::{kind, Header, FLAG_DETERMINISTIC, FLAG_GRAPH, METRIC_COSINE,
 use crate::graph::Graph;
 use crate::insert::{self, InsertParams};
 use crate::partition::Partition;
-use crate::quantize::{Quantization, Quantized};
+use crate::quantize::{Quantization, Quantized, QuantizedView};
 use crate::rng::splitmix64;
 use crate::vector::{checked_norm, normalised_queries};
 use crate::write::{write_partition, Section};
@@ -66,6 +66,11 @@ pub struct BuildParams {
     /// The quantised copy of the vectors that graph searches traverse
     /// (graphs only; `Quantization::None` writes none).
     pub quantization: Quantization,
+    /// Whether our builder's insertions search the graph on those codes
+    /// (the pool each search ends with is scored again in f32 before links
+    /// are chosen); `false` searches in f32 throughout. Measured in
+    /// `index/FORMAT.md`, "Building on the codes".
+    pub build_on_codes: bool,
 }
 
 impl Default for BuildParams {
@@ -78,6 +83,7 @@ impl Default for BuildParams {
             flat_threshold: FLAT_THRESHOLD,
             builder: GraphBuilder::Native,
             quantization: Quantization::PerDimension,
+            build_on_codes: true,
         }
     }
 }
@@ -358,6 +364,11 @@ impl PartitionBuilder {
             ..bytemuck::Zeroable::zeroed()
         };
         let graph_started = Instant::now();
+        // Fitted before the graph (whose insertions may search on the codes),
+        // and on every write, appends too: encoding is a small share of a build.
+        let quantized = graph
+            .then(|| Quantized::fit(&self.vectors, self.dim, params.quantization))
+            .flatten();
         let base = self
             .base
             .take()
@@ -365,7 +376,11 @@ impl PartitionBuilder {
         let appended = base.as_ref().map(|g| n - g.len());
         let layout = if graph {
             header.flags |= FLAG_GRAPH;
-            let g = self.build_graph(base, params, progress)?;
+            let codes = quantized
+                .as_ref()
+                .filter(|_| params.build_on_codes)
+                .map(Quantized::view);
+            let g = self.build_graph(base, codes, params, progress)?;
             header.entry_point = g.entry_point;
             header.max_level = g.max_level;
             Some(g)
@@ -374,11 +389,6 @@ impl PartitionBuilder {
             None
         };
         let graph_seconds = graph_started.elapsed().as_secs_f64();
-        // Refitted on every write (appends too): the codes do not shape the
-        // graph, and encoding is a small fraction of a build.
-        let quantized = layout
-            .as_ref()
-            .and_then(|_| Quantized::fit(&self.vectors, self.dim, params.quantization));
         let calibration_started = Instant::now();
         // An append adding under RECALIBRATE_AFTER of the rows calibrated keeps
         // that calibration if queries traverse the graph as they did when it
@@ -531,6 +541,7 @@ impl PartitionBuilder {
     fn build_graph(
         &self,
         base: Option<Graph>,
+        codes: Option<QuantizedView<'_>>,
         params: &BuildParams,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Graph> {
@@ -547,6 +558,7 @@ impl PartitionBuilder {
             return Ok(insert::build(
                 &self.vectors,
                 self.dim,
+                codes,
                 Some(base),
                 &order,
                 &insert,
@@ -558,6 +570,7 @@ impl PartitionBuilder {
             GraphBuilder::Native => Ok(insert::build(
                 &self.vectors,
                 self.dim,
+                codes,
                 None,
                 &order,
                 &insert,
