@@ -50,42 +50,39 @@ unsafe fn tile_unchecked(
 ) -> [[i32; TILE_QUERIES]; TILE_ROWS] {
     let mut acc = [[_mm512_setzero_si512(); TILE_QUERIES]; TILE_ROWS];
     let mut d = 0;
-    while d < dim {
-        let (r, ws): ([__m512i; TILE_ROWS], [__m512i; TILE_QUERIES]) = if d + 32 <= dim {
-            // SAFETY: rows are `dim` codes apart and d + 32 <= dim, so each load
-            // reads 32 codes of row i; each weight load 32 of `dim` weights.
-            unsafe {
-                (
-                    std::array::from_fn(|i| {
-                        _mm512_cvtepu8_epi16(_mm256_loadu_si256(codes.add(i * dim + d) as *const __m256i))
-                    }),
-                    std::array::from_fn(|j| _mm512_loadu_si512(w[j].add(d) as *const __m512i)),
-                )
-            }
-        } else {
-            // The last slice: masked loads read only the dim − d values left
-            // (masked-off lanes are not accessed, and are zero).
-            let mask: u32 = (1u32 << (dim - d)) - 1;
-            // SAFETY: as above, with the mask keeping every access within the row
-            // and the weight slice.
-            unsafe {
-                (
-                    std::array::from_fn(|i| {
-                        _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(
-                            mask,
-                            codes.add(i * dim + d) as *const i8,
-                        ))
-                    }),
-                    std::array::from_fn(|j| _mm512_maskz_loadu_epi16(mask, w[j].add(d))),
-                )
-            }
-        };
+    // Each weight vector is loaded just before its four multiply-adds, so
+    // that the 24 accumulators, the 4 widened rows and one weight vector
+    // (29 of the 32 registers) never spill.
+    while d + 32 <= dim {
+        // SAFETY: rows are `dim` codes apart and d + 32 <= dim, so each load
+        // reads 32 codes of row i.
+        let r: [__m512i; TILE_ROWS] = std::array::from_fn(|i| unsafe {
+            _mm512_cvtepu8_epi16(_mm256_loadu_si256(codes.add(i * dim + d) as *const __m256i))
+        });
         for j in 0..TILE_QUERIES {
+            // SAFETY: 32 of the `dim` weights of query j, d + 32 <= dim.
+            let wj = unsafe { _mm512_loadu_si512(w[j].add(d) as *const __m512i) };
             for i in 0..TILE_ROWS {
-                acc[i][j] = _mm512_dpwssd_epi32(acc[i][j], r[i], ws[j]);
+                acc[i][j] = _mm512_dpwssd_epi32(acc[i][j], r[i], wj);
             }
         }
         d += 32;
+    }
+    if d < dim {
+        // The last slice: masked loads read only the dim − d values left
+        // (masked-off lanes are not accessed, and are zero).
+        let mask: u32 = (1u32 << (dim - d)) - 1;
+        // SAFETY: as above, with the mask keeping every access within the row.
+        let r: [__m512i; TILE_ROWS] = std::array::from_fn(|i| unsafe {
+            _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(mask, codes.add(i * dim + d) as *const i8))
+        });
+        for j in 0..TILE_QUERIES {
+            // SAFETY: as above, the mask keeping the access within the weights.
+            let wj = unsafe { _mm512_maskz_loadu_epi16(mask, w[j].add(d)) };
+            for i in 0..TILE_ROWS {
+                acc[i][j] = _mm512_dpwssd_epi32(acc[i][j], r[i], wj);
+            }
+        }
     }
     let mut out = [[0i32; TILE_QUERIES]; TILE_ROWS];
     for i in 0..TILE_ROWS {
