@@ -21,7 +21,7 @@
 //! ```
 //!
 //! `unsafe` is confined to the memory map (`partition.rs`) and the SIMD kernels
-//! (`kernel/x86.rs`), each block with a `// SAFETY:` comment.
+//! (`kernel/x86.rs`, `kernel/avx512.rs`), each block with a `// SAFETY:` comment.
 //!
 //! # Layers
 //!
