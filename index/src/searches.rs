@@ -7,7 +7,7 @@ use crate::error::{IndexError, Result};
 use crate::filter::{FilterPath, RowFilter};
 use crate::graph::GraphView;
 use crate::partition::Partition;
-use crate::scan::exact_batch_coded;
+use crate::scan::{exact_batch_coded, exact_one};
 use crate::search::{
     exact, exact_batch, rerank, rerank_breadth, traverse, Filtered, Hit, Query, Scored, Visited,
 };
@@ -30,7 +30,7 @@ impl Partition {
         // A breadth of every row costs what a scan costs; the scan also
         // reaches any row the graph does not link to.
         if ef.max(k) >= self.len() {
-            return exact(self, &q, k);
+            return exact_one(self, self.codes(), &q, k);
         }
         let pool = self.with_visited(|v| self.hnsw(&g, &q.unit, ef.max(k), v))?;
         let rows: Vec<u32> = pool
@@ -42,14 +42,16 @@ impl Partition {
     }
 
     /// Exact top-k by scanning every row (the reference the graph is measured
-    /// against). `k` is clamped to the row count.
+    /// against): on the codes with the bound of `scan.rs` when the file has
+    /// them, else on the f32 vectors; re-ranked in f64 either way. `k` is
+    /// clamped to the row count.
     pub fn search_exact(&self, query: &[f32], k: usize) -> Result<Vec<Hit>> {
         let k = k.min(self.len());
         let q = Query::new(self.dim(), query)?;
         if k == 0 || self.is_empty() {
             return Ok(Vec::new());
         }
-        exact(self, &q, k)
+        exact_one(self, self.codes(), &q, k)
     }
 
     /// Many queries at once, spread over the rayon thread pool. `ef = None`

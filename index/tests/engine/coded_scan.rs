@@ -171,4 +171,7 @@ fn queries_the_codes_cannot_score_fall_back_to_the_f32_scan() {
     let got = p.search_batch(&queries, 10, None).unwrap();
     assert_brute_force("degenerate queries", &base, &queries, &got, 10);
     assert_eq!(got, p.search_batch_f32(&queries, 10).unwrap());
+    for (i, q) in queries.iter().enumerate() {
+        assert_eq!(p.search_exact(q, 10).unwrap(), got[i], "search_exact, query {i}");
+    }
 }
