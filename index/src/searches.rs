@@ -62,10 +62,7 @@ impl Partition {
         match ef {
             Some(ef) if self.has_graph() => queries.par_iter().map(|q| self.search(q, k, ef)).collect(),
             _ => {
-                let qs = queries
-                    .iter()
-                    .map(|q| Query::new(self.dim(), q))
-                    .collect::<Result<Vec<_>>>()?;
+                let qs = self.queries(queries)?;
                 if k == 0 || self.is_empty() {
                     return Ok(vec![Vec::new(); qs.len()]);
                 }
@@ -80,14 +77,16 @@ impl Partition {
     #[doc(hidden)]
     pub fn search_batch_f32(&self, queries: &[Vec<f32>], k: usize) -> Result<Vec<Vec<Hit>>> {
         let k = k.min(self.len());
-        let qs = queries
-            .iter()
-            .map(|q| Query::new(self.dim(), q))
-            .collect::<Result<Vec<_>>>()?;
+        let qs = self.queries(queries)?;
         if k == 0 || self.is_empty() {
             return Ok(vec![Vec::new(); qs.len()]);
         }
         exact_batch(self, &qs, k)
+    }
+
+    /// Every query checked and normalised (the first bad one is the error).
+    fn queries(&self, queries: &[Vec<f32>]) -> Result<Vec<Query>> {
+        queries.iter().map(|q| Query::new(self.dim(), q)).collect()
     }
 
     /// HNSW search over this partition's graph (on the quantised codes when

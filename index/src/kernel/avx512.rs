@@ -28,12 +28,7 @@ pub fn tile_u8_i16_avx512(
     dim: usize,
     w: &[&[i16]; TILE_QUERIES],
 ) -> [[i32; TILE_QUERIES]; TILE_ROWS] {
-    assert_eq!(
-        codes.len(),
-        TILE_ROWS * dim,
-        "a tile is {TILE_ROWS} rows of {dim} codes"
-    );
-    assert!(w.iter().all(|w| w.len() == dim), "weights of {dim} components");
+    super::check_tile(codes, dim, w);
     assert!(available(), "tile_u8_i16_avx512 needs AVX-512 F, BW, VL and VNNI");
     let ptrs: [*const i16; TILE_QUERIES] = std::array::from_fn(|j| w[j].as_ptr());
     // SAFETY: the CPU has the features the function enables (asserted above; the

@@ -192,17 +192,24 @@ pub fn tile_path() -> &'static str {
     TILE.get_or_init(select_tile).1
 }
 
+/// Panics unless `codes` is a tile of [`TILE_ROWS`] rows of `dim` codes and
+/// every weight vector has `dim` components.
+pub(crate) fn check_tile(codes: &[u8], dim: usize, w: &[&[i16]; TILE_QUERIES]) {
+    assert_eq!(
+        codes.len(),
+        TILE_ROWS * dim,
+        "a tile is {TILE_ROWS} rows of {dim} codes"
+    );
+    assert!(w.iter().all(|w| w.len() == dim), "weights of {dim} components");
+}
+
 /// The portable version of [`tile_u8_i16`].
 pub fn tile_u8_i16_portable(
     codes: &[u8],
     dim: usize,
     w: &[&[i16]; TILE_QUERIES],
 ) -> [[i32; TILE_QUERIES]; TILE_ROWS] {
-    assert_eq!(
-        codes.len(),
-        TILE_ROWS * dim,
-        "a tile is {TILE_ROWS} rows of {dim} codes"
-    );
+    check_tile(codes, dim, w);
     std::array::from_fn(|i| std::array::from_fn(|j| dot_u8_i16(&codes[i * dim..(i + 1) * dim], w[j])))
 }
 
