@@ -10,6 +10,7 @@ use crate::error::{Error, Result, NEVER_COMPARED};
 pub mod args;
 pub mod global;
 pub mod progress;
+pub mod reference;
 
 pub use global::GlobalOpts;
 

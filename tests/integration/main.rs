@@ -8,6 +8,7 @@ mod architecture;
 mod backfill;
 mod calibration;
 mod cli;
+mod cli_reference;
 mod deploy;
 mod faults;
 mod import;
