@@ -19,5 +19,7 @@ cargo build --release --quiet -p stabspace-index --example exactscan
 for round in $(seq "$rounds"); do
   target/release/examples/exactscan --base "$base" --queries "$queries" --dim "$dim" \
     --rounds 1 --index "$index/p.stabidx" | tail -n +$([ "$round" = 1 ] && echo 1 || echo 2)
-  OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 "$python" benches/exact_scan.py "$base" "$queries" "$dim"
+  # numpy as users run it: OpenBLAS picks its own kernel (../shared/PERFORMANCE.md).
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 \
+    "$python" benches/exact_scan.py "$base" "$queries" "$dim"
 done
